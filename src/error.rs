@@ -1,0 +1,55 @@
+//! How a command ends: the exit codes of the operator contract, and the error types that
+//! choose them.
+
+use crate::config::ConfigError;
+
+/// Exit codes of the operator contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    Success = 0,
+    /// The refresh failed; staging is left serving its previous data.
+    Failed = 1,
+    /// Bad command line or configuration.
+    Usage = 2,
+    /// A guard refused to act (no opt-in marker, target equals source, ...).
+    Refused = 3,
+    /// Another refresh holds the lock.
+    Locked = 4,
+}
+
+impl From<Exit> for std::process::ExitCode {
+    fn from(exit: Exit) -> Self {
+        std::process::ExitCode::from(exit as u8)
+    }
+}
+
+/// A guard said no. Nothing has been changed.
+#[derive(Debug, thiserror::Error)]
+#[error("refused: {0}")]
+pub struct Refused(pub String);
+
+/// Another refresh is running.
+#[derive(Debug, thiserror::Error)]
+#[error("another refresh holds the lock {path} (pid {pid}, run {run_id})")]
+pub struct Locked {
+    pub path: String,
+    pub pid: String,
+    pub run_id: String,
+}
+
+/// The exit code for an error, from the first error in its chain that decides one.
+pub fn exit_for(err: &anyhow::Error) -> Exit {
+    for cause in err.chain() {
+        if cause.is::<ConfigError>() {
+            return Exit::Usage;
+        }
+        if cause.is::<Refused>() {
+            return Exit::Refused;
+        }
+        if cause.is::<Locked>() {
+            return Exit::Locked;
+        }
+    }
+    Exit::Failed
+}

@@ -1,0 +1,114 @@
+//! Production-shaped data: a database built from `tests/fixtures/prod-shaped.sql`, dumped the
+//! way db-backup does (`pg_dump | zstd`) and uploaded with its `.md5` sidecar.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use md5::{Digest, Md5};
+
+use super::services::{Postgres, S3};
+
+/// The role that owns the production database; staging does not have it.
+pub const PROD_OWNER: &str = "app_prod";
+pub const PROD_ADMIN_EMAIL: &str = "info@shootify.io";
+
+pub fn fixture_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// Creates database `db` on `pg`, owned by [`PROD_OWNER`], filled with `users` users' worth of
+/// production-shaped data (about 22 rows per user).
+pub fn seed_prod(pg: &Postgres, db: &str, users: u64) {
+    for role in [PROD_OWNER, "app_readonly"] {
+        // Roles are cluster-wide; a second seed on the same server finds them there.
+        let _ = pg.psql("postgres", &format!("CREATE ROLE {role}"));
+    }
+    pg.query(
+        "postgres",
+        &format!("CREATE DATABASE \"{db}\" OWNER {PROD_OWNER}"),
+    );
+    let out = Command::new(Postgres::bin("psql"))
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-v",
+            &format!("users={users}"),
+        ])
+        .args(["-d", &pg.url(db), "-c", &format!("SET ROLE {PROD_OWNER}")])
+        .arg("-f")
+        .arg(fixture_path("prod-shaped.sql"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "seeding {db} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `pg_dump` of `db` as plain SQL, as db-backup takes it.
+pub fn dump_sql(pg: &Postgres, db: &str) -> Vec<u8> {
+    let out = Command::new(Postgres::bin("pg_dump"))
+        .args(["-d", &pg.url(db)])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run pg_dump");
+    assert!(
+        out.status.success(),
+        "pg_dump failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Compresses with the zstd command line tool, as db-backup does.
+pub fn zstd(data: &[u8]) -> Vec<u8> {
+    let mut child = Command::new("zstd")
+        .args(["-q", "-c", "-3"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run zstd");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = data.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+pub fn md5_hex(data: &[u8]) -> String {
+    hex::encode(Md5::digest(data))
+}
+
+/// A db-backup file name: `pgsql_<db>_<host>_<YYYYMMDD-HHMMSS>.sql.zst`.
+pub fn dump_name(db: &str, host: &str, taken_at: chrono::DateTime<chrono::Utc>) -> String {
+    format!(
+        "pgsql_{db}_{host}_{}.sql.zst",
+        taken_at.format("%Y%m%d-%H%M%S")
+    )
+}
+
+/// Uploads a dump under `prefix` with its `.md5` sidecar (when `sidecar`), like db-backup.
+pub async fn upload_snapshot(
+    s3: &S3,
+    bucket: &str,
+    prefix: &str,
+    name: &str,
+    body: Vec<u8>,
+    sidecar: bool,
+) {
+    let key = format!("{prefix}{name}");
+    if sidecar {
+        let line = format!("{}  {name}\n", md5_hex(&body));
+        s3.put(bucket, &format!("{key}.md5"), line).await;
+    }
+    s3.put(bucket, &key, body).await;
+}

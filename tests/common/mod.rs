@@ -1,0 +1,114 @@
+//! Shared by every integration test binary, the demo sandbox and the benchmarks.
+//! Not every binary uses every helper.
+#![allow(dead_code)]
+
+pub mod fixtures;
+pub mod services;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+#[allow(unused_imports)]
+pub use services::{Postgres, Redis, postgres, prod_postgres, s3, smtp, unique, unique_bucket};
+
+/// The built `staging-refresh` binary (Cargo names it for tests; examples find it beside them).
+pub fn binary() -> PathBuf {
+    match option_env!("CARGO_BIN_EXE_staging-refresh") {
+        Some(path) => PathBuf::from(path),
+        None => {
+            let exe = std::env::current_exe().unwrap();
+            exe.parent().unwrap().join("../staging-refresh")
+        }
+    }
+}
+
+/// What a run of the binary printed and how it ended.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `staging-refresh --config <config> <args>` to completion (off the async runtime).
+pub async fn run(config: &Path, args: &[&str]) -> Run {
+    let mut cmd = Command::new(binary());
+    cmd.arg("--config").arg(config).args(args);
+    run_command(cmd).await
+}
+
+pub async fn run_command(mut cmd: Command) -> Run {
+    cmd.stdin(Stdio::null()).env_remove("RUST_LOG");
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run staging-refresh"))
+        .await
+        .unwrap();
+    Run::from(out)
+}
+
+/// A directory of the test's own, removed at exit.
+pub fn test_dir(name: &str) -> PathBuf {
+    let dir = services::root().join(unique(name));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes `text` as `config.toml` in a fresh directory and returns its path.
+pub fn write_config(text: &str) -> PathBuf {
+    let path = test_dir("config").join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The config sections every test needs; `snapshot_bucket`/`prefix` on the shared S3 server,
+/// database URL on the shared staging Postgres, state under the test's own directory.
+pub fn base_config(snapshot_bucket: &str, prefix: &str, database: &str) -> String {
+    let state = test_dir("state");
+    format!(
+        r#"[snapshot]
+{bucket}prefix = "{prefix}"
+
+[database]
+url = "{url}"
+name = "{database}"
+
+[anonymize]
+admin_email = "admin@staging.example.com"
+admin_password = "staging-admin-password"
+
+[daemon]
+state_dir = "{state}"
+control_socket = "{state}/control.sock"
+"#,
+        bucket = s3().bucket_toml(snapshot_bucket),
+        url = postgres().url("postgres"),
+        state = state.display(),
+    )
+}
