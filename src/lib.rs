@@ -7,5 +7,6 @@ pub mod config;
 pub mod error;
 pub mod logging;
 pub mod progress;
+pub mod shutdown;
 pub mod snapshot;
 pub mod store;
