@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod logging;
 pub mod progress;
+pub mod restore;
 pub mod shutdown;
 pub mod snapshot;
 pub mod store;

@@ -1,0 +1,177 @@
+//! Loads filtered dump items into the scratch database over one connection: statements in
+//! batches through the simple query protocol (one round trip per ~1 MiB of SQL), COPY data
+//! streamed through `COPY ... FROM STDIN`.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use futures::SinkExt;
+use tokio::sync::mpsc;
+use tokio_postgres::Client;
+
+use crate::progress::Progress;
+
+/// A batch is sent once it holds this much SQL.
+const BATCH_BYTES: usize = 1 << 20;
+
+/// What the filter passes on to be loaded.
+#[derive(Debug)]
+pub enum Load {
+    Sql {
+        text: String,
+        line: u64,
+    },
+    CopyStart {
+        statement: String,
+        line: u64,
+        table: String,
+    },
+    CopyData(Bytes),
+    CopyEnd {
+        rows: u64,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("dump line {line}: {message}")]
+    Statement { line: u64, message: String },
+    #[error("loading COPY data into {table} (COPY at dump line {line}): {message}")]
+    Copy {
+        table: String,
+        line: u64,
+        message: String,
+    },
+    /// The stream feeding the loader stopped early; the feeding side says why.
+    #[error("the dump stream stopped early")]
+    InputEnded,
+}
+
+/// The server's message with its detail, hint and context (e.g. the COPY line that failed).
+pub fn db_message(err: &tokio_postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{}: {}", db.severity(), db.message());
+            for (label, part) in [
+                ("DETAIL", db.detail()),
+                ("HINT", db.hint()),
+                ("CONTEXT", db.where_()),
+            ] {
+                if let Some(part) = part {
+                    text.push_str(&format!("; {label}: {part}"));
+                }
+            }
+            text
+        }
+        None => err.to_string(),
+    }
+}
+
+struct Batch {
+    sql: String,
+    /// Each statement's dump line and span in `sql`.
+    statements: Vec<(u64, std::ops::Range<usize>)>,
+}
+
+impl Batch {
+    fn push(&mut self, text: &str, line: u64) {
+        let start = self.sql.len();
+        self.sql.push_str(text);
+        self.sql.push('\n');
+        self.statements.push((line, start..start + text.len()));
+    }
+
+    async fn flush(&mut self, client: &Client) -> Result<(), LoadError> {
+        if self.statements.is_empty() {
+            return Ok(());
+        }
+        let result = client.batch_execute(&self.sql).await;
+        let statements = std::mem::take(&mut self.statements);
+        let sql = std::mem::take(&mut self.sql);
+        let Err(err) = result else { return Ok(()) };
+        // The batch ran as one implicit transaction and rolled back whole: replay it one
+        // statement at a time to name the line that fails.
+        for (line, span) in &statements {
+            if let Err(e) = client.batch_execute(&sql[span.clone()]).await {
+                return Err(LoadError::Statement {
+                    line: *line,
+                    message: db_message(&e),
+                });
+            }
+        }
+        Err(LoadError::Statement {
+            line: statements[0].0,
+            message: db_message(&err),
+        })
+    }
+}
+
+/// Loads everything `items` delivers; returns the rows loaded per table.
+pub async fn load(
+    client: &Client,
+    mut items: mpsc::Receiver<Load>,
+    progress: &Progress,
+) -> Result<BTreeMap<String, u64>, LoadError> {
+    let mut rows = BTreeMap::new();
+    let mut batch = Batch {
+        sql: String::with_capacity(BATCH_BYTES + 4096),
+        statements: Vec::new(),
+    };
+    while let Some(item) = items.recv().await {
+        match item {
+            Load::Sql { text, line } => {
+                batch.push(&text, line);
+                if batch.sql.len() >= BATCH_BYTES {
+                    batch.flush(client).await?;
+                }
+            }
+            Load::CopyStart {
+                statement,
+                line,
+                table,
+            } => {
+                batch.flush(client).await?;
+                progress.set_message(&table);
+                let count = copy(client, &mut items, &statement)
+                    .await
+                    .map_err(|message| match message {
+                        None => LoadError::InputEnded,
+                        Some(message) => LoadError::Copy {
+                            table: table.clone(),
+                            line,
+                            message,
+                        },
+                    })?;
+                *rows.entry(table).or_insert(0) += count;
+            }
+            Load::CopyData(_) | Load::CopyEnd { .. } => {
+                unreachable!("COPY data arrives only after a COPY statement")
+            }
+        }
+    }
+    batch.flush(client).await?;
+    Ok(rows)
+}
+
+/// Streams one table's COPY data; returns the row count the server reports. The error is
+/// the server's message, or `None` when the input stopped early.
+async fn copy(
+    client: &Client,
+    items: &mut mpsc::Receiver<Load>,
+    statement: &str,
+) -> Result<u64, Option<String>> {
+    let server = |e: tokio_postgres::Error| Some(db_message(&e));
+    let sink = client
+        .copy_in::<_, Bytes>(statement)
+        .await
+        .map_err(server)?;
+    let mut sink = std::pin::pin!(sink);
+    loop {
+        match items.recv().await {
+            Some(Load::CopyData(data)) => sink.send(data).await.map_err(server)?,
+            Some(Load::CopyEnd { .. }) => return sink.as_mut().finish().await.map_err(server),
+            Some(other) => unreachable!("{other:?} inside COPY data"),
+            None => return Err(None),
+        }
+    }
+}
