@@ -1,13 +1,19 @@
 //! staging-refresh: keeps a staging environment a fresh, anonymized copy of production.
 //! `main.rs` only parses the command line; everything else lives here, one module per concern.
 
+pub mod anonymize;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod database;
 pub mod error;
+pub mod lock;
 pub mod logging;
 pub mod progress;
+pub mod refresh;
+pub mod report;
 pub mod restore;
 pub mod shutdown;
 pub mod snapshot;
+pub mod state;
 pub mod store;

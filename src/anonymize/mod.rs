@@ -1,0 +1,124 @@
+//! Anonymization of the scratch database, in one transaction: the [`rules`] (the runbook's
+//! three steps, flaws fixed), `extra_sql`, materialized views refreshed, then [`verify`] and
+//! [`scan`] inside the same transaction. Anything wrong rolls everything back, and the
+//! scratch database is dropped by the caller: nothing un-anonymized is ever committed.
+
+pub mod rules;
+pub mod scan;
+pub mod verify;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use tokio_postgres::Client;
+
+use crate::config::{AnonymizeConfig, OnUnmaskedPii};
+use crate::restore::loader::db_message;
+pub use scan::Finding;
+pub use verify::Verification;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Anonymized {
+    /// Rows changed per table.
+    pub rows: BTreeMap<String, u64>,
+    pub verification: Vec<Verification>,
+    pub findings: Vec<Finding>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnonymizeError {
+    #[error(
+        "no user has the production admin email {email:?} (anonymize.prod_admin_email); \
+         nothing was changed"
+    )]
+    AdminNotFound { email: String },
+    #[error("{what}: {message}")]
+    Sql { what: String, message: String },
+    #[error("anonymize.extra_sql {path}: {message}")]
+    ExtraSql { path: String, message: String },
+    #[error("verification failed: {}", failed(.0))]
+    Verification(Vec<Verification>),
+    #[error(
+        "unmasked PII found and anonymize.on_unmasked_pii = \"fail\": {}",
+        scan::describe(.0)
+    )]
+    Pii(Vec<Finding>),
+}
+
+fn failed(checks: &[Verification]) -> String {
+    checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| format!("{} ({})", c.name, c.detail))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl AnonymizeError {
+    /// What the error carries for the run report.
+    pub fn results(&self) -> (Vec<Verification>, Vec<Finding>) {
+        match self {
+            AnonymizeError::Verification(v) => (v.clone(), Vec::new()),
+            AnonymizeError::Pii(f) => (Vec::new(), f.clone()),
+            _ => (Vec::new(), Vec::new()),
+        }
+    }
+}
+
+pub(crate) fn sql_error(what: &str) -> impl Fn(tokio_postgres::Error) -> AnonymizeError + '_ {
+    move |e| AnonymizeError::Sql {
+        what: what.to_owned(),
+        message: db_message(&e),
+    }
+}
+
+/// Anonymizes, verifies and scans the database `client` is connected to, in one transaction
+/// committed only when all of it passes.
+pub async fn run(client: &mut Client, cfg: &AnonymizeConfig) -> Result<Anonymized, AnonymizeError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(sql_error("starting the transaction"))?;
+    // The restore ran with synchronous_commit off; this commit flushes all of it, so a
+    // crash after cutover can never bring back un-anonymized rows.
+    tx.batch_execute("SET LOCAL synchronous_commit = on")
+        .await
+        .map_err(sql_error("setting synchronous_commit"))?;
+    let applied = rules::apply(&tx, cfg).await?;
+    for path in &cfg.extra_sql {
+        let shown = path.display().to_string();
+        let sql = std::fs::read_to_string(path).map_err(|e| AnonymizeError::ExtraSql {
+            path: shown.clone(),
+            message: e.to_string(),
+        })?;
+        tx.batch_execute(&sql)
+            .await
+            .map_err(|e| AnonymizeError::ExtraSql {
+                path: shown,
+                message: db_message(&e),
+            })?;
+    }
+    rules::finish(&tx).await?;
+    let verification = verify::run(&tx, cfg, &applied.admin_id).await?;
+    if verification.iter().any(|c| !c.ok) {
+        return Err(AnonymizeError::Verification(verification));
+    }
+    let findings = scan::run(&tx, cfg).await?;
+    if !findings.is_empty() {
+        match cfg.on_unmasked_pii {
+            OnUnmaskedPii::Fail => return Err(AnonymizeError::Pii(findings)),
+            OnUnmaskedPii::Warn => tracing::warn!(
+                findings = %scan::describe(&findings),
+                "unmasked PII found (anonymize.on_unmasked_pii = \"warn\")"
+            ),
+        }
+    }
+    tx.commit()
+        .await
+        .map_err(sql_error("committing the anonymization"))?;
+    Ok(Anonymized {
+        rows: applied.rows,
+        verification,
+        findings,
+    })
+}

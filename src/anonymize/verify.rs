@@ -1,0 +1,143 @@
+//! Verification inside the anonymizing transaction: the rules (and `extra_sql`) left what
+//! staging promises, or nothing commits.
+
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Transaction;
+
+use super::rules::{INTEGRATIONS, USERS};
+use super::{AnonymizeError, sql_error};
+use crate::config::AnonymizeConfig;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+fn check(name: &str, ok: bool, detail: String) -> Verification {
+    Verification {
+        name: name.to_owned(),
+        ok,
+        detail,
+    }
+}
+
+pub async fn run(
+    tx: &Transaction<'_>,
+    cfg: &AnonymizeConfig,
+    admin_id: &str,
+) -> Result<Vec<Verification>, AnonymizeError> {
+    let suffix = format!("@{}", cfg.email_domain.to_lowercase());
+    let suffix_len = suffix.chars().count() as i32;
+    let outside: i64 = tx
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM {USERS} WHERE id::text <> $1
+                 AND (email IS NULL OR right(lower(email), $3) <> $2)"
+            ),
+            &[&admin_id, &suffix, &suffix_len],
+        )
+        .await
+        .map_err(sql_error("verifying"))?
+        .get(0);
+    let credentials: i64 = tx
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM {INTEGRATIONS} WHERE push_products
+                 OR push_service_base_url IS NOT NULL OR push_service_api_key IS NOT NULL"
+            ),
+            &[],
+        )
+        .await
+        .map_err(sql_error("verifying"))?
+        .get(0);
+    let admin = tx
+        .query_opt(
+            &format!("SELECT email, hashed_password FROM {USERS} WHERE id::text = $1"),
+            &[&admin_id],
+        )
+        .await
+        .map_err(sql_error("verifying"))?;
+    let (admin_email, admin_hash): (String, String) = admin
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap_or_default();
+    let password = cfg.admin_password.expose().to_owned();
+    let verifies = tokio::task::spawn_blocking(move || {
+        bcrypt::verify(password, &admin_hash).unwrap_or(false)
+    })
+    .await
+    .expect("bcrypt does not panic");
+    let superusers = tx
+        .query_one(
+            &format!(
+                "SELECT count(*) FILTER (WHERE id::text <> $1), count(*) FILTER (WHERE id::text = $1)
+                 FROM {USERS} WHERE is_superuser AND is_active"
+            ),
+            &[&admin_id],
+        )
+        .await
+        .map_err(sql_error("verifying"))?;
+    let (other_superusers, admin_superuser): (i64, i64) = (superusers.get(0), superusers.get(1));
+    let kept_production_hash: i64 = tx
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM {USERS} WHERE is_active AND id::text <> $1
+                 AND hashed_password IN (SELECT hashed_password FROM staging_refresh_production_hashes)"
+            ),
+            &[&admin_id],
+        )
+        .await
+        .map_err(sql_error("verifying"))?
+        .get(0);
+    let login_capable = kept_production_hash + i64::from(verifies);
+    Ok(vec![
+        check(
+            "non-admin emails in the reserved domain",
+            outside == 0,
+            format!("{outside} non-admin users have an email outside {suffix}"),
+        ),
+        check(
+            "integration credentials removed",
+            credentials == 0,
+            format!("{credentials} integrations still push or keep a URL or key"),
+        ),
+        check(
+            "admin kept its id",
+            admin_email == cfg.admin_email,
+            format!("user {admin_id} has email {:?}", mask(&admin_email, cfg)),
+        ),
+        check(
+            "admin password verifies",
+            verifies,
+            "the admin's hash checked against anonymize.admin_password".into(),
+        ),
+        check(
+            "exactly one active superuser",
+            other_superusers == 0 && admin_superuser == 1,
+            format!(
+                "{other_superusers} other active superusers; the admin {}",
+                if admin_superuser == 1 { "is one" } else { "is not" }
+            ),
+        ),
+        check(
+            "exactly one login-capable account",
+            login_capable == 1,
+            format!(
+                "{kept_production_hash} active non-admin users keep a production password hash"
+            ),
+        ),
+    ])
+}
+
+/// An email safe to report: the staging admin's, or only its domain.
+fn mask(email: &str, cfg: &AnonymizeConfig) -> String {
+    if email == cfg.admin_email {
+        email.to_owned()
+    } else {
+        match email.split_once('@') {
+            Some((_, domain)) => format!("…@{domain}"),
+            None => "(none)".into(),
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The staging PostgreSQL server as the refresh sees it: connections (always through the
+//! maintenance URL, by database name), the scratch database, the swap at cutover and the
+//! opt-in markers.
+
+pub mod markers;
+pub mod swap;
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::time::Duration;
+
+use tokio_postgres::{Client, NoTls};
+
+use crate::config::{Secret, redacted_postgres};
+use crate::restore::filter::quote_ident;
+use crate::restore::loader::db_message;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{what} on {server}: {message}")]
+pub struct DbError {
+    pub what: String,
+    pub server: String,
+    pub message: String,
+}
+
+/// The staging server, reached with `database.url`.
+#[derive(Clone)]
+pub struct Server {
+    config: tokio_postgres::Config,
+    redacted: String,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted)
+    }
+}
+
+impl Server {
+    /// The URL was validated when the config loaded.
+    pub fn new(url: &Secret) -> Server {
+        let mut config =
+            tokio_postgres::Config::from_str(url.expose()).expect("validated at config load");
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        config.application_name("staging-refresh");
+        Server {
+            config,
+            redacted: redacted_postgres(url),
+        }
+    }
+
+    /// The URL without its password, for messages.
+    pub fn redacted(&self) -> &str {
+        &self.redacted
+    }
+
+    /// The maintenance database the URL names.
+    pub fn maintenance_db(&self) -> &str {
+        self.config.get_dbname().unwrap_or("postgres")
+    }
+
+    /// The host part of the URL (the first, for multi-host URLs).
+    pub fn host(&self) -> String {
+        match self.config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => "localhost".into(),
+        }
+    }
+
+    pub fn error(&self, what: impl Into<String>, err: &tokio_postgres::Error) -> DbError {
+        DbError {
+            what: what.into(),
+            server: self.redacted.clone(),
+            message: db_message(err),
+        }
+    }
+
+    /// Connects to `database` (the maintenance database when `None`).
+    pub async fn connect(&self, database: Option<&str>) -> Result<Client, DbError> {
+        let mut config = self.config.clone();
+        if let Some(db) = database {
+            config.dbname(db);
+        }
+        let name = config.get_dbname().unwrap_or("postgres").to_owned();
+        let (client, connection) = config
+            .connect(NoTls)
+            .await
+            .map_err(|e| self.error(format!("connecting to database {name:?}"), &e))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "PostgreSQL connection closed");
+            }
+        });
+        Ok(client)
+    }
+
+    /// Runs SQL that returns nothing, naming `what` in the error.
+    pub async fn execute(&self, client: &Client, what: &str, sql: &str) -> Result<(), DbError> {
+        client
+            .batch_execute(sql)
+            .await
+            .map_err(|e| self.error(what, &e))
+    }
+
+    pub async fn exists(&self, client: &Client, database: &str) -> Result<bool, DbError> {
+        client
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
+            .await
+            .map(|row| row.is_some())
+            .map_err(|e| self.error(format!("looking up database {database:?}"), &e))
+    }
+
+    /// Creates an empty database from template0, owned by `owner` when given.
+    pub async fn create(
+        &self,
+        client: &Client,
+        database: &str,
+        owner: Option<&str>,
+    ) -> Result<(), DbError> {
+        let owner = owner
+            .map(|o| format!(" OWNER {}", quote_ident(o)))
+            .unwrap_or_default();
+        self.execute(
+            client,
+            &format!("creating database {database:?}"),
+            &format!(
+                "CREATE DATABASE {} TEMPLATE template0{owner}",
+                quote_ident(database)
+            ),
+        )
+        .await
+    }
+
+    /// Drops `database` if it exists, ending its sessions first.
+    pub async fn drop(&self, client: &Client, database: &str) -> Result<(), DbError> {
+        self.execute(
+            client,
+            &format!("dropping database {database:?}"),
+            &format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                quote_ident(database)
+            ),
+        )
+        .await
+    }
+
+    /// `server_version_num` and every role name: what the dump filter decides by.
+    pub async fn facts(&self, client: &Client) -> Result<(u32, HashSet<String>), DbError> {
+        let version: String = client
+            .query_one("SHOW server_version_num", &[])
+            .await
+            .map_err(|e| self.error("reading the server version", &e))?
+            .get(0);
+        let roles = client
+            .query("SELECT rolname::text FROM pg_roles", &[])
+            .await
+            .map_err(|e| self.error("listing roles", &e))?
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect();
+        Ok((version.parse().unwrap_or(0), roles))
+    }
+
+    /// Whether the connected role is a superuser.
+    pub async fn is_superuser(&self, client: &Client) -> Result<bool, DbError> {
+        client
+            .query_one(
+                "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+                &[],
+            )
+            .await
+            .map(|r| r.get(0))
+            .map_err(|e| self.error("reading the role's attributes", &e))
+    }
+}

@@ -1,0 +1,306 @@
+//! The orchestrator: one refresh, phase by phase, as the design describes.
+//!
+//! Phase 1 (staging keeps serving): guards, snapshot selection, restore into
+//! `<name>__refresh`, anonymize + verify + scan. SIGTERM here cancels cleanly.
+//! Phase 2 (the maintenance window, [`cutover`]): runs to the end once started.
+//! Phase 3: drop the replaced database unless `keep_previous`.
+//!
+//! Any failure before the swap leaves staging as it was and drops the scratch database.
+//! The media mirror plugs in here: its copy pass runs concurrently with phase 1
+//! ([`prepare_database`] is joined with it), its delete pass in phase 3.
+
+pub mod backend;
+pub mod cutover;
+pub mod maintenance;
+pub mod plan;
+pub mod redis;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use chrono::Utc;
+use tokio_postgres::Client;
+
+use crate::anonymize::{self, AnonymizeError};
+use crate::config::Config;
+use crate::database::{Server, markers};
+use crate::error::Refused;
+use crate::lock::{LockError, RunLock};
+use crate::progress::{Progress, Unit};
+use crate::report::{Outcome, Phase, PhaseTiming, RunReport, SnapshotReport};
+use crate::restore::{self, filter::Filter};
+use crate::shutdown::Shutdown;
+use crate::snapshot::{Catalog, Selection, Snapshot};
+use crate::store::SourceBucket;
+
+/// Told about a run as it goes (the state file, later systemd status and metrics).
+pub trait Observer: Send + Sync {
+    /// A phase starts; `progress` counts its work when it has a measurable amount.
+    fn phase(&self, report: &RunReport, phase: Phase, progress: Option<Arc<Progress>>);
+    fn finished(&self, report: &RunReport);
+}
+
+/// An observer that ignores everything.
+pub struct Quiet;
+
+impl Observer for Quiet {
+    fn phase(&self, _: &RunReport, _: Phase, _: Option<Arc<Progress>>) {}
+    fn finished(&self, _: &RunReport) {}
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Refresh the database only; leave the media bucket alone.
+    pub skip_media: bool,
+}
+
+/// The run was stopped by SIGTERM/SIGINT before cutover.
+#[derive(Debug, thiserror::Error)]
+#[error("cancelled by a signal before cutover; staging keeps its previous data")]
+pub struct Cancelled;
+
+/// A run id: UTC start time plus a random suffix, sortable and unique.
+pub fn new_run_id() -> String {
+    let mut suffix = [0u8; 3];
+    getrandom::fill(&mut suffix).expect("the OS random source works");
+    format!(
+        "{}-{}",
+        Utc::now().format("%Y%m%dT%H%M%SZ"),
+        hex::encode(suffix)
+    )
+}
+
+/// One refresh, holding the lock. Only a held lock is an error; everything else that goes
+/// wrong is in the report (outcome, failed phase, error).
+pub async fn run(
+    config: &Config,
+    selection: &Selection,
+    options: &Options,
+    shutdown: Shutdown,
+    observer: &dyn Observer,
+) -> Result<RunReport, LockError> {
+    let run_id = new_run_id();
+    let lock = RunLock::acquire(&config.lock_file(), &run_id)?;
+    let mut run = Run {
+        config,
+        server: Server::new(&config.database.url),
+        observer,
+        shutdown,
+        report: RunReport::new(run_id),
+        phase: Phase::Prepare,
+        phase_started: Instant::now(),
+    };
+    tracing::info!(run_id = %run.report.run_id, "refresh started");
+    let result = run.execute(selection, options).await;
+    run.end_phase();
+    let mut report = run.report;
+    if let Err(err) = result {
+        report.outcome = if err.is::<Cancelled>() {
+            Outcome::Cancelled
+        } else if err.chain().any(|c| c.is::<Refused>()) {
+            Outcome::Refused
+        } else {
+            Outcome::Failed
+        };
+        report.failed_phase = Some(run.phase);
+        report.error = Some(format!("{err:#}"));
+        tracing::error!(run_id = %report.run_id, phase = %run.phase, "refresh failed: {err:#}");
+    } else {
+        tracing::info!(run_id = %report.run_id, "refresh finished");
+    }
+    report.finished_at = Some(Utc::now());
+    observer.finished(&report);
+    drop(lock);
+    Ok(report)
+}
+
+struct Run<'a> {
+    config: &'a Config,
+    server: Server,
+    observer: &'a dyn Observer,
+    shutdown: Shutdown,
+    report: RunReport,
+    phase: Phase,
+    phase_started: Instant,
+}
+
+impl Run<'_> {
+    fn begin(&mut self, phase: Phase, progress: Option<Arc<Progress>>) {
+        self.end_phase();
+        self.phase = phase;
+        self.phase_started = Instant::now();
+        tracing::info!(run_id = %self.report.run_id, %phase, "phase started");
+        self.observer.phase(&self.report, phase, progress);
+    }
+
+    fn end_phase(&mut self) {
+        if !self.report.phases.iter().any(|p| p.phase == self.phase) {
+            self.report.phases.push(PhaseTiming {
+                phase: self.phase,
+                seconds: self.phase_started.elapsed().as_secs_f64(),
+            });
+        }
+    }
+
+    async fn execute(&mut self, selection: &Selection, _options: &Options) -> anyhow::Result<()> {
+        self.observer.phase(&self.report, Phase::Prepare, None);
+        let maintenance = self.server.connect(None).await?;
+        let snapshot = self.guards_and_snapshot(&maintenance, selection).await?;
+        let scratch = self.config.scratch_db();
+
+        // Phase 1, cancellable: a signal drops the work in flight, then the scratch database.
+        let mut shutdown = self.shutdown.clone();
+        let prepared = tokio::select! {
+            result = self.prepare_database(&maintenance, &snapshot) => result,
+            () = shutdown.requested() => Err(Cancelled.into()),
+        };
+        if let Err(err) = prepared {
+            self.drop_scratch(&maintenance).await;
+            return Err(err);
+        }
+
+        // The previous refresh's kept database goes before the window, not during it.
+        let previous = self.config.previous_db();
+        self.server.drop(&maintenance, &previous).await?;
+
+        self.begin(Phase::Cutover, None);
+        let name = self.config.database.name.as_str();
+        let had_live = self.server.exists(&maintenance, name).await?;
+        let mut renames = vec![(scratch.as_str(), name)];
+        if had_live {
+            renames.insert(0, (name, previous.as_str()));
+        }
+        let done = cutover::run(
+            self.config,
+            &self.server,
+            &maintenance,
+            &self.report.run_id,
+            &snapshot.name,
+            &renames,
+        )
+        .await;
+        let done = match done {
+            Ok(done) => done,
+            Err(err) => {
+                self.drop_scratch(&maintenance).await;
+                return Err(err.into());
+            }
+        };
+        self.report.maintenance_seconds = Some(done.maintenance_seconds);
+        self.report.redis_flushed = done.redis_flushed;
+        tracing::info!(seconds = done.maintenance_seconds, "cutover done");
+
+        self.begin(Phase::Cleanup, None);
+        if had_live && !self.config.database.keep_previous {
+            self.server.drop(&maintenance, &previous).await?;
+        }
+        self.report.previous_kept = had_live && self.config.database.keep_previous;
+        Ok(())
+    }
+
+    /// Refuses (before any change) a target that has not opted in or is the snapshot's own
+    /// database; selects the snapshot.
+    async fn guards_and_snapshot(
+        &mut self,
+        maintenance: &Client,
+        selection: &Selection,
+    ) -> anyhow::Result<Snapshot> {
+        let name = &self.config.database.name;
+        if markers::marked_at(&self.server, maintenance, name)
+            .await?
+            .is_none()
+        {
+            return Err(Refused(format!(
+                "database {name:?} on {} is not marked as a refresh target; \
+                 run `staging-refresh init-target` once to opt in",
+                self.server.redacted()
+            ))
+            .into());
+        }
+        let bucket = SourceBucket::new(&self.config.snapshot.bucket_config());
+        let catalog = Catalog::list(&bucket, &self.config.snapshot, self.config.source_database())
+            .await
+            .context("listing snapshots")?;
+        let snapshot = catalog.select(selection, Utc::now())?.clone();
+        self.report.snapshot = Some(SnapshotReport::from(&snapshot));
+        if snapshot.host == self.server.host() && &snapshot.database == name {
+            return Err(Refused(format!(
+                "database.url points at the snapshot's own server and database ({}/{name}): \
+                 staging must not be production",
+                snapshot.host
+            ))
+            .into());
+        }
+        Ok(snapshot)
+    }
+
+    /// Restores into a fresh scratch database and anonymizes it.
+    async fn prepare_database(
+        &mut self,
+        maintenance: &Client,
+        snapshot: &Snapshot,
+    ) -> anyhow::Result<()> {
+        let scratch = self.config.scratch_db();
+        let (server_version, roles) = self.server.facts(maintenance).await?;
+        let filter = Filter {
+            server_version,
+            roles,
+            owner: self.config.database.owner.clone(),
+            database: snapshot.database.clone(),
+        };
+        // A scratch database left by a crashed run is ours by name.
+        self.server.drop(maintenance, &scratch).await?;
+        self.server
+            .create(maintenance, &scratch, self.config.database.owner.as_deref())
+            .await?;
+        let mut client = self.server.connect(Some(&scratch)).await?;
+        // Durability comes at the anonymization's commit, which flushes everything before it.
+        self.server
+            .execute(
+                &client,
+                "configuring the restore session",
+                "SET synchronous_commit = off",
+            )
+            .await?;
+
+        let progress = Arc::new(Progress::new("restore", Unit::Bytes, Some(snapshot.size)));
+        self.begin(Phase::Restore, Some(progress.clone()));
+        let bucket = SourceBucket::new(&self.config.snapshot.bucket_config());
+        let streamed = restore::restore(&bucket, snapshot, filter, &client, progress.clone())
+            .await
+            .with_context(|| format!("restoring {} into {scratch}", snapshot.name))?;
+        progress.finish();
+        self.report.bytes_downloaded = streamed.bytes_downloaded;
+        self.report.bytes_restored = streamed.bytes_sql;
+        self.report.rows_restored = streamed.rows;
+        self.report.statements_filtered = streamed.filtered;
+        if let Some(s) = &mut self.report.snapshot {
+            s.checksum_verified = streamed.checksum_verified;
+        }
+
+        self.begin(Phase::Anonymize, None);
+        match anonymize::run(&mut client, &self.config.anonymize).await {
+            Ok(done) => {
+                self.report.rows_anonymized = done.rows;
+                self.report.verification = done.verification;
+                self.report.pii_findings = done.findings;
+                Ok(())
+            }
+            Err(err) => {
+                let (verification, findings) = AnonymizeError::results(&err);
+                self.report.verification = verification;
+                self.report.pii_findings = findings;
+                Err(anyhow::Error::new(err).context(format!("anonymizing {scratch}")))
+            }
+        }
+    }
+
+    async fn drop_scratch(&self, maintenance: &Client) {
+        let scratch = self.config.scratch_db();
+        match self.server.drop(maintenance, &scratch).await {
+            Ok(()) => tracing::info!(database = %scratch, "scratch database dropped"),
+            Err(e) => tracing::error!(error = %e, "dropping the scratch database failed"),
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! `plan` (and `run --dry-run`): what a refresh would do, found by streaming the selected
+//! dump through checksum, decoding and the filter without loading anything. Reads only.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::Utc;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::database::{Server, markers};
+use crate::progress::{Progress, Unit};
+use crate::report::SnapshotReport;
+use crate::restore::{self, filter::Filter};
+use crate::snapshot::{Catalog, Selection};
+use crate::store::SourceBucket;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub snapshot: SnapshotReport,
+    pub bytes_sql: u64,
+    pub rows: BTreeMap<String, u64>,
+    pub statements_filtered: BTreeMap<String, u64>,
+    /// Users that would be anonymized (all but the admin).
+    pub users_to_anonymize: u64,
+    pub integrations_to_neutralise: u64,
+    /// Database operations, in order.
+    pub databases: Vec<String>,
+    /// Whether `init-target` has marked the database (a run refuses without it).
+    pub target_marked: bool,
+}
+
+pub async fn plan(config: &Config, selection: &Selection) -> anyhow::Result<Plan> {
+    let server = Server::new(&config.database.url);
+    let client = server.connect(None).await?;
+    let name = &config.database.name;
+    let target_marked = markers::marked_at(&server, &client, name).await?.is_some();
+    let bucket = SourceBucket::new(&config.snapshot.bucket_config());
+    let catalog = Catalog::list(&bucket, &config.snapshot, config.source_database())
+        .await
+        .context("listing snapshots")?;
+    let snapshot = catalog.select(selection, Utc::now())?.clone();
+    let (server_version, roles) = server.facts(&client).await?;
+    let filter = Filter {
+        server_version,
+        roles,
+        owner: config.database.owner.clone(),
+        database: snapshot.database.clone(),
+    };
+    let progress = Arc::new(Progress::new("plan", Unit::Bytes, Some(snapshot.size)));
+    let streamed = restore::plan(&bucket, &snapshot, filter, progress)
+        .await
+        .with_context(|| format!("reading {}", snapshot.name))?;
+
+    let (scratch, previous) = (config.scratch_db(), config.previous_db());
+    let mut databases = Vec::new();
+    if server.exists(&client, &scratch).await? {
+        databases.push(format!("drop {scratch} (left by an earlier run)"));
+    }
+    databases.push(format!("create {scratch} and restore into it"));
+    if server.exists(&client, &previous).await? {
+        databases.push(format!("drop {previous} (the previous refresh's)"));
+    }
+    if server.exists(&client, name).await? {
+        databases.push(format!("rename {name} to {previous}"));
+        databases.push(format!("rename {scratch} to {name}"));
+        if !config.database.keep_previous {
+            databases.push(format!("drop {previous} (keep_previous = false)"));
+        }
+    } else {
+        databases.push(format!("rename {scratch} to {name}"));
+    }
+    let rows_of = |table: &str| streamed.rows.get(table).copied().unwrap_or(0);
+    let mut snapshot_report = SnapshotReport::from(&snapshot);
+    snapshot_report.checksum_verified = streamed.checksum_verified;
+    Ok(Plan {
+        snapshot: snapshot_report,
+        bytes_sql: streamed.bytes_sql,
+        users_to_anonymize: rows_of("public.\"user\"").saturating_sub(1),
+        integrations_to_neutralise: rows_of("public.external_system_integration"),
+        rows: streamed.rows,
+        statements_filtered: streamed.filtered,
+        databases,
+        target_marked,
+    })
+}

@@ -1,0 +1,234 @@
+//! The run report: everything a refresh did, as one serializable value. `run --json`,
+//! `status`, the state file (and later metrics and the summary email) are all built from it.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::anonymize::{Finding, Verification};
+use crate::error::Exit;
+use crate::snapshot::Snapshot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Ok,
+    /// Something failed; staging serves its previous data.
+    Failed,
+    /// A guard refused before anything changed.
+    Refused,
+    /// SIGTERM/SIGINT before cutover; staging serves its previous data.
+    Cancelled,
+}
+
+impl Outcome {
+    pub fn exit(self) -> Exit {
+        match self {
+            Outcome::Ok => Exit::Success,
+            Outcome::Refused => Exit::Refused,
+            Outcome::Failed | Outcome::Cancelled => Exit::Failed,
+        }
+    }
+}
+
+/// The steps of a refresh, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Guards, lock, snapshot selection.
+    Prepare,
+    /// Streaming the dump into the scratch database.
+    Restore,
+    /// Rules, verification and PII scan, in one transaction.
+    Anonymize,
+    /// The maintenance window: stop, swap, flush, start.
+    Cutover,
+    /// After cutover: dropping the old previous database.
+    Cleanup,
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Phase::Prepare => "prepare",
+            Phase::Restore => "restore",
+            Phase::Anonymize => "anonymize",
+            Phase::Cutover => "cutover",
+            Phase::Cleanup => "cleanup",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SnapshotReport {
+    pub name: String,
+    pub key: String,
+    pub taken_at: DateTime<Utc>,
+    /// Compressed size in the bucket.
+    pub size: u64,
+    /// True when an `.md5` sidecar existed and matched the downloaded bytes.
+    pub checksum_verified: bool,
+}
+
+impl From<&Snapshot> for SnapshotReport {
+    fn from(s: &Snapshot) -> Self {
+        SnapshotReport {
+            name: s.name.clone(),
+            key: s.key.clone(),
+            taken_at: s.taken_at,
+            size: s.size,
+            checksum_verified: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PhaseTiming {
+    pub phase: Phase,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub outcome: Outcome,
+    /// The phase that failed (or was cancelled or refused).
+    pub failed_phase: Option<Phase>,
+    /// The error, with its causes; never a secret.
+    pub error: Option<String>,
+    pub snapshot: Option<SnapshotReport>,
+    pub phases: Vec<PhaseTiming>,
+    pub bytes_downloaded: u64,
+    /// Decompressed SQL bytes restored.
+    pub bytes_restored: u64,
+    pub rows_restored: BTreeMap<String, u64>,
+    /// Dump statements dropped or rewritten by the filter, by reason.
+    pub statements_filtered: BTreeMap<String, u64>,
+    pub rows_anonymized: BTreeMap<String, u64>,
+    pub verification: Vec<Verification>,
+    pub pii_findings: Vec<Finding>,
+    /// How long staging was in maintenance (backend stopped), when it was.
+    pub maintenance_seconds: Option<f64>,
+    /// Whether the replaced database is kept as `<name>__previous`.
+    pub previous_kept: bool,
+    pub redis_flushed: bool,
+}
+
+impl RunReport {
+    pub fn new(run_id: String) -> RunReport {
+        RunReport {
+            run_id,
+            started_at: Utc::now(),
+            finished_at: None,
+            outcome: Outcome::Ok,
+            failed_phase: None,
+            error: None,
+            snapshot: None,
+            phases: Vec::new(),
+            bytes_downloaded: 0,
+            bytes_restored: 0,
+            rows_restored: BTreeMap::new(),
+            statements_filtered: BTreeMap::new(),
+            rows_anonymized: BTreeMap::new(),
+            verification: Vec::new(),
+            pii_findings: Vec::new(),
+            maintenance_seconds: None,
+            previous_kept: false,
+            redis_flushed: false,
+        }
+    }
+
+    pub fn seconds(&self, phase: Phase) -> Option<f64> {
+        self.phases
+            .iter()
+            .find(|p| p.phase == phase)
+            .map(|p| p.seconds)
+    }
+
+    /// A few lines for a person: outcome, snapshot, durations, what changed.
+    pub fn summary(&self) -> String {
+        let mut lines = vec![format!("run {}: {:?}", self.run_id, self.outcome).to_lowercase()];
+        if let Some(error) = &self.error {
+            let phase = self
+                .failed_phase
+                .map(|p| format!(" in {p}"))
+                .unwrap_or_default();
+            lines.push(format!("error{phase}: {error}"));
+        }
+        if let Some(s) = &self.snapshot {
+            lines.push(format!(
+                "snapshot {} taken {} ({} bytes, checksum {})",
+                s.name,
+                s.taken_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                s.size,
+                if s.checksum_verified {
+                    "verified"
+                } else {
+                    "not checked"
+                }
+            ));
+        }
+        if !self.phases.is_empty() {
+            let phases: Vec<String> = self
+                .phases
+                .iter()
+                .map(|p| format!("{} {:.1}s", p.phase, p.seconds))
+                .collect();
+            lines.push(format!("phases: {}", phases.join(", ")));
+        }
+        if !self.rows_restored.is_empty() {
+            let rows: u64 = self.rows_restored.values().sum();
+            lines.push(format!(
+                "restored {rows} rows in {} tables ({} SQL bytes)",
+                self.rows_restored.len(),
+                self.bytes_restored
+            ));
+        }
+        if !self.rows_anonymized.is_empty() {
+            let rows: Vec<String> = self
+                .rows_anonymized
+                .iter()
+                .map(|(t, n)| format!("{t} {n}"))
+                .collect();
+            lines.push(format!("anonymized: {}", rows.join(", ")));
+        }
+        let failed: Vec<&str> = self
+            .verification
+            .iter()
+            .filter(|v| !v.ok)
+            .map(|v| v.name.as_str())
+            .collect();
+        if !self.verification.is_empty() {
+            lines.push(if failed.is_empty() {
+                format!("verification: all {} checks passed", self.verification.len())
+            } else {
+                format!("verification FAILED: {}", failed.join(", "))
+            });
+        }
+        if !self.pii_findings.is_empty() {
+            lines.push(format!(
+                "PII findings: {}",
+                crate::anonymize::scan::describe(&self.pii_findings)
+            ));
+        }
+        if let Some(m) = self.maintenance_seconds {
+            lines.push(format!(
+                "maintenance window {m:.1}s; redis {}; previous database {}",
+                if self.redis_flushed {
+                    "flushed"
+                } else {
+                    "not flushed"
+                },
+                if self.previous_kept {
+                    "kept"
+                } else {
+                    "dropped"
+                }
+            ));
+        }
+        lines.join("\n")
+    }
+}
