@@ -5,6 +5,8 @@ use chrono::Utc;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::database::{Server, markers};
+use crate::refresh::redis;
 use crate::snapshot::{Catalog, Selection, format_age};
 use crate::store::SourceBucket;
 
@@ -31,9 +33,56 @@ impl CheckResult {
 
 /// Runs every check; the config itself was validated when it loaded.
 pub async fn run(config: &Config) -> Vec<CheckResult> {
-    vec![
+    let mut results = vec![
         CheckResult::from("config", Ok("valid".into())),
         CheckResult::from("snapshot bucket", snapshot_bucket(config).await),
+    ];
+    results.extend(database(config).await);
+    if let Some(url) = &config.redis.url {
+        let reachable = redis::ping(url).await.map(|()| "reachable".to_owned());
+        results.push(CheckResult::from(
+            "redis",
+            reachable.map_err(|e| e.to_string()),
+        ));
+    }
+    results
+}
+
+/// The staging server: reachable, the target marked, the role not a superuser.
+async fn database(config: &Config) -> Vec<CheckResult> {
+    let server = Server::new(&config.database.url);
+    let client = match server.connect(None).await {
+        Ok(client) => client,
+        Err(e) => return vec![CheckResult::from("database", Err(e.to_string()))],
+    };
+    let name = &config.database.name;
+    let reachable = match server.facts(&client).await {
+        Ok((version, _)) => Ok(format!("{} (server version {version})", server.redacted())),
+        Err(e) => Err(e.to_string()),
+    };
+    let marker = match markers::marked_at(&server, &client, name).await {
+        Ok(Some(at)) => Ok(format!(
+            "{name} marked as a refresh target on {}",
+            at.format("%Y-%m-%d %H:%M UTC")
+        )),
+        Ok(None) => Err(format!(
+            "{name} is not marked as a refresh target; run `staging-refresh init-target` to opt in"
+        )),
+        Err(e) => Err(e.to_string()),
+    };
+    let role = match server.is_superuser(&client).await {
+        Ok(true) => Ok(
+            "warning: the role is a superuser, and the dump runs with its rights; \
+                        prefer a role with CREATEDB that is a member of database.owner"
+                .to_owned(),
+        ),
+        Ok(false) => Ok("not a superuser".to_owned()),
+        Err(e) => Err(e.to_string()),
+    };
+    vec![
+        CheckResult::from("database", reachable),
+        CheckResult::from("target marker", marker),
+        CheckResult::from("database role", role),
     ]
 }
 

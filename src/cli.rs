@@ -10,9 +10,14 @@ use serde::Serialize;
 
 use crate::check;
 use crate::config::{self, Config};
+use crate::database::{Server, markers};
 use crate::error::Exit;
+use crate::lock::{LockError, RunLock};
 use crate::logging::LogFormat;
-use crate::snapshot::{Catalog, format_age};
+use crate::refresh::{self, Options, cutover, maintenance, plan::Plan};
+use crate::shutdown;
+use crate::snapshot::{Catalog, Selection, format_age};
+use crate::state::{Recorder, StateFile};
 use crate::store::SourceBucket;
 
 /// Keeps a staging environment a fresh, anonymized copy of production.
@@ -51,6 +56,30 @@ pub enum Command {
     },
     /// Verify config, credentials, reachability and opt-in markers; non-zero exit on any problem.
     Check,
+    /// One full refresh in the foreground, holding the lock.
+    Run {
+        /// `latest`, or a snapshot's file name or key.
+        #[arg(long, default_value = "latest")]
+        snapshot: Selection,
+        /// Only show what would be done (the same as `plan`).
+        #[arg(long)]
+        dry_run: bool,
+        /// Refresh the database only; leave the media bucket alone.
+        #[arg(long)]
+        skip_media: bool,
+    },
+    /// Dry run: stream the dump through checksum, decoding and the filter, and show what
+    /// would be restored, anonymized, created, renamed and dropped. Changes nothing.
+    Plan {
+        #[arg(long, default_value = "latest")]
+        snapshot: Selection,
+    },
+    /// Mark the staging database as a refresh target (the opt-in marker a run requires).
+    InitTarget,
+    /// Swap the kept previous database back in, under the maintenance flag.
+    Rollback,
+    /// The current and last run, the maintenance flag, the kept previous database.
+    Status,
 }
 
 /// Runs one command; the returned code is the process exit status.
@@ -59,6 +88,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Snapshots { limit } => snapshots(&config, limit, cli.json, cli.verbose).await,
         Command::Check => check(&config, cli.json).await,
+        Command::Run {
+            snapshot,
+            dry_run: true,
+            ..
+        }
+        | Command::Plan { snapshot } => plan(&config, &snapshot, cli.json).await,
+        Command::Run {
+            snapshot,
+            skip_media,
+            ..
+        } => run_refresh(&config, &snapshot, skip_media, cli.json).await,
+        Command::InitTarget => init_target(&config).await,
+        Command::Rollback => rollback(&config).await,
+        Command::Status => status(&config, cli.json).await,
     }
 }
 
@@ -154,4 +197,210 @@ async fn check(config: &Config, json: bool) -> anyhow::Result<Exit> {
     } else {
         Exit::Failed
     })
+}
+
+async fn run_refresh(
+    config: &Config,
+    snapshot: &Selection,
+    skip_media: bool,
+    json: bool,
+) -> anyhow::Result<Exit> {
+    let recorder = Recorder::start(StateFile::in_dir(&config.daemon.state_dir));
+    let report = refresh::run(
+        config,
+        snapshot,
+        &Options { skip_media },
+        shutdown::on_signals(),
+        &recorder,
+    )
+    .await
+    .map_err(lock_error)?;
+    if json {
+        print_json(&report)?;
+    } else {
+        println!("{}", report.summary());
+    }
+    if let Some(error) = &report.error {
+        eprintln!("error: {error}");
+    }
+    Ok(report.outcome.exit())
+}
+
+/// A held lock as its own error, so the exit code is 4.
+fn lock_error(err: LockError) -> anyhow::Error {
+    match err {
+        LockError::Locked(locked) => locked.into(),
+        other => other.into(),
+    }
+}
+
+async fn plan(config: &Config, snapshot: &Selection, json: bool) -> anyhow::Result<Exit> {
+    let plan: Plan = refresh::plan::plan(config, snapshot).await?;
+    if json {
+        print_json(&plan)?;
+        return Ok(Exit::Success);
+    }
+    let s = &plan.snapshot;
+    println!(
+        "snapshot {} taken {} ({}, checksum {})",
+        s.name,
+        s.taken_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        HumanBytes(s.size),
+        if s.checksum_verified {
+            "verified"
+        } else {
+            "not checked: no .md5 sidecar"
+        }
+    );
+    let total: u64 = plan.rows.values().sum();
+    println!(
+        "would restore {total} rows in {} tables ({} of SQL):",
+        plan.rows.len(),
+        HumanBytes(plan.bytes_sql)
+    );
+    for (table, rows) in &plan.rows {
+        println!("  {table:<40} {rows:>12}");
+    }
+    for (reason, count) in &plan.statements_filtered {
+        println!("would skip or rewrite {count}: {reason}");
+    }
+    println!(
+        "would anonymize {} users (the admin is re-keyed in place) and neutralise {} integrations",
+        plan.users_to_anonymize, plan.integrations_to_neutralise
+    );
+    for step in &plan.databases {
+        println!("would {step}");
+    }
+    if !plan.target_marked {
+        println!(
+            "database {} is not marked as a refresh target: `run` would refuse (see init-target)",
+            config.database.name
+        );
+    }
+    Ok(Exit::Success)
+}
+
+async fn init_target(config: &Config) -> anyhow::Result<Exit> {
+    let server = Server::new(&config.database.url);
+    let client = server.connect(None).await?;
+    markers::mark(&server, &client, &config.database.name).await?;
+    println!(
+        "marked database {} on {} as a refresh target",
+        config.database.name,
+        server.redacted()
+    );
+    Ok(Exit::Success)
+}
+
+async fn rollback(config: &Config) -> anyhow::Result<Exit> {
+    let run_id = refresh::new_run_id();
+    let _lock = RunLock::acquire(&config.lock_file(), &run_id).map_err(lock_error)?;
+    let server = Server::new(&config.database.url);
+    let client = server.connect(None).await?;
+    let name = config.database.name.as_str();
+    let previous = config.previous_db();
+    if !server.exists(&client, &previous).await? {
+        anyhow::bail!("there is no {previous} to roll back to");
+    }
+    let parked = format!("{name}__rollback");
+    let renames: Vec<(&str, &str)> = if server.exists(&client, name).await? {
+        vec![(name, &parked), (&previous, name), (&parked, &previous)]
+    } else {
+        vec![(&previous, name)]
+    };
+    let done = cutover::run(config, &server, &client, &run_id, "rollback", &renames).await?;
+    println!(
+        "rolled back: the previous data is live as {name} again, the replaced data is kept as \
+         {previous} (maintenance {:.1}s, redis {})",
+        done.maintenance_seconds,
+        if done.redis_flushed {
+            "flushed"
+        } else {
+            "not flushed"
+        }
+    );
+    Ok(Exit::Success)
+}
+
+#[derive(Serialize)]
+struct Status {
+    running: Option<crate::state::CurrentRun>,
+    last: Option<crate::report::RunReport>,
+    maintenance_flag: Option<serde_json::Value>,
+    previous_database: String,
+    previous_kept: Option<bool>,
+    previous_error: Option<String>,
+}
+
+async fn status(config: &Config, json: bool) -> anyhow::Result<Exit> {
+    let state = StateFile::in_dir(&config.daemon.state_dir).read()?;
+    // A current run recorded by a process that no longer holds the lock ended abruptly.
+    let running = state
+        .current
+        .filter(|_| RunLock::is_held(&config.lock_file()));
+    let flag = maintenance::read(&config.flag_file()).map(|f| match f {
+        Ok(contents) => serde_json::to_value(contents).expect("serializable"),
+        Err(e) => serde_json::json!({ "unreadable": e }),
+    });
+    let server = Server::new(&config.database.url);
+    let previous = config.previous_db();
+    let kept = match server.connect(None).await {
+        Ok(client) => server
+            .exists(&client, &previous)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let status = Status {
+        running,
+        last: state.last,
+        maintenance_flag: flag,
+        previous_database: previous,
+        previous_kept: kept.as_ref().ok().copied(),
+        previous_error: kept.err(),
+    };
+    if json {
+        print_json(&status)?;
+        return Ok(Exit::Success);
+    }
+    match &status.running {
+        Some(r) => {
+            let progress = r
+                .progress
+                .as_ref()
+                .map(|p| match p.total {
+                    Some(total) => format!(
+                        ", {} of {} ({})",
+                        HumanBytes(p.done),
+                        HumanBytes(total),
+                        p.message
+                    ),
+                    None => format!(", {} ({})", HumanBytes(p.done), p.message),
+                })
+                .unwrap_or_default();
+            println!(
+                "running: {} (pid {}), phase {}{progress}",
+                r.run_id, r.pid, r.phase
+            );
+        }
+        None => println!("running: no"),
+    }
+    match &status.last {
+        Some(report) => println!("last run:\n  {}", report.summary().replace('\n', "\n  ")),
+        None => println!("last run: none recorded"),
+    }
+    match &status.maintenance_flag {
+        Some(flag) => println!("maintenance flag: RAISED {flag}"),
+        None => println!("maintenance flag: not raised"),
+    }
+    match (&status.previous_kept, &status.previous_error) {
+        (Some(true), _) => println!(
+            "previous database: {} kept (rollback possible)",
+            status.previous_database
+        ),
+        (Some(false), _) => println!("previous database: none"),
+        (None, Some(e)) => println!("previous database: unknown ({e})"),
+        (None, None) => {}
+    }
+    Ok(Exit::Success)
 }

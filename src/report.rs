@@ -203,7 +203,10 @@ impl RunReport {
             .collect();
         if !self.verification.is_empty() {
             lines.push(if failed.is_empty() {
-                format!("verification: all {} checks passed", self.verification.len())
+                format!(
+                    "verification: all {} checks passed",
+                    self.verification.len()
+                )
             } else {
                 format!("verification FAILED: {}", failed.join(", "))
             });

@@ -106,7 +106,11 @@ impl Recorder {
             loop {
                 tokio::time::sleep(PROGRESS_EVERY).await;
                 let Some(slot) = weak.upgrade() else { return };
-                let snapshot = slot.lock().expect("progress slot").as_ref().map(|p| p.snapshot());
+                let snapshot = slot
+                    .lock()
+                    .expect("progress slot")
+                    .as_ref()
+                    .map(|p| p.snapshot());
                 if let Some(snapshot) = snapshot {
                     ticking.file.update(|s| {
                         if let Some(current) = &mut s.current {

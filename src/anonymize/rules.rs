@@ -19,7 +19,10 @@ pub const RULE_COLUMNS: &[(&str, &str)] = &[
     ("public.user", "email"),
     ("public.user", "full_name"),
     ("public.user", "hashed_password"),
-    ("public.external_system_integration", "push_service_base_url"),
+    (
+        "public.external_system_integration",
+        "push_service_base_url",
+    ),
     ("public.external_system_integration", "push_service_api_key"),
 ];
 const BCRYPT_COST: u32 = 12;
@@ -123,7 +126,10 @@ pub async fn apply(tx: &Transaction<'_>, cfg: &AnonymizeConfig) -> Result<Applie
         admin_id,
         rows: BTreeMap::from([
             ("public.user".to_owned(), others + 1),
-            ("public.external_system_integration".to_owned(), integrations),
+            (
+                "public.external_system_integration".to_owned(),
+                integrations,
+            ),
         ]),
     })
 }

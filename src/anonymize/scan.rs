@@ -82,7 +82,8 @@ pub async fn run(
         .map_err(sql_error("listing text columns"))?;
     let mut tables: Vec<Table> = Vec::new();
     for row in rows {
-        let (schema, table, column): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+        let (schema, table, column): (String, String, String) =
+            (row.get(0), row.get(1), row.get(2));
         let name = format!("{schema}.{table}");
         if RULE_COLUMNS.contains(&(name.as_str(), column.as_str())) {
             continue;
@@ -309,9 +310,15 @@ mod tests {
         let c = cfg();
         let cases: &[(&str, &[&str])] = &[
             ("write to jane.doe@example.com today", &["email"]),
-            ("anon_abc@staging.invalid and admin@staging.example.com", &[]),
+            (
+                "anon_abc@staging.invalid and admin@staging.example.com",
+                &[],
+            ),
             ("call +39 06 1234 5678", &["phone"]),
-            ("{\"key\": \"sk_live_4eC39HqLyjWDarjtT1zdp7dc\"}", &["token"]),
+            (
+                "{\"key\": \"sk_live_4eC39HqLyjWDarjtT1zdp7dc\"}",
+                &["token"],
+            ),
             ("customer cus_NffrFeUfNV2Hib", &["token"]),
             ("IBAN DE89 3704 0044 0532 0130 00", &["iban"]),
             ("card 4111 1111 1111 1111", &["card"]),

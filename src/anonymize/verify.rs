@@ -59,15 +59,13 @@ pub async fn run(
         )
         .await
         .map_err(sql_error("verifying"))?;
-    let (admin_email, admin_hash): (String, String) = admin
-        .map(|r| (r.get(0), r.get(1)))
-        .unwrap_or_default();
+    let (admin_email, admin_hash): (String, String) =
+        admin.map(|r| (r.get(0), r.get(1))).unwrap_or_default();
     let password = cfg.admin_password.expose().to_owned();
-    let verifies = tokio::task::spawn_blocking(move || {
-        bcrypt::verify(password, &admin_hash).unwrap_or(false)
-    })
-    .await
-    .expect("bcrypt does not panic");
+    let verifies =
+        tokio::task::spawn_blocking(move || bcrypt::verify(password, &admin_hash).unwrap_or(false))
+            .await
+            .expect("bcrypt does not panic");
     let superusers = tx
         .query_one(
             &format!(
@@ -117,7 +115,11 @@ pub async fn run(
             other_superusers == 0 && admin_superuser == 1,
             format!(
                 "{other_superusers} other active superusers; the admin {}",
-                if admin_superuser == 1 { "is one" } else { "is not" }
+                if admin_superuser == 1 {
+                    "is one"
+                } else {
+                    "is not"
+                }
             ),
         ),
         check(

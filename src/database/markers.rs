@@ -16,9 +16,12 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS public.staging_refresh_ta
 
 /// Marks `database` as a refresh target.
 pub async fn mark(server: &Server, client: &Client, database: &str) -> Result<(), DbError> {
-    server
-        .execute(client, "creating public.staging_refresh_target", CREATE_TABLE)
-        .await?;
+    // Two concurrent CREATE TABLE IF NOT EXISTS can collide; the loser finds the table.
+    if let Err(e) = client.batch_execute(CREATE_TABLE).await
+        && e.code() != Some(&SqlState::UNIQUE_VIOLATION)
+    {
+        return Err(server.error("creating public.staging_refresh_target", &e));
+    }
     client
         .execute(
             "INSERT INTO public.staging_refresh_target (database) VALUES ($1)

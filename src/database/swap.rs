@@ -24,9 +24,13 @@ pub async fn rename_all(
         .map(|(_, (from, _))| *from)
         .collect();
     let last_name = |db: &str| {
-        renames
-            .iter()
-            .fold(db.to_owned(), |name, (from, to)| if name == *from { (*to).to_owned() } else { name })
+        renames.iter().fold(db.to_owned(), |name, (from, to)| {
+            if name == *from {
+                (*to).to_owned()
+            } else {
+                name
+            }
+        })
     };
     for db in &initial {
         set_allow_connections(server, client, db, false).await?;

@@ -62,7 +62,10 @@ pub async fn run_command(
     };
     let result = tokio::time::timeout(timeout, async {
         let (_, last_err, status) = tokio::join!(
-            log("stdout", Box::new(stdout) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            log(
+                "stdout",
+                Box::new(stdout) as Box<dyn tokio::io::AsyncRead + Unpin + Send>
+            ),
             log("stderr", Box::new(stderr)),
             child.wait()
         );

@@ -219,9 +219,13 @@ impl Run<'_> {
             .into());
         }
         let bucket = SourceBucket::new(&self.config.snapshot.bucket_config());
-        let catalog = Catalog::list(&bucket, &self.config.snapshot, self.config.source_database())
-            .await
-            .context("listing snapshots")?;
+        let catalog = Catalog::list(
+            &bucket,
+            &self.config.snapshot,
+            self.config.source_database(),
+        )
+        .await
+        .context("listing snapshots")?;
         let snapshot = catalog.select(selection, Utc::now())?.clone();
         self.report.snapshot = Some(SnapshotReport::from(&snapshot));
         if snapshot.host == self.server.host() && &snapshot.database == name {
@@ -280,6 +284,10 @@ impl Run<'_> {
         }
 
         self.begin(Phase::Anonymize, None);
+        // The dump emptied search_path and set other session options; extra_sql expects none.
+        self.server
+            .execute(&client, "resetting the session", "RESET ALL")
+            .await?;
         match anonymize::run(&mut client, &self.config.anonymize).await {
             Ok(done) => {
                 self.report.rows_anonymized = done.rows;

@@ -4,6 +4,7 @@
 
 pub mod fixtures;
 pub mod services;
+pub mod staging;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -1,0 +1,65 @@
+//! Staging as the refresh tests, the demo and the benchmark set it up: a least-privileged
+//! refresh role (CREATEDB, member of the owner role, may end sessions), an app database with
+//! data of its own, and the production dump to restore.
+
+use std::sync::OnceLock;
+
+use super::fixtures::{dump_sql, seed_prod};
+use super::services::{Postgres, prod_postgres};
+
+/// The role that owns staging's app database (`database.owner`).
+pub const OWNER: &str = "staging_owner";
+/// The role the refresh connects as: not a superuser.
+pub const REFRESH_ROLE: &str = "staging_refresh";
+/// The row every staging database starts with, to tell its data from production's.
+pub const SENTINEL: &str = "staging before the refresh";
+/// Users in the production database the tests restore.
+pub const PROD_USERS: u64 = 200;
+
+/// Creates the refresh and owner roles on the staging server `pg` (once per process);
+/// returns the maintenance URL for the refresh role.
+pub fn refresh_role_url(pg: &Postgres) -> String {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| create_roles(pg));
+    format!("postgres://{REFRESH_ROLE}@127.0.0.1:{}/postgres", pg.port)
+}
+
+fn create_roles(pg: &Postgres) {
+    for sql in [
+        format!("CREATE ROLE {OWNER} NOLOGIN"),
+        format!("CREATE ROLE {REFRESH_ROLE} LOGIN CREATEDB"),
+        format!("GRANT {OWNER} TO {REFRESH_ROLE}"),
+        format!("GRANT pg_signal_backend TO {REFRESH_ROLE}"),
+        format!("GRANT CREATE ON SCHEMA public TO {REFRESH_ROLE}"),
+    ] {
+        // Roles are cluster-wide: a second call finds them there.
+        let _ = pg.psql("postgres", &sql);
+    }
+}
+
+/// A staging app database owned by [`OWNER`], holding one [`SENTINEL`] row.
+pub fn seed_staging(pg: &Postgres, db: &str) {
+    refresh_role_url(pg);
+    pg.query(
+        "postgres",
+        &format!("CREATE DATABASE \"{db}\" OWNER {OWNER}"),
+    );
+    pg.query(
+        db,
+        &format!(
+            "SET ROLE {OWNER}; CREATE TABLE sentinel (note text); \
+             INSERT INTO sentinel VALUES ('{SENTINEL}')"
+        ),
+    );
+}
+
+/// The production database `app` (prod-shaped, [`PROD_USERS`] users) on the production
+/// server, dumped as plain SQL once per process.
+pub fn prod_dump() -> &'static [u8] {
+    static DUMP: OnceLock<Vec<u8>> = OnceLock::new();
+    DUMP.get_or_init(|| {
+        let prod = prod_postgres();
+        seed_prod(prod, "app", PROD_USERS);
+        dump_sql(prod, "app")
+    })
+}

@@ -1,0 +1,686 @@
+//! `run`, `plan`, `init-target`, `rollback`, `status` and `check` against real PostgreSQL
+//! (a production server and a staging one), S3 (moto) and Redis.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use common::fixtures::{PROD_ADMIN_EMAIL, dump_name, md5_hex, zstd};
+use common::staging::{OWNER, SENTINEL, prod_dump, refresh_role_url, seed_staging};
+use common::{Redis, Run, postgres, prod_postgres, s3, test_dir, unique};
+use staging_refresh::lock::RunLock;
+
+const ADMIN_EMAIL: &str = "admin@staging.example.com";
+const ADMIN_PASSWORD: &str = "staging-admin-password";
+const TABLES: &[&str] = &[
+    "\"user\"",
+    "organization",
+    "product",
+    "shooting",
+    "generation",
+    "external_system_integration",
+];
+
+/// One test's staging database, snapshot bucket and config.
+struct Env {
+    db: String,
+    bucket: String,
+    dir: PathBuf,
+    snapshot: String,
+    /// Lines added to the `[anonymize]` section.
+    anonymize: String,
+    /// Whole sections appended to the config.
+    sections: String,
+}
+
+impl Env {
+    /// A staging database with data of its own and a bucket holding `dump` (plain SQL,
+    /// compressed here) with a correct `.md5` sidecar.
+    async fn new(dump: &[u8]) -> Env {
+        let env = Env::empty().await;
+        env.upload(zstd(dump), None).await;
+        env
+    }
+
+    async fn empty() -> Env {
+        let db = unique("app");
+        seed_staging(postgres(), &db);
+        let dir = test_dir("refresh");
+        Env {
+            db,
+            bucket: s3().bucket("snaps").await,
+            snapshot: dump_name("app", "prod-db", Utc::now() - chrono::Duration::hours(1)),
+            anonymize: String::new(),
+            sections: format!(
+                "[backend]\nstop = [\"sh\", \"-c\", \"echo stop >> {log}\"]\n\
+                 start = [\"sh\", \"-c\", \"echo start >> {log}\"]\n",
+                log = dir.join("backend.log").display()
+            ),
+            dir,
+        }
+    }
+
+    /// Uploads the snapshot; `sidecar` overrides the `.md5` file's text.
+    async fn upload(&self, body: Vec<u8>, sidecar: Option<String>) {
+        let sidecar = sidecar.unwrap_or_else(|| format!("{}  {}\n", md5_hex(&body), self.snapshot));
+        s3().put(&self.bucket, &format!("{}.md5", self.snapshot), sidecar)
+            .await;
+        s3().put(&self.bucket, &self.snapshot, body).await;
+    }
+
+    fn config(&self) -> PathBuf {
+        let text = format!(
+            r#"[snapshot]
+{bucket}prefix = ""
+database = "app"
+
+[database]
+url = "{url}"
+name = "{db}"
+owner = "{OWNER}"
+
+[anonymize]
+admin_email = "{ADMIN_EMAIL}"
+admin_password = "{ADMIN_PASSWORD}"
+{anonymize}
+[daemon]
+state_dir = "{state}"
+control_socket = "{state}/control.sock"
+
+{sections}"#,
+            bucket = s3().bucket_toml(&self.bucket),
+            url = refresh_role_url(postgres()),
+            db = self.db,
+            anonymize = self.anonymize,
+            state = self.dir.join("state").display(),
+            sections = self.sections,
+        );
+        let path = self.dir.join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    async fn run(&self, args: &[&str]) -> Run {
+        common::run(&self.config(), args).await
+    }
+
+    /// `init-target`, then `run --skip-media --json`.
+    async fn refresh(&self) -> Run {
+        let init = self.run(&["init-target"]).await;
+        assert_eq!(init.code, 0, "{init:?}");
+        self.run(&["--json", "run", "--skip-media"]).await
+    }
+
+    fn query(&self, sql: &str) -> String {
+        postgres().query(&self.db, sql)
+    }
+
+    fn database_exists(&self, name: &str) -> bool {
+        postgres().query(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'"),
+        ) == "1"
+    }
+
+    fn backend_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("backend.log")).unwrap_or_default()
+    }
+
+    /// A failed run: exit 1 naming `cause`, staging unchanged and queryable, scratch database
+    /// gone, lock released, no maintenance flag, backend never stopped.
+    fn assert_failed_cleanly(&self, out: &Run, cause: &str) {
+        assert_eq!(out.code, 1, "{out:?}");
+        assert!(out.stderr.contains(cause), "expected {cause:?} in {out:?}");
+        assert_eq!(self.query("SELECT note FROM sentinel"), SENTINEL);
+        assert!(!self.database_exists(&format!("{}__refresh", self.db)));
+        RunLock::acquire(&self.dir.join("state/refresh.lock"), "check").unwrap();
+        assert!(!self.dir.join("state/maintenance.json").exists());
+        assert_eq!(self.backend_log(), "", "the backend was touched");
+    }
+}
+
+/// `sql` with `text` inserted after the first line equal to `after`.
+fn inject(sql: &[u8], after: &str, text: &str) -> Vec<u8> {
+    let sql = std::str::from_utf8(sql).unwrap();
+    let marker = format!("\n{after}\n");
+    let at = sql
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no line {after:?} in the dump"))
+        + marker.len();
+    format!("{}{text}\n{}", &sql[..at], &sql[at..]).into_bytes()
+}
+
+/// An HTTP server answering 200 to everything; returns its URL.
+async fn health_server() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut request = [0u8; 1024];
+                let _ = stream.read(&mut request).await;
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+            });
+        }
+    });
+    format!("http://127.0.0.1:{port}/health")
+}
+
+fn prod_count(table: &str) -> String {
+    prod_postgres().query("app", &format!("SELECT count(*) FROM {table}"))
+}
+
+#[tokio::test]
+async fn a_refresh_replaces_staging_with_anonymized_production_and_rollback_brings_it_back() {
+    let mut env = Env::new(prod_dump()).await;
+    let redis = Redis::start();
+    redis.cli(&["SET", "celery-task", "stale"]);
+    redis.cli(&["SET", "session:1", "old"]);
+    env.sections.push_str(&format!(
+        "health_url = \"{}\"\n\n[redis]\nurl = \"{}\"\n",
+        health_server().await,
+        redis.url()
+    ));
+
+    let out = env.refresh().await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let report = out.json();
+    assert_eq!(report["outcome"], "ok");
+    assert_eq!(report["snapshot"]["name"], env.snapshot);
+    assert_eq!(report["snapshot"]["checksum_verified"], true);
+    assert_eq!(report["previous_kept"], true);
+    assert_eq!(report["redis_flushed"], true);
+    assert!(report["maintenance_seconds"].as_f64().unwrap() > 0.0);
+    assert_eq!(report["pii_findings"], serde_json::json!([]));
+    let checks = report["verification"].as_array().unwrap();
+    assert_eq!(checks.len(), 6);
+    assert!(checks.iter().all(|c| c["ok"] == true), "{checks:?}");
+    let filtered = report["statements_filtered"].as_object().unwrap();
+    assert!(
+        filtered.keys().any(|k| k.contains("OWNER TO"))
+            && filtered.keys().any(|k| k.contains("GRANT")),
+        "{filtered:?}"
+    );
+
+    // Every table holds what production holds, and the report counted it.
+    for table in TABLES {
+        assert_eq!(
+            env.query(&format!("SELECT count(*) FROM {table}")),
+            prod_count(table),
+            "{table}"
+        );
+        let reported = &report["rows_restored"][format!("public.{table}")];
+        assert_eq!(reported.to_string(), prod_count(table), "{table}");
+    }
+    // The admin keeps its id, gets the staging email and a hash of the configured password.
+    let admin_id = prod_postgres().query(
+        "app",
+        &format!("SELECT id FROM \"user\" WHERE email = '{PROD_ADMIN_EMAIL}'"),
+    );
+    let admin = env.query(&format!(
+        "SELECT email, full_name, is_superuser, is_active, hashed_password FROM \"user\" WHERE id = '{admin_id}'"
+    ));
+    let fields: Vec<&str> = admin.split('|').collect();
+    assert_eq!(fields[..4], [ADMIN_EMAIL, "Staging Admin", "t", "t"]);
+    assert!(bcrypt::verify(ADMIN_PASSWORD, fields[4]).unwrap());
+    // Every other user is anonymized, demoted, and holds a unique unusable hash.
+    let others = env.query(&format!(
+        "SELECT count(*), count(*) FILTER (WHERE email = 'anon_' || replace(id::text, '-', '') || '@staging.invalid'
+                 AND full_name = 'Anonymized User' AND NOT is_superuser
+                 AND hashed_password ~ '^\\$2b\\$12\\$[./A-Za-z0-9]{{53}}$'),
+                count(DISTINCT hashed_password)
+         FROM \"user\" WHERE id <> '{admin_id}'"
+    ));
+    let n = common::staging::PROD_USERS - 1;
+    assert_eq!(others, format!("{n}|{n}|{n}"));
+    for hash in env
+        .query(&format!(
+            "SELECT hashed_password FROM \"user\" WHERE id <> '{admin_id}' LIMIT 3"
+        ))
+        .lines()
+    {
+        assert!(!bcrypt::verify(ADMIN_PASSWORD, hash).unwrap(), "{hash}");
+        assert!(!bcrypt::verify("", hash).unwrap(), "{hash}");
+    }
+    assert_eq!(
+        env.query("SELECT count(*) FROM external_system_integration
+                   WHERE push_products OR push_service_base_url IS NOT NULL OR push_service_api_key IS NOT NULL"),
+        "0"
+    );
+    // Schema objects came along, owned by the staging owner; the FK graph is intact.
+    assert_eq!(
+        env.query("SELECT count(*) FROM pg_views WHERE viewname = 'active_user_products'"),
+        "1"
+    );
+    assert_eq!(
+        env.query("SELECT count(*) FROM product_counts"),
+        prod_postgres().query("app", "SELECT count(*) FROM product_counts")
+    );
+    assert_eq!(
+        env.query(
+            "SELECT count(*) FROM pg_proc WHERE proname IN ('touch_updated_at', 'fixture_uuid')"
+        ),
+        "2"
+    );
+    assert_eq!(env.query("SELECT count(*) FROM pg_trigger WHERE tgname = 'user_touch_updated_at' AND tgenabled = 'O'"), "1");
+    let fks = "SELECT count(*) FROM pg_constraint WHERE contype = 'f'";
+    assert_eq!(env.query(fks), prod_postgres().query("app", fks));
+    assert_eq!(
+        env.query("SELECT count(*) FROM generation g LEFT JOIN shooting s ON s.id = g.shooting_id WHERE s.id IS NULL"),
+        "0"
+    );
+    assert_eq!(
+        env.query(&format!(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = 'public' AND pg_get_userbyid(c.relowner) <> '{OWNER}'"
+        )),
+        "0"
+    );
+    // Text with tabs, backslashes and "\." lines survived byte for byte.
+    let text = "SELECT md5(string_agg(description, '|' ORDER BY id)) FROM product";
+    assert_eq!(env.query(text), prod_postgres().query("app", text));
+    // Redis was flushed, the backend stopped then started, the flag is gone.
+    assert_eq!(redis.cli(&["DBSIZE"]), "0");
+    assert_eq!(env.backend_log(), "stop\nstart\n");
+    assert!(!env.dir.join("state/maintenance.json").exists());
+    // The old data is kept as <name>__previous.
+    let previous = format!("{}__previous", env.db);
+    assert_eq!(
+        postgres().query(&previous, "SELECT note FROM sentinel"),
+        SENTINEL
+    );
+
+    let status = env.run(&["--json", "status"]).await;
+    assert_eq!(status.code, 0, "{status:?}");
+    let status = status.json();
+    assert_eq!(status["last"]["outcome"], "ok");
+    assert_eq!(status["previous_kept"], true);
+    assert!(status["running"].is_null() && status["maintenance_flag"].is_null());
+
+    let rollback = env.run(&["rollback"]).await;
+    assert_eq!(rollback.code, 0, "{rollback:?}");
+    assert_eq!(env.query("SELECT note FROM sentinel"), SENTINEL);
+    assert_eq!(
+        postgres().query(
+            &previous,
+            "SELECT email FROM \"user\" WHERE full_name = 'Staging Admin'"
+        ),
+        ADMIN_EMAIL
+    );
+    assert_eq!(env.backend_log(), "stop\nstart\nstop\nstart\n");
+    assert!(!env.dir.join("state/maintenance.json").exists());
+}
+
+#[tokio::test]
+async fn dumps_with_restrict_and_transaction_timeout_restore_on_postgresql_15() {
+    let dump = prod_dump();
+    assert!(
+        dump.starts_with(b"--") && std::str::from_utf8(dump).unwrap().contains("\n\\restrict "),
+        "this pg_dump does not write \\restrict"
+    );
+    let dump = inject(
+        dump,
+        "SET statement_timeout = 0;",
+        "SET transaction_timeout = 0;",
+    );
+    let env = Env::new(&dump).await;
+    let out = env.refresh().await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let filtered = &out.json()["statements_filtered"];
+    assert_eq!(filtered["\\restrict / \\unrestrict"], 2, "{filtered}");
+    assert_eq!(
+        filtered["SET transaction_timeout (server older than 17)"], 1,
+        "{filtered}"
+    );
+    assert_eq!(
+        env.query("SELECT count(*) FROM \"user\""),
+        prod_count("\"user\"")
+    );
+}
+
+#[tokio::test]
+async fn plan_shows_what_would_happen_and_changes_nothing() {
+    let env = Env::new(prod_dump()).await;
+    let out = env.run(&["--json", "plan"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let plan = out.json();
+    assert_eq!(
+        plan["rows"]["public.generation"].to_string(),
+        prod_count("generation")
+    );
+    assert_eq!(plan["users_to_anonymize"], common::staging::PROD_USERS - 1);
+    assert_eq!(plan["target_marked"], false);
+    let steps = plan["databases"].to_string();
+    assert!(
+        steps.contains(&format!("rename {} to {}__previous", env.db, env.db)),
+        "{steps}"
+    );
+    let dry = env.run(&["run", "--dry-run"]).await;
+    assert_eq!(dry.code, 0, "{dry:?}");
+    assert!(dry.stdout.contains("would anonymize 199 users"), "{dry:?}");
+    assert!(!env.database_exists(&format!("{}__refresh", env.db)));
+    assert_eq!(env.query("SELECT note FROM sentinel"), SENTINEL);
+}
+
+#[tokio::test]
+async fn check_covers_the_database_marker_role_and_redis() {
+    let mut env = Env::new(prod_dump()).await;
+    let redis = Redis::start();
+    env.sections
+        .push_str(&format!("\n[redis]\nurl = \"{}\"\n", redis.url()));
+    let before = env.run(&["check"]).await;
+    assert_eq!(before.code, 1, "{before:?}");
+    assert!(before.stdout.contains("FAIL  target marker"), "{before:?}");
+    let role = before
+        .stdout
+        .lines()
+        .find(|l| l.contains("database role"))
+        .unwrap();
+    assert!(
+        role.starts_with("ok") && role.ends_with("not a superuser"),
+        "{before:?}"
+    );
+    assert!(before.stdout.contains("ok    redis"), "{before:?}");
+    assert_eq!(env.run(&["init-target"]).await.code, 0);
+    let after = env.run(&["check"]).await;
+    assert_eq!(after.code, 0, "{after:?}");
+}
+
+// The failure matrix: each leaves staging serving its data, and cleans up after itself.
+
+#[tokio::test]
+async fn a_truncated_dump_fails_cleanly() {
+    let env = Env::empty().await;
+    let body = zstd(prod_dump());
+    env.upload(body[..body.len() * 2 / 3].to_vec(), None).await;
+    env.assert_failed_cleanly(&env.refresh().await, "decompressing");
+}
+
+#[tokio::test]
+async fn a_checksum_mismatch_fails_cleanly() {
+    let env = Env::empty().await;
+    let sidecar = format!("{}  {}\n", md5_hex(b"something else"), env.snapshot);
+    env.upload(zstd(prod_dump()), Some(sidecar)).await;
+    env.assert_failed_cleanly(&env.refresh().await, "checksum mismatch");
+}
+
+#[tokio::test]
+async fn an_sql_error_mid_dump_fails_naming_the_line() {
+    let dump = inject(prod_dump(), "\\.", "SELECT * FROM no_such_table;");
+    let line = std::str::from_utf8(&dump)
+        .unwrap()
+        .lines()
+        .position(|l| l == "SELECT * FROM no_such_table;")
+        .unwrap()
+        + 1;
+    let env = Env::new(&dump).await;
+    let out = env.refresh().await;
+    env.assert_failed_cleanly(
+        &out,
+        &format!("dump line {line}: ERROR: relation \"no_such_table\" does not exist"),
+    );
+}
+
+#[tokio::test]
+async fn a_missing_admin_fails_cleanly() {
+    let mut env = Env::new(prod_dump()).await;
+    env.anonymize = "prod_admin_email = \"nobody@shootify.io\"\n".into();
+    env.assert_failed_cleanly(
+        &env.refresh().await,
+        "no user has the production admin email \"nobody@shootify.io\"",
+    );
+}
+
+#[tokio::test]
+async fn a_verification_failure_fails_cleanly() {
+    let mut env = Env::new(prod_dump()).await;
+    let extra = env.dir.join("leak.sql");
+    std::fs::write(
+        &extra,
+        "UPDATE \"user\" SET email = 'real.person@example.com'
+         WHERE id = (SELECT id FROM \"user\" WHERE full_name = 'Anonymized User' LIMIT 1);",
+    )
+    .unwrap();
+    env.anonymize = format!("extra_sql = [\"{}\"]\n", extra.display());
+    let out = env.refresh().await;
+    env.assert_failed_cleanly(
+        &out,
+        "verification failed: non-admin emails in the reserved domain",
+    );
+    assert!(
+        !out.stdout.contains("real.person"),
+        "a value was reported: {out:?}"
+    );
+    let report = out.json();
+    assert_eq!(report["outcome"], "failed");
+    assert_eq!(report["failed_phase"], "anonymize");
+}
+
+#[tokio::test]
+async fn unmasked_pii_fails_when_configured_to() {
+    let dump = inject(
+        prod_dump(),
+        "\\.",
+        "CREATE TABLE public.support_ticket (id integer, contact_email text, body text);\n\
+         INSERT INTO public.support_ticket VALUES (1, 'jane@example.org', 'call me at +44 20 7946 0958'),\
+         (2, NULL, 'card 4111 1111 1111 1111 please');",
+    );
+    let mut env = Env::new(&dump).await;
+    env.anonymize = "on_unmasked_pii = \"fail\"\n".into();
+    let out = env.refresh().await;
+    env.assert_failed_cleanly(&out, "unmasked PII found");
+    let findings = &out.json()["pii_findings"];
+    let found: Vec<String> = findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {} {} {}",
+                f["column"].as_str().unwrap(),
+                f["kind"].as_str().unwrap(),
+                f["by"].as_str().unwrap(),
+                f["count"]
+            )
+        })
+        .collect();
+    for expected in [
+        "contact_email email column name 1",
+        "contact_email email sampled values 1",
+        "body phone sampled values 1",
+        "body card sampled values 1",
+    ] {
+        assert!(
+            found.contains(&expected.to_owned()),
+            "{expected}: {found:?}"
+        );
+    }
+    assert!(
+        !out.stdout.contains("jane@"),
+        "a value was reported: {out:?}"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_s3_and_postgres_fail_cleanly() {
+    let env = Env::new(prod_dump()).await;
+    assert_eq!(env.run(&["init-target"]).await.code, 0);
+    let dead = format!("http://127.0.0.1:{}", common::services::free_port());
+    let config = std::fs::read_to_string(env.config())
+        .unwrap()
+        .replace(&s3().endpoint(), &dead);
+    let out = common::run(&common::write_config(&config), &["run", "--skip-media"]).await;
+    assert!(out.stderr.contains("cannot connect"), "{out:?}");
+    env.assert_failed_cleanly(&out, &dead);
+
+    let port = common::services::free_port();
+    let config = std::fs::read_to_string(env.config()).unwrap().replace(
+        &format!(":{}/postgres", postgres().port),
+        &format!(":{port}/postgres"),
+    );
+    let out = common::run(&common::write_config(&config), &["run", "--skip-media"]).await;
+    env.assert_failed_cleanly(&out, &format!("127.0.0.1:{port}"));
+}
+
+#[tokio::test]
+async fn sigterm_mid_restore_cancels_cleanly() {
+    let dump = inject(prod_dump(), "\\.", "SELECT pg_sleep(60);");
+    let env = Env::new(&dump).await;
+    assert_eq!(env.run(&["init-target"]).await.code, 0);
+    let child = Command::new(common::binary())
+        .arg("--config")
+        .arg(env.config())
+        .args(["run", "--skip-media"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let scratch = format!("{}__refresh", env.db);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while postgres().query(
+        "postgres",
+        &format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{scratch}' AND query LIKE '%pg_sleep%'"),
+    ) == "0"
+    {
+        assert!(Instant::now() < deadline, "the restore never reached pg_sleep");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let state = std::fs::read_to_string(env.dir.join("state/state.json")).unwrap();
+    assert!(state.contains("\"phase\": \"restore\""), "{state}");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "cancelling took {:?}",
+        started.elapsed()
+    );
+    let out = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    env.assert_failed_cleanly(&out, "cancelled by a signal before cutover");
+    let status = env.run(&["--json", "status"]).await.json();
+    assert_eq!(status["last"]["outcome"], "cancelled");
+}
+
+#[tokio::test]
+async fn without_the_marker_a_run_is_refused_with_exit_3() {
+    let env = Env::new(prod_dump()).await;
+    let out = env.run(&["run", "--skip-media"]).await;
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(
+        out.stderr.contains("not marked as a refresh target") && out.stderr.contains("init-target"),
+        "{out:?}"
+    );
+    assert_eq!(env.query("SELECT note FROM sentinel"), SENTINEL);
+}
+
+#[tokio::test]
+async fn a_target_that_is_the_snapshot_source_is_refused_with_exit_3() {
+    let mut env = Env::empty().await;
+    // A snapshot taken from this very server and database.
+    env.snapshot = format!(
+        "pgsql_{}_127.0.0.1_{}.sql.zst",
+        env.db,
+        Utc::now().format("%Y%m%d-%H%M%S")
+    );
+    env.upload(zstd(prod_dump()), None).await;
+    let config = std::fs::read_to_string(env.config())
+        .unwrap()
+        .replace("database = \"app\"", &format!("database = \"{}\"", env.db));
+    let config = common::write_config(&config);
+    assert_eq!(common::run(&config, &["init-target"]).await.code, 0);
+    let out = common::run(&config, &["run", "--skip-media"]).await;
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(
+        out.stderr.contains("snapshot's own server and database"),
+        "{out:?}"
+    );
+    assert_eq!(env.query("SELECT note FROM sentinel"), SENTINEL);
+}
+
+#[tokio::test]
+async fn a_second_run_exits_4_naming_the_holder() {
+    let env = Env::new(prod_dump()).await;
+    let lock = RunLock::acquire(&env.dir.join("state/refresh.lock"), "run-held-by-test").unwrap();
+    let out = env.refresh().await;
+    assert_eq!(out.code, 4, "{out:?}");
+    assert!(
+        out.stderr.contains("run-held-by-test")
+            && out.stderr.contains(&std::process::id().to_string()),
+        "{out:?}"
+    );
+    drop(lock);
+    assert_eq!(env.query("SELECT note FROM sentinel"), SENTINEL);
+}
+
+#[tokio::test]
+async fn hostile_dumps_are_refused_naming_the_line() {
+    let marker = test_dir("hostile").join("pwned");
+    let cases = [
+        (
+            format!("\\! touch {}", marker.display()),
+            "psql meta-command \\!",
+        ),
+        ("\\connect postgres".to_owned(), "\\connect postgres"),
+        (
+            "COPY public.\"user\" TO PROGRAM 'id';".to_owned(),
+            "only COPY ... FROM stdin",
+        ),
+        (
+            "ALTER SYSTEM SET archive_command = 'sh';".to_owned(),
+            "staging server's configuration",
+        ),
+        (
+            "CREATE ROLE backdoor SUPERUSER LOGIN;".to_owned(),
+            "never manages roles",
+        ),
+    ];
+    for (i, (line, cause)) in cases.iter().enumerate() {
+        let dump = inject(prod_dump(), "SET statement_timeout = 0;", line);
+        let at = std::str::from_utf8(&dump)
+            .unwrap()
+            .lines()
+            .position(|l| l == line)
+            .unwrap()
+            + 1;
+        let env = Env::new(&dump).await;
+        let out = if i == 0 {
+            let out = env.refresh().await;
+            env.assert_failed_cleanly(&out, cause);
+            out
+        } else {
+            env.run(&["plan"]).await
+        };
+        assert_eq!(out.code, 1, "{out:?}");
+        assert!(
+            out.stderr
+                .contains(&format!("dump line {at}: refusing to restore"))
+                && out.stderr.contains(cause),
+            "{line}: {out:?}"
+        );
+    }
+    assert!(!marker.exists(), "the \\! command ran");
+    assert_eq!(
+        postgres().query(
+            "postgres",
+            "SELECT count(*) FROM pg_roles WHERE rolname = 'backdoor'"
+        ),
+        "0"
+    );
+}
