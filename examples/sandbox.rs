@@ -1,10 +1,11 @@
 //! A local sandbox of everything staging-refresh talks to, for the demo and benchmarks:
 //! a "production" PostgreSQL whose prod-shaped database is dumped to a snapshot bucket, a
 //! "staging" PostgreSQL, an S3 server with production and staging media buckets, Redis and an
-//! SMTP sink. Writes a ready-to-use `config.toml` into `--dir`, then runs until SIGINT/SIGTERM
-//! and stops every service on the way out.
+//! SMTP sink. Writes a ready-to-use `config.toml` (and the newest dump as `dump.sql.zst`) into
+//! `--dir`, then runs until SIGINT/SIGTERM and stops every service on the way out.
 //!
 //!   cargo run --example sandbox -- --dir target/sandbox [--users 200] [--media-objects 50]
+//!       [--small-users N]
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -16,6 +17,7 @@ use clap::Parser;
 
 use common::fixtures::{PROD_ADMIN_EMAIL, dump_name, dump_sql, seed_prod, upload_snapshot, zstd};
 use common::services::{Redis, postgres, prod_postgres, s3, smtp};
+use common::staging::{OWNER, refresh_role_url, seed_staging};
 
 #[derive(Parser)]
 struct Args {
@@ -28,6 +30,9 @@ struct Args {
     /// Objects in the production media bucket.
     #[arg(long, default_value_t = 50)]
     media_objects: usize,
+    /// Also upload an older snapshot with this many users (benchmarks compare two sizes).
+    #[arg(long)]
+    small_users: Option<u64>,
 }
 
 const SNAPSHOT_PREFIX: &str = "snapshots/backend/production/";
@@ -45,15 +50,26 @@ async fn main() {
 
     eprintln!("sandbox: seeding production with {} users", args.users);
     seed_prod(prod, "app", args.users);
-    // Staging starts out with older, smaller data of its own.
-    seed_prod(staging, "app", 20);
+    // Staging starts out with data of its own, and a refresh role that is not a superuser.
+    let staging_url = refresh_role_url(staging);
+    seed_staging(staging, "app");
     let sql = dump_sql(prod, "app");
     let dump = zstd(&sql);
+    // The newest dump as a file too, for benchmarks against `zstd -dc | psql`.
+    std::fs::write(args.dir.join("dump.sql.zst"), &dump).unwrap();
     let snapshots = s3.bucket("sartiq-snapshots").await;
     let now = Utc::now();
     for (age_hours, host) in [(27, "prod-db"), (3, "prod-db")] {
         let name = dump_name("app", host, now - Duration::hours(age_hours));
         upload_snapshot(s3, &snapshots, SNAPSHOT_PREFIX, &name, dump.clone(), true).await;
+    }
+    if let Some(users) = args.small_users {
+        eprintln!("sandbox: seeding a second production database with {users} users");
+        seed_prod(prod, "app_small", users);
+        let small = zstd(&dump_sql(prod, "app_small"));
+        let name = dump_name("app", "prod-small", now - Duration::hours(4));
+        upload_snapshot(s3, &snapshots, SNAPSHOT_PREFIX, &name, small, true).await;
+        std::fs::write(args.dir.join("small-snapshot"), name).unwrap();
     }
     eprintln!(
         "sandbox: snapshot of {} SQL bytes, {} compressed, in s3://{snapshots}/{SNAPSHOT_PREFIX}",
@@ -91,6 +107,7 @@ async fn main() {
 [database]
 url = "{staging_url}"
 name = "app"
+owner = "{OWNER}"
 
 [anonymize]
 prod_admin_email = "{PROD_ADMIN_EMAIL}"
@@ -107,6 +124,10 @@ enabled = true
 [redis]
 url = "{redis_url}"
 
+[backend]
+stop = ["sh", "-c", "echo \"$(date +%T.%N) backend stopped\" >> {backend_log}"]
+start = ["sh", "-c", "echo \"$(date +%T.%N) backend started\" >> {backend_log}"]
+
 [notify]
 smtp_url = "{smtp_url}"
 from = "staging-refresh@staging.example.com"
@@ -120,7 +141,7 @@ state_dir = "{state}"
 control_socket = "{state}/control.sock"
 "#,
             snapshot_bucket = s3.bucket_toml(&snapshots),
-            staging_url = staging.url("postgres"),
+            backend_log = args.dir.join("backend.log").display(),
             media_source = s3.bucket_toml(&media_prod),
             media_target = s3.bucket_toml(&media_staging),
             redis_url = redis.url(),

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use indicatif::HumanBytes;
 use serde::{Deserialize, Serialize};
 
 use crate::anonymize::{Finding, Verification};
@@ -150,7 +151,8 @@ impl RunReport {
 
     /// A few lines for a person: outcome, snapshot, durations, what changed.
     pub fn summary(&self) -> String {
-        let mut lines = vec![format!("run {}: {:?}", self.run_id, self.outcome).to_lowercase()];
+        let outcome = format!("{:?}", self.outcome).to_lowercase();
+        let mut lines = vec![format!("run {}: {outcome}", self.run_id)];
         if let Some(error) = &self.error {
             let phase = self
                 .failed_phase
@@ -160,10 +162,10 @@ impl RunReport {
         }
         if let Some(s) = &self.snapshot {
             lines.push(format!(
-                "snapshot {} taken {} ({} bytes, checksum {})",
+                "snapshot {} taken {} ({}, checksum {})",
                 s.name,
                 s.taken_at.format("%Y-%m-%d %H:%M:%S UTC"),
-                s.size,
+                HumanBytes(s.size),
                 if s.checksum_verified {
                     "verified"
                 } else {
@@ -182,9 +184,9 @@ impl RunReport {
         if !self.rows_restored.is_empty() {
             let rows: u64 = self.rows_restored.values().sum();
             lines.push(format!(
-                "restored {rows} rows in {} tables ({} SQL bytes)",
+                "restored {rows} rows in {} tables ({} of SQL)",
                 self.rows_restored.len(),
-                self.bytes_restored
+                HumanBytes(self.bytes_restored)
             ));
         }
         if !self.rows_anonymized.is_empty() {
@@ -219,7 +221,7 @@ impl RunReport {
         }
         if let Some(m) = self.maintenance_seconds {
             lines.push(format!(
-                "maintenance window {m:.1}s; redis {}; previous database {}",
+                "maintenance window {m:.2}s; redis {}; previous database {}",
                 if self.redis_flushed {
                     "flushed"
                 } else {

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::str::FromStr;
+
 use chrono::Utc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -683,4 +685,34 @@ async fn hostile_dumps_are_refused_naming_the_line() {
         ),
         "0"
     );
+}
+
+#[tokio::test]
+async fn password_hash_bcrypt_writes_real_hashes_of_unknown_secrets() {
+    let prod = prod_postgres();
+    let source = unique("tiny");
+    common::fixtures::seed_prod(prod, &source, 6);
+    let dump = common::fixtures::dump_sql(prod, &source);
+    let mut env = Env::empty().await;
+    env.snapshot = dump_name(&source, "prod-db", Utc::now() - chrono::Duration::hours(1));
+    env.upload(zstd(&dump), None).await;
+    env.anonymize = "password_hash = \"bcrypt\"\n".into();
+    let config = std::fs::read_to_string(env.config())
+        .unwrap()
+        .replace("database = \"app\"", &format!("database = \"{source}\""));
+    let config = common::write_config(&config);
+    assert_eq!(common::run(&config, &["init-target"]).await.code, 0);
+    let out = common::run(&config, &["run", "--skip-media"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let hashes =
+        env.query("SELECT hashed_password FROM \"user\" WHERE full_name = 'Anonymized User'");
+    let hashes: Vec<&str> = hashes.lines().collect();
+    assert_eq!(hashes.len(), 5);
+    let distinct: std::collections::HashSet<_> = hashes.iter().collect();
+    assert_eq!(distinct.len(), 5);
+    for hash in hashes {
+        let parts = bcrypt::HashParts::from_str(hash).unwrap();
+        assert_eq!(parts.get_cost(), 12);
+        assert!(!bcrypt::verify(ADMIN_PASSWORD, hash).unwrap());
+    }
 }

@@ -45,6 +45,10 @@ impl Server {
             config.connect_timeout(Duration::from_secs(10));
         }
         config.application_name("staging-refresh");
+        // "does not exist, skipping" and the like are not worth a log line.
+        if config.get_options().is_none() {
+            config.options("-c client_min_messages=warning");
+        }
         Server {
             config,
             redacted: redacted_postgres(url),

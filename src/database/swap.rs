@@ -39,8 +39,10 @@ pub async fn rename_all(
         for from in &initial {
             client
                 .execute(
+                    // Client sessions only: the rename itself stops autovacuum workers.
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                     WHERE datname = $1 AND pid <> pg_backend_pid()",
+                     WHERE datname = $1 AND pid <> pg_backend_pid()
+                       AND backend_type = 'client backend'",
                     &[from],
                 )
                 .await

@@ -51,7 +51,7 @@ impl Observer for Quiet {
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// Refresh the database only; leave the media bucket alone.
+    /// Refresh the database only; leave the media bucket alone (read by the media passes).
     pub skip_media: bool,
 }
 
@@ -155,6 +155,14 @@ impl Run<'_> {
             result = self.prepare_database(&maintenance, &snapshot) => result,
             () = shutdown.requested() => Err(Cancelled.into()),
         };
+        // A signal that came while the last step finished still counts as before cutover.
+        let prepared = prepared.and_then(|()| {
+            if self.shutdown.is_requested() {
+                Err(Cancelled.into())
+            } else {
+                Ok(())
+            }
+        });
         if let Err(err) = prepared {
             self.drop_scratch(&maintenance).await;
             return Err(err);

@@ -78,13 +78,33 @@ impl Statement {
 
     /// `COPY <table> [(columns)] FROM stdin;`, the only COPY a plain dump contains.
     pub fn is_copy_from_stdin(&self) -> bool {
-        let n = self.tokens.len();
-        self.is_word(0, "copy")
-            && n >= 4
-            && self.token_text(n - 1) == Some(";")
-            && self.is_word(n - 2, "stdin")
-            && self.is_word(n - 3, "from")
-            && !(0..n).any(|i| self.is_word(i, "to") || self.is_word(i, "program"))
+        // The tokens outside the column list must read: COPY name[.name] FROM stdin ;
+        let mut depth = 0u32;
+        let mut outside = Vec::new();
+        for (i, t) in self.tokens.iter().enumerate() {
+            match self.token_text(i) {
+                Some("(") => depth += 1,
+                Some(")") => depth = depth.saturating_sub(1),
+                _ if depth == 0 => outside.push((i, t.kind)),
+                _ => {}
+            }
+        }
+        let n = outside.len();
+        if n < 5 || !self.is_word(0, "copy") {
+            return false;
+        }
+        let name = &outside[1..n - 3];
+        let name_ok = name.iter().enumerate().all(|(j, (i, kind))| {
+            if j % 2 == 0 {
+                matches!(kind, TokenKind::Word | TokenKind::Quoted)
+            } else {
+                self.token_text(*i) == Some(".")
+            }
+        }) && name.len() % 2 == 1;
+        name_ok
+            && self.is_word(outside[n - 3].0, "from")
+            && self.is_word(outside[n - 2].0, "stdin")
+            && self.token_text(outside[n - 1].0) == Some(";")
     }
 
     /// The table a COPY statement names, as written (`public."user"`).
@@ -844,6 +864,31 @@ mod tests {
         for (dump, what) in cases {
             let err = items(dump).unwrap_err().to_string();
             assert!(err.contains(what), "{dump:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn only_copy_from_stdin_switches_to_data() {
+        let parse = |sql: &str| match Lexer::new(complete(sql).as_bytes()).next_item().unwrap() {
+            Some(Item::Statement(s)) => s,
+            other => panic!("{other:?}"),
+        };
+        for sql in [
+            "COPY public.t (id, program, \"to\") FROM stdin;",
+            "COPY public.program FROM stdin;",
+            "copy \"Odd\".\"Name\" from STDIN;",
+        ] {
+            assert!(parse(sql).is_copy_from_stdin(), "{sql}");
+        }
+        for sql in [
+            "COPY t TO stdout;",
+            "COPY t FROM PROGRAM 'id';",
+            "COPY (SELECT 1) TO stdout;",
+            "COPY t FROM '/etc/passwd';",
+            "COPY t FROM stdin WITH (FORMAT csv);",
+            "SELECT 1 FROM stdin;",
+        ] {
+            assert!(!parse(sql).is_copy_from_stdin(), "{sql}");
         }
     }
 
