@@ -12,7 +12,7 @@ use std::io::Read;
 use bytes::Bytes;
 
 /// Longest statement (or line) accepted; a dump from pg_dump has nothing near it.
-pub const MAX_STATEMENT: usize = 64 << 20;
+pub const MAX_STATEMENT: usize = 16 << 20;
 /// How much is read from the decoder at once, and the largest COPY data chunk.
 const READ_SIZE: usize = 256 << 10;
 /// The comment pg_dump ends every complete dump with.
@@ -179,6 +179,8 @@ pub struct Lexer<R> {
     /// Line number of the next line to read.
     line: u64,
     in_copy: bool,
+    /// Whether the next COPY byte starts a line (where `\.` ends the data).
+    copy_line_start: bool,
     copy_rows: u64,
     state: State,
     stmt: Vec<u8>,
@@ -231,6 +233,7 @@ impl<R: Read> Lexer<R> {
             eof: false,
             line: 1,
             in_copy: false,
+            copy_line_start: true,
             copy_rows: 0,
             state: State::Normal,
             stmt: Vec::new(),
@@ -334,30 +337,34 @@ impl<R: Read> Lexer<R> {
     fn copy_chunk(&mut self) -> Result<Item, LexError> {
         loop {
             let avail = &self.buf[self.start..self.end];
-            if let Some(len) = terminator_at_start(avail, self.eof) {
+            if self.copy_line_start
+                && let Some(len) = terminator_at_start(avail, self.eof)
+            {
                 self.start += len;
                 self.line += 1;
                 self.in_copy = false;
                 let rows = std::mem::take(&mut self.copy_rows);
                 return Ok(Item::CopyEnd { rows });
             }
-            // Only whole lines, so the terminator can be recognised at a line start.
-            let whole = match memchr::memrchr(b'\n', avail) {
-                Some(i) => i + 1,
+            // Whole lines, so the terminator is recognised at a line start; a line longer
+            // than the buffer goes in pieces (a piece of 4 bytes or more is no terminator).
+            let (data, ends_line) = match memchr::memrchr(b'\n', avail) {
+                Some(i) => (&avail[..=i], true),
                 None if self.eof => {
                     return Err(syntax(
                         self.line,
                         "the dump ends inside COPY data (no \\. line): it is truncated",
                     ));
                 }
+                None if avail.len() >= READ_SIZE => (avail, false),
                 None => {
                     self.fill()?;
                     continue;
                 }
             };
-            let data = &avail[..whole];
-            let len = find_terminator(data).unwrap_or(data.len());
+            let len = find_terminator(data, self.copy_line_start).unwrap_or(data.len());
             let rows = memchr::memchr_iter(b'\n', &data[..len]).count() as u64;
+            self.copy_line_start = ends_line || len < data.len();
             let chunk = Bytes::copy_from_slice(&data[..len]);
             self.start += len;
             self.line += rows;
@@ -672,6 +679,7 @@ impl<R: Read> Lexer<R> {
         self.leading_words.clear();
         self.complete = false;
         self.in_copy = statement.is_copy_from_stdin();
+        self.copy_line_start = true;
         self.ready.push_back(Item::Statement(statement));
         Ok(())
     }
@@ -704,9 +712,9 @@ fn terminator_at_start(data: &[u8], eof: bool) -> Option<usize> {
     }
 }
 
-/// Where the first `\.` line starts in whole lines of COPY data that begin at a line start.
-fn find_terminator(data: &[u8]) -> Option<usize> {
-    if terminator_at_start(data, false).is_some() {
+/// Where the first `\.` line starts in COPY data; `at_line_start` when `data` begins a line.
+fn find_terminator(data: &[u8], at_line_start: bool) -> Option<usize> {
+    if at_line_start && terminator_at_start(data, false).is_some() {
         return Some(0);
     }
     memchr::memmem::find_iter(data, b"\n\\.")
@@ -824,6 +832,24 @@ mod tests {
             .count();
         assert!(chunks > 1, "one chunk for {} bytes", rows * 1001);
         assert!(got.contains(&Item::CopyEnd { rows }));
+    }
+
+    #[test]
+    fn a_copy_line_longer_than_the_buffer_passes_in_pieces() {
+        // A huge value whose continuation starts with "\\." must not end the data.
+        let long = format!("1\t{}", "y".repeat(3 * READ_SIZE));
+        let body = format!("COPY t FROM stdin;\n{long}\\.\\.\n2\tz\n\\.\nSELECT 1;");
+        let got = items(&complete(&body)).unwrap();
+        let data: Vec<u8> = got
+            .iter()
+            .filter_map(|i| match i {
+                Item::CopyData(b) => Some(b.to_vec()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(data, format!("{long}\\.\\.\n2\tz\n").into_bytes());
+        assert!(got.contains(&Item::CopyEnd { rows: 2 }));
     }
 
     #[test]
