@@ -716,3 +716,44 @@ async fn password_hash_bcrypt_writes_real_hashes_of_unknown_secrets() {
         assert!(!bcrypt::verify(ADMIN_PASSWORD, hash).unwrap());
     }
 }
+
+#[tokio::test]
+async fn a_redis_failure_at_cutover_undoes_the_swap() {
+    let mut env = Env::new(prod_dump()).await;
+    let dead = common::services::free_port();
+    env.sections.push_str(&format!(
+        "\n[redis]\nurl = \"redis://127.0.0.1:{dead}/0\"\n"
+    ));
+    let out = env.refresh().await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("redis FLUSHALL")
+            && out.stderr.contains("staging keeps its previous data"),
+        "{out:?}"
+    );
+    assert_eq!(env.query("SELECT note FROM sentinel"), SENTINEL);
+    assert!(!env.database_exists(&format!("{}__refresh", env.db)));
+    assert!(!env.database_exists(&format!("{}__previous", env.db)));
+    assert!(!env.dir.join("state/maintenance.json").exists());
+    assert_eq!(env.backend_log(), "stop\nstart\n");
+    assert_eq!(out.json()["failed_phase"], "cutover");
+}
+
+#[tokio::test]
+async fn keep_previous_false_drops_the_replaced_database() {
+    let env = Env::new(prod_dump()).await;
+    let config = std::fs::read_to_string(env.config()).unwrap().replace(
+        &format!("owner = \"{OWNER}\""),
+        &format!("owner = \"{OWNER}\"\nkeep_previous = false"),
+    );
+    let config = common::write_config(&config);
+    assert_eq!(common::run(&config, &["init-target"]).await.code, 0);
+    let out = common::run(&config, &["--json", "run", "--skip-media"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.json()["previous_kept"], false);
+    assert!(!env.database_exists(&format!("{}__previous", env.db)));
+    assert_eq!(
+        env.query("SELECT count(*) FROM \"user\""),
+        prod_count("\"user\"")
+    );
+}
