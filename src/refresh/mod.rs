@@ -147,7 +147,6 @@ impl Run<'_> {
         self.observer.phase(&self.report, Phase::Prepare, None);
         let maintenance = self.server.connect(None).await?;
         let snapshot = self.guards_and_snapshot(&maintenance, selection).await?;
-        let scratch = self.config.scratch_db();
 
         // Phase 1, cancellable: a signal drops the work in flight, then the scratch database.
         let mut shutdown = self.shutdown.clone();
@@ -155,44 +154,18 @@ impl Run<'_> {
             result = self.prepare_database(&maintenance, &snapshot) => result,
             () = shutdown.requested() => Err(Cancelled.into()),
         };
-        // A signal that came while the last step finished still counts as before cutover.
-        let prepared = prepared.and_then(|()| {
-            if self.shutdown.is_requested() {
-                Err(Cancelled.into())
-            } else {
-                Ok(())
-            }
-        });
-        if let Err(err) = prepared {
-            self.drop_scratch(&maintenance).await;
-            return Err(err);
-        }
-
-        // The previous refresh's kept database goes before the window, not during it.
-        let previous = self.config.previous_db();
-        self.server.drop(&maintenance, &previous).await?;
-
-        self.begin(Phase::Cutover, None);
-        let name = self.config.database.name.as_str();
-        let had_live = self.server.exists(&maintenance, name).await?;
-        let mut renames = vec![(scratch.as_str(), name)];
-        if had_live {
-            renames.insert(0, (name, previous.as_str()));
-        }
-        let done = cutover::run(
-            self.config,
-            &self.server,
-            &maintenance,
-            &self.report.run_id,
-            &snapshot.name,
-            &renames,
-        )
-        .await;
-        let done = match done {
+        // A signal that came as the last step finished still counts as before cutover.
+        let swapped = match prepared {
+            Ok(()) if self.shutdown.is_requested() => Err(Cancelled.into()),
+            Ok(()) => self.cut_over(&maintenance, &snapshot).await,
+            Err(err) => Err(err),
+        };
+        // Before the swap, or after the cutover undid it, the scratch database is ours to drop.
+        let (done, had_live) = match swapped {
             Ok(done) => done,
             Err(err) => {
                 self.drop_scratch(&maintenance).await;
-                return Err(err.into());
+                return Err(err);
             }
         };
         self.report.maintenance_seconds = Some(done.maintenance_seconds);
@@ -201,10 +174,41 @@ impl Run<'_> {
 
         self.begin(Phase::Cleanup, None);
         if had_live && !self.config.database.keep_previous {
-            self.server.drop(&maintenance, &previous).await?;
+            self.server
+                .drop(&maintenance, &self.config.previous_db())
+                .await?;
         }
         self.report.previous_kept = had_live && self.config.database.keep_previous;
         Ok(())
+    }
+
+    /// Drops the previous refresh's kept database (before the window, not during it), then
+    /// runs the maintenance window swapping the scratch database in. Returns whether there
+    /// was a live database to replace.
+    async fn cut_over(
+        &mut self,
+        maintenance: &Client,
+        snapshot: &Snapshot,
+    ) -> anyhow::Result<(cutover::CutoverDone, bool)> {
+        let (scratch, previous) = (self.config.scratch_db(), self.config.previous_db());
+        self.server.drop(maintenance, &previous).await?;
+        self.begin(Phase::Cutover, None);
+        let name = self.config.database.name.as_str();
+        let had_live = self.server.exists(maintenance, name).await?;
+        let mut renames = vec![(scratch.as_str(), name)];
+        if had_live {
+            renames.insert(0, (name, previous.as_str()));
+        }
+        let done = cutover::run(
+            self.config,
+            &self.server,
+            maintenance,
+            &self.report.run_id,
+            &snapshot.name,
+            &renames,
+        )
+        .await?;
+        Ok((done, had_live))
     }
 
     /// Refuses (before any change) a target that has not opted in or is the snapshot's own
