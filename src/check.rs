@@ -4,9 +4,10 @@
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::{BucketConfig, Config};
+use crate::media::{self, MARKER_KEY};
 use crate::snapshot::{Catalog, Selection, format_age};
-use crate::store::SourceBucket;
+use crate::store::{SourceBucket, TargetBucket};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckResult {
@@ -31,10 +32,69 @@ impl CheckResult {
 
 /// Runs every check; the config itself was validated when it loaded.
 pub async fn run(config: &Config) -> Vec<CheckResult> {
-    vec![
+    let mut results = vec![
         CheckResult::from("config", Ok("valid".into())),
         CheckResult::from("snapshot bucket", snapshot_bucket(config).await),
-    ]
+    ];
+    if let (true, Some(source), Some(target)) = (
+        config.media.enabled,
+        &config.media.source,
+        &config.media.target,
+    ) {
+        results.extend([
+            CheckResult::from("media source bucket", media_source(source).await),
+            CheckResult::from("media target bucket", media_target(target).await),
+            CheckResult::from("media target marker", media_marker(target).await),
+            CheckResult::from("media target != source", media_distinct(source, target)),
+        ]);
+    }
+    results
+}
+
+async fn media_source(source: &BucketConfig) -> Result<String, String> {
+    let bucket = SourceBucket::new(source);
+    bucket.check().await.map_err(|e| e.to_string())?;
+    Ok(format!(
+        "s3://{} at {} can be listed",
+        bucket.name(),
+        bucket.endpoint()
+    ))
+}
+
+async fn media_target(target: &BucketConfig) -> Result<String, String> {
+    let bucket = TargetBucket::new(target);
+    bucket.check().await.map_err(|e| e.to_string())?;
+    Ok(format!(
+        "s3://{} at {} can be listed",
+        bucket.name(),
+        bucket.endpoint()
+    ))
+}
+
+async fn media_marker(target: &BucketConfig) -> Result<String, String> {
+    let bucket = TargetBucket::new(target);
+    match media::has_marker(&bucket).await {
+        Ok(true) => Ok(format!("{MARKER_KEY} present")),
+        Ok(false) => Err(format!(
+            "{MARKER_KEY} missing: run `staging-refresh init-target` if s3://{} is staging's bucket",
+            bucket.name()
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn media_distinct(source: &BucketConfig, target: &BucketConfig) -> Result<String, String> {
+    if media::same_bucket(source, target) {
+        Err(format!(
+            "media.target is media.source (s3://{}): the mirror would write to production",
+            target.bucket
+        ))
+    } else {
+        Ok(format!(
+            "s3://{} is not s3://{}",
+            target.bucket, source.bucket
+        ))
+    }
 }
 
 async fn snapshot_bucket(config: &Config) -> Result<String, String> {

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod logging;
+pub mod media;
 pub mod progress;
 pub mod shutdown;
 pub mod snapshot;
