@@ -91,6 +91,15 @@ macro_rules! with_attributes {
     }};
 }
 
+/// What HEAD says about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectHead {
+    pub size: u64,
+    /// Without the surrounding quotes.
+    pub etag: String,
+    pub attributes: ObjectAttributes,
+}
+
 /// An object being read: its body, length and attributes.
 pub struct Download {
     pub body: ByteStream,
@@ -270,7 +279,7 @@ impl Bucket {
         Ok(ListPage { objects, truncated })
     }
 
-    async fn head(&self, key: &str) -> Result<(u64, ObjectAttributes), StoreError> {
+    async fn head(&self, key: &str) -> Result<ObjectHead, StoreError> {
         let out = self
             .client
             .head_object()
@@ -279,8 +288,11 @@ impl Bucket {
             .send()
             .await
             .map_err(|e| self.error(format!("reading the attributes of {key:?}"), e))?;
-        let size = out.content_length().unwrap_or(0).max(0) as u64;
-        Ok((size, attributes_of!(out)))
+        Ok(ObjectHead {
+            size: out.content_length().unwrap_or(0).max(0) as u64,
+            etag: out.e_tag().unwrap_or_default().trim_matches('"').to_owned(),
+            attributes: attributes_of!(out),
+        })
     }
 
     /// Starts reading `key` (the byte `range` of it, when given), refusing with
@@ -452,8 +464,8 @@ impl SourceBucket {
     pub async fn get(&self, key: &str) -> Result<ByteStream, StoreError> {
         self.0.get(key).await
     }
-    /// Size and attributes of one object.
-    pub async fn head(&self, key: &str) -> Result<(u64, ObjectAttributes), StoreError> {
+    /// Size, ETag and attributes of one object.
+    pub async fn head(&self, key: &str) -> Result<ObjectHead, StoreError> {
         self.0.head(key).await
     }
     /// Starts reading `key`, or the byte `range` of it, only while its ETag is `if_match`.
@@ -514,6 +526,9 @@ impl TargetBucket {
     }
     pub async fn get_small(&self, key: &str, limit: usize) -> Result<Vec<u8>, StoreError> {
         self.0.get_small(key, limit).await
+    }
+    pub async fn head(&self, key: &str) -> Result<ObjectHead, StoreError> {
+        self.0.head(key).await
     }
     pub async fn put_small(&self, key: &str, body: Vec<u8>) -> Result<(), StoreError> {
         self.0

@@ -6,6 +6,8 @@
 
 use std::ops::Range;
 
+use md5::{Digest, Md5};
+
 use super::report::CopyMode;
 use super::retry::Backoff;
 use crate::store::{ObjectInfo, SourceBucket, StoreError, TargetBucket};
@@ -57,9 +59,9 @@ impl Copier {
         backoff: &Backoff,
     ) -> Result<(), StoreError> {
         let key = object.key.as_str();
-        let (_, attributes) = backoff.run(|| self.source.head(key)).await?;
+        let head = backoff.run(|| self.source.head(key)).await?;
         let upload = backoff
-            .run(|| self.target.create_multipart(key, attributes.clone()))
+            .run(|| self.target.create_multipart(key, head.attributes.clone()))
             .await?;
         let upload = upload.as_str();
         let copied = async {
@@ -94,9 +96,7 @@ impl Copier {
                 };
                 etags.push(etag);
             }
-            backoff
-                .run(|| self.target.complete_multipart(key, upload, etags.clone()))
-                .await
+            self.complete(key, upload, &etags, backoff).await
         }
         .await;
         if copied.is_err()
@@ -106,6 +106,39 @@ impl Copier {
         }
         copied
     }
+}
+
+impl Copier {
+    /// CompleteMultipartUpload, or proof that it happened anyway: when the answer was lost
+    /// (a retry then finds the upload gone) or could not be read, the object is there with
+    /// the ETag S3 derives from its parts'.
+    async fn complete(
+        &self,
+        key: &str,
+        upload: &str,
+        etags: &[String],
+        backoff: &Backoff,
+    ) -> Result<(), StoreError> {
+        let Err(e) = backoff
+            .run(|| self.target.complete_multipart(key, upload, etags.to_vec()))
+            .await
+        else {
+            return Ok(());
+        };
+        match backoff.run(|| self.target.head(key)).await {
+            Ok(head) if multipart_etag(etags).as_deref() == Some(head.etag.as_str()) => Ok(()),
+            _ => Err(e),
+        }
+    }
+}
+
+/// `<MD5 of the parts' binary MD5s>-<parts>`, as S3 names a multipart object.
+fn multipart_etag(parts: &[String]) -> Option<String> {
+    let mut md5 = Md5::new();
+    for etag in parts {
+        md5.update(hex::decode(etag.trim_matches('"')).ok()?);
+    }
+    Some(format!("{}-{}", hex::encode(md5.finalize()), parts.len()))
 }
 
 /// Byte ranges of equal parts (the last one shorter): `part_size`, grown in whole MiB when
@@ -121,6 +154,20 @@ fn parts(size: u64, part_size: u64) -> Vec<Range<u64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multipart_etags_derive_from_the_parts() {
+        let parts = [
+            "\"79b281060d337b9b2b84ccf390adcf74\"".to_owned(),
+            "79b281060d337b9b2b84ccf390adcf74".to_owned(),
+            "7202826a7791073fe2787f0c94603278".to_owned(),
+        ];
+        assert_eq!(
+            multipart_etag(&parts).unwrap(),
+            "a24cb680bf8f661c7fd99c2fd4d3ac2d-3"
+        );
+        assert_eq!(multipart_etag(&["not hex".into()]), None);
+    }
 
     #[test]
     fn parts_are_equal_but_the_last_and_at_most_ten_thousand() {

@@ -134,8 +134,17 @@ impl Mirror {
     /// Refuses a target bucket without the opt-in marker. The copy pass checks it too; call
     /// it first to refuse before anything else of a run changes.
     pub async fn guard(&self) -> Result<(), MediaError> {
+        self.check_marker(&Backoff::new(MediaProgress::new(), Shutdown::never()))
+            .await
+    }
+
+    async fn check_marker(&self, backoff: &Backoff) -> Result<(), MediaError> {
         let target = self.target();
-        if has_marker(target).await.map_err(MediaError::Marker)? {
+        if backoff
+            .run(|| has_marker(target))
+            .await
+            .map_err(MediaError::Marker)?
+        {
             Ok(())
         } else {
             Err(Refused(format!(
@@ -155,7 +164,6 @@ impl Mirror {
         progress: &MediaProgress,
         shutdown: &Shutdown,
     ) -> Result<CopyOutcome, MediaError> {
-        self.guard().await?;
         let _log = progress.log_periodically("media copy");
         self.walk(true, progress, shutdown).await
     }
@@ -234,6 +242,9 @@ impl Mirror {
         let started = Instant::now();
         progress.restart_clock();
         let backoff = Arc::new(Backoff::new(progress.clone(), shutdown.clone()));
+        if execute {
+            self.check_marker(&backoff).await?;
+        }
         let candidates = Mutex::new(Candidates::new(self.max_delete));
         let slots = Arc::new(Semaphore::new(self.concurrency));
         let handle = |chunk: Chunk| {
