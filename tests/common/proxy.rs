@@ -257,7 +257,9 @@ fn operation(head: &str) -> String {
     let mut parts = line.split(' ');
     let method = parts.next().unwrap_or("");
     let target = parts.next().unwrap_or("");
-    let query = target.split_once('?').map_or("", |(_, q)| q);
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    // Path-style: `/bucket` (or `/bucket/`) names the bucket, `/bucket/key` an object.
+    let bucket_only = path.trim_start_matches('/').trim_end_matches('/').find('/').is_none();
     let has = |param: &str| {
         query
             .split('&')
@@ -266,6 +268,7 @@ fn operation(head: &str) -> String {
     let copy = header(head, "x-amz-copy-source").is_some();
     let name = match method {
         "GET" if has("list-type") => "ListObjectsV2",
+        "GET" if bucket_only => "ListObjects",
         "GET" if has("uploadId") => "ListParts",
         "GET" => "GetObject",
         "HEAD" => "HeadObject",
