@@ -144,7 +144,12 @@ async fn delete_many(b: &BucketArgs, keys: Vec<String>) {
     for batch in keys.chunks(1000) {
         let objects = batch
             .iter()
-            .map(|k| aws_sdk_s3::types::ObjectIdentifier::builder().key(k).build().unwrap())
+            .map(|k| {
+                aws_sdk_s3::types::ObjectIdentifier::builder()
+                    .key(k)
+                    .build()
+                    .unwrap()
+            })
             .collect();
         let delete = aws_sdk_s3::types::Delete::builder()
             .set_objects(Some(objects))
@@ -200,7 +205,9 @@ async fn main() {
         }
         Command::Populate { bucket, objects } => {
             let mut rng = fastrand::Rng::with_seed(objects as u64);
-            let all = (0..objects).map(|_| (key(&mut rng), body(&mut rng))).collect();
+            let all = (0..objects)
+                .map(|_| (key(&mut rng), body(&mut rng)))
+                .collect();
             put_many(&bucket, all).await;
         }
         Command::Churn {
@@ -214,7 +221,10 @@ async fn main() {
             let n = ((existing.len() as f64 * percent / 100.0).round() as usize).max(4);
             let picked: Vec<String> = rng.choose_multiple(existing.into_iter(), n / 4 * 3);
             let (rewrite, delete) = picked.split_at(n / 2);
-            let mut puts: Vec<_> = rewrite.iter().map(|k| (k.clone(), body(&mut rng))).collect();
+            let mut puts: Vec<_> = rewrite
+                .iter()
+                .map(|k| (k.clone(), body(&mut rng)))
+                .collect();
             puts.extend((0..n / 4).map(|_| (key(&mut rng), body(&mut rng))));
             put_many(&bucket, puts).await;
             delete_many(&bucket, delete.to_vec()).await;

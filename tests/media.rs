@@ -17,7 +17,7 @@ use staging_refresh::error::{Exit, exit_for};
 use staging_refresh::media::{
     CopyMode, MARKER_KEY, MediaError, MediaProgress, MediaReport, Mirror, write_marker,
 };
-use staging_refresh::shutdown::Shutdown;
+use staging_refresh::shutdown::{self, Shutdown};
 use staging_refresh::store::TargetBucket;
 
 const MIB: usize = 1024 * 1024;
@@ -436,7 +436,7 @@ async fn different_endpoints_stream_through_with_attributes_and_retries() {
     assert_eq!(report.copied, objects.len() as u64 + 2);
     assert_eq!(report.mode, CopyMode::Streamed);
     let requests = proxy.requests();
-    assert!(requests.get("CopyObject").is_none(), "{requests:?}");
+    assert!(!requests.contains_key("CopyObject"), "{requests:?}");
     assert!(
         requests["GetObject"] >= objects.len() as u64,
         "{requests:?}"
@@ -456,6 +456,41 @@ async fn different_endpoints_stream_through_with_attributes_and_retries() {
 
     let again = sync(&mirror).await;
     assert_eq!((again.copied, again.failed), (0, 0), "{again:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_stops_the_copy_pass_part_way() {
+    let source = s3().bucket("stop-src").await;
+    let target = marked_target("stop-tgt").await;
+    let objects: Vec<_> = (0..600)
+        .map(|n| (format!("o/{n:04}"), body(n, 20)))
+        .collect();
+    put_all(&source, objects).await;
+    let proxy = Proxy::start(
+        s3().port,
+        ProxyOptions {
+            delay: std::time::Duration::from_millis(30),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut config = media_config(
+        bucket_config(&proxy.endpoint(), &source),
+        bucket_config(&proxy.endpoint(), &target),
+    );
+    config.concurrency = 4;
+    let mirror = Mirror::new(&config).unwrap();
+    let (trigger, stop) = shutdown::channel();
+    let progress = MediaProgress::new();
+    let pass = mirror.copy_pass(&progress, &stop);
+    let (result, ()) = tokio::join!(pass, async {
+        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        trigger.trigger();
+    });
+    assert!(matches!(result, Err(MediaError::Cancelled)), "{result:?}");
+    let copied = listing(&target).await.len() - 1;
+    assert!(copied > 0 && copied < 600, "{copied} copied");
+    assert_eq!(progress.snapshot().copied, copied as u64);
 }
 
 #[tokio::test]

@@ -214,9 +214,12 @@ impl Mirror {
             report.listed_target,
             report.delete_candidates,
         );
+        if report.deletes_refused.is_none() && shutdown.is_requested() {
+            report.deletes_refused = Some("shutdown requested before the delete pass".into());
+        }
         if let Some(reason) = &report.deletes_refused {
             tracing::warn!(reason = %reason, "media deletes refused");
-        } else if !shutdown.is_requested() {
+        } else {
             let _log = progress.log_periodically("media delete");
             let backoff = Backoff::new(progress.clone(), shutdown.clone());
             let keys = copied.candidates.keys();
@@ -279,19 +282,19 @@ impl Mirror {
                                 progress.copy_finished(&object, result);
                                 drop(slot);
                             });
+                            // A finished task keeps its memory until joined: join as we go.
+                            while let Some(done) = copies.try_join_next() {
+                                propagate_panic(done);
+                            }
                         }
                     }
                 }
                 while let Some(done) = copies.join_next().await {
-                    if let Err(e) = done
-                        && e.is_panic()
-                    {
-                        std::panic::resume_unwind(e.into_panic());
-                    }
+                    propagate_panic(done);
                 }
             }
         };
-        listing::for_each_chunk(
+        let listed = listing::for_each_chunk(
             self.source(),
             self.target(),
             &backoff,
@@ -299,11 +302,11 @@ impl Mirror {
             shutdown,
             handle,
         )
-        .await
-        .map_err(MediaError::Listing)?;
+        .await;
         if shutdown.is_requested() {
             return Err(MediaError::Cancelled);
         }
+        listed.map_err(MediaError::Listing)?;
         let candidates = candidates.into_inner().expect("candidates lock");
         let s = progress.snapshot();
         let report = MediaReport {
@@ -327,6 +330,14 @@ impl Mirror {
             delete_seconds: 0.0,
         };
         Ok(CopyOutcome { report, candidates })
+    }
+}
+
+fn propagate_panic(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done
+        && e.is_panic()
+    {
+        std::panic::resume_unwind(e.into_panic());
     }
 }
 

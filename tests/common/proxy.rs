@@ -259,7 +259,11 @@ fn operation(head: &str) -> String {
     let target = parts.next().unwrap_or("");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     // Path-style: `/bucket` (or `/bucket/`) names the bucket, `/bucket/key` an object.
-    let bucket_only = path.trim_start_matches('/').trim_end_matches('/').find('/').is_none();
+    let bucket_only = path
+        .trim_start_matches('/')
+        .trim_end_matches('/')
+        .find('/')
+        .is_none();
     let has = |param: &str| {
         query
             .split('&')
