@@ -1,6 +1,6 @@
 //! Listing both buckets in parallel key ranges.
 //!
-//! A range `(after, until]` is listed one page (1000 keys) per bucket. What both pages cover
+//! A range `(after, until]` is listed one page (500 keys) per bucket. What both pages cover
 //! becomes a [`Chunk`] for the merge-join; the rest of the range is split into smaller
 //! ranges at keys guessed from the page (`StartAfter` boundaries), which are listed in
 //! parallel in turn. So listing is never one page after another, both buckets are cut at
@@ -18,7 +18,9 @@ use super::retry::Backoff;
 use crate::shutdown::Shutdown;
 use crate::store::{ErrorKind, ListPage, ObjectInfo, SourceBucket, StoreError, TargetBucket};
 
-const PAGE: i32 = 1000;
+/// Keys per listing request: half of S3's maximum, so more ranges list at once in the same
+/// memory.
+const PAGE: i32 = 500;
 
 /// Keys after `after` up to and including `until` (`None`: no bound).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -162,49 +164,74 @@ const ALPHABETS: [&str; 4] = [
 ];
 const PRINTABLE: &str = " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~";
 
-/// Splits what follows a full `page` up to `until` into ranges, guessing where keys are.
+/// Key positions are read as numbers of this many characters of the alphabet.
+const DIGITS: u32 = 4;
+/// At most this many ranges from one split; each splits again if it is still too big.
+const MOST_PIECES: usize = 64;
+
+/// Splits what follows a full `page` up to `until` into ranges of about a page each,
+/// guessing where keys are from how densely the page covered the key space.
 ///
-/// Where the page's first and last keys part (`media/00…` to `media/05…`: after
-/// `media/0`), keys likely go on in the same alphabet: the split points are that prefix
-/// followed by each later character of the alphabet seen there (`media/06`, …, `media/0f`),
-/// and, one level up, the shorter prefix followed by each later character (`media/1`, …,
-/// `media/f`). Wrong guesses only cost an empty listing; every key still falls in
-/// exactly one range.
+/// Past the prefix the page's first and last keys share (`media/0` for `media/00a…` to
+/// `media/05c…`; one level up, `media/`, when that level is of the same alphabet), keys are
+/// read as numbers in the alphabet seen there (hex digits here). The page covered a known
+/// share of that number space; the rest of it, cut into pieces expected to hold a page
+/// each, gives the split points. Wrong guesses cost a small or empty listing, and a range
+/// that holds more than a page splits again; every key still falls in exactly one range.
 fn split(page: &[ObjectInfo], until: Option<&str>) -> Vec<KeyRange> {
     let (Some(first), Some(last)) = (page.first(), page.last()) else {
         return Vec::new();
     };
+    let first_chars: Vec<char> = first.key.chars().collect();
     let last_chars: Vec<char> = last.key.chars().collect();
-    let depth = first
-        .key
-        .chars()
+    let depth = first_chars
+        .iter()
         .zip(&last_chars)
-        .take_while(|(a, b)| a == *b)
+        .take_while(|(a, b)| a == b)
         .count();
     let seen: BTreeSet<char> = page
         .iter()
-        .filter_map(|o| o.key.chars().nth(depth))
+        .flat_map(|o| o.key.chars().skip(depth).take(DIGITS as usize))
         .collect();
-    let alphabet = ALPHABETS
+    let alphabet: Vec<char> = ALPHABETS
         .into_iter()
         .find(|a| seen.iter().all(|c| a.contains(*c)))
-        .unwrap_or(PRINTABLE);
-
-    let mut points = BTreeSet::new();
-    for level in [depth.checked_sub(1), Some(depth)].into_iter().flatten() {
-        let here = last_chars.get(level).copied();
-        // One level up only when that level looks like the same kind of key.
-        if level < depth && !here.is_some_and(|c| alphabet.contains(c)) {
-            continue;
-        }
-        let prefix: String = last_chars[..level].iter().collect();
-        for c in alphabet.chars().filter(|c| here.is_none_or(|h| *c > h)) {
-            points.insert(format!("{prefix}{c}"));
-        }
-    }
-    let points = points
-        .into_iter()
-        .filter(|p| p.as_str() > last.key.as_str() && until.is_none_or(|u| p.as_str() < u));
+        .unwrap_or(PRINTABLE)
+        .chars()
+        .collect();
+    // One level up when that level looks like the same kind of key.
+    let base = match depth.checked_sub(1) {
+        Some(up) if alphabet.contains(&last_chars[up]) => up,
+        _ => depth,
+    };
+    let prefix: String = last_chars[..base].iter().collect();
+    let radix = alphabet.len() as u64;
+    let space = radix.pow(DIGITS);
+    let position = |chars: &[char]| -> u64 {
+        (0..DIGITS as usize).fold(0, |n, i| {
+            let digit = chars.get(base + i).map_or(0, |c| {
+                alphabet.partition_point(|a| a < c).min(alphabet.len() - 1)
+            });
+            n * radix + digit as u64
+        })
+    };
+    let (from, to) = (position(&first_chars), position(&last_chars));
+    let covered = (to - from).max(1) as f64;
+    let pieces = ((space - to) as f64 / covered)
+        .ceil()
+        .clamp(1.0, MOST_PIECES as f64) as u64;
+    let points: BTreeSet<String> = (1..pieces)
+        .map(|i| {
+            let mut n = to + (space - to) * i / pieces;
+            let mut digits = vec!['\0'; DIGITS as usize];
+            for d in digits.iter_mut().rev() {
+                *d = alphabet[(n % radix) as usize];
+                n /= radix;
+            }
+            format!("{prefix}{}", digits.iter().collect::<String>())
+        })
+        .filter(|p| p.as_str() > last.key.as_str() && until.is_none_or(|u| p.as_str() < u))
+        .collect();
 
     let mut ranges = Vec::new();
     let mut after = last.key.clone();
@@ -240,39 +267,62 @@ mod tests {
         ranges.iter().filter_map(|r| r.until.clone()).collect()
     }
 
+    /// `n` keys spread evenly over `media/<4 hex digits>`, in order.
+    fn hex_keys(n: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| format!("media/{:04x}/f", i * 0x10000 / n))
+            .collect()
+    }
+
     #[test]
-    fn splits_hex_keys_at_the_level_they_vary_and_one_up() {
-        let ranges = split(&page(&["media/00a1", "media/0b3f", "media/0c5c"]), None);
-        let b = bounds(&ranges);
-        assert_eq!(b.first().unwrap(), "media/0d");
-        assert!(b.contains(&"media/0f".to_string()));
-        assert!(b.contains(&"media/1".to_string()));
-        assert_eq!(b.last().unwrap(), "media/f");
-        assert_eq!(ranges.len(), b.len() + 1);
-        assert_eq!(ranges[0].after.as_deref(), Some("media/0c5c"));
+    fn splits_the_rest_into_pieces_of_about_a_page() {
+        // The first 1000 of 10,000 keys: nine more pages' worth remain.
+        let keys = hex_keys(10_000);
+        let refs: Vec<&str> = keys[..1000].iter().map(String::as_str).collect();
+        let ranges = split(&page(&refs), None);
+        assert!((9..=10).contains(&ranges.len()), "{ranges:?}");
+        assert_eq!(ranges[0].after.as_deref(), Some(keys[999].as_str()));
         assert_eq!(ranges.last().unwrap().until, None);
-        // Consecutive: each range starts where the previous ends.
         for pair in ranges.windows(2) {
             assert_eq!(pair[0].until, pair[1].after);
+        }
+        // Each piece holds about a page, rather less than more.
+        for r in &ranges {
+            let inside = keys
+                .iter()
+                .filter(|k| Some(k.as_str()) > r.after.as_deref())
+                .filter(|k| r.until.as_deref().is_none_or(|u| k.as_str() <= u))
+                .count();
+            assert!((800..=1000).contains(&inside), "{inside} keys in {r:?}");
         }
     }
 
     #[test]
-    fn does_not_split_one_level_up_when_it_is_a_separator() {
-        // Digits seen where the keys part: the guess is digits, the level up is '/'.
-        let b = bounds(&split(&page(&["media/0a", "media/3f"]), None));
-        assert_eq!(
-            b,
-            [
-                "media/4", "media/5", "media/6", "media/7", "media/8", "media/9"
-            ]
+    fn splits_one_level_up_only_in_the_same_alphabet() {
+        // Keys part after `media/0`, and `0` is a hex digit: the split is over `media/`.
+        let b = bounds(&split(
+            &page(&["media/00a1", "media/0b3f", "media/0c5c"]),
+            None,
+        ));
+        assert!(
+            b.iter().all(|p| p.starts_with("media/") && p.len() == 10),
+            "{b:?}"
         );
+        assert!(b.last().unwrap().as_str() > "media/e", "{b:?}");
+        // After `media/` comes a digit; `/` is no digit, so the split stays below it.
+        let b = bounds(&split(&page(&["media/0a", "media/3f"]), None));
+        assert!(b.iter().all(|p| p.starts_with("media/")), "{b:?}");
     }
 
     #[test]
     fn stays_inside_the_range_and_always_makes_progress() {
         let ranges = split(&page(&["a/1", "a/5"]), Some("a/7"));
-        assert_eq!(bounds(&ranges), ["a/6", "a/7"]);
+        assert!(
+            bounds(&ranges)
+                .iter()
+                .all(|p| p.as_str() > "a/5" && p.as_str() <= "a/7")
+        );
+        assert_eq!(ranges.last().unwrap().until.as_deref(), Some("a/7"));
         // Nothing to guess: the rest is one range.
         let ranges = split(&page(&["x", "x"]), Some("x0"));
         assert_eq!(

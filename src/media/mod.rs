@@ -44,7 +44,7 @@ use diff::Action;
 use listing::Chunk;
 use retry::Backoff;
 
-/// Key ranges listed or being handled at once: 16 ranges of two 1000-key pages at most.
+/// Key ranges listed or being handled at once, each holding a page from each bucket.
 const RANGES_IN_FLIGHT: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
