@@ -4,11 +4,12 @@
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::{BucketConfig, Config};
 use crate::database::{Server, markers};
+use crate::media::{self, MARKER_KEY};
 use crate::refresh::redis;
 use crate::snapshot::{Catalog, Selection, format_age};
-use crate::store::SourceBucket;
+use crate::store::{SourceBucket, TargetBucket};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckResult {
@@ -44,6 +45,18 @@ pub async fn run(config: &Config) -> Vec<CheckResult> {
             "redis",
             reachable.map_err(|e| e.to_string()),
         ));
+    }
+    if let (true, Some(source), Some(target)) = (
+        config.media.enabled,
+        &config.media.source,
+        &config.media.target,
+    ) {
+        results.extend([
+            CheckResult::from("media source bucket", media_bucket(source).await),
+            CheckResult::from("media target bucket", media_bucket(target).await),
+            CheckResult::from("media target marker", media_marker(target).await),
+            CheckResult::from("media target != source", media_distinct(source, target)),
+        ]);
     }
     results
 }
@@ -84,6 +97,43 @@ async fn database(config: &Config) -> Vec<CheckResult> {
         CheckResult::from("target marker", marker),
         CheckResult::from("database role", role),
     ]
+}
+
+/// Listing is all `check` does, so the read-only bucket type serves for either side.
+async fn media_bucket(cfg: &BucketConfig) -> Result<String, String> {
+    let bucket = SourceBucket::new(cfg);
+    bucket.check().await.map_err(|e| e.to_string())?;
+    Ok(format!(
+        "s3://{} at {} can be listed",
+        bucket.name(),
+        bucket.endpoint()
+    ))
+}
+
+async fn media_marker(target: &BucketConfig) -> Result<String, String> {
+    let bucket = TargetBucket::new(target);
+    match media::has_marker(&bucket).await {
+        Ok(true) => Ok(format!("{MARKER_KEY} present")),
+        Ok(false) => Err(format!(
+            "{MARKER_KEY} missing: run `staging-refresh init-target` if s3://{} is staging's bucket",
+            bucket.name()
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn media_distinct(source: &BucketConfig, target: &BucketConfig) -> Result<String, String> {
+    if media::same_bucket(source, target) {
+        Err(format!(
+            "media.target is media.source (s3://{}): the mirror would write to production",
+            target.bucket
+        ))
+    } else {
+        Ok(format!(
+            "s3://{} is not s3://{}",
+            target.bucket, source.bucket
+        ))
+    }
 }
 
 async fn snapshot_bucket(config: &Config) -> Result<String, String> {

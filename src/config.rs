@@ -240,6 +240,12 @@ pub struct MediaConfig {
     pub concurrency: usize,
     #[serde(default = "default_max_delete")]
     pub max_delete: MaxDelete,
+    /// Objects larger than this are copied in parts (S3 copies at most 5 GiB in one request).
+    #[serde(default = "default_multipart_threshold", deserialize_with = "de_size")]
+    pub multipart_threshold: u64,
+    /// The size of every part but the last of a multipart copy (R2 wants them equal).
+    #[serde(default = "default_part_size", deserialize_with = "de_size")]
+    pub part_size: u64,
     pub source: Option<BucketConfig>,
     pub target: Option<BucketConfig>,
 }
@@ -250,6 +256,8 @@ impl Default for MediaConfig {
             enabled: false,
             concurrency: default_media_concurrency(),
             max_delete: default_max_delete(),
+            multipart_threshold: default_multipart_threshold(),
+            part_size: default_part_size(),
             source: None,
             target: None,
         }
@@ -408,6 +416,12 @@ fn default_media_concurrency() -> usize {
 fn default_max_delete() -> MaxDelete {
     MaxDelete::Percent(10.0)
 }
+fn default_multipart_threshold() -> u64 {
+    5 * GIB
+}
+fn default_part_size() -> u64 {
+    512 * MIB
+}
 fn default_health_timeout() -> Duration {
     Duration::from_secs(120)
 }
@@ -437,6 +451,56 @@ fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
             "invalid duration {text:?} ({e}); use a form like \"26h\" or \"90s\""
         ))
     })
+}
+
+const MIB: u64 = 1024 * 1024;
+const GIB: u64 = 1024 * MIB;
+/// S3's limits on one part of a multipart upload (and on one CopyObject).
+const MIN_PART: u64 = 5 * MIB;
+const MAX_PART: u64 = 5 * GIB;
+
+/// A size in bytes: a plain number, or a number with a unit such as "512MiB", "5 GiB", "64MB".
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "m" | "mb" => 1000 * 1000,
+        "g" | "gb" => 1000 * 1000 * 1000,
+        "t" | "tb" => 1000 * 1000 * 1000 * 1000,
+        "kib" => 1024,
+        "mib" => MIB,
+        "gib" => GIB,
+        "tib" => 1024 * GIB,
+        _ => {
+            return Err(format!(
+                "unknown size unit in {text:?}; use B, KiB, MiB, GiB, KB, MB or GB"
+            ));
+        }
+    };
+    match number.parse::<f64>() {
+        Ok(n) if n >= 0.0 && n.is_finite() => Ok((n * multiplier as f64).round() as u64),
+        _ => Err(format!(
+            "invalid size {text:?}; use a form like \"512MiB\" or \"5GiB\""
+        )),
+    }
+}
+
+fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Bytes(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Bytes(n) => Ok(n),
+        Raw::Text(s) => parse_size(&s).map_err(serde::de::Error::custom),
+    }
 }
 
 fn de_time_zone<'de, D: Deserializer<'de>>(d: D) -> Result<chrono_tz::Tz, D::Error> {
@@ -613,6 +677,19 @@ impl Config {
             }
             if self.media.concurrency == 0 || self.media.concurrency > 1024 {
                 return Err(key_error("media.concurrency", "must be between 1 and 1024"));
+            }
+            for (key, size) in [
+                ("media.multipart_threshold", self.media.multipart_threshold),
+                ("media.part_size", self.media.part_size),
+            ] {
+                if !(MIN_PART..=MAX_PART).contains(&size) {
+                    return Err(key_error(
+                        key,
+                        format!(
+                            "{size} bytes is outside S3's limits for one part or copy: 5MiB to 5GiB"
+                        ),
+                    ));
+                }
             }
         }
 
@@ -967,6 +1044,41 @@ admin_password = "correct horse"
         assert_eq!("10%".parse::<MaxDelete>().unwrap().limit(1000), 100);
         assert_eq!("250".parse::<MaxDelete>().unwrap().limit(10), 250);
         assert!("150%".parse::<MaxDelete>().is_err());
+    }
+
+    #[test]
+    fn sizes_parse_with_units_and_name_their_key() {
+        assert_eq!(parse_size("512MiB").unwrap(), 512 * MIB);
+        assert_eq!(parse_size("5 GiB").unwrap(), 5 * GIB);
+        assert_eq!(parse_size("64MB").unwrap(), 64_000_000);
+        assert_eq!(parse_size("1048576").unwrap(), MIB);
+        assert!(parse_size("5 parsecs").is_err());
+        let c = load(MINIMAL, &[]).unwrap();
+        assert_eq!(c.media.multipart_threshold, 5 * GIB);
+        assert_eq!(c.media.part_size, 512 * MIB);
+        let media =
+            "[media]\nenabled = false\nmultipart_threshold = \"8MiB\"\npart_size = 6291456\n";
+        let c = load(&format!("{MINIMAL}{media}"), &[]).unwrap();
+        assert_eq!(
+            (c.media.multipart_threshold, c.media.part_size),
+            (8 * MIB, 6 * MIB)
+        );
+        let bucket = "endpoint = \"http://127.0.0.1:9000\"\nbucket = \"b\"\n";
+        let enabled = format!("[media.source]\n{bucket}[media.target]\n{bucket}");
+        let err = load(
+            &format!("{MINIMAL}[media]\npart_size = \"1MiB\"\n{enabled}"),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(key_of(err), "media.part_size");
+        let err = load(
+            &format!("{MINIMAL}[media]\nmultipart_threshold = \"6GiB\"\n{enabled}"),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(key_of(err), "media.multipart_threshold");
+        let err = load(&format!("{MINIMAL}[media]\npart_size = \"lots\"\n"), &[]).unwrap_err();
+        assert_eq!(key_of(err), "media.part_size");
     }
 
     #[test]

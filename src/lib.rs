@@ -9,6 +9,7 @@ pub mod database;
 pub mod error;
 pub mod lock;
 pub mod logging;
+pub mod media;
 pub mod progress;
 pub mod refresh;
 pub mod report;

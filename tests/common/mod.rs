@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod proxy;
 pub mod services;
 pub mod staging;
 
