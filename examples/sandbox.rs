@@ -116,6 +116,8 @@ admin_password = "sandbox-admin-password"
 
 [media]
 enabled = true
+# The sandbox's staging bucket starts nearly empty: allow its stale object to go.
+max_delete = 10
 
 [media.source]
 {media_source}

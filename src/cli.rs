@@ -14,7 +14,9 @@ use crate::database::{Server, markers};
 use crate::error::Exit;
 use crate::lock::{LockError, RunLock};
 use crate::logging::LogFormat;
-use crate::refresh::{self, Options, cutover, maintenance, plan::Plan};
+use crate::media::{self, Mirror};
+use crate::refresh::plan::{DatabasePlan, Plan};
+use crate::refresh::{self, Options, cutover, maintenance};
 use crate::shutdown;
 use crate::snapshot::{Catalog, Selection, format_age};
 use crate::state::{Recorder, StateFile};
@@ -65,8 +67,11 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
         /// Refresh the database only; leave the media bucket alone.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "skip_db")]
         skip_media: bool,
+        /// Mirror the media bucket only; leave the database alone.
+        #[arg(long)]
+        skip_db: bool,
     },
     /// Dry run: stream the dump through checksum, decoding and the filter, and show what
     /// would be restored, anonymized, created, renamed and dropped. Changes nothing.
@@ -74,7 +79,7 @@ pub enum Command {
         #[arg(long, default_value = "latest")]
         snapshot: Selection,
     },
-    /// Mark the staging database as a refresh target (the opt-in marker a run requires).
+    /// Mark the staging database and media bucket as refresh targets (the opt-in markers a run requires).
     InitTarget,
     /// Swap the kept previous database back in, under the maintenance flag.
     Rollback,
@@ -88,17 +93,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Snapshots { limit } => snapshots(&config, limit, cli.json, cli.verbose).await,
         Command::Check => check(&config, cli.json).await,
+        Command::Plan { snapshot } => plan(&config, &snapshot, &Options::default(), cli.json).await,
         Command::Run {
             snapshot,
-            dry_run: true,
-            ..
-        }
-        | Command::Plan { snapshot } => plan(&config, &snapshot, cli.json).await,
-        Command::Run {
-            snapshot,
+            dry_run,
             skip_media,
-            ..
-        } => run_refresh(&config, &snapshot, skip_media, cli.json).await,
+            skip_db,
+        } => {
+            let options = Options {
+                skip_media,
+                skip_db,
+            };
+            if dry_run {
+                plan(&config, &snapshot, &options, cli.json).await
+            } else {
+                run_refresh(&config, &snapshot, &options, cli.json).await
+            }
+        }
         Command::InitTarget => init_target(&config).await,
         Command::Rollback => rollback(&config).await,
         Command::Status => status(&config, cli.json).await,
@@ -202,19 +213,13 @@ async fn check(config: &Config, json: bool) -> anyhow::Result<Exit> {
 async fn run_refresh(
     config: &Config,
     snapshot: &Selection,
-    skip_media: bool,
+    options: &Options,
     json: bool,
 ) -> anyhow::Result<Exit> {
     let recorder = Recorder::start(StateFile::in_dir(&config.daemon.state_dir));
-    let report = refresh::run(
-        config,
-        snapshot,
-        &Options { skip_media },
-        shutdown::on_signals(),
-        &recorder,
-    )
-    .await
-    .map_err(lock_error)?;
+    let report = refresh::run(config, snapshot, options, shutdown::on_signals(), &recorder)
+        .await
+        .map_err(lock_error)?;
     if json {
         print_json(&report)?;
     } else {
@@ -234,12 +239,27 @@ fn lock_error(err: LockError) -> anyhow::Error {
     }
 }
 
-async fn plan(config: &Config, snapshot: &Selection, json: bool) -> anyhow::Result<Exit> {
-    let plan: Plan = refresh::plan::plan(config, snapshot).await?;
+async fn plan(
+    config: &Config,
+    snapshot: &Selection,
+    options: &Options,
+    json: bool,
+) -> anyhow::Result<Exit> {
+    let plan: Plan = refresh::plan::plan(config, snapshot, options).await?;
     if json {
         print_json(&plan)?;
         return Ok(Exit::Success);
     }
+    if let Some(database) = &plan.database {
+        print_database_plan(config, database);
+    }
+    if let Some(media) = &plan.media {
+        println!("media: {}", media.summary());
+    }
+    Ok(Exit::Success)
+}
+
+fn print_database_plan(config: &Config, plan: &DatabasePlan) {
     let s = &plan.snapshot;
     println!(
         "snapshot {} taken {} ({}, checksum {})",
@@ -277,7 +297,6 @@ async fn plan(config: &Config, snapshot: &Selection, json: bool) -> anyhow::Resu
             config.database.name
         );
     }
-    Ok(Exit::Success)
 }
 
 async fn init_target(config: &Config) -> anyhow::Result<Exit> {
@@ -289,6 +308,17 @@ async fn init_target(config: &Config) -> anyhow::Result<Exit> {
         config.database.name,
         server.redacted()
     );
+    if config.media.enabled {
+        // Mirror::new refuses a target that is the source: never mark production's bucket.
+        let mirror = Mirror::new(&config.media).map_err(refresh::media_error)?;
+        media::write_marker(mirror.target()).await?;
+        println!(
+            "marked s3://{} at {} as a media target ({})",
+            mirror.target().name(),
+            mirror.target().endpoint(),
+            media::MARKER_KEY
+        );
+    }
     Ok(Exit::Success)
 }
 
@@ -382,6 +412,21 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<Exit> {
                 "running: {} (pid {}), phase {}{progress}",
                 r.run_id, r.pid, r.phase
             );
+            if let Some(m) = &r.media {
+                println!(
+                    "media: listed {} source / {} target, copied {} of {} ({}), {} unchanged, \
+                     deleted {}, {} failed, {:.0} objects/s",
+                    m.listed_source,
+                    m.listed_target,
+                    m.copied,
+                    m.to_copy,
+                    HumanBytes(m.copied_bytes),
+                    m.unchanged,
+                    m.deleted,
+                    m.failed,
+                    m.objects_per_second
+                );
+            }
         }
         None => println!("running: no"),
     }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::anonymize::{Finding, Verification};
 use crate::error::Exit;
+use crate::media::MediaReport;
 use crate::snapshot::Snapshot;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,8 +46,11 @@ pub enum Phase {
     Anonymize,
     /// The maintenance window: stop, swap, flush, start.
     Cutover,
-    /// After cutover: dropping the old previous database.
+    /// After cutover: the media delete pass, dropping the replaced database.
     Cleanup,
+    /// The media mirror: its copy pass runs alongside restore and anonymize, its delete
+    /// pass in cleanup; a failure of either is reported as this phase.
+    Media,
 }
 
 impl std::fmt::Display for Phase {
@@ -57,6 +61,7 @@ impl std::fmt::Display for Phase {
             Phase::Anonymize => "anonymize",
             Phase::Cutover => "cutover",
             Phase::Cleanup => "cleanup",
+            Phase::Media => "media",
         })
     }
 }
@@ -116,6 +121,8 @@ pub struct RunReport {
     /// Whether the replaced database is kept as `<name>__previous`.
     pub previous_kept: bool,
     pub redis_flushed: bool,
+    /// The media mirror's figures, when it ran.
+    pub media: Option<MediaReport>,
 }
 
 impl RunReport {
@@ -139,6 +146,7 @@ impl RunReport {
             maintenance_seconds: None,
             previous_kept: false,
             redis_flushed: false,
+            media: None,
         }
     }
 
@@ -233,6 +241,9 @@ impl RunReport {
                     "dropped"
                 }
             ));
+        }
+        if let Some(media) = &self.media {
+            lines.push(format!("media: {}", media.summary()));
         }
         lines.join("\n")
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::media::{MediaProgress, MediaProgressSnapshot};
 use crate::progress::{Progress, ProgressSnapshot};
 use crate::refresh::Observer;
 use crate::refresh::maintenance::write_atomic;
@@ -29,6 +30,8 @@ pub struct CurrentRun {
     pub started_at: DateTime<Utc>,
     pub phase: Phase,
     pub progress: Option<ProgressSnapshot>,
+    /// The media mirror's counters, while it runs beside the database phases.
+    pub media: Option<MediaProgressSnapshot>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +92,14 @@ impl StateFile {
 #[derive(Clone)]
 pub struct Recorder {
     file: StateFile,
-    progress: Arc<Mutex<Option<Arc<Progress>>>>,
+    progress: Arc<Mutex<Sampled>>,
+}
+
+/// What the recorder samples every few seconds.
+#[derive(Default)]
+struct Sampled {
+    phase: Option<Arc<Progress>>,
+    media: Option<MediaProgress>,
 }
 
 impl Recorder {
@@ -106,15 +116,18 @@ impl Recorder {
             loop {
                 tokio::time::sleep(PROGRESS_EVERY).await;
                 let Some(slot) = weak.upgrade() else { return };
-                let snapshot = slot
-                    .lock()
-                    .expect("progress slot")
-                    .as_ref()
-                    .map(|p| p.snapshot());
-                if let Some(snapshot) = snapshot {
+                let (phase, media) = {
+                    let slot = slot.lock().expect("progress slot");
+                    (
+                        slot.phase.as_ref().map(|p| p.snapshot()),
+                        slot.media.as_ref().map(|m| m.snapshot()),
+                    )
+                };
+                if phase.is_some() || media.is_some() {
                     ticking.file.update(|s| {
                         if let Some(current) = &mut s.current {
-                            current.progress = Some(snapshot);
+                            current.progress = phase.or(current.progress.take());
+                            current.media = media.or(current.media.take());
                         }
                     });
                 }
@@ -126,19 +139,28 @@ impl Recorder {
 
 impl Observer for Recorder {
     fn phase(&self, report: &RunReport, phase: Phase, progress: Option<Arc<Progress>>) {
-        *self.progress.lock().expect("progress slot") = progress.clone();
+        let media = {
+            let mut slot = self.progress.lock().expect("progress slot");
+            slot.phase = progress.clone();
+            slot.media.as_ref().map(|m| m.snapshot())
+        };
         let current = CurrentRun {
             run_id: report.run_id.clone(),
             pid: std::process::id(),
             started_at: report.started_at,
             phase,
             progress: progress.map(|p| p.snapshot()),
+            media,
         };
         self.file.update(|s| s.current = Some(current));
     }
 
+    fn media(&self, progress: &MediaProgress) {
+        self.progress.lock().expect("progress slot").media = Some(progress.clone());
+    }
+
     fn finished(&self, report: &RunReport) {
-        *self.progress.lock().expect("progress slot") = None;
+        *self.progress.lock().expect("progress slot") = Sampled::default();
         let report = report.clone();
         self.file.update(|s| {
             s.current = None;

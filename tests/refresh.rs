@@ -757,3 +757,171 @@ async fn keep_previous_false_drops_the_replaced_database() {
         prod_count("\"user\"")
     );
 }
+
+/// Every key of `bucket` with its body, in key order.
+async fn bucket_contents(bucket: &str) -> Vec<(String, Vec<u8>)> {
+    let client = s3().client();
+    let listed = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    let mut contents = Vec::new();
+    for object in listed.contents() {
+        let key = object.key().unwrap().to_owned();
+        let body = client
+            .get_object()
+            .bucket(bucket)
+            .key(&key)
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .to_vec();
+        contents.push((key, body));
+    }
+    contents
+}
+
+/// A production media bucket with 30 objects and a staging one holding a stale key and an
+/// outdated copy of a production key; their config sections are added to `env`.
+async fn with_media(env: &mut Env, source_endpoint: Option<String>) -> (String, String) {
+    let (prod, staging) = (s3().bucket("media").await, s3().bucket("media-stg").await);
+    for i in 0..30 {
+        s3().put(
+            &prod,
+            &format!("media/{i:02}/file.png"),
+            format!("image {i}"),
+        )
+        .await;
+    }
+    s3().put(&staging, "media/00/file.png", "outdated").await;
+    s3().put(&staging, "media/stale/orphan.png", "staging only")
+        .await;
+    let mut source = s3().bucket_toml(&prod);
+    if let Some(endpoint) = source_endpoint {
+        source = source.replace(&s3().endpoint(), &endpoint);
+    }
+    env.sections.push_str(&format!(
+        "\n[media]\nenabled = true\nmax_delete = \"50%\"\n\n[media.source]\n{source}\n[media.target]\n{}",
+        s3().bucket_toml(&staging)
+    ));
+    (prod, staging)
+}
+
+#[tokio::test]
+async fn a_full_run_mirrors_media_beside_the_database_and_deletes_after_cutover() {
+    let mut env = Env::new(prod_dump()).await;
+    let (prod, staging) = with_media(&mut env, None).await;
+
+    let plan = env.run(&["--json", "plan"]).await;
+    assert_eq!(plan.code, 0, "{plan:?}");
+    let plan = plan.json();
+    assert_eq!(plan["media"]["copy"], 30, "{plan}");
+    assert_eq!(plan["media"]["delete"], 1, "{plan}");
+    assert_eq!(plan["users_to_anonymize"], common::staging::PROD_USERS - 1);
+
+    let init = env.run(&["init-target"]).await;
+    assert_eq!(init.code, 0, "{init:?}");
+    assert!(init.stdout.contains("as a media target"), "{init:?}");
+    let out = env.run(&["--json", "run"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let report = out.json();
+    assert_eq!(report["media"]["copied"], 30, "{report}");
+    assert_eq!(report["media"]["deleted"], 1, "{report}");
+    assert_eq!(report["media"]["failed"], 0, "{report}");
+    assert_eq!(
+        env.query(&format!(
+            "SELECT count(*) FROM \"user\" WHERE email = '{ADMIN_EMAIL}'"
+        )),
+        "1"
+    );
+
+    let mut expected = bucket_contents(&prod).await;
+    let mut mirrored = bucket_contents(&staging).await;
+    let marker = mirrored
+        .iter()
+        .position(|(k, _)| k == staging_refresh::media::MARKER_KEY)
+        .expect("the marker is kept");
+    mirrored.remove(marker);
+    expected.sort();
+    mirrored.sort();
+    assert_eq!(mirrored, expected);
+
+    // Nothing left to do: a second run copies and deletes nothing.
+    let again = env.run(&["--json", "run", "--skip-db"]).await;
+    assert_eq!(again.code, 0, "{again:?}");
+    let media = &again.json()["media"];
+    assert_eq!(
+        (media["copied"].as_u64(), media["deleted"].as_u64()),
+        (Some(0), Some(0))
+    );
+}
+
+#[tokio::test]
+async fn skip_db_mirrors_media_and_leaves_the_database_alone() {
+    let mut env = Env::new(prod_dump()).await;
+    let (_, staging) = with_media(&mut env, None).await;
+    let init = env.run(&["init-target"]).await;
+    assert_eq!(init.code, 0, "{init:?}");
+
+    let dry = env.run(&["--json", "run", "--dry-run", "--skip-db"]).await;
+    assert_eq!(dry.code, 0, "{dry:?}");
+    assert!(dry.json().get("snapshot").is_none(), "{dry:?}");
+    assert_eq!(
+        bucket_contents(&staging).await.len(),
+        3,
+        "a dry run changed the bucket"
+    );
+
+    let out = env.run(&["--json", "run", "--skip-db"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let report = out.json();
+    assert!(report["snapshot"].is_null(), "{report}");
+    assert_eq!(report["media"]["copied"], 30, "{report}");
+    assert_eq!(env.query("SELECT note FROM sentinel"), SENTINEL);
+    assert_eq!(env.backend_log(), "", "the backend was touched");
+    let status = env.run(&["status"]).await;
+    assert!(
+        status.stdout.contains("media: copied 30 objects"),
+        "{status:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_media_target_without_its_marker_refuses_the_whole_run() {
+    let mut env = Env::new(prod_dump()).await;
+    // Only the database opts in: init-target runs before the media bucket is configured.
+    let init = env.run(&["init-target"]).await;
+    assert_eq!(init.code, 0, "{init:?}");
+    let (_, staging) = with_media(&mut env, None).await;
+    let out = env.run(&["run"]).await;
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(
+        out.stderr.contains(staging_refresh::media::MARKER_KEY),
+        "{out:?}"
+    );
+    assert_eq!(env.query("SELECT note FROM sentinel"), SENTINEL);
+    assert!(!env.database_exists(&format!("{}__refresh", env.db)));
+    assert_eq!(
+        bucket_contents(&staging).await.len(),
+        2,
+        "the bucket changed"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_media_source_fails_the_run_before_cutover() {
+    let mut env = Env::new(prod_dump()).await;
+    let port = common::services::free_port();
+    with_media(&mut env, Some(format!("http://127.0.0.1:{port}"))).await;
+    let init = env.run(&["init-target"]).await;
+    assert_eq!(init.code, 0, "{init:?}");
+    let out = env.run(&["--json", "run"]).await;
+    env.assert_failed_cleanly(&out, "listing the media buckets");
+    assert_eq!(out.json()["failed_phase"], "media");
+}

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::HumanBytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::store::{ObjectInfo, StoreError};
 
@@ -16,7 +16,7 @@ const FAILURES_LISTED: usize = 1000;
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// How objects travel from source to target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CopyMode {
     /// CopyObject / UploadPartCopy: the bytes never leave the store.
@@ -26,10 +26,11 @@ pub enum CopyMode {
 }
 
 /// One object the mirror could not copy or delete.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
     pub key: String,
-    pub action: &'static str,
+    /// "copy" or "delete".
+    pub action: String,
     pub error: String,
 }
 
@@ -56,7 +57,7 @@ struct Counters {
 }
 
 /// The counters at one moment, for `status` and metrics.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MediaProgressSnapshot {
     pub listed_source: u64,
     pub listed_target: u64,
@@ -193,7 +194,7 @@ impl MediaProgress {
         if failures.len() < FAILURES_LISTED {
             failures.push(Failure {
                 key: key.to_owned(),
-                action,
+                action: action.to_owned(),
                 error: error.to_owned(),
             });
         }
@@ -243,7 +244,7 @@ impl Drop for LogGuard {
 }
 
 /// What a mirror run did, for the run report.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MediaReport {
     /// `s3://bucket at endpoint`.
     pub source: String,

@@ -27,6 +27,7 @@ use crate::config::Config;
 use crate::database::{Server, markers};
 use crate::error::Refused;
 use crate::lock::{LockError, RunLock};
+use crate::media::{MediaError, MediaProgress, MediaReport, Mirror};
 use crate::progress::{Progress, Unit};
 use crate::report::{Outcome, Phase, PhaseTiming, RunReport, SnapshotReport};
 use crate::restore::{self, filter::Filter};
@@ -38,6 +39,8 @@ use crate::store::SourceBucket;
 pub trait Observer: Send + Sync {
     /// A phase starts; `progress` counts its work when it has a measurable amount.
     fn phase(&self, report: &RunReport, phase: Phase, progress: Option<Arc<Progress>>);
+    /// The media mirror starts; it runs beside the database phases.
+    fn media(&self, _progress: &MediaProgress) {}
     fn finished(&self, report: &RunReport);
 }
 
@@ -51,8 +54,28 @@ impl Observer for Quiet {
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// Refresh the database only; leave the media bucket alone (read by the media passes).
+    /// Refresh the database only; leave the media bucket alone.
     pub skip_media: bool,
+    /// Mirror the media bucket only; leave the database alone.
+    pub skip_db: bool,
+}
+
+/// Some media objects could not be copied or deleted; everything else of the run is done.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "media mirror incomplete: {failed} objects failed (the report lists them); the rest of the \
+     refresh is done and live; `staging-refresh run --skip-db` retries the mirror alone"
+)]
+pub struct MediaIncomplete {
+    pub failed: u64,
+}
+
+/// The media mirror's errors, as the run's: a cancelled pass is the run cancelled.
+pub(crate) fn media_error(err: MediaError) -> anyhow::Error {
+    match err {
+        MediaError::Cancelled => Cancelled.into(),
+        other => other.into(),
+    }
 }
 
 /// The run was stopped by SIGTERM/SIGINT before cutover.
@@ -103,7 +126,14 @@ pub async fn run(
         } else {
             Outcome::Failed
         };
-        report.failed_phase = Some(run.phase);
+        let media_failed = err
+            .chain()
+            .any(|c| c.is::<MediaError>() || c.is::<MediaIncomplete>());
+        report.failed_phase = Some(if media_failed {
+            Phase::Media
+        } else {
+            run.phase
+        });
         report.error = Some(format!("{err:#}"));
         tracing::error!(run_id = %report.run_id, phase = %run.phase, "refresh failed: {err:#}");
     } else {
@@ -143,26 +173,54 @@ impl Run<'_> {
         }
     }
 
-    async fn execute(&mut self, selection: &Selection, _options: &Options) -> anyhow::Result<()> {
+    async fn execute(&mut self, selection: &Selection, options: &Options) -> anyhow::Result<()> {
         self.observer.phase(&self.report, Phase::Prepare, None);
+        // Both guards of the media target (not production, opted in) refuse before any change.
+        let mirror = self.media_mirror(options).await?;
+        if options.skip_db {
+            let mirror = mirror.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--skip-db with the media mirror disabled or skipped: nothing to do"
+                )
+            })?;
+            return self.mirror_only(&mirror).await;
+        }
         let maintenance = self.server.connect(None).await?;
         let snapshot = self.guards_and_snapshot(&maintenance, selection).await?;
 
         // Phase 1, cancellable: a signal drops the work in flight, then the scratch database.
+        // The media copy pass runs alongside; it only adds and updates staging objects, so the
+        // data staging serves now stays whole if the refresh stops here.
+        let media_progress = MediaProgress::new();
+        self.observer.media(&media_progress);
         let mut shutdown = self.shutdown.clone();
+        let copy_shutdown = self.shutdown.clone();
+        let copy_pass = async {
+            match &mirror {
+                Some(mirror) => mirror
+                    .copy_pass(&media_progress, &copy_shutdown)
+                    .await
+                    .map(Some)
+                    .map_err(media_error),
+                None => Ok(None),
+            }
+        };
         let prepared = tokio::select! {
-            result = self.prepare_database(&maintenance, &snapshot) => result,
+            result = async { tokio::try_join!(self.prepare_database(&maintenance, &snapshot), copy_pass) } => result,
             () = shutdown.requested() => Err(Cancelled.into()),
         };
         // A signal that came as the last step finished still counts as before cutover.
         let swapped = match prepared {
-            Ok(()) if self.shutdown.is_requested() => Err(Cancelled.into()),
-            Ok(()) => self.cut_over(&maintenance, &snapshot).await,
+            Ok(_) if self.shutdown.is_requested() => Err(Cancelled.into()),
+            Ok((_, copied)) => self
+                .cut_over(&maintenance, &snapshot)
+                .await
+                .map(|done| (done, copied)),
             Err(err) => Err(err),
         };
         // Before the swap, or after the cutover undid it, the scratch database is ours to drop.
-        let (done, had_live) = match swapped {
-            Ok(done) => done,
+        let ((done, had_live), copied) = match swapped {
+            Ok(swapped) => swapped,
             Err(err) => {
                 self.drop_scratch(&maintenance).await;
                 return Err(err);
@@ -179,6 +237,47 @@ impl Run<'_> {
                 .await?;
         }
         self.report.previous_kept = had_live && self.config.database.keep_previous;
+        if let (Some(mirror), Some(copied)) = (&mirror, copied) {
+            let media = mirror
+                .delete_pass(&copied, &media_progress, &self.shutdown)
+                .await;
+            return self.media_finished(media);
+        }
+        Ok(())
+    }
+
+    /// The media mirror, unless disabled or skipped; refuses a target that is production's
+    /// bucket or lacks the opt-in marker.
+    async fn media_mirror(&self, options: &Options) -> anyhow::Result<Option<Mirror>> {
+        if !self.config.media.enabled || options.skip_media {
+            return Ok(None);
+        }
+        let mirror = Mirror::new(&self.config.media).map_err(media_error)?;
+        mirror.guard().await.map_err(media_error)?;
+        Ok(Some(mirror))
+    }
+
+    /// `run --skip-db`: both media passes, back to back, and no database work.
+    async fn mirror_only(&mut self, mirror: &Mirror) -> anyhow::Result<()> {
+        self.begin(Phase::Media, None);
+        let progress = MediaProgress::new();
+        self.observer.media(&progress);
+        let copied = mirror
+            .copy_pass(&progress, &self.shutdown)
+            .await
+            .map_err(media_error)?;
+        let media = mirror.delete_pass(&copied, &progress, &self.shutdown).await;
+        self.media_finished(media)
+    }
+
+    /// Records the mirror's report; objects that failed fail the run (the others are done).
+    fn media_finished(&mut self, media: MediaReport) -> anyhow::Result<()> {
+        tracing::info!(summary = %media.summary(), "media mirror finished");
+        let failed = media.failed;
+        self.report.media = Some(media);
+        if failed > 0 {
+            return Err(MediaIncomplete { failed }.into());
+        }
         Ok(())
     }
 

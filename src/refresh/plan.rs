@@ -1,5 +1,6 @@
 //! `plan` (and `run --dry-run`): what a refresh would do, found by streaming the selected
-//! dump through checksum, decoding and the filter without loading anything. Reads only.
+//! dump through checksum, decoding and the filter without loading anything, and by listing
+//! and comparing the media buckets without copying. Reads only.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,14 +11,26 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::database::{Server, markers};
+use crate::media::{MediaPlan, MediaProgress, Mirror};
 use crate::progress::{Progress, Unit};
+use crate::refresh::{Options, media_error};
 use crate::report::SnapshotReport;
 use crate::restore::{self, filter::Filter};
+use crate::shutdown::Shutdown;
 use crate::snapshot::{Catalog, Selection};
 use crate::store::SourceBucket;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
+    /// Absent with `--skip-db`.
+    #[serde(flatten)]
+    pub database: Option<DatabasePlan>,
+    /// Absent when the mirror is disabled or skipped.
+    pub media: Option<MediaPlan>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DatabasePlan {
     pub snapshot: SnapshotReport,
     pub bytes_sql: u64,
     pub rows: BTreeMap<String, u64>,
@@ -31,7 +44,30 @@ pub struct Plan {
     pub target_marked: bool,
 }
 
-pub async fn plan(config: &Config, selection: &Selection) -> anyhow::Result<Plan> {
+pub async fn plan(
+    config: &Config,
+    selection: &Selection,
+    options: &Options,
+) -> anyhow::Result<Plan> {
+    let media = if config.media.enabled && !options.skip_media {
+        let mirror = Mirror::new(&config.media).map_err(media_error)?;
+        let plan = mirror
+            .plan(&MediaProgress::new(), &Shutdown::never())
+            .await
+            .map_err(media_error)?;
+        Some(plan)
+    } else {
+        None
+    };
+    let database = if options.skip_db {
+        None
+    } else {
+        Some(database_plan(config, selection).await?)
+    };
+    Ok(Plan { database, media })
+}
+
+async fn database_plan(config: &Config, selection: &Selection) -> anyhow::Result<DatabasePlan> {
     let server = Server::new(&config.database.url);
     let client = server.connect(None).await?;
     let name = &config.database.name;
@@ -74,7 +110,7 @@ pub async fn plan(config: &Config, selection: &Selection) -> anyhow::Result<Plan
     let rows_of = |table: &str| streamed.rows.get(table).copied().unwrap_or(0);
     let mut snapshot_report = SnapshotReport::from(&snapshot);
     snapshot_report.checksum_verified = streamed.checksum_verified;
-    Ok(Plan {
+    Ok(DatabasePlan {
         snapshot: snapshot_report,
         bytes_sql: streamed.bytes_sql,
         users_to_anonymize: rows_of("public.\"user\"").saturating_sub(1),
