@@ -105,6 +105,18 @@ impl Filter {
                 "SET transaction_timeout (server older than 17)",
             ));
         }
+        // Production's credentials for other servers stay in production: a user mapping's
+        // options hold a foreign server's password, a subscription's conninfo production's.
+        if s.starts_with(&["create", "user", "mapping"]) {
+            return Ok(Action::Drop(
+                "CREATE USER MAPPING (production's credentials for a foreign server)",
+            ));
+        }
+        if (ddl || w(0, "comment") || w(0, "security")) && (1..4).any(|i| w(i, "subscription")) {
+            return Ok(Action::Drop(
+                "a subscription (its conninfo holds production's credentials)",
+            ));
+        }
         if w(0, "grant") || w(0, "revoke") {
             if !(0..s.tokens.len()).any(|i| w(i, "on")) {
                 return refuse("granting role membership is not part of a single-database dump");
@@ -295,7 +307,6 @@ mod tests {
             "SET transaction_timeout = 0;",
             "SELECT pg_catalog.set_config('search_path', '', false);",
             "COPY public.\"user\" (id, email) FROM stdin;",
-            "CREATE USER MAPPING FOR staging_owner SERVER s;",
             "ALTER TABLE public.t OWNER TO staging_owner;",
             "GRANT SELECT ON TABLE public.t TO staging_owner, PUBLIC;",
             "REVOKE ALL ON SCHEMA public FROM PUBLIC;",
@@ -349,6 +360,23 @@ mod tests {
         ] {
             assert!(matches!(act(sql).unwrap(), Action::Drop(_)), "{sql}");
         }
+    }
+
+    #[test]
+    fn production_credentials_for_other_servers_are_dropped() {
+        for sql in [
+            "CREATE USER MAPPING FOR staging_owner SERVER s OPTIONS (user 'u', password 'prod-secret');",
+            "CREATE SUBSCRIPTION sub CONNECTION 'host=prod password=prod-secret' PUBLICATION p WITH (connect = false, slot_name = 'sub');",
+            "ALTER SUBSCRIPTION sub OWNER TO staging_owner;",
+            "COMMENT ON SUBSCRIPTION sub IS 'x';",
+        ] {
+            assert!(matches!(act(sql).unwrap(), Action::Drop(_)), "{sql}");
+        }
+        assert_eq!(
+            act("CREATE SERVER s FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host 'prod');")
+                .unwrap(),
+            Action::Keep
+        );
     }
 
     #[test]
