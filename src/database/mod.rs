@@ -4,12 +4,14 @@
 
 pub mod markers;
 pub mod swap;
+mod tls;
 
 use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
+use tokio_postgres::config::SslMode;
 
 use crate::config::{Secret, redacted_postgres};
 use crate::restore::filter::quote_ident;
@@ -89,15 +91,18 @@ impl Server {
             config.dbname(db);
         }
         let name = config.get_dbname().unwrap_or("postgres").to_owned();
-        let (client, connection) = config
-            .connect(NoTls)
-            .await
-            .map_err(|e| self.error(format!("connecting to database {name:?}"), &e))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "PostgreSQL connection closed");
-            }
-        });
+        let error = |e| self.error(format!("connecting to database {name:?}"), &e);
+        // The connection task is spawned either way; only its stream type differs.
+        let client = if config.get_ssl_mode() == SslMode::Disable {
+            let (client, connection) =
+                config.connect(tokio_postgres::NoTls).await.map_err(error)?;
+            tokio::spawn(drive(connection));
+            client
+        } else {
+            let (client, connection) = config.connect(tls::connector()).await.map_err(error)?;
+            tokio::spawn(drive(connection));
+            client
+        };
         Ok(client)
     }
 
@@ -178,5 +183,16 @@ impl Server {
             .await
             .map(|r| r.get(0))
             .map_err(|e| self.error("reading the role's attributes", &e))
+    }
+}
+
+/// Runs a connection until it closes.
+async fn drive<S, T>(connection: tokio_postgres::Connection<S, T>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if let Err(e) = connection.await {
+        tracing::debug!(error = %e, "PostgreSQL connection closed");
     }
 }

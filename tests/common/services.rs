@@ -163,11 +163,20 @@ fn log_to(cmd: &mut Command, log: &Path) {
 
 /// PostgreSQL refuses to run as root; when we are root, it runs as `nobody` in `dir`.
 fn as_postgres_user(cmd: &mut Command, dir: &Path) {
-    if unsafe { libc::geteuid() } == 0 {
-        let (uid, gid) = (65534, 65534);
-        std::os::unix::fs::chown(dir, Some(uid), Some(gid)).unwrap();
-        cmd.uid(uid).gid(gid);
+    if postgres_owns(dir) {
+        cmd.uid(NOBODY).gid(NOBODY);
     }
+}
+
+const NOBODY: u32 = 65534;
+
+/// Gives `path` to the user PostgreSQL runs as; true when that is `nobody` (we are root).
+fn postgres_owns(path: &Path) -> bool {
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        std::os::unix::fs::chown(path, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    root
 }
 
 fn postgres_bin(name: &str) -> PathBuf {
@@ -197,6 +206,15 @@ pub struct Postgres {
 
 impl Postgres {
     pub fn start(name: &str) -> Postgres {
+        Postgres::start_with(name, false)
+    }
+
+    /// A server that offers TLS, with a self-signed certificate.
+    pub fn start_tls(name: &str) -> Postgres {
+        Postgres::start_with(name, true)
+    }
+
+    fn start_with(name: &str, tls: bool) -> Postgres {
         let dir = root().join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let data = dir.join("data");
@@ -217,6 +235,30 @@ impl Postgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        if tls {
+            let out = Command::new("openssl")
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                ])
+                .args(["-subj", "/CN=localhost", "-keyout"])
+                .arg(data.join("server.key"))
+                .arg("-out")
+                .arg(data.join("server.crt"))
+                .output()
+                .expect("run openssl");
+            assert!(
+                out.status.success(),
+                "openssl: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            use std::os::unix::fs::PermissionsExt;
+            for file in ["server.key", "server.crt"] {
+                let path = data.join(file);
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+                postgres_owns(&path);
+            }
+            std::fs::write(data.join("postgresql.auto.conf"), "ssl = on\n").unwrap();
+        }
         let port = free_port();
         let log = dir.join("postgres.log");
         let mut cmd = Command::new(postgres_bin("postgres"));
