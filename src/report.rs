@@ -11,7 +11,7 @@ use crate::anonymize::{Finding, Verification};
 use crate::error::Exit;
 use crate::snapshot::Snapshot;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Ok,
@@ -24,6 +24,13 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Ok,
+        Outcome::Failed,
+        Outcome::Refused,
+        Outcome::Cancelled,
+    ];
+
     pub fn exit(self) -> Exit {
         match self {
             Outcome::Ok => Exit::Success,
@@ -47,6 +54,17 @@ pub enum Phase {
     Cutover,
     /// After cutover: dropping the old previous database.
     Cleanup,
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Outcome::Ok => "ok",
+            Outcome::Failed => "failed",
+            Outcome::Refused => "refused",
+            Outcome::Cancelled => "cancelled",
+        })
+    }
 }
 
 impl std::fmt::Display for Phase {
@@ -116,6 +134,10 @@ pub struct RunReport {
     /// Whether the replaced database is kept as `<name>__previous`.
     pub previous_kept: bool,
     pub redis_flushed: bool,
+    /// Whether staging serves this run's snapshot: after a successful cutover, including a
+    /// run that failed later (backend start, health, cleanup).
+    #[serde(default)]
+    pub snapshot_live: bool,
 }
 
 impl RunReport {
@@ -139,6 +161,7 @@ impl RunReport {
             maintenance_seconds: None,
             previous_kept: false,
             redis_flushed: false,
+            snapshot_live: false,
         }
     }
 
@@ -151,8 +174,7 @@ impl RunReport {
 
     /// A few lines for a person: outcome, snapshot, durations, what changed.
     pub fn summary(&self) -> String {
-        let outcome = format!("{:?}", self.outcome).to_lowercase();
-        let mut lines = vec![format!("run {}: {outcome}", self.run_id)];
+        let mut lines = vec![format!("run {}: {}", self.run_id, self.outcome)];
         if let Some(error) = &self.error {
             let phase = self
                 .failed_phase
