@@ -14,6 +14,7 @@ use crate::database::{Server, markers};
 use crate::error::Exit;
 use crate::lock::{LockError, RunLock};
 use crate::logging::LogFormat;
+use crate::notify;
 use crate::refresh::{self, Options, cutover, maintenance, plan::Plan};
 use crate::shutdown;
 use crate::snapshot::{Catalog, Selection, format_age};
@@ -223,6 +224,7 @@ async fn run_refresh(
     if let Some(error) = &report.error {
         eprintln!("error: {error}");
     }
+    notify::after_run(config, &report).await;
     Ok(report.outcome.exit())
 }
 

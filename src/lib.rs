@@ -9,6 +9,8 @@ pub mod database;
 pub mod error;
 pub mod lock;
 pub mod logging;
+pub mod metrics;
+pub mod notify;
 pub mod progress;
 pub mod refresh;
 pub mod report;
