@@ -113,7 +113,9 @@ fn row<const N: usize>(cells: [&str; N]) -> Line {
 }
 
 fn seconds(s: f64) -> String {
-    if s < 60.0 {
+    if s < 10.0 {
+        format!("{s:.2}s")
+    } else if s < 60.0 {
         format!("{s:.1}s")
     } else {
         format_age(Duration::from_secs_f64(s))
