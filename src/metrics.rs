@@ -79,7 +79,7 @@ pub struct Metrics {
     next_run: Gauge,
 }
 
-/// Registers a metric built from `opts` and returns it.
+/// Registers a freshly built metric and returns it.
 fn register<M: prometheus::core::Collector + Clone + 'static>(
     registry: &Registry,
     metric: Result<M, prometheus::Error>,
@@ -260,6 +260,7 @@ impl Metrics {
                 .last_run_outcome
                 .with_label_values(&[&outcome.to_string()]);
         }
+        // The media mirror's counters: at zero until its report is kept in the state's totals.
         let media_objects = register(
             &metrics.registry,
             IntCounterVec::new(
