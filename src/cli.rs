@@ -15,6 +15,7 @@ use crate::error::Exit;
 use crate::lock::{LockError, RunLock};
 use crate::logging::LogFormat;
 use crate::media::{self, Mirror};
+use crate::notify;
 use crate::refresh::plan::{DatabasePlan, Plan};
 use crate::refresh::{self, Options, cutover, maintenance};
 use crate::shutdown;
@@ -228,6 +229,7 @@ async fn run_refresh(
     if let Some(error) = &report.error {
         eprintln!("error: {error}");
     }
+    notify::after_run(config, &report).await;
     Ok(report.outcome.exit())
 }
 

@@ -10,6 +10,8 @@ pub mod error;
 pub mod lock;
 pub mod logging;
 pub mod media;
+pub mod metrics;
+pub mod notify;
 pub mod progress;
 pub mod refresh;
 pub mod report;

@@ -12,7 +12,7 @@ use crate::error::Exit;
 use crate::media::MediaReport;
 use crate::snapshot::Snapshot;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Ok,
@@ -25,6 +25,13 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Ok,
+        Outcome::Failed,
+        Outcome::Refused,
+        Outcome::Cancelled,
+    ];
+
     pub fn exit(self) -> Exit {
         match self {
             Outcome::Ok => Exit::Success,
@@ -51,6 +58,17 @@ pub enum Phase {
     /// The media mirror: its copy pass runs alongside restore and anonymize, its delete
     /// pass in cleanup; a failure of either is reported as this phase.
     Media,
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Outcome::Ok => "ok",
+            Outcome::Failed => "failed",
+            Outcome::Refused => "refused",
+            Outcome::Cancelled => "cancelled",
+        })
+    }
 }
 
 impl std::fmt::Display for Phase {
@@ -123,6 +141,10 @@ pub struct RunReport {
     pub redis_flushed: bool,
     /// The media mirror's figures, when it ran.
     pub media: Option<MediaReport>,
+    /// Whether staging serves this run's snapshot: after a successful cutover, including a
+    /// run that failed later (backend start, health, cleanup).
+    #[serde(default)]
+    pub snapshot_live: bool,
 }
 
 impl RunReport {
@@ -147,6 +169,7 @@ impl RunReport {
             previous_kept: false,
             redis_flushed: false,
             media: None,
+            snapshot_live: false,
         }
     }
 
@@ -159,8 +182,7 @@ impl RunReport {
 
     /// A few lines for a person: outcome, snapshot, durations, what changed.
     pub fn summary(&self) -> String {
-        let outcome = format!("{:?}", self.outcome).to_lowercase();
-        let mut lines = vec![format!("run {}: {outcome}", self.run_id)];
+        let mut lines = vec![format!("run {}: {}", self.run_id, self.outcome)];
         if let Some(error) = &self.error {
             let phase = self
                 .failed_phase

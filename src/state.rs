@@ -1,7 +1,9 @@
 //! The state file under `daemon.state_dir`: the current run (phase, progress) and the last
 //! finished run's report. Written atomically on every phase change and every few seconds of
-//! progress, so `status` (and metrics after a restart) can read it at any time.
+//! progress, so `status` and the metrics endpoint can read it at any time. It also keeps the
+//! last successful run and running totals, so metrics survive restarts and reboots.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,18 +11,66 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::media::{MediaProgress, MediaProgressSnapshot};
+use crate::media::{MediaProgress, MediaProgressSnapshot, MediaReport};
 use crate::progress::{Progress, ProgressSnapshot};
 use crate::refresh::Observer;
 use crate::refresh::maintenance::write_atomic;
-use crate::report::{Phase, RunReport};
+use crate::report::{Outcome, Phase, RunReport};
 
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
+/// Serializes read-change-write cycles of this process (the progress ticker and the observer).
+static UPDATING: Mutex<()> = Mutex::new(());
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct State {
     pub current: Option<CurrentRun>,
     pub last: Option<RunReport>,
+    /// The last run that succeeded: the data staging serves.
+    #[serde(default)]
+    pub last_success: Option<RunReport>,
+    #[serde(default)]
+    pub totals: Totals,
+}
+
+/// Counts over every run recorded here: what the metrics' counters restart from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Finished runs by outcome.
+    pub runs: BTreeMap<Outcome, u64>,
+    /// Summary emails that could not be sent.
+    pub email_failures: u64,
+    /// Media objects by action (`copied`, `skipped`, `deleted`, `failed`).
+    #[serde(default)]
+    pub media_objects: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub media_copied_bytes: u64,
+    #[serde(default)]
+    pub media_retries: u64,
+}
+
+impl Totals {
+    pub fn runs(&self, outcome: Outcome) -> u64 {
+        self.runs.get(&outcome).copied().unwrap_or(0)
+    }
+
+    pub fn media_objects(&self, action: &str) -> u64 {
+        self.media_objects.get(action).copied().unwrap_or(0)
+    }
+
+    /// Adds what one run's media mirror did.
+    fn add_media(&mut self, media: &MediaReport) {
+        for (action, n) in [
+            ("copied", media.copied),
+            ("skipped", media.skipped),
+            ("deleted", media.deleted),
+            ("failed", media.failed),
+        ] {
+            *self.media_objects.entry(action.to_owned()).or_default() += n;
+        }
+        self.media_copied_bytes += media.copied_bytes;
+        self.media_retries += media.retries;
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,7 +129,8 @@ impl StateFile {
     }
 
     /// Reads, changes and writes back; a failure is logged, never fatal to a refresh.
-    fn update(&self, change: impl FnOnce(&mut State)) {
+    pub fn update(&self, change: impl FnOnce(&mut State)) {
+        let _updating = UPDATING.lock().unwrap_or_else(|e| e.into_inner());
         let mut state = self.read().unwrap_or_default();
         change(&mut state);
         if let Err(e) = self.write(&state) {
@@ -164,6 +215,13 @@ impl Observer for Recorder {
         let report = report.clone();
         self.file.update(|s| {
             s.current = None;
+            *s.totals.runs.entry(report.outcome).or_default() += 1;
+            if let Some(media) = &report.media {
+                s.totals.add_media(media);
+            }
+            if report.outcome == Outcome::Ok {
+                s.last_success = Some(report.clone());
+            }
             s.last = Some(report);
         });
     }

@@ -817,6 +817,11 @@ async fn with_media(env: &mut Env, source_endpoint: Option<String>) -> (String, 
 async fn a_full_run_mirrors_media_beside_the_database_and_deletes_after_cutover() {
     let mut env = Env::new(prod_dump()).await;
     let (prod, staging) = with_media(&mut env, None).await;
+    let recipient = format!("{}@staging.example.com", unique("admin"));
+    env.sections.push_str(&format!(
+        "\n[notify]\nsmtp_url = \"{}\"\nfrom = \"refresh@staging.example.com\"\nto = [\"{recipient}\"]\n",
+        common::smtp().url()
+    ));
 
     let plan = env.run(&["--json", "plan"]).await;
     assert_eq!(plan.code, 0, "{plan:?}");
@@ -851,6 +856,27 @@ async fn a_full_run_mirrors_media_beside_the_database_and_deletes_after_cutover(
     expected.sort();
     mirrored.sort();
     assert_eq!(mirrored, expected);
+
+    // The media figures reach the metrics (through the state file) and the email.
+    let config = staging_refresh::config::Config::load(&env.config()).unwrap();
+    let metrics = staging_refresh::metrics::Metrics::new();
+    staging_refresh::metrics::Sources::of(&config).update(&metrics);
+    let text = metrics.text();
+    for line in [
+        "staging_refresh_media_objects_total{action=\"copied\"} 30",
+        "staging_refresh_media_objects_total{action=\"deleted\"} 1",
+        // "image 0" .. "image 29": 10 bodies of 7 bytes, 20 of 8.
+        "staging_refresh_media_copied_bytes_total 230",
+    ] {
+        assert!(text.contains(line), "{line} not in\n{text}");
+    }
+    let mail = common::smtp().messages_to(&recipient);
+    assert_eq!(mail.len(), 1, "{mail:?}");
+    assert!(
+        mail[0].contains("Media") && mail[0].contains("30 objects"),
+        "{}",
+        mail[0]
+    );
 
     // Nothing left to do: a second run copies and deletes nothing.
     let again = env.run(&["--json", "run", "--skip-db"]).await;

@@ -124,12 +124,10 @@ pub async fn apply(tx: &Transaction<'_>, cfg: &AnonymizeConfig) -> Result<Applie
         .map_err(sql_error("neutralising the integrations"))?;
     Ok(Applied {
         admin_id,
+        // Keyed like the restore's rows per table, so reports can line the two up.
         rows: BTreeMap::from([
-            ("public.user".to_owned(), others + 1),
-            (
-                "public.external_system_integration".to_owned(),
-                integrations,
-            ),
+            (USERS.to_owned(), others + 1),
+            (INTEGRATIONS.to_owned(), integrations),
         ]),
     })
 }

@@ -26,6 +26,13 @@ pub enum CutoverError {
     AfterSwap(String),
 }
 
+impl CutoverError {
+    /// Whether the new data stayed in place (the backend did not come back healthy on it).
+    pub fn is_after_swap(&self) -> bool {
+        matches!(self, CutoverError::AfterSwap(_))
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CutoverDone {
     pub maintenance_seconds: f64,

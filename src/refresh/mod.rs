@@ -226,6 +226,7 @@ impl Run<'_> {
                 return Err(err);
             }
         };
+        self.report.snapshot_live = true;
         self.report.maintenance_seconds = Some(done.maintenance_seconds);
         self.report.redis_flushed = done.redis_flushed;
         tracing::info!(seconds = done.maintenance_seconds, "cutover done");
@@ -306,7 +307,8 @@ impl Run<'_> {
             &snapshot.name,
             &renames,
         )
-        .await?;
+        .await
+        .inspect_err(|e| self.report.snapshot_live = e.is_after_swap())?;
         Ok((done, had_live))
     }
 

@@ -1,0 +1,646 @@
+//! What operators see without reading logs: the metrics endpoint (scraped over HTTP after real
+//! refreshes, and again after a restart) and the summary email the SMTP sink received.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use common::fixtures::{dump_name, upload_snapshot, zstd};
+use common::services::{S3_SECRET_KEY, free_port};
+use common::staging::{SENTINEL, prod_dump, seed_staging};
+use common::{Run, base_config, postgres, s3, smtp, unique, write_config};
+use staging_refresh::config::Config;
+use staging_refresh::metrics::{self, Metrics, Sources};
+use staging_refresh::shutdown;
+use staging_refresh::state::StateFile;
+
+const ADMIN_PASSWORD: &str = "staging-admin-password";
+/// Values of the production fixture (tests/fixtures/prod-shaped.sql) no email may carry.
+const PRODUCTION_VALUES: &[&str] = &[
+    "example-customer.com",
+    "Customer Number",
+    "sk_live_",
+    "partner1.example.com",
+    "/api/push",
+    "info@shootify.io",
+    "ops@shootify.io",
+    "$2b$12$KIXQJ1bQ8ZpvVh5YnYJrUe",
+];
+
+/// A staging database of its own, a snapshot bucket and a config (plus `extra` sections).
+struct Staging {
+    db: String,
+    bucket: String,
+    config: PathBuf,
+}
+
+impl Staging {
+    async fn new(extra: &str) -> Staging {
+        let db = unique("obs");
+        seed_staging(postgres(), &db);
+        let bucket = s3().bucket("obs-snaps").await;
+        let config = write_config(&format!("{}\n{extra}", base_config(&bucket, "", &db)));
+        Staging { db, bucket, config }
+    }
+
+    /// Uploads `dump` (plain SQL) as a snapshot taken `age` ago; returns its name and time.
+    async fn upload(&self, dump: &[u8], age: Duration) -> (String, DateTime<Utc>, u64) {
+        let taken_at = Utc::now() - age;
+        let name = dump_name(&self.db, "prod-db", taken_at);
+        let body = zstd(dump);
+        let size = body.len() as u64;
+        upload_snapshot(s3(), &self.bucket, "", &name, body, true).await;
+        // The name holds whole seconds.
+        let taken_at = DateTime::from_timestamp(taken_at.timestamp(), 0).unwrap();
+        (name, taken_at, size)
+    }
+
+    async fn run(&self, args: &[&str]) -> Run {
+        common::run(&self.config, args).await
+    }
+
+    async fn init_target(&self) {
+        let init = self.run(&["init-target"]).await;
+        assert_eq!(init.code, 0, "{init:?}");
+    }
+
+    fn loaded(&self) -> Config {
+        Config::load(&self.config).unwrap()
+    }
+}
+
+/// `[notify]` sending to `to` through `smtp_url`.
+fn notify(smtp_url: &str, to: &str) -> String {
+    format!(
+        "[notify]\nsmtp_url = \"{smtp_url}\"\nfrom = \"staging-refresh@staging.example.com\"\nto = [\"{to}\"]\n"
+    )
+}
+
+/// A fresh recipient address, so each test reads only its own mail.
+fn recipient() -> String {
+    format!("{}@staging.example.com", unique("admin"))
+}
+
+/// GET `path` over HTTP/1.1; returns the status line, the content type and the body.
+async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status = head.lines().next().unwrap().to_owned();
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type: ")
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    (status, content_type, body.to_owned())
+}
+
+/// Every sample of a scrape: `name{labels}` → value.
+async fn scrape(addr: std::net::SocketAddr) -> BTreeMap<String, f64> {
+    let (status, content_type, body) = get(addr, "/metrics").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').unwrap();
+            (series.to_owned(), value.parse().unwrap())
+        })
+        .collect()
+}
+
+fn value(samples: &BTreeMap<String, f64>, series: &str) -> f64 {
+    *samples
+        .get(series)
+        .unwrap_or_else(|| panic!("no {series} in {samples:#?}"))
+}
+
+fn close_to(actual: f64, expected: DateTime<Utc>) -> bool {
+    (actual - expected.timestamp_millis() as f64 / 1000.0).abs() < 0.01
+}
+
+/// Serves the metrics of `config`'s state dir on a free port, as the daemon does.
+async fn serve(config: &Config) -> (metrics::Endpoint, shutdown::ShutdownTrigger) {
+    let (trigger, shutdown) = shutdown::channel();
+    let endpoint = metrics::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        Arc::new(Metrics::new()),
+        Sources::of(config),
+        shutdown,
+    )
+    .await
+    .unwrap();
+    (endpoint, trigger)
+}
+
+#[tokio::test]
+async fn metrics_tell_what_the_runs_did_and_survive_a_restart() {
+    let staging = Staging::new("").await;
+    let config = staging.loaded();
+    staging.init_target().await;
+    let (endpoint, stop) = serve(&config).await;
+    let (status, _, body) = get(endpoint.addr, "/healthz").await;
+    assert_eq!(
+        (status.as_str(), body.as_str()),
+        ("HTTP/1.1 200 OK", "ok\n")
+    );
+    assert!(get(endpoint.addr, "/nope").await.0.contains("404"));
+    let before = scrape(endpoint.addr).await;
+    assert_eq!(
+        value(&before, r#"staging_refresh_runs_total{outcome="ok"}"#),
+        0.0
+    );
+    assert_eq!(
+        value(&before, "staging_refresh_last_success_timestamp_seconds"),
+        0.0
+    );
+    let version = format!(
+        "staging_refresh_build_info{{version=\"{}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(value(&before, &version), 1.0);
+
+    // A successful refresh.
+    let (_, good_taken, good_size) = staging.upload(prod_dump(), Duration::hours(2)).await;
+    let out = staging.run(&["--json", "run", "--skip-media"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let report = out.json();
+    let finished: DateTime<Utc> = report["finished_at"].as_str().unwrap().parse().unwrap();
+    let after_ok = scrape(endpoint.addr).await;
+    for (series, expected) in [
+        (r#"staging_refresh_runs_total{outcome="ok"}"#, 1.0),
+        (r#"staging_refresh_runs_total{outcome="failed"}"#, 0.0),
+        (r#"staging_refresh_last_run_outcome{outcome="ok"}"#, 1.0),
+        (r#"staging_refresh_last_run_outcome{outcome="failed"}"#, 0.0),
+        ("staging_refresh_snapshot_size_bytes", good_size as f64),
+        ("staging_refresh_verification_failures", 0.0),
+        ("staging_refresh_running", 0.0),
+        ("staging_refresh_maintenance", 0.0),
+        ("staging_refresh_email_failures_total", 0.0),
+        (
+            "staging_refresh_restored_bytes",
+            report["bytes_restored"].as_f64().unwrap(),
+        ),
+        (
+            "staging_refresh_maintenance_window_seconds",
+            report["maintenance_seconds"].as_f64().unwrap(),
+        ),
+    ] {
+        assert_eq!(value(&after_ok, series), expected, "{series}");
+    }
+    assert!(close_to(
+        value(&after_ok, "staging_refresh_last_success_timestamp_seconds"),
+        finished
+    ));
+    assert!(close_to(
+        value(&after_ok, "staging_refresh_last_run_timestamp_seconds"),
+        finished
+    ));
+    assert!(close_to(
+        value(
+            &after_ok,
+            "staging_refresh_snapshot_taken_timestamp_seconds"
+        ),
+        good_taken
+    ));
+    for table in ["public.\\\"user\\\"", "public.product"] {
+        let key = table.replace("\\\"", "\"");
+        assert_eq!(
+            value(
+                &after_ok,
+                &format!("staging_refresh_restored_rows{{table=\"{table}\"}}")
+            ),
+            report["rows_restored"][&key].as_f64().unwrap(),
+            "{table}"
+        );
+    }
+    assert_eq!(
+        value(
+            &after_ok,
+            r#"staging_refresh_anonymized_rows{table="public.\"user\""}"#
+        ),
+        report["rows_anonymized"]["public.\"user\""]
+            .as_f64()
+            .unwrap()
+    );
+    for phase in ["prepare", "restore", "anonymize", "cutover", "cleanup"] {
+        let seconds = value(
+            &after_ok,
+            &format!("staging_refresh_phase_duration_seconds{{phase=\"{phase}\"}}"),
+        );
+        assert!(seconds >= 0.0, "{phase}");
+    }
+    assert!(
+        value(
+            &after_ok,
+            r#"staging_refresh_phase_duration_seconds{phase="restore"}"#
+        ) > 0.0
+    );
+
+    // A newer snapshot that is broken: the refresh fails; staging keeps serving `good`.
+    let broken = zstd(prod_dump());
+    let taken = Utc::now() - Duration::minutes(10);
+    let bad = dump_name(&staging.db, "prod-db", taken);
+    upload_snapshot(
+        s3(),
+        &staging.bucket,
+        "",
+        &bad,
+        broken[..broken.len() / 2].to_vec(),
+        false,
+    )
+    .await;
+    let out = staging.run(&["--json", "run", "--skip-media"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(out.json()["failed_phase"], "restore");
+    let failed_at: DateTime<Utc> = out.json()["finished_at"].as_str().unwrap().parse().unwrap();
+    let after_failure = scrape(endpoint.addr).await;
+    for (series, expected) in [
+        (r#"staging_refresh_runs_total{outcome="ok"}"#, 1.0),
+        (r#"staging_refresh_runs_total{outcome="failed"}"#, 1.0),
+        (r#"staging_refresh_last_run_outcome{outcome="ok"}"#, 0.0),
+        (r#"staging_refresh_last_run_outcome{outcome="failed"}"#, 1.0),
+        // What staging serves is still the good snapshot.
+        ("staging_refresh_snapshot_size_bytes", good_size as f64),
+    ] {
+        assert_eq!(value(&after_failure, series), expected, "{series}");
+    }
+    assert!(close_to(
+        value(&after_failure, "staging_refresh_last_run_timestamp_seconds"),
+        failed_at
+    ));
+    assert!(close_to(
+        value(
+            &after_failure,
+            "staging_refresh_last_success_timestamp_seconds"
+        ),
+        finished
+    ));
+    assert!(close_to(
+        value(
+            &after_failure,
+            "staging_refresh_snapshot_taken_timestamp_seconds"
+        ),
+        good_taken
+    ));
+    assert!(
+        !after_failure.contains_key(r#"staging_refresh_phase_duration_seconds{phase="cutover"}"#)
+    );
+    assert_eq!(
+        value(&after_failure, "staging_refresh_maintenance_window_seconds"),
+        report["maintenance_seconds"].as_f64().unwrap(),
+        "the last cutover's window"
+    );
+
+    // A restart: a fresh endpoint reads the same state and says the same.
+    stop.trigger();
+    endpoint.stopped().await;
+    let (restarted, _stop) = serve(&staging.loaded()).await;
+    assert_eq!(scrape(restarted.addr).await, after_failure);
+
+    // A maintenance flag left behind, and a run in progress, show.
+    let raised = Utc::now() - Duration::minutes(20);
+    std::fs::write(
+        config.flag_file(),
+        format!(
+            r#"{{"run_id": "r1", "since": "{}", "snapshot": "s"}}"#,
+            raised.to_rfc3339()
+        ),
+    )
+    .unwrap();
+    let state = StateFile::in_dir(&config.daemon.state_dir);
+    let started = Utc::now() - Duration::minutes(3);
+    state.update(|s| {
+        s.current = Some(staging_refresh::state::CurrentRun {
+            run_id: "r2".into(),
+            pid: std::process::id(),
+            started_at: started,
+            phase: staging_refresh::report::Phase::Restore,
+            progress: None,
+            media: None,
+        })
+    });
+    let live = scrape(restarted.addr).await;
+    assert_eq!(value(&live, "staging_refresh_maintenance"), 1.0);
+    assert!(close_to(
+        value(&live, "staging_refresh_maintenance_since_timestamp_seconds"),
+        raised
+    ));
+    assert_eq!(value(&live, "staging_refresh_running"), 1.0);
+    assert!(close_to(
+        value(&live, "staging_refresh_run_started_timestamp_seconds"),
+        started
+    ));
+    // A run recorded by a process that is gone is not running.
+    state.update(|s| s.current.as_mut().unwrap().pid = u32::MAX / 2);
+    std::fs::remove_file(config.flag_file()).unwrap();
+    let gone = scrape(restarted.addr).await;
+    assert_eq!(value(&gone, "staging_refresh_running"), 0.0);
+    assert_eq!(
+        value(&gone, "staging_refresh_run_started_timestamp_seconds"),
+        0.0
+    );
+    assert_eq!(value(&gone, "staging_refresh_maintenance"), 0.0);
+}
+
+/// The one message `to` received: subject, text part, HTML part, and the raw message.
+struct Email {
+    subject: String,
+    text: String,
+    html: String,
+    raw: String,
+}
+
+fn received(to: &str) -> Email {
+    let messages = smtp().messages_to(to);
+    assert_eq!(
+        messages.len(),
+        1,
+        "expected one email to {to}: {messages:#?}"
+    );
+    let raw = messages.into_iter().next().unwrap();
+    let parsed = mailparse::parse_mail(raw.as_bytes()).unwrap();
+    assert_eq!(parsed.ctype.mimetype, "multipart/alternative");
+    let part = |mime: &str| {
+        parsed
+            .subparts
+            .iter()
+            .find(|p| p.ctype.mimetype == mime)
+            .unwrap_or_else(|| panic!("no {mime} part in {raw}"))
+            .get_body()
+            .unwrap()
+    };
+    let subject = parsed
+        .headers
+        .iter()
+        .find(|h| h.get_key().eq_ignore_ascii_case("subject"))
+        .unwrap()
+        .get_value();
+    Email {
+        subject,
+        text: part("text/plain"),
+        html: part("text/html"),
+        raw,
+    }
+}
+
+impl Email {
+    /// Both parts say `what`.
+    fn says(&self, what: &str) {
+        assert!(
+            self.text.contains(what),
+            "text part lacks {what:?}:\n{}",
+            self.text
+        );
+        let html = what
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;");
+        assert!(
+            self.html.contains(&html),
+            "HTML part lacks {html:?}:\n{}",
+            self.html
+        );
+    }
+
+    /// Nothing secret and no production value anywhere in the message.
+    fn leaks_nothing(&self) {
+        for secret in [ADMIN_PASSWORD, S3_SECRET_KEY]
+            .iter()
+            .chain(PRODUCTION_VALUES)
+        {
+            for (part, body) in [
+                ("raw", &self.raw),
+                ("text", &self.text),
+                ("html", &self.html),
+            ] {
+                assert!(!body.contains(secret), "{part} carries {secret:?}:\n{body}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_summary_email_says_what_a_refresh_did_and_leaks_nothing() {
+    let to = recipient();
+    let staging = Staging::new(&notify(&smtp().url(), &to)).await;
+    staging.init_target().await;
+    let (name, taken_at, _) = staging.upload(prod_dump(), Duration::hours(3)).await;
+    let out = staging.run(&["--json", "run", "--skip-media"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let report = out.json();
+
+    let email = received(&to);
+    assert!(
+        email
+            .subject
+            .starts_with(&format!("[staging-refresh] OK: {name} (")),
+        "{}",
+        email.subject
+    );
+    email.says(&format!(
+        "Staging now serves production snapshot {name}, anonymized."
+    ));
+    email.says(&format!(
+        "The data it replaced is kept as database {}__previous",
+        staging.db
+    ));
+    email.says(&taken_at.format("%Y-%m-%d %H:%M:%S UTC").to_string());
+    email.says("(3h 0m ago)");
+    email.says("checksum verified");
+    for phase in [
+        "prepare",
+        "restore",
+        "anonymize",
+        "cutover",
+        "cleanup",
+        "maintenance window",
+    ] {
+        email.says(phase);
+    }
+    email.says("(staging was unavailable this long)");
+    // Rows per table, restored and anonymized.
+    let users = report["rows_restored"]["public.\"user\""].to_string();
+    let anonymized = report["rows_anonymized"]["public.\"user\""].to_string();
+    assert!(
+        email
+            .text
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["public.\"user\"", &users, &anonymized]),
+        "{}",
+        email.text
+    );
+    assert!(email.html.contains(&format!(
+        "<td style=\"padding-right: 1em\">public.&quot;user&quot;</td><td style=\"padding-right: 1em\">{users}</td><td style=\"padding-right: 1em\">{anonymized}</td>"
+    )), "{}", email.html);
+    email.says("Verification: all 6 checks passed.");
+    email.says("PII scan: nothing unmasked found.");
+    email.says(&format!("Run {}", report["run_id"].as_str().unwrap()));
+    assert!(!email.text.contains("What to do"), "{}", email.text);
+    email.leaks_nothing();
+}
+
+#[tokio::test]
+async fn a_failure_email_names_the_phase_and_the_way_back_without_production_values() {
+    // A duplicated customer email: the unique index fails, and PostgreSQL's DETAIL quotes it.
+    let dump = std::str::from_utf8(prod_dump()).unwrap().replacen(
+        "\n\\.\n",
+        "\n\\.\nINSERT INTO public.\"user\" (id, email, hashed_password) VALUES \
+         ('00000000-0000-0000-0000-000000000001', 'customer5@example-customer.com', 'x');\n",
+        1,
+    );
+    let to = recipient();
+    let staging = Staging::new(&notify(&smtp().url(), &to)).await;
+    staging.init_target().await;
+    let (name, _, _) = staging.upload(dump.as_bytes(), Duration::hours(1)).await;
+    let out = staging.run(&["run", "--skip-media"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    // The whole error (stderr, the state file) quotes the value; the email must not.
+    assert!(
+        out.stderr.contains("could not create unique index")
+            && out.stderr.contains("customer5@example-customer.com"),
+        "{out:?}"
+    );
+    assert_eq!(
+        postgres().query(&staging.db, "SELECT note FROM sentinel"),
+        SENTINEL
+    );
+
+    let email = received(&to);
+    assert!(
+        email
+            .subject
+            .starts_with(&format!("[staging-refresh] FAILED in restore: {name} (")),
+        "{}",
+        email.subject
+    );
+    email.says("The refresh failed in the restore phase. Staging still serves its previous data, unchanged");
+    email.says("could not create unique index");
+    email.says("`staging-refresh status` on the staging host shows the whole error");
+    email.says(&format!("staging-refresh run --snapshot {name}"));
+    email.says("systemctl start staging-refresh@now");
+    email.says("none: staging stayed up");
+    email.leaks_nothing();
+    assert!(!email.raw.contains("customer5"), "{}", email.raw);
+}
+
+#[tokio::test]
+async fn a_refused_run_is_emailed_as_refused() {
+    let to = recipient();
+    let staging = Staging::new(&notify(&smtp().url(), &to)).await;
+    // No init-target: the guard refuses.
+    let out = staging.run(&["run", "--skip-media"]).await;
+    assert_eq!(out.code, 3, "{out:?}");
+    let email = received(&to);
+    assert!(
+        email
+            .subject
+            .starts_with("[staging-refresh] REFUSED in prepare: no snapshot selected ("),
+        "{}",
+        email.subject
+    );
+    email.says("A guard refused the refresh before anything changed.");
+    email.says("not marked as a refresh target");
+    email.says("staging-refresh check");
+    email.leaks_nothing();
+}
+
+#[tokio::test]
+async fn an_unreachable_or_insecure_smtp_server_is_counted_and_never_changes_the_outcome() {
+    let to = recipient();
+    let dead = format!("smtp://127.0.0.1:{}", free_port());
+    let staging = Staging::new(&notify(&dead, &to)).await;
+    staging.init_target().await;
+    staging.upload(prod_dump(), Duration::hours(1)).await;
+    let out = staging.run(&["run", "--skip-media"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("the summary email could not be sent"),
+        "{out:?}"
+    );
+    let config = staging.loaded();
+    let state = StateFile::in_dir(&config.daemon.state_dir).read().unwrap();
+    assert_eq!(state.totals.email_failures, 1);
+
+    // STARTTLS required, and the sink offers none: nothing goes out in clear.
+    let insecure = staging.config.with_file_name("insecure.toml");
+    let text = std::fs::read_to_string(&staging.config)
+        .unwrap()
+        .replace(&dead, &format!("{}?tls=required", smtp().url()));
+    std::fs::write(&insecure, text).unwrap();
+    let out = common::run(
+        &insecure,
+        &["run", "--skip-media", "--snapshot", "no-such-snapshot"],
+    )
+    .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("the summary email could not be sent"),
+        "{out:?}"
+    );
+    assert!(smtp().messages_to(&to).is_empty());
+
+    let (endpoint, _stop) = serve(&config).await;
+    let samples = scrape(endpoint.addr).await;
+    assert_eq!(value(&samples, "staging_refresh_email_failures_total"), 2.0);
+    assert_eq!(
+        value(&samples, r#"staging_refresh_runs_total{outcome="ok"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(&samples, r#"staging_refresh_runs_total{outcome="failed"}"#),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn a_failure_after_the_swap_says_the_new_data_is_live_and_how_to_roll_back() {
+    let to = recipient();
+    let backend = format!(
+        "[backend]\nhealth_url = \"http://127.0.0.1:{}/health\"\nhealth_timeout = \"1s\"\n",
+        free_port()
+    );
+    let staging = Staging::new(&format!("{backend}\n{}", notify(&smtp().url(), &to))).await;
+    staging.init_target().await;
+    let (name, _, _) = staging.upload(prod_dump(), Duration::hours(1)).await;
+    let out = staging.run(&["--json", "run", "--skip-media"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    let report = out.json();
+    assert_eq!(report["failed_phase"], "cutover");
+    assert_eq!(report["snapshot_live"], true);
+
+    let email = received(&to);
+    assert!(
+        email
+            .subject
+            .starts_with(&format!("[staging-refresh] FAILED in cutover: {name} (")),
+        "{}",
+        email.subject
+    );
+    email.says(&format!(
+        "The refresh failed in the cutover phase, after the new data was swapped in: staging serves the new snapshot {name}"
+    ));
+    email.says("staging-refresh rollback");
+    email.says("unknown: the cutover did not finish");
+    email.leaks_nothing();
+}
