@@ -21,7 +21,7 @@ const NAME: &str = "staging-refresh";
 
 fn main() -> std::io::Result<()> {
     let out = PathBuf::from(std::env::args().nth(1).expect("usage: package_docs <dir>"));
-    let cmd = Cli::command().name(NAME);
+    let cmd = Cli::command();
 
     let man = out.join("man");
     std::fs::create_dir_all(&man)?;
