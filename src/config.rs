@@ -946,7 +946,7 @@ admin_password = "correct horse"
         let c = Config::load_with_env(&path, Some(Default::default())).unwrap();
         assert!(c.media.enabled);
         assert_eq!(c.media.max_delete, MaxDelete::Percent(10.0));
-        assert_eq!(c.backend.stop[0], "sudo");
+        assert_eq!(c.backend.stop[0], "systemctl");
         assert_eq!(c.notify.unwrap().to, vec!["admin@staging.example.com"]);
     }
 
