@@ -1,6 +1,7 @@
 //! The state file under `daemon.state_dir`: the current run (phase, progress) and the last
 //! finished run's report. Written atomically on every phase change and every few seconds of
-//! progress, so `status` (and metrics after a restart) can read it at any time.
+//! progress, so `status` (and metrics after a restart) can read it at any time. It also keeps
+//! the last success and the daemon's next scheduled run.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::progress::{Progress, ProgressSnapshot};
 use crate::refresh::Observer;
 use crate::refresh::maintenance::write_atomic;
-use crate::report::{Phase, RunReport};
+use crate::report::{Outcome, Phase, RunReport};
 
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
@@ -20,6 +21,12 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 pub struct State {
     pub current: Option<CurrentRun>,
     pub last: Option<RunReport>,
+    /// The last run that succeeded: the data staging serves.
+    #[serde(default)]
+    pub last_success: Option<RunReport>,
+    /// The daemon's next scheduled run; absent while no daemon is running.
+    #[serde(default)]
+    pub next_run: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -28,6 +35,8 @@ pub struct CurrentRun {
     pub pid: u32,
     pub started_at: DateTime<Utc>,
     pub phase: Phase,
+    /// The snapshot being restored, once selected.
+    pub snapshot: Option<String>,
     pub progress: Option<ProgressSnapshot>,
 }
 
@@ -75,13 +84,36 @@ impl StateFile {
         })
     }
 
-    /// Reads, changes and writes back; a failure is logged, never fatal to a refresh.
-    fn update(&self, change: impl FnOnce(&mut State)) {
-        let mut state = self.read().unwrap_or_default();
-        change(&mut state);
-        if let Err(e) = self.write(&state) {
+    /// Reads, changes and writes back under an exclusive lock (the daemon and a `run` started
+    /// by hand may both write); a failure is logged, never fatal to a refresh.
+    pub fn update(&self, change: impl FnOnce(&mut State)) {
+        let result = self.locked(|| {
+            let mut state = self.read().unwrap_or_default();
+            change(&mut state);
+            self.write(&state)
+        });
+        if let Err(e) = result {
             tracing::warn!(error = %e, "cannot record the run state");
         }
+    }
+
+    fn locked<T>(&self, f: impl FnOnce() -> Result<T, StateError>) -> Result<T, StateError> {
+        let lock_path = self.path.with_extension("lock");
+        let error = |e: std::io::Error| StateError {
+            path: lock_path.display().to_string(),
+            message: e.to_string(),
+        };
+        if let Some(dir) = lock_path.parent() {
+            std::fs::create_dir_all(dir).map_err(error)?;
+        }
+        let lock = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(error)?;
+        fs4::FileExt::lock(&lock).map_err(error)?;
+        f()
     }
 }
 
@@ -132,6 +164,7 @@ impl Observer for Recorder {
             pid: std::process::id(),
             started_at: report.started_at,
             phase,
+            snapshot: report.snapshot.as_ref().map(|s| s.name.clone()),
             progress: progress.map(|p| p.snapshot()),
         };
         self.file.update(|s| s.current = Some(current));
@@ -142,6 +175,9 @@ impl Observer for Recorder {
         let report = report.clone();
         self.file.update(|s| {
             s.current = None;
+            if report.outcome == Outcome::Ok {
+                s.last_success = Some(report.clone());
+            }
             s.last = Some(report);
         });
     }
