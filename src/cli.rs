@@ -403,6 +403,8 @@ struct Status {
     running: Option<crate::state::CurrentRun>,
     /// The daemon's own view, when one answers on the control socket.
     daemon: Option<DaemonStatus>,
+    /// Why the daemon could not be asked (not: because none is running).
+    daemon_error: Option<String>,
     last: Option<crate::report::RunReport>,
     maintenance_flag: Option<serde_json::Value>,
     previous_database: String,
@@ -418,11 +420,17 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<Exit> {
         .filter(|_| RunLock::is_held(&config.lock_file()));
     let socket = &config.daemon.control_socket;
     let daemon = match control::Client::connect(socket).await {
-        Ok(client) => Some(client.status().await?),
-        Err(e) if control::nobody_listening(&e) => None,
-        Err(e) => {
-            return Err(e).with_context(|| format!("asking the daemon at {}", socket.display()));
-        }
+        Ok(client) => client
+            .status()
+            .await
+            .map(Some)
+            .map_err(|e| format!("{e:#}")),
+        Err(e) if control::nobody_listening(&e) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    };
+    let (daemon, daemon_error) = match daemon {
+        Ok(daemon) => (daemon, None),
+        Err(e) => (None, Some(format!("{}: {e}", socket.display()))),
     };
     // The daemon's view of its own run has live progress.
     let running = daemon.as_ref().and_then(|d| d.running.clone()).or(running);
@@ -442,6 +450,7 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<Exit> {
     let status = Status {
         running,
         daemon,
+        daemon_error,
         last: state.last,
         maintenance_flag: flag,
         previous_database: previous,
@@ -479,8 +488,8 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<Exit> {
         }
         None => println!("running: no"),
     }
-    match &status.daemon {
-        Some(d) => {
+    match (&status.daemon, &status.daemon_error) {
+        (Some(d), _) => {
             let next = match &d.next_run_local {
                 Some(at) => format!("next refresh {at}"),
                 None => "no next refresh".into(),
@@ -490,7 +499,8 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<Exit> {
                 d.pid, d.schedule, d.time_zone
             );
         }
-        None => println!(
+        (None, Some(e)) => println!("daemon: cannot ask it ({e})"),
+        (None, None) => println!(
             "daemon: not running (nothing listens on {}); no scheduled refresh",
             socket.display()
         ),

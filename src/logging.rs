@@ -112,7 +112,9 @@ impl Default for RunFields {
 
 impl RunFields {
     pub fn set(&self, run_id: &str, phase: Phase, snapshot: Option<&str>) {
+        // A root span: the one it replaces is entered right now and must not become its parent.
         let span = tracing::info_span!(
+            parent: None,
             "refresh",
             run_id,
             phase = %phase,
