@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixDatagram, UnixListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -323,6 +325,20 @@ async fn ready_watchdog_reload_and_stop_speak_systemds_protocol() {
     );
     let longest = pings.windows(2).map(|w| w[1] - w[0]).max().unwrap();
     assert!(longest < Duration::from_millis(350), "a gap of {longest:?}");
+
+    // The control socket: the service's group may use it; it says which protocol it speaks.
+    let mode = std::fs::metadata(&env.socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o660, "{mode:o}");
+    let mut client = std::os::unix::net::UnixStream::connect(&env.socket).unwrap();
+    client
+        .write_all(b"{\"version\":2,\"request\":\"status\"}\n")
+        .unwrap();
+    let mut answer = String::new();
+    client.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.contains("\"event\":\"error\"") && answer.contains("this daemon speaks 1"),
+        "{answer}"
+    );
 
     // `status` has the daemon's view; the state file has the next run too.
     let status = env.run(&["--json", "status"]).await;

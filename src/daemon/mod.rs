@@ -184,29 +184,9 @@ pub async fn run(config_path: &Path, config: Config) -> anyhow::Result<Exit> {
             _ = interrupt.recv() => break,
         }
     }
-
-    // Stopping: no new requests; a run before cutover is cancelled, a cutover finishes.
     drop(listener);
     let _ = std::fs::remove_file(&socket);
-    // Triggered before looking: `start` checks it under the same lock, so no run slips in.
-    daemon.stop_runs.trigger();
-    let running = daemon.active.lock().await.take();
-    let running = running.filter(|run| !run.task.is_finished());
-    systemd::stopping(if running.is_some() {
-        "stopping: cancelling the refresh (a cutover in progress finishes first)"
-    } else {
-        "stopping"
-    });
-    tracing::info!("stopping");
-    if let Some(run) = running {
-        let _ = run.task.await;
-    }
-    let _ = tokio::time::timeout(CLIENT_GRACE, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
-    StateFile::in_dir(&daemon.config().daemon.state_dir).update(|s| s.next_run = None);
-    tracing::info!("stopped");
+    daemon.stop(connections).await;
     Ok(Exit::Success)
 }
 
@@ -234,6 +214,30 @@ fn bind(path: &Path) -> anyhow::Result<UnixListener> {
 }
 
 impl Daemon {
+    /// No new runs; the one in progress is cancelled before cutover or finishes its cutover;
+    /// `trigger --wait` clients get its report.
+    async fn stop(&self, mut connections: JoinSet<()>) {
+        // Triggered before looking: `start` checks it under the same lock, so no run slips in.
+        self.stop_runs.trigger();
+        let running = self.active.lock().await.take();
+        let running = running.filter(|run| !run.task.is_finished());
+        systemd::stopping(if running.is_some() {
+            "stopping: cancelling the refresh (a cutover in progress finishes first)"
+        } else {
+            "stopping"
+        });
+        tracing::info!("stopping");
+        if let Some(run) = running {
+            let _ = run.task.await;
+        }
+        let _ = tokio::time::timeout(CLIENT_GRACE, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        StateFile::in_dir(&self.config().daemon.state_dir).update(|s| s.next_run = None);
+        tracing::info!("stopped");
+    }
+
     fn config(&self) -> Arc<Config> {
         self.config.read().expect("config").clone()
     }
