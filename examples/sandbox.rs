@@ -2,7 +2,7 @@
 //! a "production" PostgreSQL whose prod-shaped database is dumped to a snapshot bucket, a
 //! "staging" PostgreSQL, an S3 server with production and staging media buckets, Redis and an
 //! SMTP sink. Writes a ready-to-use `config.toml` (and the newest dump as `dump.sql.zst`) into
-//! `--dir`, serves the metrics endpoint for that config, then runs until SIGINT/SIGTERM and
+//! `--dir`, then runs until SIGINT/SIGTERM and
 //! stops every service on the way out.
 //!
 //!   cargo run --example sandbox -- --dir target/sandbox [--users 200] [--media-objects 50]
@@ -12,7 +12,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use clap::Parser;
@@ -20,9 +19,6 @@ use clap::Parser;
 use common::fixtures::{PROD_ADMIN_EMAIL, dump_name, dump_sql, seed_prod, upload_snapshot, zstd};
 use common::services::{Redis, postgres, prod_postgres, s3, smtp};
 use common::staging::{OWNER, refresh_role_url, seed_staging};
-use staging_refresh::config::Config;
-use staging_refresh::metrics::{self, Metrics, Sources};
-use staging_refresh::shutdown::Shutdown;
 
 #[derive(Parser)]
 struct Args {
@@ -100,6 +96,7 @@ async fn main() {
     .await;
 
     let config = args.dir.join("config.toml");
+    let metrics_port = common::services::free_port();
     let state = args.dir.join("state");
     std::fs::create_dir_all(&state).unwrap();
     std::fs::write(
@@ -153,33 +150,21 @@ control_socket = "{state}/control.sock"
             media_target = s3.bucket_toml(&media_staging),
             redis_url = redis.url(),
             smtp_url = smtp.url(),
-            metrics_port = common::services::free_port(),
             state = state.display(),
         ),
     )
     .unwrap();
-    // The metrics endpoint the daemon serves, read from the same state dir, on a port of its
-    // own so a daemon started on this config can still take metrics.listen.
-    let loaded = Config::load(&config).expect("the sandbox config loads");
-    let endpoint = metrics::serve(
-        "127.0.0.1:0".parse().unwrap(),
-        Arc::new(Metrics::new()),
-        Sources::of(&loaded),
-        Shutdown::never(),
-    )
-    .await
-    .unwrap();
     std::fs::write(
         args.dir.join("sandbox.env"),
         format!(
-            "PROD_PG={}\nSTAGING_PG={}\nS3_ENDPOINT={}\nREDIS_PORT={}\nSMTP_PORT={}\nSMTP_MAILDIR={}\nMETRICS_URL=http://{}/metrics\n",
+            "PROD_PG={}\nSTAGING_PG={}\nS3_ENDPOINT={}\nREDIS_PORT={}\nSMTP_PORT={}\nSMTP_MAILDIR={}\nMETRICS_URL=http://127.0.0.1:{}/metrics\n",
             prod.url("app"),
             staging.url("app"),
             s3.endpoint(),
             redis.port,
             smtp.port,
             smtp.maildir().display(),
-            endpoint.addr,
+            metrics_port,
         ),
     )
     .unwrap();

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::check;
 use crate::config::{self, Config};
+use crate::daemon::{self, DaemonStatus, control};
 use crate::database::{Server, markers};
 use crate::error::Exit;
 use crate::lock::{LockError, RunLock};
@@ -18,6 +19,7 @@ use crate::media::{self, Mirror};
 use crate::notify;
 use crate::refresh::plan::{DatabasePlan, Plan};
 use crate::refresh::{self, Options, cutover, maintenance};
+use crate::report::RunReport;
 use crate::shutdown;
 use crate::snapshot::{Catalog, Selection, format_age};
 use crate::state::{Recorder, StateFile};
@@ -41,7 +43,7 @@ pub struct Cli {
         long,
         global = true,
         value_enum,
-        default_value = "plain",
+        default_value = "auto",
         env = "STAGING_REFRESH_LOG_FORMAT"
     )]
     pub log_format: LogFormat,
@@ -84,8 +86,20 @@ pub enum Command {
     InitTarget,
     /// Swap the kept previous database back in, under the maintenance flag.
     Rollback,
-    /// The current and last run, the maintenance flag, the kept previous database.
+    /// The current and last run, the daemon's schedule, the maintenance flag, the kept
+    /// previous database.
     Status,
+    /// Run the scheduler and the control socket (systemd Type=notify service).
+    Daemon,
+    /// Ask the daemon for a refresh; when no daemon is listening, run it here like `run`.
+    Trigger {
+        /// Follow the refresh and exit with its outcome (0 ok, 1 failed, 3 refused, 4 busy).
+        #[arg(long)]
+        wait: bool,
+        /// `latest` (or `now`), or a snapshot's file name or key.
+        #[arg(default_value = "latest")]
+        snapshot: Selection,
+    },
 }
 
 /// Runs one command; the returned code is the process exit status.
@@ -114,6 +128,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::InitTarget => init_target(&config).await,
         Command::Rollback => rollback(&config).await,
         Command::Status => status(&config, cli.json).await,
+        Command::Daemon => daemon::run(&cli.config, config).await,
+        Command::Trigger { wait, snapshot } => trigger(&config, &snapshot, wait, cli.json).await,
     }
 }
 
@@ -221,16 +237,77 @@ async fn run_refresh(
     let report = refresh::run(config, snapshot, options, shutdown::on_signals(), &recorder)
         .await
         .map_err(lock_error)?;
+    let exit = print_report(&report, json)?;
+    notify::after_run(config, &report).await;
+    Ok(exit)
+}
+
+/// A finished run's report, and its outcome as the exit code.
+fn print_report(report: &RunReport, json: bool) -> anyhow::Result<Exit> {
     if json {
-        print_json(&report)?;
+        print_json(report)?;
     } else {
         println!("{}", report.summary());
     }
     if let Some(error) = &report.error {
         eprintln!("error: {error}");
     }
-    notify::after_run(config, &report).await;
     Ok(report.outcome.exit())
+}
+
+/// Asks the daemon for a refresh (following it with `wait`); runs it here when no daemon
+/// listens, so `staging-refresh@.service` works with the daemon stopped too.
+async fn trigger(
+    config: &Config,
+    snapshot: &Selection,
+    wait: bool,
+    json: bool,
+) -> anyhow::Result<Exit> {
+    let socket = &config.daemon.control_socket;
+    let mut client = match control::Client::connect(socket).await {
+        Ok(client) => client,
+        Err(e) if control::nobody_listening(&e) => {
+            tracing::info!(
+                "no daemon listens on {}: running the refresh here",
+                socket.display()
+            );
+            return run_refresh(config, snapshot, &Options::default(), json).await;
+        }
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("connecting to the daemon at {}", socket.display()));
+        }
+    };
+    let snapshot = match snapshot {
+        Selection::Latest => "latest".to_owned(),
+        Selection::Named(name) => name.clone(),
+    };
+    client
+        .request(control::Request::Trigger { snapshot, wait })
+        .await?;
+    while let Some(reply) = client.reply().await? {
+        match reply {
+            control::Reply::Started { run_id } if !wait => {
+                println!("refresh started: run {run_id} (`staging-refresh status` follows it)");
+                return Ok(Exit::Success);
+            }
+            control::Reply::Started { run_id } => eprintln!("refresh started: run {run_id}"),
+            control::Reply::Phase {
+                phase, snapshot, ..
+            } => match snapshot {
+                Some(snapshot) => eprintln!("phase {phase}: {snapshot}"),
+                None => eprintln!("phase {phase}"),
+            },
+            control::Reply::Finished { report } => return print_report(&report, json),
+            control::Reply::Busy { run_id, pid } => {
+                eprintln!("already running: run {run_id} (pid {pid}); not starting another");
+                return Ok(Exit::Locked);
+            }
+            control::Reply::Error { message } => anyhow::bail!("the daemon refused: {message}"),
+            control::Reply::Status { .. } => anyhow::bail!("unexpected answer from the daemon"),
+        }
+    }
+    anyhow::bail!("the daemon closed the connection before the refresh finished")
 }
 
 /// A held lock as its own error, so the exit code is 4.
@@ -357,6 +434,10 @@ async fn rollback(config: &Config) -> anyhow::Result<Exit> {
 #[derive(Serialize)]
 struct Status {
     running: Option<crate::state::CurrentRun>,
+    /// The daemon's own view, when one answers on the control socket.
+    daemon: Option<DaemonStatus>,
+    /// Why the daemon could not be asked (not: because none is running).
+    daemon_error: Option<String>,
     last: Option<crate::report::RunReport>,
     maintenance_flag: Option<serde_json::Value>,
     previous_database: String,
@@ -370,6 +451,22 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<Exit> {
     let running = state
         .current
         .filter(|_| RunLock::is_held(&config.lock_file()));
+    let socket = &config.daemon.control_socket;
+    let daemon = match control::Client::connect(socket).await {
+        Ok(client) => client
+            .status()
+            .await
+            .map(Some)
+            .map_err(|e| format!("{e:#}")),
+        Err(e) if control::nobody_listening(&e) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    };
+    let (daemon, daemon_error) = match daemon {
+        Ok(daemon) => (daemon, None),
+        Err(e) => (None, Some(format!("{}: {e}", socket.display()))),
+    };
+    // The daemon's view of its own run has live progress.
+    let running = daemon.as_ref().and_then(|d| d.running.clone()).or(running);
     let flag = maintenance::read(&config.flag_file()).map(|f| match f {
         Ok(contents) => serde_json::to_value(contents).expect("serializable"),
         Err(e) => serde_json::json!({ "unreadable": e }),
@@ -385,6 +482,8 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<Exit> {
     };
     let status = Status {
         running,
+        daemon,
+        daemon_error,
         last: state.last,
         maintenance_flag: flag,
         previous_database: previous,
@@ -410,8 +509,13 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<Exit> {
                     None => format!(", {} ({})", HumanBytes(p.done), p.message),
                 })
                 .unwrap_or_default();
+            let snapshot = r
+                .snapshot
+                .as_ref()
+                .map(|s| format!(", snapshot {s}"))
+                .unwrap_or_default();
             println!(
-                "running: {} (pid {}), phase {}{progress}",
+                "running: {} (pid {}), phase {}{progress}{snapshot}",
                 r.run_id, r.pid, r.phase
             );
             if let Some(m) = &r.media {
@@ -431,6 +535,23 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<Exit> {
             }
         }
         None => println!("running: no"),
+    }
+    match (&status.daemon, &status.daemon_error) {
+        (Some(d), _) => {
+            let next = match &d.next_run_local {
+                Some(at) => format!("next refresh {at}"),
+                None => "no next refresh".into(),
+            };
+            println!(
+                "daemon: running (pid {}), schedule \"{}\" in {}, {next}",
+                d.pid, d.schedule, d.time_zone
+            );
+        }
+        (None, Some(e)) => println!("daemon: cannot ask it ({e})"),
+        (None, None) => println!(
+            "daemon: not running (nothing listens on {}); no scheduled refresh",
+            socket.display()
+        ),
     }
     match &status.last {
         Some(report) => println!("last run:\n  {}", report.summary().replace('\n', "\n  ")),

@@ -5,6 +5,7 @@ pub mod anonymize;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod database;
 pub mod error;
 pub mod lock;

@@ -1,15 +1,30 @@
-//! Log output: human lines or JSON lines on stderr.
+//! Log output: the journal (with structured fields) when stderr goes there, otherwise human
+//! lines or JSON lines on stderr.
 
+use std::future::Future;
 use std::io::IsTerminal;
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
+use std::sync::Mutex;
 
+use tracing::Span;
+use tracing_journald::{Priority, PriorityMappings};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::report::Phase;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
+    /// The journal when systemd connected stderr to it (JOURNAL_STREAM), plain lines otherwise.
+    Auto,
     /// Plain lines (colored on a terminal).
     Plain,
     /// One JSON object per line, for log shippers.
     Json,
+    /// Straight to journald, with RUN_ID, PHASE and SNAPSHOT fields and a priority per level.
+    Journald,
 }
 
 /// Installs the global subscriber. `RUST_LOG` overrides the level chosen by `verbose`.
@@ -20,16 +35,118 @@ pub fn init(format: LogFormat, verbose: bool) {
         "info"
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let format = match format {
+        LogFormat::Auto if stderr_is_journal() => LogFormat::Journald,
+        LogFormat::Auto => LogFormat::Plain,
+        other => other,
+    };
+    // A subscriber already installed (tests calling twice) is fine: results are dropped.
+    if format == LogFormat::Journald {
+        match tracing_journald::layer() {
+            Ok(journal) => {
+                let journal =
+                    journal
+                        .with_field_prefix(None)
+                        .with_priority_mappings(PriorityMappings {
+                            info: Priority::Informational,
+                            debug: Priority::Debug,
+                            ..PriorityMappings::new()
+                        });
+                drop(
+                    tracing_subscriber::registry()
+                        .with(filter)
+                        .with(journal)
+                        .try_init(),
+                );
+                return;
+            }
+            Err(e) => eprintln!("journald is not reachable ({e}); logging to stderr"),
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false);
-    let result = match format {
-        LogFormat::Plain => builder
+    drop(match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        _ => builder
             .with_ansi(std::io::stderr().is_terminal())
             .try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    });
+}
+
+/// Whether stderr is the journal stream systemd connected: it names that stream's device and
+/// inode in `JOURNAL_STREAM` (a child whose stderr was redirected inherits the variable, so
+/// the variable alone says nothing).
+fn stderr_is_journal() -> bool {
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
     };
-    // A subscriber already installed (tests calling twice) is fine.
-    drop(result);
+    let Ok(stderr) = std::io::stderr().as_fd().try_clone_to_owned() else {
+        return false;
+    };
+    match std::fs::File::from(stderr).metadata() {
+        Ok(m) => names_stream(&stream.to_string_lossy(), m.dev(), m.ino()),
+        Err(_) => false,
+    }
+}
+
+/// `JOURNAL_STREAM` is `<device>:<inode>`, both decimal.
+fn names_stream(value: &str, dev: u64, ino: u64) -> bool {
+    value.split_once(':').is_some_and(|(d, i)| {
+        d.parse::<u64>().is_ok_and(|d| d == dev) && i.parse::<u64>().is_ok_and(|i| i == ino)
+    })
+}
+
+/// The run a log line belongs to: a `refresh` span with `run_id`, `phase` and `snapshot`
+/// (journal fields RUN_ID, PHASE, SNAPSHOT) that the run's observer replaces as it goes.
+/// [`RunFields::scope`] polls the run inside whichever span is current, so every line the run
+/// logs from its own task carries them.
+pub struct RunFields(Mutex<Span>);
+
+impl Default for RunFields {
+    fn default() -> Self {
+        RunFields(Mutex::new(Span::none()))
+    }
+}
+
+impl RunFields {
+    pub fn set(&self, run_id: &str, phase: Phase, snapshot: Option<&str>) {
+        // A root span: the one it replaces is entered right now and must not become its parent.
+        let span = tracing::info_span!(
+            parent: None,
+            "refresh",
+            run_id,
+            phase = %phase,
+            snapshot = tracing::field::Empty
+        );
+        if let Some(snapshot) = snapshot {
+            span.record("snapshot", snapshot);
+        }
+        *self.0.lock().expect("run span") = span;
+    }
+
+    pub async fn scope<F: Future>(&self, future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        std::future::poll_fn(|cx| {
+            let span = self.0.lock().expect("run span").clone();
+            let _entered = span.enter();
+            future.as_mut().poll(cx)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_stream_must_name_this_very_stream() {
+        assert!(names_stream("8:12345", 8, 12345));
+        assert!(!names_stream("8:12345", 8, 12346));
+        assert!(!names_stream("9:12345", 8, 12345));
+        assert!(!names_stream("garbage", 8, 12345));
+        assert!(!names_stream("", 8, 12345));
+    }
 }

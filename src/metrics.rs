@@ -332,6 +332,9 @@ impl Metrics {
             self.maintenance_window.set(seconds);
         }
 
+        self.next_run
+            .set(state.next_run.map(timestamp).unwrap_or(0.0));
+
         // A run recorded by a process that is gone ended abruptly: nothing runs.
         let current = state.current.as_ref().filter(|c| process_alive(c.pid));
         self.running.set(current.is_some() as i64);
@@ -380,11 +383,6 @@ impl Metrics {
         self.maintenance.set(since.is_some() as i64);
         self.maintenance_since
             .set(since.map(timestamp).unwrap_or(0.0));
-    }
-
-    /// The scheduler's next run, or none.
-    pub fn set_next_run(&self, at: Option<DateTime<Utc>>) {
-        self.next_run.set(at.map(timestamp).unwrap_or(0.0));
     }
 
     /// The Prometheus text exposition of every metric.

@@ -109,7 +109,8 @@ pub enum Selection {
 impl std::str::FromStr for Selection {
     type Err = std::convert::Infallible;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(if s == "latest" {
+        // `now` is what `systemctl start staging-refresh@now` passes.
+        Ok(if s == "latest" || s == "now" {
             Selection::Latest
         } else {
             Selection::Named(s.to_owned())

@@ -1,7 +1,8 @@
 //! The state file under `daemon.state_dir`: the current run (phase, progress) and the last
 //! finished run's report. Written atomically on every phase change and every few seconds of
 //! progress, so `status` and the metrics endpoint can read it at any time. It also keeps the
-//! last successful run and running totals, so metrics survive restarts and reboots.
+//! last successful run, running totals (so metrics survive restarts and reboots) and the
+//! daemon's next scheduled run.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,9 +20,6 @@ use crate::report::{Outcome, Phase, RunReport};
 
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
-/// Serializes read-change-write cycles of this process (the progress ticker and the observer).
-static UPDATING: Mutex<()> = Mutex::new(());
-
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct State {
     pub current: Option<CurrentRun>,
@@ -31,6 +29,9 @@ pub struct State {
     pub last_success: Option<RunReport>,
     #[serde(default)]
     pub totals: Totals,
+    /// The daemon's next scheduled run; absent while no daemon is running.
+    #[serde(default)]
+    pub next_run: Option<DateTime<Utc>>,
 }
 
 /// Counts over every run recorded here: what the metrics' counters restart from.
@@ -79,6 +80,8 @@ pub struct CurrentRun {
     pub pid: u32,
     pub started_at: DateTime<Utc>,
     pub phase: Phase,
+    /// The snapshot being restored, once selected.
+    pub snapshot: Option<String>,
     pub progress: Option<ProgressSnapshot>,
     /// The media mirror's counters, while it runs beside the database phases.
     pub media: Option<MediaProgressSnapshot>,
@@ -128,14 +131,38 @@ impl StateFile {
         })
     }
 
-    /// Reads, changes and writes back; a failure is logged, never fatal to a refresh.
+    /// Reads, changes and writes back under an exclusive lock (the daemon and a `run` started
+    /// by hand may both write); a failure is logged, never fatal to a refresh.
     pub fn update(&self, change: impl FnOnce(&mut State)) {
-        let _updating = UPDATING.lock().unwrap_or_else(|e| e.into_inner());
-        let mut state = self.read().unwrap_or_default();
-        change(&mut state);
-        if let Err(e) = self.write(&state) {
+        let result = self.locked(|| {
+            let mut state = self.read().unwrap_or_default();
+            change(&mut state);
+            self.write(&state)
+        });
+        if let Err(e) = result {
             tracing::warn!(error = %e, "cannot record the run state");
         }
+    }
+
+    /// An flock on a file of its own: between processes, and between threads of this one
+    /// (each call opens the file anew, and flock locks belong to the open file).
+    fn locked<T>(&self, f: impl FnOnce() -> Result<T, StateError>) -> Result<T, StateError> {
+        let lock_path = self.path.with_extension("lock");
+        let error = |e: std::io::Error| StateError {
+            path: lock_path.display().to_string(),
+            message: e.to_string(),
+        };
+        if let Some(dir) = lock_path.parent() {
+            std::fs::create_dir_all(dir).map_err(error)?;
+        }
+        let lock = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(error)?;
+        fs4::FileExt::lock(&lock).map_err(error)?;
+        f()
     }
 }
 
@@ -200,6 +227,7 @@ impl Observer for Recorder {
             pid: std::process::id(),
             started_at: report.started_at,
             phase,
+            snapshot: report.snapshot.as_ref().map(|s| s.name.clone()),
             progress: progress.map(|p| p.snapshot()),
             media,
         };

@@ -3,12 +3,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use common::{scrape, value};
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use common::fixtures::{dump_name, upload_snapshot, zstd};
 use common::services::{S3_SECRET_KEY, free_port};
@@ -86,53 +86,6 @@ fn recipient() -> String {
     format!("{}@staging.example.com", unique("admin"))
 }
 
-/// GET `path` over HTTP/1.1; returns the status line, the content type and the body.
-async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    let status = head.lines().next().unwrap().to_owned();
-    let content_type = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-type: ")
-                .map(str::to_owned)
-        })
-        .unwrap_or_default();
-    (status, content_type, body.to_owned())
-}
-
-/// Every sample of a scrape: `name{labels}` → value.
-async fn scrape(addr: std::net::SocketAddr) -> BTreeMap<String, f64> {
-    let (status, content_type, body) = get(addr, "/metrics").await;
-    assert_eq!(status, "HTTP/1.1 200 OK");
-    assert!(
-        content_type.starts_with("text/plain; version=0.0.4"),
-        "{content_type}"
-    );
-    body.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(|l| {
-            let (series, value) = l.rsplit_once(' ').unwrap();
-            (series.to_owned(), value.parse().unwrap())
-        })
-        .collect()
-}
-
-fn value(samples: &BTreeMap<String, f64>, series: &str) -> f64 {
-    *samples
-        .get(series)
-        .unwrap_or_else(|| panic!("no {series} in {samples:#?}"))
-}
-
 fn close_to(actual: f64, expected: DateTime<Utc>) -> bool {
     (actual - expected.timestamp_millis() as f64 / 1000.0).abs() < 0.01
 }
@@ -157,12 +110,17 @@ async fn metrics_tell_what_the_runs_did_and_survive_a_restart() {
     let config = staging.loaded();
     staging.init_target().await;
     let (endpoint, stop) = serve(&config).await;
-    let (status, _, body) = get(endpoint.addr, "/healthz").await;
+    let (status, _, body) = common::http_get(endpoint.addr, "/healthz").await;
     assert_eq!(
         (status.as_str(), body.as_str()),
         ("HTTP/1.1 200 OK", "ok\n")
     );
-    assert!(get(endpoint.addr, "/nope").await.0.contains("404"));
+    assert!(
+        common::http_get(endpoint.addr, "/nope")
+            .await
+            .0
+            .contains("404")
+    );
     let before = scrape(endpoint.addr).await;
     assert_eq!(
         value(&before, r#"staging_refresh_runs_total{outcome="ok"}"#),
@@ -334,6 +292,7 @@ async fn metrics_tell_what_the_runs_did_and_survive_a_restart() {
             pid: std::process::id(),
             started_at: started,
             phase: staging_refresh::report::Phase::Restore,
+            snapshot: None,
             progress: None,
             media: None,
         })

@@ -7,8 +7,11 @@ pub mod proxy;
 pub mod services;
 pub mod staging;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
 use std::process::{Command, Output, Stdio};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[allow(unused_imports)]
 pub use services::{Postgres, Redis, postgres, prod_postgres, s3, smtp, unique, unique_bucket};
@@ -108,9 +111,60 @@ admin_password = "staging-admin-password"
 [daemon]
 state_dir = "{state}"
 control_socket = "{state}/control.sock"
+
+[metrics]
+listen = "127.0.0.1:{metrics_port}"
 "#,
         bucket = s3().bucket_toml(snapshot_bucket),
         url = postgres().url("postgres"),
         state = state.display(),
+        metrics_port = services::free_port(),
     )
+}
+
+/// GET `path` over HTTP/1.1; returns the status line, the content type and the body.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status = head.lines().next().unwrap().to_owned();
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type: ")
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    (status, content_type, body.to_owned())
+}
+
+/// Every sample of a scrape: `name{labels}` → value.
+pub async fn scrape(addr: std::net::SocketAddr) -> BTreeMap<String, f64> {
+    let (status, content_type, body) = http_get(addr, "/metrics").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').unwrap();
+            (series.to_owned(), value.parse().unwrap())
+        })
+        .collect()
+}
+
+pub fn value(samples: &BTreeMap<String, f64>, series: &str) -> f64 {
+    *samples
+        .get(series)
+        .unwrap_or_else(|| panic!("no {series} in {samples:#?}"))
 }

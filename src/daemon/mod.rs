@@ -1,0 +1,474 @@
+//! `staging-refresh daemon`: refreshes on `schedule.cron` (and once at start when a run was
+//! missed), on demand through the control socket, one at a time; tells systemd how it is
+//! doing (`Type=notify`); reloads its config on SIGHUP; on SIGTERM cancels a run that has not
+//! reached cutover, lets a cutover finish, and exits.
+
+pub mod control;
+pub mod schedule;
+mod systemd;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::net::UnixListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{broadcast, oneshot, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::config::Config;
+use crate::error::Exit;
+use crate::lock::LockError;
+use crate::logging::RunFields;
+use crate::media::MediaProgress;
+use crate::metrics::{self, Metrics, Sources};
+use crate::notify;
+use crate::progress::Progress;
+use crate::refresh::{self, Observer, Options};
+use crate::report::{Phase, RunReport};
+use crate::shutdown::{self, Shutdown, ShutdownTrigger};
+use crate::snapshot::Selection;
+use crate::state::{CurrentRun, Recorder, StateFile};
+use control::Reply;
+use schedule::Schedule;
+
+/// However far away the next run is, the scheduler looks at the wall clock again after this
+/// long: tokio's timers follow the monotonic clock, which stops while a VM is paused.
+const LONGEST_SLEEP: Duration = Duration::from_secs(3600);
+/// How long stopping waits for `trigger --wait` clients to receive the final report.
+const CLIENT_GRACE: Duration = Duration::from_secs(5);
+
+/// What `status` shows of the daemon (over the control socket).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    pub pid: u32,
+    pub started_at: DateTime<Utc>,
+    pub config: PathBuf,
+    pub schedule: String,
+    pub time_zone: String,
+    pub catch_up: bool,
+    pub next_run: Option<DateTime<Utc>>,
+    /// `next_run` in the schedule's time zone.
+    pub next_run_local: Option<String>,
+    /// The run in progress, with live progress.
+    pub running: Option<CurrentRun>,
+}
+
+/// The answer to a request for a refresh.
+pub enum Started {
+    /// Started; `events` follows it to its report.
+    Run {
+        run_id: String,
+        events: broadcast::Receiver<Reply>,
+    },
+    /// A refresh is running already (this daemon's, or another process's holding the lock).
+    Busy { run_id: String, pid: String },
+}
+
+pub struct Daemon {
+    config_path: PathBuf,
+    config: RwLock<Arc<Config>>,
+    started_at: DateTime<Utc>,
+    /// The daemon's run: finished once its task is.
+    active: tokio::sync::Mutex<Option<ActiveRun>>,
+    /// The next scheduled run, for `status`, the state file and systemd's STATUS.
+    next_run: watch::Sender<Option<DateTime<Utc>>>,
+    stop_runs: ShutdownTrigger,
+    stopping: Shutdown,
+}
+
+struct ActiveRun {
+    live: Arc<Mutex<LiveRun>>,
+    task: JoinHandle<Result<RunReport, LockError>>,
+}
+
+/// The run in progress as the observer last saw it.
+struct LiveRun {
+    current: CurrentRun,
+    progress: Option<Arc<Progress>>,
+    media: Option<MediaProgress>,
+}
+
+impl LiveRun {
+    fn describe(&self) -> String {
+        let c = &self.current;
+        match &c.snapshot {
+            Some(snapshot) => format!("{}: {snapshot} (run {})", c.phase, c.run_id),
+            None => format!("{} (run {})", c.phase, c.run_id),
+        }
+    }
+}
+
+/// Runs the daemon until SIGTERM/SIGINT; `config` was loaded from `config_path`.
+pub async fn run(config_path: &Path, config: Config) -> anyhow::Result<Exit> {
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+
+    let state = StateFile::in_dir(&config.daemon.state_dir);
+    std::fs::create_dir_all(&config.daemon.state_dir).with_context(|| {
+        format!(
+            "creating daemon.state_dir {}",
+            config.daemon.state_dir.display()
+        )
+    })?;
+    let recorded = state.read().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "ignoring an unreadable state file");
+        Default::default()
+    });
+    let socket = config.daemon.control_socket.clone();
+    let listener = bind(&socket)?;
+    // The endpoint reads the state file and the flag at every scrape: it needs no updates.
+    let (stop_metrics, metrics_stopping) = shutdown::channel();
+    let endpoint = metrics::serve(
+        config.metrics.listen,
+        Arc::new(Metrics::new()),
+        Sources::of(&config),
+        metrics_stopping,
+    )
+    .await?;
+    tracing::info!(listen = %endpoint.addr, "metrics endpoint up");
+
+    let (stop_runs, stopping) = shutdown::channel();
+    let daemon = Arc::new(Daemon {
+        config_path: config_path.to_owned(),
+        config: RwLock::new(Arc::new(config)),
+        started_at: Utc::now(),
+        active: Default::default(),
+        next_run: watch::Sender::new(None),
+        stop_runs,
+        stopping,
+    });
+    let mut schedule = Schedule::new(&daemon.config().schedule);
+    let mut next = daemon.plan_next(&schedule, Utc::now());
+    let catch_up = daemon.config().schedule.catch_up
+        && schedule.missed(
+            recorded.last_success.and_then(|r| r.finished_at),
+            recorded.last.is_some(),
+            Utc::now(),
+        );
+
+    systemd::spawn_watchdog();
+    tracing::info!(
+        socket = %socket.display(),
+        next_run = next.map(|t| schedule.local(t)),
+        "daemon ready"
+    );
+    systemd::ready(&daemon.describe(&schedule).await);
+    if catch_up {
+        tracing::info!("a scheduled run was missed while the daemon was down: refreshing now");
+        daemon.start_scheduled();
+    }
+
+    let mut connections = JoinSet::new();
+    loop {
+        let sleep = match next {
+            Some(at) => (at - Utc::now())
+                .to_std()
+                .unwrap_or_default()
+                .min(LONGEST_SLEEP),
+            None => LONGEST_SLEEP,
+        };
+        tokio::select! {
+            () = tokio::time::sleep(sleep) => {
+                if let Some(at) = next && Utc::now() >= at {
+                    daemon.start_scheduled();
+                    next = daemon.plan_next(&schedule, at);
+                }
+            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(control::serve(stream, daemon.clone()));
+                }
+                Err(e) => tracing::warn!(error = %e, "accepting a control connection"),
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = hangup.recv() => {
+                systemd::reloading();
+                daemon.reload();
+                schedule = Schedule::new(&daemon.config().schedule);
+                next = daemon.plan_next(&schedule, Utc::now());
+                systemd::ready(&daemon.describe(&schedule).await);
+            }
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+    drop(listener);
+    let _ = std::fs::remove_file(&socket);
+    daemon.stop(connections).await;
+    stop_metrics.trigger();
+    endpoint.stopped().await;
+    Ok(Exit::Success)
+}
+
+/// Listens on the control socket, mode 0660 (the service's group may trigger). A socket left
+/// by a daemon that died is replaced; one a live daemon answers on is an error.
+fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+    let context = || format!("control socket {}", path.display());
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        anyhow::bail!(
+            "another daemon is listening on the control socket {}",
+            path.display()
+        );
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(context),
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(context)?;
+    }
+    let listener = UnixListener::bind(path).with_context(context)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).with_context(context)?;
+    Ok(listener)
+}
+
+impl Daemon {
+    /// No new runs; the one in progress is cancelled before cutover or finishes its cutover;
+    /// `trigger --wait` clients get its report.
+    async fn stop(&self, mut connections: JoinSet<()>) {
+        // Triggered before looking: `start` checks it under the same lock, so no run slips in.
+        self.stop_runs.trigger();
+        let running = self.active.lock().await.take();
+        let running = running.filter(|run| !run.task.is_finished());
+        systemd::stopping(if running.is_some() {
+            "stopping: cancelling the refresh (a cutover in progress finishes first)"
+        } else {
+            "stopping"
+        });
+        tracing::info!("stopping");
+        if let Some(run) = running {
+            let _ = run.task.await;
+        }
+        let _ = tokio::time::timeout(CLIENT_GRACE, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        StateFile::in_dir(&self.config().daemon.state_dir).update(|s| s.next_run = None);
+        tracing::info!("stopped");
+    }
+
+    fn config(&self) -> Arc<Config> {
+        self.config.read().expect("config").clone()
+    }
+
+    /// Re-reads the config file; an invalid one is logged and the running config kept.
+    /// The control socket stays where it is until a restart.
+    fn reload(&self) {
+        let path = &self.config_path;
+        match Config::load(path) {
+            Ok(new) => {
+                let old = self.config();
+                if new.daemon.control_socket != old.daemon.control_socket {
+                    tracing::warn!(
+                        "daemon.control_socket changes take effect at the next restart; \
+                         still listening on {}",
+                        old.daemon.control_socket.display()
+                    );
+                }
+                *self.config.write().expect("config") = Arc::new(new);
+                tracing::info!(config = %path.display(), "configuration reloaded");
+            }
+            Err(e) => tracing::error!(
+                config = %path.display(),
+                "reloading the configuration failed, keeping the previous one: {e}"
+            ),
+        }
+    }
+
+    /// Computes and publishes the first occurrence after `after`.
+    fn plan_next(&self, schedule: &Schedule, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let next = schedule.next_after(after);
+        self.next_run.send_replace(next);
+        StateFile::in_dir(&self.config().daemon.state_dir).update(|s| s.next_run = next);
+        next
+    }
+
+    /// systemd's STATUS line: the run in progress, or when the next one is.
+    async fn describe(&self, schedule: &Schedule) -> String {
+        if let Some(live) = self.live().await {
+            return live.lock().expect("live run").describe();
+        }
+        self.idle_status(schedule)
+    }
+
+    fn idle_status(&self, schedule: &Schedule) -> String {
+        match *self.next_run.borrow() {
+            Some(at) => format!("idle; next refresh {}", schedule.local(at)),
+            None => "idle; the schedule has no next run".into(),
+        }
+    }
+
+    async fn live(&self) -> Option<Arc<Mutex<LiveRun>>> {
+        let active = self.active.lock().await;
+        active
+            .as_ref()
+            .filter(|run| !run.task.is_finished())
+            .map(|run| run.live.clone())
+    }
+
+    pub fn status(&self) -> DaemonStatus {
+        let config = self.config();
+        let schedule = Schedule::new(&config.schedule);
+        // `try_lock`: a run being started right now is not worth waiting for.
+        let running = self.active.try_lock().ok().and_then(|active| {
+            let run = active.as_ref().filter(|run| !run.task.is_finished())?;
+            let live = run.live.lock().expect("live run");
+            let mut current = live.current.clone();
+            current.progress = live.progress.as_ref().map(|p| p.snapshot());
+            current.media = live.media.as_ref().map(|m| m.snapshot());
+            Some(current)
+        });
+        DaemonStatus {
+            pid: std::process::id(),
+            started_at: self.started_at,
+            config: self.config_path.clone(),
+            schedule: config.schedule.cron.clone(),
+            time_zone: config.schedule.time_zone.to_string(),
+            catch_up: config.schedule.catch_up,
+            next_run: *self.next_run.borrow(),
+            next_run_local: self.next_run.borrow().map(|t| schedule.local(t)),
+            running,
+        }
+    }
+
+    /// The scheduler's request: the newest snapshot, unless a refresh is running.
+    fn start_scheduled(self: &Arc<Self>) {
+        let daemon = self.clone();
+        tokio::spawn(async move {
+            match daemon.start(Selection::Latest).await {
+                Ok(Started::Run { run_id, .. }) => {
+                    tracing::info!(run_id, "scheduled refresh started")
+                }
+                Ok(Started::Busy { run_id, pid }) => tracing::warn!(
+                    "scheduled refresh skipped: run {run_id} (pid {pid}) is still going"
+                ),
+                Err(e) => tracing::error!("scheduled refresh not started: {e:#}"),
+            }
+        });
+    }
+
+    /// Starts a refresh unless one is running. Returns once the run holds the lock and has
+    /// an id (or found the lock held).
+    pub async fn start(self: &Arc<Self>, selection: Selection) -> anyhow::Result<Started> {
+        let mut active = self.active.lock().await;
+        if self.stopping.is_requested() {
+            anyhow::bail!("the daemon is stopping");
+        }
+        if let Some(run) = active.as_ref().filter(|run| !run.task.is_finished()) {
+            let live = run.live.lock().expect("live run");
+            return Ok(Started::Busy {
+                run_id: live.current.run_id.clone(),
+                pid: std::process::id().to_string(),
+            });
+        }
+        let config = self.config();
+        let (events, receiver) = broadcast::channel(32);
+        let (started, on_start) = oneshot::channel();
+        let live = Arc::new(Mutex::new(LiveRun {
+            current: CurrentRun {
+                run_id: String::new(),
+                pid: std::process::id(),
+                started_at: Utc::now(),
+                phase: Phase::Prepare,
+                snapshot: None,
+                progress: None,
+                media: None,
+            },
+            progress: None,
+            media: None,
+        }));
+        let observer = DaemonObserver {
+            recorder: Recorder::start(StateFile::in_dir(&config.daemon.state_dir)),
+            live: live.clone(),
+            events,
+            started: Mutex::new(Some(started)),
+            fields: RunFields::default(),
+        };
+        let daemon = self.clone();
+        let shutdown = self.stopping.clone();
+        let mut task = tokio::spawn(async move {
+            let options = Options::default();
+            let run = refresh::run(&config, &selection, &options, shutdown, &observer);
+            let result = observer.fields.scope(run).await;
+            if let Ok(report) = &result {
+                notify::after_run(&config, report).await;
+            }
+            if !daemon.stopping.is_requested() {
+                let schedule = Schedule::new(&daemon.config().schedule);
+                systemd::status(&daemon.idle_status(&schedule));
+            }
+            result
+        });
+        tokio::select! {
+            Ok(run_id) = on_start => {
+                *active = Some(ActiveRun { live, task });
+                Ok(Started::Run { run_id, events: receiver })
+            }
+            ended = &mut task => match ended.context("the refresh task panicked")? {
+                Err(LockError::Locked(held)) => Ok(Started::Busy {
+                    run_id: held.run_id,
+                    pid: held.pid,
+                }),
+                Err(other) => Err(other.into()),
+                // Finished without starting a phase; the receiver holds its report.
+                Ok(report) => Ok(Started::Run { run_id: report.run_id, events: receiver }),
+            },
+        }
+    }
+}
+
+/// Follows the daemon's run: the state file, systemd's STATUS, the journal fields, `status`,
+/// and the `trigger --wait` clients.
+struct DaemonObserver {
+    recorder: Recorder,
+    live: Arc<Mutex<LiveRun>>,
+    events: broadcast::Sender<Reply>,
+    /// Told the run id once the run holds the lock.
+    started: Mutex<Option<oneshot::Sender<String>>>,
+    fields: RunFields,
+}
+
+impl Observer for DaemonObserver {
+    fn phase(&self, report: &RunReport, phase: Phase, progress: Option<Arc<Progress>>) {
+        self.recorder.phase(report, phase, progress.clone());
+        let snapshot = report.snapshot.as_ref().map(|s| s.name.clone());
+        self.fields.set(&report.run_id, phase, snapshot.as_deref());
+        let status = {
+            let mut live = self.live.lock().expect("live run");
+            live.current.run_id.clone_from(&report.run_id);
+            live.current.started_at = report.started_at;
+            live.current.phase = phase;
+            live.current.snapshot.clone_from(&snapshot);
+            live.progress = progress;
+            live.describe()
+        };
+        systemd::status(&status);
+        if let Some(started) = self.started.lock().expect("started").take() {
+            let _ = started.send(report.run_id.clone());
+        }
+        let _ = self.events.send(Reply::Phase {
+            run_id: report.run_id.clone(),
+            phase,
+            snapshot,
+        });
+    }
+
+    fn media(&self, progress: &MediaProgress) {
+        self.recorder.media(progress);
+        self.live.lock().expect("live run").media = Some(progress.clone());
+    }
+
+    fn finished(&self, report: &RunReport) {
+        self.recorder.finished(report);
+        let _ = self.events.send(Reply::Finished {
+            report: Box::new(report.clone()),
+        });
+    }
+}

@@ -1,0 +1,645 @@
+//! `daemon`, `trigger` and `status` as systemd and an operator see them: the daemon runs as a
+//! child process with NOTIFY_SOCKET on a datagram socket the test owns, against real
+//! PostgreSQL and S3; the unit files pass `systemd-analyze verify`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixDatagram, UnixListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+
+use common::fixtures::{dump_name, upload_snapshot, zstd};
+use common::staging::{PROD_USERS, SENTINEL, prod_dump, seed_staging};
+use common::{Run, base_config, postgres, s3, test_dir, unique};
+use staging_refresh::config::Config;
+use staging_refresh::report::RunReport;
+
+const NIGHTLY: &str = "0 0 3 * * *";
+
+/// A staging database with data of its own, a bucket holding a production snapshot named
+/// for it, and the config the daemon runs with.
+struct Env {
+    db: String,
+    snapshot: String,
+    base: String,
+    config: PathBuf,
+    state_dir: PathBuf,
+    socket: PathBuf,
+}
+
+impl Env {
+    async fn new(dump: &[u8], cron: &str, catch_up: bool) -> Env {
+        let db = unique("app");
+        seed_staging(postgres(), &db);
+        let bucket = s3().bucket("snaps").await;
+        let snapshot = dump_name(&db, "prod-db", Utc::now() - chrono::Duration::hours(1));
+        upload_snapshot(s3(), &bucket, "", &snapshot, zstd(dump), true).await;
+        let base = base_config(&bucket, "", &db);
+        let config = test_dir("daemon").join("config.toml");
+        std::fs::write(&config, &base).unwrap();
+        let loaded = Config::load(&config).unwrap();
+        let env = Env {
+            db,
+            snapshot,
+            base,
+            config,
+            state_dir: loaded.daemon.state_dir,
+            socket: loaded.daemon.control_socket,
+        };
+        env.schedule(cron, catch_up);
+        env
+    }
+
+    /// Rewrites the config with this schedule.
+    fn schedule(&self, cron: &str, catch_up: bool) {
+        let text = format!(
+            "{}\n[schedule]\ncron = \"{cron}\"\ncatch_up = {catch_up}\n",
+            self.base
+        );
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    async fn run(&self, args: &[&str]) -> Run {
+        common::run(&self.config, args).await
+    }
+
+    async fn init_target(&self) {
+        let out = self.run(&["init-target"]).await;
+        assert_eq!(out.code, 0, "{out:?}");
+    }
+
+    fn query(&self, sql: &str) -> String {
+        postgres().query(&self.db, sql)
+    }
+
+    fn users(&self) -> String {
+        self.query("SELECT count(*) FROM \"user\"")
+    }
+
+    fn database_exists(&self, name: &str) -> bool {
+        postgres().query(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'"),
+        ) == "1"
+    }
+
+    fn state(&self) -> serde_json::Value {
+        match std::fs::read(self.state_dir.join("state.json")) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap(),
+            Err(_) => serde_json::Value::Null,
+        }
+    }
+
+    /// `trigger` (and friends) as a child process, for commands that outlive a step.
+    fn spawn(&self, args: &[&str]) -> Child {
+        Command::new(common::binary())
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
+async fn finish(child: Child) -> Run {
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Waits (off the runtime's threads) until `ready` holds.
+async fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The notify socket systemd would own: every datagram the daemon sends, with its arrival.
+struct NotifySocket {
+    path: PathBuf,
+    received: Arc<Mutex<Vec<(Instant, String)>>>,
+    done: Arc<AtomicBool>,
+}
+
+impl NotifySocket {
+    fn new() -> NotifySocket {
+        let path = test_dir("notify").join("notify.sock");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let done = Arc::new(AtomicBool::new(false));
+        let (into, stop) = (received.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(n) = socket.recv(&mut buf) {
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    into.lock().unwrap().push((Instant::now(), text));
+                }
+            }
+        });
+        NotifySocket {
+            path,
+            received,
+            done,
+        }
+    }
+
+    fn messages(&self) -> Vec<(Instant, String)> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// The STATUS= values, in order.
+    fn statuses(&self) -> Vec<String> {
+        self.messages()
+            .iter()
+            .flat_map(|(_, m)| m.lines().filter_map(|l| l.strip_prefix("STATUS=")))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Waits for the `n`-th (from 1) datagram holding the line `line`; returns the datagram.
+    async fn wait_for(&self, line: &str, n: usize) -> String {
+        let has = |m: &String| m.lines().any(|l| l == line);
+        wait_until(&format!("{line} #{n}"), Duration::from_secs(60), || {
+            self.messages().iter().filter(|(_, m)| has(m)).count() >= n
+        })
+        .await;
+        let messages = self.messages();
+        let found = messages.iter().filter(|(_, m)| has(m)).nth(n - 1).unwrap();
+        found.1.clone()
+    }
+}
+
+impl Drop for NotifySocket {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Relaxed);
+    }
+}
+
+/// `staging-refresh daemon` as systemd runs it; killed if the test ends without stopping it.
+struct Daemon {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(env: &Env, notify: &NotifySocket, watchdog_usec: Option<u64>) -> Daemon {
+        let log = test_dir("daemon-log").join("daemon.log");
+        let mut cmd = Command::new(common::binary());
+        cmd.arg("--config")
+            .arg(&env.config)
+            .arg("daemon")
+            .env("NOTIFY_SOCKET", &notify.path)
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        if let Some(usec) = watchdog_usec {
+            cmd.env("WATCHDOG_USEC", usec.to_string());
+        }
+        Daemon {
+            child: Some(cmd.spawn().unwrap()),
+            log,
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    fn signal(&self, signal: i32) {
+        unsafe { libc::kill(self.pid(), signal) };
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit code (within `timeout`).
+    async fn stop(&mut self, timeout: Duration) -> i32 {
+        self.signal(libc::SIGTERM);
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "the daemon did not exit within {timeout:?}:\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The production dump with a pause at the end of the restore, to catch a run in the act.
+fn slow_dump(seconds: u32) -> Vec<u8> {
+    let dump = std::str::from_utf8(prod_dump()).unwrap();
+    let end = dump.rfind("-- PostgreSQL database dump complete").unwrap();
+    format!(
+        "{}SELECT pg_sleep({seconds});\n{}",
+        &dump[..end],
+        &dump[end..]
+    )
+    .into_bytes()
+}
+
+async fn wait_for_sleeping_restore(env: &Env) {
+    let scratch = format!("{}__refresh", env.db);
+    wait_until(
+        "the restore to reach pg_sleep",
+        Duration::from_secs(60),
+        || {
+            postgres().query(
+                "postgres",
+                &format!(
+                    "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = '{scratch}' AND wait_event = 'PgSleep'"
+                ),
+            ) != "0"
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn ready_watchdog_reload_and_stop_speak_systemds_protocol() {
+    let env = Env::new(prod_dump(), NIGHTLY, true).await;
+    let notify = NotifySocket::new();
+    let mut daemon = Daemon::start(&env, &notify, Some(400_000));
+
+    let ready = notify.wait_for("READY=1", 1).await;
+    assert!(
+        ready.contains("STATUS=idle; next refresh "),
+        "READY comes with the next run: {ready:?}"
+    );
+    // Watchdog pings at half of WATCHDOG_USEC (200 ms), never near the 400 ms timeout.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pings: Vec<Instant> = notify
+        .messages()
+        .iter()
+        .filter(|(_, m)| m.lines().any(|l| l == "WATCHDOG=1"))
+        .map(|(at, _)| *at)
+        .collect();
+    assert!(
+        (5..=10).contains(&pings.len()),
+        "{} pings in 1.5 s",
+        pings.len()
+    );
+    let longest = pings.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(longest < Duration::from_millis(350), "a gap of {longest:?}");
+
+    // The control socket: the service's group may use it; it says which protocol it speaks.
+    let mode = std::fs::metadata(&env.socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o660, "{mode:o}");
+    let mut client = std::os::unix::net::UnixStream::connect(&env.socket).unwrap();
+    client
+        .write_all(b"{\"version\":2,\"request\":\"status\"}\n")
+        .unwrap();
+    let mut answer = String::new();
+    client.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.contains("\"event\":\"error\"") && answer.contains("this daemon speaks 1"),
+        "{answer}"
+    );
+
+    // `status` has the daemon's view; the state file has the next run too.
+    let status = env.run(&["--json", "status"]).await;
+    assert_eq!(status.code, 0, "{status:?}");
+    let status = status.json();
+    assert_eq!(status["daemon"]["schedule"], NIGHTLY);
+    assert_eq!(status["daemon"]["pid"], daemon.pid());
+    let next_run = status["daemon"]["next_run"].as_str().unwrap().to_owned();
+    assert!(next_run.contains("T03:00:00"), "{next_run}");
+    assert_eq!(env.state()["next_run"], next_run.as_str());
+    let text = env.run(&["status"]).await.stdout;
+    assert!(
+        text.contains(&format!("daemon: running (pid {})", daemon.pid())),
+        "{text}"
+    );
+
+    // A bad config on reload: RELOADING, READY, and the old config stays.
+    env.schedule("0 0 3 * *", true);
+    daemon.signal(libc::SIGHUP);
+    let reloading = notify.wait_for("RELOADING=1", 1).await;
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading:?}");
+    notify.wait_for("READY=1", 2).await;
+    env.schedule(NIGHTLY, true);
+    let status = env.run(&["--json", "status"]).await.json();
+    assert_eq!(status["daemon"]["schedule"], NIGHTLY);
+    let log = daemon.log();
+    assert!(
+        log.contains("keeping the previous one") && log.contains("schedule.cron"),
+        "{log}"
+    );
+
+    // A good one takes effect.
+    env.schedule("0 30 4 * * *", true);
+    daemon.signal(libc::SIGHUP);
+    notify.wait_for("RELOADING=1", 2).await;
+    notify.wait_for("READY=1", 3).await;
+    let status = env.run(&["--json", "status"]).await.json();
+    assert_eq!(status["daemon"]["schedule"], "0 30 4 * * *");
+    assert!(
+        status["daemon"]["next_run"]
+            .as_str()
+            .unwrap()
+            .contains("T04:30:00"),
+        "{status}"
+    );
+
+    // SIGTERM: STOPPING, a clean exit, the socket gone, no next run claimed.
+    assert_eq!(daemon.stop(Duration::from_secs(10)).await, 0);
+    notify.wait_for("STOPPING=1", 1).await;
+    assert!(!env.socket.exists());
+    assert!(env.state()["next_run"].is_null(), "{}", env.state());
+    let text = env.run(&["status"]).await.stdout;
+    assert!(text.contains("daemon: not running"), "{text}");
+}
+
+#[tokio::test]
+async fn a_per_second_schedule_fires_a_real_refresh_with_a_status_per_phase() {
+    let env = Env::new(prod_dump(), "* * * * * *", false).await;
+    env.init_target().await;
+    let notify = NotifySocket::new();
+    let mut daemon = Daemon::start(&env, &notify, None);
+    wait_until("a successful run", Duration::from_secs(120), || {
+        !env.state()["last_success"].is_null()
+    })
+    .await;
+    // The daemon serves what the run left behind, and when it runs next.
+    let listen = Config::load(&env.config).unwrap().metrics.listen;
+    let scraped = common::scrape(listen).await;
+    assert!(common::value(&scraped, r#"staging_refresh_runs_total{outcome="ok"}"#) >= 1.0);
+    let next_run = common::value(&scraped, "staging_refresh_next_run_timestamp_seconds");
+    assert!(
+        next_run >= Utc::now().timestamp() as f64 - 2.0,
+        "{scraped:?}"
+    );
+    assert_eq!(daemon.stop(Duration::from_secs(60)).await, 0);
+
+    assert_eq!(env.users(), PROD_USERS.to_string());
+    let statuses = notify.statuses();
+    let first_run: Vec<&str> = statuses
+        .iter()
+        .map(String::as_str)
+        .skip_while(|s| !s.starts_with("prepare"))
+        .take(6)
+        .collect();
+    let snapshot = &env.snapshot;
+    for (status, expected) in first_run.iter().zip([
+        "prepare (run ".to_owned(),
+        format!("restore: {snapshot} (run "),
+        format!("anonymize: {snapshot} (run "),
+        format!("cutover: {snapshot} (run "),
+        format!("cleanup: {snapshot} (run "),
+        "idle; next refresh ".to_owned(),
+    ]) {
+        assert!(status.starts_with(&expected), "{status:?} in {statuses:?}");
+    }
+    assert!(!env.database_exists(&format!("{}__refresh", env.db)));
+}
+
+#[tokio::test]
+async fn catch_up_refreshes_at_start_after_a_missed_run_and_only_then() {
+    let env = Env::new(prod_dump(), NIGHTLY, true).await;
+    env.init_target().await;
+    // The last success was three days ago: last night's 03:00 run was missed.
+    let long_ago = Utc::now() - chrono::Duration::days(3);
+    std::fs::create_dir_all(&env.state_dir).unwrap();
+    let mut last = serde_json::to_value(RunReport::new("long-ago".into())).unwrap();
+    last["finished_at"] = serde_json::json!(long_ago);
+    std::fs::write(
+        env.state_dir.join("state.json"),
+        serde_json::json!({ "last": last, "last_success": last }).to_string(),
+    )
+    .unwrap();
+    let notify = NotifySocket::new();
+    let mut daemon = Daemon::start(&env, &notify, None);
+    wait_until("the catch-up run", Duration::from_secs(120), || {
+        env.state()["last_success"]["run_id"] != "long-ago"
+    })
+    .await;
+    assert_eq!(daemon.stop(Duration::from_secs(60)).await, 0);
+    assert_eq!(env.users(), PROD_USERS.to_string());
+    assert!(daemon.log().contains("a scheduled run was missed"));
+
+    // Up again with that success recorded: nothing was missed, nothing runs.
+    let notify = NotifySocket::new();
+    let mut daemon = Daemon::start(&env, &notify, None);
+    notify.wait_for("READY=1", 1).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(daemon.stop(Duration::from_secs(10)).await, 0);
+    let statuses = notify.statuses();
+    assert!(
+        statuses
+            .iter()
+            .all(|s| s.starts_with("idle") || s == "stopping"),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn trigger_during_a_run_is_already_running_and_wait_exits_with_the_outcome() {
+    let env = Env::new(&slow_dump(3), NIGHTLY, false).await;
+    env.init_target().await;
+    let notify = NotifySocket::new();
+    let mut daemon = Daemon::start(&env, &notify, None);
+    notify.wait_for("READY=1", 1).await;
+
+    let waiting = env.spawn(&["trigger", "--wait", "now"]);
+    wait_for_sleeping_restore(&env).await;
+    let status = env.run(&["--json", "status"]).await;
+    assert_eq!(status.code, 0, "{status:?}");
+    let running = status.json()["running"].clone();
+    assert_eq!(running["phase"], "restore", "{running}");
+    assert_eq!(running["snapshot"], env.snapshot.as_str());
+    assert_eq!(running["pid"], daemon.pid());
+    assert!(
+        running["progress"]["done"].as_u64().unwrap() > 0,
+        "{running}"
+    );
+    let run_id = running["run_id"].as_str().unwrap().to_owned();
+
+    // A second trigger is told who runs; a `run` by hand finds the lock held.
+    let second = env.run(&["trigger"]).await;
+    assert_eq!(second.code, 4, "{second:?}");
+    assert!(
+        second.stderr.contains("already running") && second.stderr.contains(&run_id),
+        "{second:?}"
+    );
+    let by_hand = env.run(&["run", "--skip-media"]).await;
+    assert_eq!(by_hand.code, 4, "{by_hand:?}");
+
+    let waited = finish(waiting).await;
+    assert_eq!(waited.code, 0, "{waited:?}");
+    assert!(
+        waited
+            .stderr
+            .contains(&format!("phase restore: {}", env.snapshot))
+            && waited.stderr.contains("phase cutover")
+            && waited.stdout.contains(&format!("run {run_id}: ok")),
+        "{waited:?}"
+    );
+    assert_eq!(env.users(), PROD_USERS.to_string());
+
+    // Reloaded onto a database that never opted in: the guard refuses, exit 3.
+    let unmarked = unique("app");
+    seed_staging(postgres(), &unmarked);
+    let text = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace(
+            &format!("name = \"{}\"", env.db),
+            &format!("name = \"{unmarked}\""),
+        )
+        .replace(
+            "[snapshot]\n",
+            &format!("[snapshot]\ndatabase = \"{}\"\n", env.db),
+        );
+    std::fs::write(&env.config, text).unwrap();
+    daemon.signal(libc::SIGHUP);
+    notify.wait_for("READY=1", 2).await;
+    let refused = env.run(&["trigger", "--wait"]).await;
+    assert_eq!(refused.code, 3, "{refused:?}");
+    assert!(refused.stderr.contains("not marked"), "{refused:?}");
+    assert_eq!(
+        postgres().query(&unmarked, "SELECT note FROM sentinel"),
+        SENTINEL
+    );
+    assert_eq!(daemon.stop(Duration::from_secs(10)).await, 0);
+}
+
+#[tokio::test]
+async fn sigterm_mid_restore_cancels_and_leaves_staging_unchanged() {
+    let env = Env::new(&slow_dump(60), NIGHTLY, false).await;
+    env.init_target().await;
+    let notify = NotifySocket::new();
+    let mut daemon = Daemon::start(&env, &notify, None);
+    notify.wait_for("READY=1", 1).await;
+    let waiting = env.spawn(&["trigger", "--wait"]);
+    wait_for_sleeping_restore(&env).await;
+
+    let stopped = Instant::now();
+    assert_eq!(daemon.stop(Duration::from_secs(30)).await, 0);
+    assert!(
+        stopped.elapsed() < Duration::from_secs(20),
+        "stopping took {:?}",
+        stopped.elapsed()
+    );
+    let stopping = notify.wait_for("STOPPING=1", 1).await;
+    assert!(stopping.contains("cancelling the refresh"), "{stopping:?}");
+    let waited = finish(waiting).await;
+    assert_eq!(waited.code, 1, "{waited:?}");
+    assert!(
+        waited
+            .stderr
+            .contains("cancelled by a signal before cutover"),
+        "{waited:?}"
+    );
+    assert_eq!(env.query("SELECT note FROM sentinel"), SENTINEL);
+    assert!(!env.database_exists(&format!("{}__refresh", env.db)));
+    assert_eq!(env.state()["last"]["outcome"], "cancelled");
+}
+
+#[tokio::test]
+async fn trigger_with_the_daemon_down_runs_the_refresh_itself() {
+    let env = Env::new(prod_dump(), NIGHTLY, false).await;
+    env.init_target().await;
+    // A socket left behind by a daemon that died: nobody answers on it.
+    std::fs::create_dir_all(env.socket.parent().unwrap()).unwrap();
+    drop(UnixListener::bind(&env.socket).unwrap());
+    assert!(env.socket.exists());
+
+    let out = env.run(&["trigger", "--wait", "now"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("running the refresh here"), "{out:?}");
+    assert!(out.stdout.contains(": ok"), "{out:?}");
+    assert_eq!(env.users(), PROD_USERS.to_string());
+    assert_eq!(env.state()["last"]["outcome"], "ok");
+}
+
+/// The shipped units with `ExecStart` pointing at the binary under test, in `dir`.
+fn units_for_test(dir: &Path) {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd");
+    for name in ["staging-refresh.service", "staging-refresh@.service"] {
+        let text = std::fs::read_to_string(shipped.join(name)).unwrap();
+        assert!(
+            text.contains("ExecStart=/usr/bin/staging-refresh ")
+                && text.contains("\nUser=staging-refresh\n"),
+            "{name} must run /usr/bin/staging-refresh as staging-refresh"
+        );
+        let text = text.replace(
+            "/usr/bin/staging-refresh",
+            &common::binary()
+                .canonicalize()
+                .unwrap()
+                .display()
+                .to_string(),
+        );
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_units_pass_systemd_analyze_verify() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: systemd-analyze is not installed");
+        return;
+    }
+    let dir = test_dir("units");
+    units_for_test(&dir);
+    for unit in ["staging-refresh.service", "staging-refresh@now.service"] {
+        let out = Command::new("systemd-analyze")
+            .args(["verify", unit])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{unit}: {stderr}");
+        assert!(
+            !stderr.contains("staging-refresh"),
+            "{unit} has warnings: {stderr}"
+        );
+    }
+}
