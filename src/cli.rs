@@ -13,10 +13,12 @@ use crate::config::{self, Config};
 use crate::daemon::{self, DaemonStatus, control};
 use crate::database::{Server, markers};
 use crate::error::Exit;
+use crate::journal::Journal;
 use crate::lock::{LockError, RunLock};
 use crate::logging::LogFormat;
 use crate::media::{self, Mirror};
 use crate::notify;
+use crate::recovery;
 use crate::refresh::plan::{DatabasePlan, Plan};
 use crate::refresh::{self, Options, cutover, maintenance};
 use crate::report::RunReport;
@@ -403,7 +405,10 @@ async fn init_target(config: &Config) -> anyhow::Result<Exit> {
 
 async fn rollback(config: &Config) -> anyhow::Result<Exit> {
     let run_id = refresh::new_run_id();
-    let _lock = RunLock::acquire(&config.lock_file(), &run_id).map_err(lock_error)?;
+    let lock = RunLock::acquire(&config.lock_file(), &run_id).map_err(lock_error)?;
+    if let Some(recovered) = recovery::recover(config, &lock).await? {
+        println!("{}", recovered.summary());
+    }
     let server = Server::new(&config.database.url);
     let client = server.connect(None).await?;
     let name = config.database.name.as_str();
@@ -417,7 +422,15 @@ async fn rollback(config: &Config) -> anyhow::Result<Exit> {
     } else {
         vec![(&previous, name)]
     };
-    let done = cutover::run(config, &server, &client, &run_id, "rollback", &renames).await?;
+    let journal = Journal::new(&config.daemon.state_dir, &run_id);
+    let swap = cutover::Swap {
+        label: "rollback",
+        renames: &renames,
+        scratch: None,
+    };
+    let done = cutover::run(config, &server, &client, &journal, &swap).await;
+    journal.finish();
+    let done = done?;
     println!(
         "rolled back: the previous data is live as {name} again, the replaced data is kept as \
          {previous} (maintenance {:.1}s, redis {})",
@@ -443,6 +456,8 @@ struct Status {
     previous_database: String,
     previous_kept: Option<bool>,
     previous_error: Option<String>,
+    /// The last recovery from a run that died.
+    recovered: Option<recovery::Recovery>,
 }
 
 async fn status(config: &Config, json: bool) -> anyhow::Result<Exit> {
@@ -489,6 +504,7 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<Exit> {
         previous_database: previous,
         previous_kept: kept.as_ref().ok().copied(),
         previous_error: kept.err(),
+        recovered: state.recovered,
     };
     if json {
         print_json(&status)?;
@@ -569,6 +585,9 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<Exit> {
         (Some(false), _) => println!("previous database: none"),
         (None, Some(e)) => println!("previous database: unknown ({e})"),
         (None, None) => {}
+    }
+    if let Some(recovered) = &status.recovered {
+        println!("{}", recovered.summary());
     }
     Ok(Exit::Success)
 }

@@ -1,6 +1,8 @@
 //! One refresh at a time: an exclusive `flock` on `daemon.lock_file`, held for the whole run
 //! and released by the kernel when the process ends, however it ends. The holder writes its
-//! pid and run id into the file, so a second refresh can say who holds it.
+//! pid and run id into the file, so a second refresh can say who holds it, and empties it when
+//! it lets go: a lock taken over a file that still names someone was left by a process that
+//! died holding it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -22,8 +24,26 @@ pub enum LockError {
 /// The held lock; dropping it releases it.
 #[derive(Debug)]
 pub struct RunLock {
-    _file: File,
+    file: File,
     path: PathBuf,
+    stale: Option<Holder>,
+}
+
+/// Who a lock file names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub pid: String,
+    pub run_id: String,
+}
+
+impl Holder {
+    fn parse(text: &str) -> Option<Holder> {
+        let mut fields = text.split_whitespace();
+        Some(Holder {
+            pid: fields.next()?.to_owned(),
+            run_id: fields.next().unwrap_or("unknown").to_owned(),
+        })
+    }
 }
 
 impl RunLock {
@@ -43,16 +63,21 @@ impl RunLock {
             .truncate(false)
             .open(path)
             .map_err(io)?;
-        match fs4::FileExt::try_lock(&file) {
+        let locked = fs4::FileExt::try_lock(&file);
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        let holder = Holder::parse(&holder);
+        match locked {
             Ok(()) => {}
             Err(fs4::TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                let mut fields = holder.split_whitespace();
+                let holder = holder.unwrap_or(Holder {
+                    pid: "unknown".into(),
+                    run_id: "unknown".into(),
+                });
                 return Err(Locked {
                     path: path.display().to_string(),
-                    pid: fields.next().unwrap_or("unknown").to_owned(),
-                    run_id: fields.next().unwrap_or("unknown").to_owned(),
+                    pid: holder.pid,
+                    run_id: holder.run_id,
                 }
                 .into());
             }
@@ -62,9 +87,15 @@ impl RunLock {
         file.rewind().map_err(io)?;
         writeln!(file, "{} {run_id}", std::process::id()).map_err(io)?;
         Ok(RunLock {
-            _file: file,
+            file,
             path: path.to_owned(),
+            stale: holder,
         })
+    }
+
+    /// Who held the lock before and died holding it (the file still named them).
+    pub fn stale(&self) -> Option<&Holder> {
+        self.stale.as_ref()
     }
 
     /// Whether someone holds the lock now (without taking it for long).
@@ -81,6 +112,13 @@ impl RunLock {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        // Still held: nobody reads a half-emptied file. A failure only costs a stale report.
+        let _ = self.file.set_len(0);
     }
 }
 
@@ -102,6 +140,19 @@ mod tests {
         );
         drop(held);
         assert!(!RunLock::is_held(&path));
-        RunLock::acquire(&path, "run-3").unwrap();
+        let released = RunLock::acquire(&path, "run-3").unwrap();
+        assert_eq!(released.stale(), None, "a released lock names nobody");
+        // A holder that died without letting go: the kernel released its flock, the file
+        // still names it.
+        drop(released);
+        std::fs::write(&path, "4242 run-dead\n").unwrap();
+        let taken_over = RunLock::acquire(&path, "run-4").unwrap();
+        assert_eq!(
+            taken_over.stale(),
+            Some(&Holder {
+                pid: "4242".into(),
+                run_id: "run-dead".into()
+            })
+        );
     }
 }

@@ -243,6 +243,12 @@ fn staging_now(config: &Config, report: &RunReport) -> Vec<Line> {
              previous data, unchanged.",
         )),
     }
+    if let Some(recovered) = &report.recovered {
+        lines.push(text(format!(
+            "An earlier run had died; this one first put staging back in order: {}.",
+            recovered.summary()
+        )));
+    }
     lines
 }
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::anonymize::{Finding, Verification};
 use crate::error::Exit;
 use crate::media::MediaReport;
+use crate::recovery::Recovery;
 use crate::snapshot::Snapshot;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -145,6 +146,9 @@ pub struct RunReport {
     /// run that failed later (backend start, health, cleanup).
     #[serde(default)]
     pub snapshot_live: bool,
+    /// What was repaired at the start of this run after an earlier one died.
+    #[serde(default)]
+    pub recovered: Option<Recovery>,
 }
 
 impl RunReport {
@@ -170,6 +174,7 @@ impl RunReport {
             redis_flushed: false,
             media: None,
             snapshot_live: false,
+            recovered: None,
         }
     }
 
@@ -183,6 +188,9 @@ impl RunReport {
     /// A few lines for a person: outcome, snapshot, durations, what changed.
     pub fn summary(&self) -> String {
         let mut lines = vec![format!("run {}: {}", self.run_id, self.outcome)];
+        if let Some(recovered) = &self.recovered {
+            lines.push(recovered.summary());
+        }
         if let Some(error) = &self.error {
             let phase = self
                 .failed_phase

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::media::{MediaProgress, MediaProgressSnapshot, MediaReport};
 use crate::progress::{Progress, ProgressSnapshot};
+use crate::recovery::Recovery;
 use crate::refresh::Observer;
 use crate::refresh::maintenance::write_atomic;
 use crate::report::{Outcome, Phase, RunReport};
@@ -32,6 +33,9 @@ pub struct State {
     /// The daemon's next scheduled run; absent while no daemon is running.
     #[serde(default)]
     pub next_run: Option<DateTime<Utc>>,
+    /// The last recovery from a run that died.
+    #[serde(default)]
+    pub recovered: Option<Recovery>,
 }
 
 /// Counts over every run recorded here: what the metrics' counters restart from.
@@ -48,6 +52,9 @@ pub struct Totals {
     pub media_copied_bytes: u64,
     #[serde(default)]
     pub media_retries: u64,
+    /// Recoveries from runs that died.
+    #[serde(default)]
+    pub recoveries: u64,
 }
 
 impl Totals {

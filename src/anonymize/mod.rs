@@ -113,6 +113,7 @@ pub async fn run(client: &mut Client, cfg: &AnonymizeConfig) -> Result<Anonymize
             ),
         }
     }
+    crate::fault::point("anonymize.before-commit");
     tx.commit()
         .await
         .map_err(sql_error("committing the anonymization"))?;

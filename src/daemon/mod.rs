@@ -22,12 +22,13 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::config::Config;
 use crate::error::Exit;
-use crate::lock::LockError;
+use crate::lock::{LockError, RunLock};
 use crate::logging::RunFields;
 use crate::media::MediaProgress;
 use crate::metrics::{self, Metrics, Sources};
 use crate::notify;
 use crate::progress::Progress;
+use crate::recovery;
 use crate::refresh::{self, Observer, Options};
 use crate::report::{Phase, RunReport};
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
@@ -122,6 +123,7 @@ pub async fn run(config_path: &Path, config: Config) -> anyhow::Result<Exit> {
     });
     let socket = config.daemon.control_socket.clone();
     let listener = bind(&socket)?;
+    recover_at_start(&config).await;
     // The endpoint reads the state file and the flag at every scrape: it needs no updates.
     let (stop_metrics, metrics_stopping) = shutdown::channel();
     let endpoint = metrics::serve(
@@ -204,6 +206,23 @@ pub async fn run(config_path: &Path, config: Config) -> anyhow::Result<Exit> {
     stop_metrics.trigger();
     endpoint.stopped().await;
     Ok(Exit::Success)
+}
+
+/// Repairs what a run that died left (a reboot mid-cutover leaves staging down until someone
+/// does), unless a run by hand holds the lock: that one recovers by itself. A failure is
+/// logged; the next run tries again, and fails saying why.
+async fn recover_at_start(config: &Config) {
+    let lock = match RunLock::acquire(&config.lock_file(), "daemon-start") {
+        Ok(lock) => lock,
+        Err(LockError::Locked(_)) => return,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot check for a run that died");
+            return;
+        }
+    };
+    if let Err(e) = recovery::recover(config, &lock).await {
+        tracing::error!("{e}");
+    }
 }
 
 /// Listens on the control socket, mode 0660 (the service's group may trigger). A socket left

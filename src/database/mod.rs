@@ -6,7 +6,7 @@ pub mod markers;
 pub mod swap;
 mod tls;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -120,6 +120,40 @@ impl Server {
             .await
             .map(|row| row.is_some())
             .map_err(|e| self.error(format!("looking up database {database:?}"), &e))
+    }
+
+    /// The oid of each database that exists among `moves`' names before a swap (see
+    /// [`swap::moves`]): renames keep oids, so they tell later where each database went.
+    pub async fn oids(
+        &self,
+        client: &Client,
+        moves: &[(String, String)],
+    ) -> Result<BTreeMap<String, u32>, DbError> {
+        let names: Vec<&str> = moves.iter().map(|(before, _)| before.as_str()).collect();
+        let rows = client
+            .query(
+                "SELECT datname::text, oid FROM pg_database WHERE datname::text = ANY($1)",
+                &[&names],
+            )
+            .await
+            .map_err(|e| self.error("looking up the databases to swap", &e))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// The current name of each database among `oids` that still exists.
+    pub async fn names_of(
+        &self,
+        client: &Client,
+        oids: &[u32],
+    ) -> Result<BTreeMap<u32, String>, DbError> {
+        let rows = client
+            .query(
+                "SELECT oid, datname::text FROM pg_database WHERE oid = ANY($1)",
+                &[&oids],
+            )
+            .await
+            .map_err(|e| self.error("looking up databases by oid", &e))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     /// Creates an empty database from template0, owned by `owner` when given.

@@ -15,23 +15,8 @@ pub async fn rename_all(
     client: &Client,
     renames: &[(&str, &str)],
 ) -> Result<(), DbError> {
-    // The databases that exist before the swap (a rename may take a name freed by an
-    // earlier one), and the names each ends up with.
-    let initial: Vec<&str> = renames
-        .iter()
-        .enumerate()
-        .filter(|(i, (from, _))| !renames[..*i].iter().any(|(_, to)| to == from))
-        .map(|(_, (from, _))| *from)
-        .collect();
-    let last_name = |db: &str| {
-        renames.iter().fold(db.to_owned(), |name, (from, to)| {
-            if name == *from {
-                (*to).to_owned()
-            } else {
-                name
-            }
-        })
-    };
+    let moved = moves(renames);
+    let initial: Vec<&str> = moved.iter().map(|(before, _)| before.as_str()).collect();
     for db in &initial {
         set_allow_connections(server, client, db, false).await?;
     }
@@ -48,28 +33,30 @@ pub async fn rename_all(
                 .await
                 .map_err(|e| server.error(format!("ending the sessions on {from:?}"), &e))?;
         }
-        let mut sql = String::from("BEGIN;\n");
-        for (from, to) in renames {
-            sql.push_str(&format!(
-                "ALTER DATABASE {} RENAME TO {};\n",
-                quote_ident(from),
-                quote_ident(to)
-            ));
-        }
-        sql.push_str("COMMIT;");
         let what = renames
             .iter()
             .map(|(f, t)| format!("{f} -> {t}"))
             .collect::<Vec<_>>()
             .join(", ");
-        server
-            .execute(client, &format!("renaming {what}"), &sql)
-            .await
+        let what = format!("renaming {what}");
+        server.execute(client, &what, "BEGIN").await?;
+        for (i, (from, to)) in renames.iter().enumerate() {
+            if i > 0 {
+                crate::fault::point("cutover.between-renames");
+            }
+            let sql = format!(
+                "ALTER DATABASE {} RENAME TO {}",
+                quote_ident(from),
+                quote_ident(to)
+            );
+            server.execute(client, &what, &sql).await?;
+        }
+        server.execute(client, &what, "COMMIT").await
     }
     .await;
     // Whether the renames happened or not, every database accepts connections again.
     let names: Vec<String> = match &result {
-        Ok(()) => initial.iter().map(|db| last_name(db)).collect(),
+        Ok(()) => moved.iter().map(|(_, after)| after.clone()).collect(),
         Err(_) => {
             let _ = client.batch_execute("ROLLBACK").await;
             initial.iter().map(|db| (*db).to_owned()).collect()
@@ -79,6 +66,27 @@ pub async fn rename_all(
         set_allow_connections(server, client, &name, true).await?;
     }
     result
+}
+
+/// Each database a swap renames, by its name before and after: a rename may take a name an
+/// earlier one freed, so a database can move more than once.
+pub fn moves(renames: &[(&str, &str)]) -> Vec<(String, String)> {
+    renames
+        .iter()
+        .enumerate()
+        .filter(|(i, (from, _))| !renames[..*i].iter().any(|(_, to)| to == from))
+        .map(|(_, (from, _))| {
+            let after = renames.iter().fold((*from).to_owned(), |name, (f, t)| {
+                if name == *f { (*t).to_owned() } else { name }
+            });
+            ((*from).to_owned(), after)
+        })
+        .collect()
+}
+
+/// Lets `database` accept connections again (a swap closes them while it renames).
+pub async fn allow_connections(server: &Server, client: &Client, database: &str) -> Result<(), DbError> {
+    set_allow_connections(server, client, database, true).await
 }
 
 async fn set_allow_connections(

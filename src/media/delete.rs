@@ -94,6 +94,7 @@ pub(super) async fn delete(
 ) {
     futures::stream::iter(keys.chunks(BATCH))
         .for_each_concurrent(concurrency, |batch| async move {
+            crate::fault::point("media.deleting-batch");
             match backoff.run(|| target.delete_objects(batch)).await {
                 Ok(not_deleted) => {
                     progress.deleted((batch.len() - not_deleted.len()) as u64);

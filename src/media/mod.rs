@@ -280,6 +280,7 @@ impl Mirror {
                             copies.spawn(async move {
                                 let result = copier.copy(&object, &backoff).await;
                                 progress.copy_finished(&object, result);
+                                crate::fault::point("media.copied-object");
                                 drop(slot);
                             });
                             // A finished task keeps its memory until joined: join as we go.

@@ -15,6 +15,8 @@ use super::maintenance::{Flag, FlagContents, FlagError};
 use super::redis;
 use crate::config::Config;
 use crate::database::{Server, swap};
+use crate::fault;
+use crate::journal::{Journal, Stage, Step, Window};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CutoverError {
@@ -39,44 +41,80 @@ pub struct CutoverDone {
     pub redis_flushed: bool,
 }
 
-/// Runs the maintenance window around `renames` (see [`swap::rename_all`]).
+/// What the window puts in place: a snapshot name or "rollback", and the renames doing it
+/// (see [`swap::rename_all`]).
+pub struct Swap<'a> {
+    pub label: &'a str,
+    pub renames: &'a [(&'a str, &'a str)],
+    /// The scratch database a refresh swaps in; none for a rollback.
+    pub scratch: Option<&'a str>,
+}
+
+/// Runs the maintenance window around `swap`, each step recorded in `journal` first.
 pub async fn run(
     config: &Config,
     server: &Server,
     client: &tokio_postgres::Client,
-    run_id: &str,
-    label: &str,
-    renames: &[(&str, &str)],
+    journal: &Journal,
+    swap: &Swap<'_>,
 ) -> Result<CutoverDone, CutoverError> {
     let started = Instant::now();
+    let renames = swap.renames;
+    let oids = server
+        .oids(client, &swap::moves(renames))
+        .await
+        .map_err(|e| CutoverError::Undone(e.to_string()))?;
+    journal
+        .step(Step::Cutover(Window {
+            scratch: swap.scratch.map(str::to_owned),
+            renames: renames
+                .iter()
+                .map(|(f, t)| ((*f).to_owned(), (*t).to_owned()))
+                .collect(),
+            oids,
+            stage: Stage::RaiseFlag,
+            redis_flushed: false,
+        }))
+        .map_err(|e| CutoverError::Undone(e.to_string()))?;
     let flag = Flag::raise(
         &config.flag_file(),
         &FlagContents {
-            run_id: run_id.to_owned(),
+            run_id: journal.run_id(),
             since: Utc::now(),
-            snapshot: label.to_owned(),
+            snapshot: swap.label.to_owned(),
         },
     )?;
+    fault::point("cutover.flag-raised");
     let backend = &config.backend;
-    let start = || backend::run_command("start", &backend.start, backend.command_timeout);
+    let start = || async {
+        journal.window(|w| w.stage = Stage::StartBackend);
+        backend::run_command("start", &backend.start, backend.command_timeout).await
+    };
     // Before the swap, or after undoing it: bring staging back on what it had.
     let back_out = |flag: Flag, cause: String| async move {
         if let Err(e) = start().await {
             tracing::error!(error = %e, "starting the backend again after a failed cutover");
         }
+        journal.window(|w| w.stage = Stage::LowerFlag);
         let _ = flag.lower();
         CutoverError::Undone(cause)
     };
 
+    journal.window(|w| w.stage = Stage::StopBackend);
     if let Err(e) = backend::run_command("stop", &backend.stop, backend.command_timeout).await {
         return Err(back_out(flag, e.to_string()).await);
     }
+    fault::point("cutover.backend-stopped");
+    journal.window(|w| w.stage = Stage::Swap);
     if let Err(e) = swap::rename_all(server, client, renames).await {
         return Err(back_out(flag, e.to_string()).await);
     }
+    fault::point("cutover.swapped");
     let mut redis_flushed = false;
     if let Some(url) = &config.redis.url {
+        journal.window(|w| w.stage = Stage::FlushRedis);
         if let Err(e) = redis::flush(url).await {
+            journal.window(|w| w.stage = Stage::UndoSwap);
             let undo: Vec<(&str, &str)> = renames.iter().rev().map(|(f, t)| (*t, *f)).collect();
             let cause = match swap::rename_all(server, client, &undo).await {
                 Ok(()) => e.to_string(),
@@ -84,17 +122,22 @@ pub async fn run(
             };
             return Err(back_out(flag, cause).await);
         }
+        journal.window(|w| w.redis_flushed = true);
         redis_flushed = true;
+        fault::point("cutover.redis-flushed");
     }
     let started_up: Result<(), BackendError> = async {
         start().await?;
+        fault::point("cutover.backend-started");
         match &backend.health_url {
             Some(url) => backend::wait_healthy(url, backend.health_timeout).await,
             None => Ok(()),
         }
     }
     .await;
+    journal.window(|w| w.stage = Stage::LowerFlag);
     let lowered = flag.lower();
+    fault::point("cutover.flag-lowered");
     started_up.map_err(|e| CutoverError::AfterSwap(e.to_string()))?;
     lowered?;
     Ok(CutoverDone {

@@ -2,6 +2,7 @@
 //! the web server's maintenance page and for `status`. Written atomically (temp file and
 //! rename), so a reader never sees half of it.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -35,14 +36,22 @@ fn flag_error(path: &Path) -> impl Fn(std::io::Error) -> FlagError + '_ {
     }
 }
 
-/// Writes `contents` to `path` atomically, creating the directory.
+/// Writes `contents` to `path` atomically and durably, creating the directory: a temp file,
+/// flushed to disk, renamed over `path`, and the directory flushed, so after a power cut the
+/// file holds either the old contents or the new.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir)?;
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, contents)?;
-    std::fs::rename(&tmp, path)
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
 impl Flag {

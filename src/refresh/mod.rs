@@ -26,9 +26,12 @@ use crate::anonymize::{self, AnonymizeError};
 use crate::config::Config;
 use crate::database::{Server, markers};
 use crate::error::Refused;
+use crate::fault;
+use crate::journal::{Journal, MediaPass, Step};
 use crate::lock::{LockError, RunLock};
 use crate::media::{MediaError, MediaProgress, MediaReport, Mirror};
 use crate::progress::{Progress, Unit};
+use crate::recovery;
 use crate::report::{Outcome, Phase, PhaseTiming, RunReport, SnapshotReport};
 use crate::restore::{self, filter::Filter};
 use crate::shutdown::Shutdown;
@@ -105,18 +108,25 @@ pub async fn run(
 ) -> Result<RunReport, LockError> {
     let run_id = new_run_id();
     let lock = RunLock::acquire(&config.lock_file(), &run_id)?;
+    let journal = Journal::new(&config.daemon.state_dir, &run_id);
     let mut run = Run {
         config,
         server: Server::new(&config.database.url),
         observer,
         shutdown,
+        journal: &journal,
+        left_behind: false,
         report: RunReport::new(run_id),
         phase: Phase::Prepare,
         phase_started: Instant::now(),
     };
     tracing::info!(run_id = %run.report.run_id, "refresh started");
-    let result = run.execute(selection, options).await;
+    let result = run.execute(&lock, selection, options).await;
     run.end_phase();
+    // What the run could not clean up itself stays in the journal for the next start.
+    if !run.left_behind {
+        run.journal.finish();
+    }
     let mut report = run.report;
     if let Err(err) = result {
         report.outcome = if err.is::<Cancelled>() {
@@ -150,6 +160,9 @@ struct Run<'a> {
     server: Server,
     observer: &'a dyn Observer,
     shutdown: Shutdown,
+    journal: &'a Journal,
+    /// Something the run changed could not be undone (the journal keeps it for recovery).
+    left_behind: bool,
     report: RunReport,
     phase: Phase,
     phase_started: Instant,
@@ -162,6 +175,7 @@ impl Run<'_> {
         self.phase_started = Instant::now();
         tracing::info!(run_id = %self.report.run_id, %phase, "phase started");
         self.observer.phase(&self.report, phase, progress);
+        fault::point(&format!("phase.{phase}"));
     }
 
     fn end_phase(&mut self) {
@@ -173,8 +187,15 @@ impl Run<'_> {
         }
     }
 
-    async fn execute(&mut self, selection: &Selection, options: &Options) -> anyhow::Result<()> {
+    async fn execute(
+        &mut self,
+        lock: &RunLock,
+        selection: &Selection,
+        options: &Options,
+    ) -> anyhow::Result<()> {
         self.observer.phase(&self.report, Phase::Prepare, None);
+        self.report.recovered = recovery::recover(self.config, lock).await?;
+        self.journal.step(Step::Started)?;
         // Both guards of the media target (not production, opted in) refuse before any change.
         let mirror = self.media_mirror(options).await?;
         if options.skip_db {
@@ -195,13 +216,19 @@ impl Run<'_> {
         self.observer.media(&media_progress);
         let mut shutdown = self.shutdown.clone();
         let copy_shutdown = self.shutdown.clone();
+        if mirror.is_some() {
+            self.journal.record(|e| e.media = Some(MediaPass::Copy))?;
+        }
+        let journal = self.journal;
         let copy_pass = async {
             match &mirror {
-                Some(mirror) => mirror
-                    .copy_pass(&media_progress, &copy_shutdown)
-                    .await
-                    .map(Some)
-                    .map_err(media_error),
+                Some(mirror) => {
+                    let copied = mirror.copy_pass(&media_progress, &copy_shutdown).await;
+                    if copied.is_ok() {
+                        record_media(journal, None);
+                    }
+                    copied.map(Some).map_err(media_error)
+                }
                 None => Ok(None),
             }
         };
@@ -222,10 +249,13 @@ impl Run<'_> {
         let ((done, had_live), copied) = match swapped {
             Ok(swapped) => swapped,
             Err(err) => {
-                self.drop_scratch(&maintenance).await;
+                self.left_behind = !self.drop_scratch().await;
                 return Err(err);
             }
         };
+        if let Err(e) = self.journal.step(Step::Cleanup) {
+            tracing::warn!(error = %e, "the cutover is done; cleaning up unrecorded");
+        }
         self.report.snapshot_live = true;
         self.report.maintenance_seconds = Some(done.maintenance_seconds);
         self.report.redis_flushed = done.redis_flushed;
@@ -239,6 +269,7 @@ impl Run<'_> {
         }
         self.report.previous_kept = had_live && self.config.database.keep_previous;
         if let (Some(mirror), Some(copied)) = (&mirror, copied) {
+            record_media(self.journal, Some(MediaPass::Delete));
             let media = mirror
                 .delete_pass(&copied, &media_progress, &self.shutdown)
                 .await;
@@ -263,10 +294,12 @@ impl Run<'_> {
         self.begin(Phase::Media, None);
         let progress = MediaProgress::new();
         self.observer.media(&progress);
+        self.journal.record(|e| e.media = Some(MediaPass::Copy))?;
         let copied = mirror
             .copy_pass(&progress, &self.shutdown)
             .await
             .map_err(media_error)?;
+        record_media(self.journal, Some(MediaPass::Delete));
         let media = mirror.delete_pass(&copied, &progress, &self.shutdown).await;
         self.media_finished(media)
     }
@@ -299,13 +332,17 @@ impl Run<'_> {
         if had_live {
             renames.insert(0, (name, previous.as_str()));
         }
+        let swap = cutover::Swap {
+            label: &snapshot.name,
+            renames: &renames,
+            scratch: Some(&scratch),
+        };
         let done = cutover::run(
             self.config,
             &self.server,
             maintenance,
-            &self.report.run_id,
-            &snapshot.name,
-            &renames,
+            self.journal,
+            &swap,
         )
         .await
         .inspect_err(|e| self.report.snapshot_live = e.is_after_swap())?;
@@ -366,11 +403,15 @@ impl Run<'_> {
             owner: self.config.database.owner.clone(),
             database: snapshot.database.clone(),
         };
+        self.journal.step(Step::Restore {
+            scratch: scratch.clone(),
+        })?;
         // A scratch database left by a crashed run is ours by name.
         self.server.drop(maintenance, &scratch).await?;
         self.server
             .create(maintenance, &scratch, self.config.database.owner.as_deref())
             .await?;
+        fault::point("restore.scratch-created");
         let mut client = self.server.connect(Some(&scratch)).await?;
         // Durability comes at the anonymization's commit, which flushes everything before it.
         // Index builds after the data sort in memory up to maintenance_work_mem: raise it to
@@ -401,6 +442,9 @@ impl Run<'_> {
         }
 
         self.begin(Phase::Anonymize, None);
+        self.journal.step(Step::Anonymize {
+            scratch: scratch.clone(),
+        })?;
         // The dump emptied search_path and set other session options; extra_sql expects none.
         self.server
             .execute(&client, "resetting the session", "RESET ALL")
@@ -410,6 +454,8 @@ impl Run<'_> {
                 self.report.rows_anonymized = done.rows;
                 self.report.verification = done.verification;
                 self.report.pii_findings = done.findings;
+                self.journal.step(Step::Anonymized { scratch })?;
+                fault::point("anonymize.committed");
                 Ok(())
             }
             Err(err) => {
@@ -421,11 +467,29 @@ impl Run<'_> {
         }
     }
 
-    async fn drop_scratch(&self, maintenance: &Client) {
+    /// Drops the scratch database over a connection of its own (the run's may be what
+    /// failed); false when it could not.
+    async fn drop_scratch(&self) -> bool {
         let scratch = self.config.scratch_db();
-        match self.server.drop(maintenance, &scratch).await {
+        let dropped = match self.server.connect(None).await {
+            Ok(client) => self.server.drop(&client, &scratch).await,
+            Err(e) => Err(e),
+        };
+        match &dropped {
             Ok(()) => tracing::info!(database = %scratch, "scratch database dropped"),
-            Err(e) => tracing::error!(error = %e, "dropping the scratch database failed"),
+            Err(e) => tracing::error!(
+                error = %e,
+                "dropping the scratch database failed: the next start drops it"
+            ),
         }
+        dropped.is_ok()
+    }
+}
+
+/// Records the media pass in progress; the pass goes on if that fails (it only adds or
+/// removes whole objects, which the next run would finish anyway).
+fn record_media(journal: &Journal, pass: Option<MediaPass>) {
+    if let Err(e) = journal.record(|e| e.media = pass) {
+        tracing::warn!(error = %e, "the media pass goes on unrecorded");
     }
 }

@@ -143,6 +143,7 @@ pub async fn load(
                         },
                     })?;
                 *rows.entry(table).or_insert(0) += count;
+                crate::fault::point("restore.copied-table");
             }
             Load::CopyData(_) | Load::CopyEnd { .. } => {
                 unreachable!("COPY data arrives only after a COPY statement")

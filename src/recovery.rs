@@ -1,0 +1,269 @@
+//! Recovery from a run that died (SIGKILL, OOM, a reboot): at the start of every run and
+//! rollback, and when the daemon starts, whoever takes the lock reads the dead run's
+//! [`journal`] and puts staging back in order before doing anything else.
+//!
+//! - A scratch database is dropped: its run will never swap it in.
+//! - A maintenance window is settled: the swap committed or not (its renames are one
+//!   transaction; the databases' oids say which). Committed, it is completed (Redis flushed,
+//!   or the swap undone when Redis cannot be); not, the scratch database goes. Either way
+//!   `<name>` is a whole database, and every database accepts connections again.
+//! - The backend is started and waited for when the dead run may have stopped it, or when a
+//!   maintenance flag is up; only then is the flag removed.
+//! - An interrupted media pass needs nothing: objects are copied and deleted whole, and the
+//!   next run's mirror finishes the job.
+//!
+//! What was found and done is logged, kept in the state file (`status`, metrics) and in the
+//! next run's report (`run --json`, the email).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::database::{Server, swap};
+use crate::journal::{self, Entry, MediaPass, Stage, Step, Window};
+use crate::lock::RunLock;
+use crate::refresh::{backend, maintenance, redis};
+use crate::state::StateFile;
+
+/// What a recovery found and did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recovery {
+    pub at: DateTime<Utc>,
+    /// The run that died, when known.
+    pub run_id: Option<String>,
+    pub pid: Option<String>,
+    /// What it was doing when it died.
+    pub step: Option<String>,
+    /// One line per thing found or done.
+    pub actions: Vec<String>,
+}
+
+impl Recovery {
+    /// One line for people: when, whose run, what was done.
+    pub fn summary(&self) -> String {
+        let run = match (&self.run_id, &self.pid, &self.step) {
+            (Some(run), Some(pid), Some(step)) => format!("run {run} (pid {pid}) died {step}"),
+            (Some(run), Some(pid), None) => format!("run {run} (pid {pid}) died"),
+            _ => "a run died".to_owned(),
+        };
+        format!(
+            "recovered {}: {run}; {}",
+            self.at.format("%Y-%m-%d %H:%M:%S UTC"),
+            self.actions.join("; ")
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("recovering from {run}, which died: {message}")]
+pub struct RecoveryError {
+    run: String,
+    message: String,
+}
+
+/// Repairs what a dead run left, holding `lock`; `None` when nothing was left.
+pub async fn recover(config: &Config, lock: &RunLock) -> Result<Option<Recovery>, RecoveryError> {
+    let state_dir = &config.daemon.state_dir;
+    let unknown = |message: String| RecoveryError {
+        run: "a run".into(),
+        message,
+    };
+    let entry = journal::read(state_dir).map_err(|e| unknown(e.to_string()))?;
+    let flag = maintenance::read(&config.flag_file());
+    if entry.is_none() && flag.is_none() && lock.stale().is_none() {
+        return Ok(None);
+    }
+    let mut recovery = Recovery {
+        at: Utc::now(),
+        run_id: entry
+            .as_ref()
+            .map(|e| e.run_id.clone())
+            .or_else(|| lock.stale().map(|h| h.run_id.clone())),
+        pid: entry
+            .as_ref()
+            .map(|e| e.pid.to_string())
+            .or_else(|| lock.stale().map(|h| h.pid.clone())),
+        step: entry.as_ref().map(|e| format!("while {}", e.step)),
+        actions: Vec::new(),
+    };
+    tracing::warn!(
+        run_id = recovery.run_id.as_deref().unwrap_or("unknown"),
+        step = recovery.step.as_deref().unwrap_or("unknown"),
+        "a run died without finishing: recovering what it left"
+    );
+    let run = format!(
+        "run {}",
+        recovery.run_id.as_deref().unwrap_or("(unknown id)")
+    );
+    let failed = |message: String| RecoveryError {
+        run: run.clone(),
+        message,
+    };
+    if let Some(holder) = lock.stale() {
+        recovery.actions.push(format!(
+            "the lock file still named pid {} (run {}): the kernel released its lock when it died",
+            holder.pid, holder.run_id
+        ));
+    }
+    let mut backend_stopped = false;
+    if let Some(entry) = &entry {
+        backend_stopped = repair(config, entry, &mut recovery.actions)
+            .await
+            .map_err(failed)?;
+    }
+    if backend_stopped || flag.is_some() {
+        let backend = &config.backend;
+        backend::run_command("start", &backend.start, backend.command_timeout)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        if let Some(url) = &backend.health_url {
+            backend::wait_healthy(url, backend.health_timeout)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+        }
+        recovery.actions.push(if backend.start.is_empty() {
+            "backend.start is not configured: the backend was left as it is".to_owned()
+        } else {
+            "started the backend".to_owned()
+        });
+    }
+    if flag.is_some() {
+        let path = config.flag_file();
+        std::fs::remove_file(&path)
+            .map_err(|e| failed(format!("removing the maintenance flag {}: {e}", path.display())))?;
+        recovery
+            .actions
+            .push(format!("removed the maintenance flag {}", path.display()));
+    }
+    journal::remove(state_dir).map_err(|e| failed(e.to_string()))?;
+    tracing::warn!(summary = %recovery.summary(), "recovered");
+    StateFile::in_dir(state_dir).update(|s| {
+        s.current = None;
+        s.recovered = Some(recovery.clone());
+        s.totals.recoveries += 1;
+    });
+    Ok(Some(recovery))
+}
+
+/// Repairs the databases after `entry`; returns whether the backend may be stopped.
+async fn repair(config: &Config, entry: &Entry, actions: &mut Vec<String>) -> Result<bool, String> {
+    if let Some(pass) = entry.media {
+        let pass = match pass {
+            MediaPass::Copy => "copy",
+            MediaPass::Delete => "delete",
+        };
+        actions.push(format!(
+            "the media {pass} pass was interrupted: objects are copied and deleted whole, and \
+             the next run's mirror finishes it"
+        ));
+    }
+    let scratch = match &entry.step {
+        Step::Started | Step::Cleanup => return Ok(false),
+        Step::Restore { scratch }
+        | Step::Anonymize { scratch }
+        | Step::Anonymized { scratch } => Some(scratch.clone()),
+        Step::Cutover(_) => None,
+    };
+    let server = Server::new(&config.database.url);
+    let client = server.connect(None).await.map_err(|e| e.to_string())?;
+    let (scratch, backend_stopped) = match (&entry.step, scratch) {
+        (Step::Cutover(window), _) => {
+            let swapped = settle(config, &server, &client, window, actions).await?;
+            let scratch = window.scratch.clone().filter(|_| !swapped);
+            (scratch, window.stage >= Stage::StopBackend)
+        }
+        (_, scratch) => (scratch, false),
+    };
+    if let Some(scratch) = scratch
+        && server
+            .exists(&client, &scratch)
+            .await
+            .map_err(|e| e.to_string())?
+    {
+        server
+            .drop(&client, &scratch)
+            .await
+            .map_err(|e| e.to_string())?;
+        actions.push(format!("dropped the scratch database {scratch:?}"));
+    }
+    Ok(backend_stopped)
+}
+
+/// Finds out whether the window's swap committed and completes it (or, when Redis cannot be
+/// flushed, undoes it); every database it touched accepts connections again. Returns whether
+/// the swap stands.
+async fn settle(
+    config: &Config,
+    server: &Server,
+    client: &tokio_postgres::Client,
+    window: &Window,
+    actions: &mut Vec<String>,
+) -> Result<bool, String> {
+    let renames: Vec<(&str, &str)> = window
+        .renames
+        .iter()
+        .map(|(f, t)| (f.as_str(), t.as_str()))
+        .collect();
+    let oids: Vec<u32> = window.oids.values().copied().collect();
+    let names = server
+        .names_of(client, &oids)
+        .await
+        .map_err(|e| e.to_string())?;
+    // A swap closes its databases to connections while it renames; a death leaves them closed.
+    for name in names.values() {
+        swap::allow_connections(server, client, name)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let mut found = Vec::new();
+    for (before, after) in swap::moves(&renames) {
+        let Some(oid) = window.oids.get(&before) else {
+            continue;
+        };
+        let now = names.get(oid).map(String::as_str);
+        found.push(match now {
+            Some(now) if now == after => Ok(true),
+            Some(now) if now == before => Ok(false),
+            now => Err(format!(
+                "database {before:?} (oid {oid}) should be named {before:?} or {after:?}, \
+                 and is {now:?}"
+            )),
+        });
+    }
+    let swapped = match found.iter().cloned().collect::<Result<Vec<bool>, String>>() {
+        Ok(states) if states.iter().all(|s| *s) && !states.is_empty() => true,
+        Ok(states) if states.iter().all(|s| !*s) => false,
+        Ok(_) => return Err("the databases are neither all renamed nor all in place".into()),
+        Err(e) => return Err(format!("the databases are not where the swap left them: {e}")),
+    };
+    let name = &config.database.name;
+    if !swapped {
+        actions.push(format!(
+            "the swap had not committed: {name:?} holds the data it had before"
+        ));
+        return Ok(false);
+    }
+    match (&config.redis.url, window.redis_flushed) {
+        (Some(url), false) => match redis::flush(url).await {
+            Ok(()) => actions.push(format!(
+                "the swap had committed: completed it, {name:?} serves the new data and redis \
+                 was flushed"
+            )),
+            Err(e) => {
+                let undo: Vec<(&str, &str)> = renames.iter().rev().map(|(f, t)| (*t, *f)).collect();
+                swap::rename_all(server, client, &undo)
+                    .await
+                    .map_err(|u| format!("{e}; undoing the swap failed too: {u}"))?;
+                actions.push(format!(
+                    "the swap had committed but redis cannot be flushed ({e}): undid it, \
+                     {name:?} holds the data it had before"
+                ));
+                return Ok(false);
+            }
+        },
+        _ => actions.push(format!(
+            "the swap had committed: {name:?} serves the new data"
+        )),
+    }
+    Ok(true)
+}
