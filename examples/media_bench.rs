@@ -191,7 +191,7 @@ async fn main() {
         } => {
             let options = proxy::ProxyOptions {
                 delay: Duration::from_millis(delay_ms),
-                fault_percent: 0,
+                ..Default::default()
             };
             let proxy = proxy::Proxy::listen(port, upstream, options).await;
             let mut stop = shutdown::on_signals();

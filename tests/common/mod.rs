@@ -2,6 +2,7 @@
 //! Not every binary uses every helper.
 #![allow(dead_code)]
 
+pub mod env;
 pub mod fixtures;
 pub mod proxy;
 pub mod services;

@@ -23,12 +23,17 @@ pub struct ProxyOptions {
     pub delay: Duration,
     /// Share of requests failed instead of forwarded, in percent.
     pub fault_percent: u32,
+    /// Cuts the connection of the first GetObject whose key ends with `.0` after `.1` bytes
+    /// of its response: a stream that dies mid-object.
+    pub cut_object: Option<(&'static str, u64)>,
 }
 
 #[derive(Default)]
 struct Stats {
     requests: Mutex<BTreeMap<String, u64>>,
     faults: AtomicU64,
+    /// Whether `cut_object` has been used up.
+    cut_done: std::sync::atomic::AtomicBool,
 }
 
 pub struct Proxy {
@@ -101,8 +106,10 @@ async fn serve(
     let (client_read, client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
     let client_write = Arc::new(tokio::sync::Mutex::new(client_write));
+    // Response bytes left before the connection is cut, when one is to be.
+    let cut_after = Arc::new(Mutex::new(None::<u64>));
     let responses = {
-        let client_write = client_write.clone();
+        let (client_write, cut_after) = (client_write.clone(), cut_after.clone());
         tokio::spawn(async move {
             let mut buf = vec![0u8; 64 * 1024];
             loop {
@@ -110,7 +117,18 @@ async fn serve(
                 if n == 0 {
                     return client_write.lock().await.shutdown().await;
                 }
-                client_write.lock().await.write_all(&buf[..n]).await?;
+                let left = *cut_after.lock().unwrap();
+                let mut client = client_write.lock().await;
+                match left {
+                    Some(left) if (n as u64) >= left => {
+                        client.write_all(&buf[..left as usize]).await?;
+                        client.as_ref().set_zero_linger()?;
+                        return Err(io::Error::other("injected cut mid-object"));
+                    }
+                    Some(left) => *cut_after.lock().unwrap() = Some(left - n as u64),
+                    None => {}
+                }
+                client.write_all(&buf[..n]).await?;
             }
         })
     };
@@ -129,6 +147,14 @@ async fn serve(
                 .or_default() += 1;
             if !options.delay.is_zero() {
                 tokio::time::sleep(options.delay).await;
+            }
+            if let Some((suffix, after)) = options.cut_object
+                && operation == "GetObject"
+                && head.lines().next().unwrap_or("").split(' ').nth(1).is_some_and(|t| t.split('?').next().unwrap_or("").ends_with(suffix))
+                && !stats.cut_done.swap(true, Ordering::Relaxed)
+            {
+                stats.faults.fetch_add(1, Ordering::Relaxed);
+                *cut_after.lock().unwrap() = Some(after);
             }
             if let Some(fault) = pick_fault(options.fault_percent) {
                 stats.faults.fetch_add(1, Ordering::Relaxed);

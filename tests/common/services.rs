@@ -201,7 +201,31 @@ fn postgres_bin(name: &str) -> PathBuf {
 pub struct Postgres {
     pub port: u16,
     pub dir: PathBuf,
-    pid: u32,
+    pid: AtomicU32,
+}
+
+/// Starts the server whose data is in `dir`/data on `port`; returns its pid once it listens.
+fn launch(dir: &Path, port: u16) -> u32 {
+    let log = dir.join("postgres.log");
+    let mut cmd = Command::new(postgres_bin("postgres"));
+    cmd.args(["-D", dir.join("data").to_str().unwrap()])
+        .args(["-p", &port.to_string(), "-k", dir.to_str().unwrap()])
+        .args(["-c", "listen_addresses=127.0.0.1"])
+        .args([
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        ])
+        .args(["-c", "max_connections=300"]);
+    as_postgres_user(&mut cmd, dir);
+    log_to(&mut cmd, &log);
+    // SIGINT is PostgreSQL's fast shutdown.
+    let mut child = spawn(cmd, libc::SIGINT);
+    wait_for_port(port, "postgres", &mut child, &log);
+    child.id()
 }
 
 impl Postgres {
@@ -260,41 +284,39 @@ impl Postgres {
             std::fs::write(data.join("postgresql.auto.conf"), "ssl = on\n").unwrap();
         }
         let port = free_port();
-        let log = dir.join("postgres.log");
-        let mut cmd = Command::new(postgres_bin("postgres"));
-        cmd.args(["-D", data.to_str().unwrap()])
-            .args(["-p", &port.to_string(), "-k", dir.to_str().unwrap()])
-            .args(["-c", "listen_addresses=127.0.0.1"])
-            .args([
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ])
-            .args(["-c", "max_connections=300"]);
-        as_postgres_user(&mut cmd, &dir);
-        log_to(&mut cmd, &log);
-        // SIGINT is PostgreSQL's fast shutdown.
-        let mut child = spawn(cmd, libc::SIGINT);
-        wait_for_port(port, "postgres", &mut child, &log);
         let pg = Postgres {
             port,
+            pid: AtomicU32::new(launch(&dir, port)),
             dir,
-            pid: child.id(),
         };
-        // Accepting TCP is not accepting queries: wait until the server answers.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !pg.psql("postgres", "SELECT 1").status.success() {
-            assert!(Instant::now() < deadline, "postgres never became ready");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        pg.wait_ready();
         pg
     }
 
+    /// Stops the server (fast shutdown: sessions are ended) and starts it again on the same
+    /// port and data.
+    pub fn restart(&self) {
+        let pid = self.pid() as i32;
+        CLEANUP
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|c| !matches!(c, Cleanup::Process { pid: p, .. } if *p == pid));
+        stop_process(pid, libc::SIGINT);
+        self.pid.store(launch(&self.dir, self.port), Ordering::Relaxed);
+        self.wait_ready();
+    }
+
+    /// Accepting TCP is not accepting queries: waits until the server answers.
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.psql("postgres", "SELECT 1").status.success() {
+            assert!(Instant::now() < deadline, "postgres never became ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.pid.load(Ordering::Relaxed)
     }
 
     pub fn url(&self, db: &str) -> String {

@@ -24,7 +24,7 @@ pub fn refresh_role_url(pg: &Postgres) -> String {
     format!("postgres://{REFRESH_ROLE}@127.0.0.1:{}/postgres", pg.port)
 }
 
-fn create_roles(pg: &Postgres) {
+pub fn create_roles(pg: &Postgres) {
     for sql in [
         format!("CREATE ROLE {OWNER} NOLOGIN"),
         format!("CREATE ROLE {REFRESH_ROLE} LOGIN CREATEDB"),
