@@ -129,8 +129,12 @@ pub async fn recover(config: &Config, lock: &RunLock) -> Result<Option<Recovery>
     }
     if flag.is_some() {
         let path = config.flag_file();
-        std::fs::remove_file(&path)
-            .map_err(|e| failed(format!("removing the maintenance flag {}: {e}", path.display())))?;
+        std::fs::remove_file(&path).map_err(|e| {
+            failed(format!(
+                "removing the maintenance flag {}: {e}",
+                path.display()
+            ))
+        })?;
         recovery
             .actions
             .push(format!("removed the maintenance flag {}", path.display()));
@@ -159,9 +163,9 @@ async fn repair(config: &Config, entry: &Entry, actions: &mut Vec<String>) -> Re
     }
     let scratch = match &entry.step {
         Step::Started | Step::Cleanup => return Ok(false),
-        Step::Restore { scratch }
-        | Step::Anonymize { scratch }
-        | Step::Anonymized { scratch } => Some(scratch.clone()),
+        Step::Restore { scratch } | Step::Anonymize { scratch } | Step::Anonymized { scratch } => {
+            Some(scratch.clone())
+        }
         Step::Cutover(_) => None,
     };
     let server = Server::new(&config.database.url);
@@ -220,21 +224,30 @@ async fn settle(
         let Some(oid) = window.oids.get(&before) else {
             continue;
         };
-        let now = names.get(oid).map(String::as_str);
-        found.push(match now {
-            Some(now) if now == after => Ok(true),
-            Some(now) if now == before => Ok(false),
-            now => Err(format!(
+        // Gone: a scratch database an earlier try of this recovery dropped.
+        let Some(now) = names.get(oid) else {
+            continue;
+        };
+        found.push(if *now == after {
+            Ok(true)
+        } else if *now == before {
+            Ok(false)
+        } else {
+            Err(format!(
                 "database {before:?} (oid {oid}) should be named {before:?} or {after:?}, \
                  and is {now:?}"
-            )),
+            ))
         });
     }
     let swapped = match found.iter().cloned().collect::<Result<Vec<bool>, String>>() {
         Ok(states) if states.iter().all(|s| *s) && !states.is_empty() => true,
         Ok(states) if states.iter().all(|s| !*s) => false,
         Ok(_) => return Err("the databases are neither all renamed nor all in place".into()),
-        Err(e) => return Err(format!("the databases are not where the swap left them: {e}")),
+        Err(e) => {
+            return Err(format!(
+                "the databases are not where the swap left them: {e}"
+            ));
+        }
     };
     let name = &config.database.name;
     if !swapped {

@@ -93,9 +93,14 @@ async fn wait(child: Child) -> (Option<i32>, Run) {
 async fn killed_at(env: &Env, args: &[&str], point: &str) {
     let child = spawn(&env.config(), args, &format!("{point}:kill"));
     let (signal, out) = wait(child).await;
-    assert_eq!(signal, Some(libc::SIGKILL), "not killed at {point}: {out:?}");
+    assert_eq!(
+        signal,
+        Some(libc::SIGKILL),
+        "not killed at {point}: {out:?}"
+    );
     assert!(
-        out.stderr.contains(&format!("fault injection: kill at {point}")),
+        out.stderr
+            .contains(&format!("fault injection: kill at {point}")),
         "{out:?}"
     );
 }
@@ -107,7 +112,11 @@ async fn paused(child: &Child) {
     loop {
         let text = std::fs::read_to_string(&stat).unwrap_or_default();
         // "pid (comm) S ...": the state follows the command name.
-        if text.rsplit(") ").next().is_some_and(|rest| rest.starts_with('T')) {
+        if text
+            .rsplit(") ")
+            .next()
+            .is_some_and(|rest| rest.starts_with('T'))
+        {
             return;
         }
         assert!(Instant::now() < deadline, "never paused: {text}");
@@ -123,7 +132,13 @@ fn signal(child: &Child, signal: i32) {
 /// recovery every run starts with. Returns the report.
 async fn recover_only(env: &Env) -> serde_json::Value {
     let out = env
-        .run(&["--json", "run", "--skip-media", "--snapshot", "no-such-snapshot"])
+        .run(&[
+            "--json",
+            "run",
+            "--skip-media",
+            "--snapshot",
+            "no-such-snapshot",
+        ])
         .await;
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("no-such-snapshot not found"), "{out:?}");
@@ -134,7 +149,10 @@ async fn recover_only(env: &Env) -> serde_json::Value {
 /// nobody, every database accepting connections, no process of this test's config running.
 fn assert_nothing_left(env: &Env) {
     assert!(!env.database_exists(&format!("{}__refresh", env.db)));
-    assert!(!env.dir.join("state/maintenance.json").exists(), "flag left");
+    assert!(
+        !env.dir.join("state/maintenance.json").exists(),
+        "flag left"
+    );
     assert!(!env.dir.join("state/journal.json").exists(), "journal left");
     let lock = lock_path(env);
     let taken = RunLock::acquire(&lock, "check").unwrap();
@@ -225,7 +243,12 @@ const COMMITTED: &str = "the swap had committed";
 
 #[tokio::test]
 async fn killed_entering_the_restore() {
-    kill_refresh_at("phase.restore", Serving::Previous, &[DROPPED, "restoring into"]).await;
+    kill_refresh_at(
+        "phase.restore",
+        Serving::Previous,
+        &[DROPPED, "restoring into"],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -389,10 +412,7 @@ async fn a_rollback_killed_between_its_renames_is_undone_and_the_next_one_succee
         "{again:?}"
     );
     assert_eq!(serving(&env), Serving::Previous);
-    assert_eq!(
-        env.pg.query(&format!("{}__previous", env.db), LEAKED),
-        "0"
-    );
+    assert_eq!(env.pg.query(&format!("{}__previous", env.db), LEAKED), "0");
     assert_nothing_left(&env);
 }
 
@@ -407,7 +427,11 @@ async fn the_daemon_recovers_at_start_before_any_run() {
         assert!(Instant::now() < deadline, "the daemon did not recover");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(env.backend_log().ends_with("stop\nstart\n"), "{}", env.backend_log());
+    assert!(
+        env.backend_log().ends_with("stop\nstart\n"),
+        "{}",
+        env.backend_log()
+    );
     let status = env.run(&["--json", "status"]).await.json();
     assert!(
         status["recovered"].to_string().contains(NOT_COMMITTED),
@@ -457,9 +481,11 @@ async fn a_snapshot_stream_cut_mid_object_fails_cleanly_and_the_next_run_succeed
         },
     )
     .await;
-    let text = std::fs::read_to_string(env.config())
-        .unwrap()
-        .replacen(&s3().endpoint(), &proxy.endpoint(), 1);
+    let text = std::fs::read_to_string(env.config()).unwrap().replacen(
+        &s3().endpoint(),
+        &proxy.endpoint(),
+        1,
+    );
     let config = common::write_config(&text);
     let out = common::run(&config, &["run", "--skip-media"]).await;
     assert_eq!(proxy.faults(), 1);
@@ -483,8 +509,9 @@ async fn redis_down_at_a_recovered_cutover_undoes_the_swap() {
     killed_at(&env, &["run", "--skip-media"], "cutover.swapped").await;
     let backend = env.sections.clone();
     let dead = common::services::free_port();
-    env.sections
-        .push_str(&format!("\n[redis]\nurl = \"redis://127.0.0.1:{dead}/0\"\n"));
+    env.sections.push_str(&format!(
+        "\n[redis]\nurl = \"redis://127.0.0.1:{dead}/0\"\n"
+    ));
     let report = recover_only(&env).await;
     assert!(
         report["recovered"]
@@ -530,7 +557,10 @@ async fn a_failing_backend_start_keeps_the_flag_until_a_recovery_brings_it_back(
         out.stderr.contains("which died") && out.stderr.contains("backend start command"),
         "{out:?}"
     );
-    assert!(env.dir.join("state/maintenance.json").exists(), "flag lowered on a dead backend");
+    assert!(
+        env.dir.join("state/maintenance.json").exists(),
+        "flag lowered on a dead backend"
+    );
     assert!(env.dir.join("state/journal.json").exists());
     env.sections = working;
     next_run_succeeds(&env, &["run", "--skip-media"]).await;
@@ -569,7 +599,10 @@ impl Drop for Unwritable {
 /// The env with its lock file outside the state directory (the lock alone would fail first).
 async fn env_with_lock_outside() -> Env {
     let mut env = Env::new(prod_dump()).await;
-    env.daemon = format!("lock_file = \"{}\"\n", env.dir.join("refresh.lock").display());
+    env.daemon = format!(
+        "lock_file = \"{}\"\n",
+        env.dir.join("refresh.lock").display()
+    );
     assert_eq!(env.run(&["init-target"]).await.code, 0);
     env
 }
@@ -583,7 +616,9 @@ async fn an_unwritable_state_dir_refuses_the_run_before_any_change() {
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
         out.stderr.contains("cannot record the run's progress")
-            && out.stderr.contains(&state.join("journal.json").display().to_string()),
+            && out
+                .stderr
+                .contains(&state.join("journal.json").display().to_string()),
         "{out:?}"
     );
     assert_eq!(serving(&env), Serving::Previous);
@@ -606,7 +641,10 @@ async fn a_state_dir_turning_unwritable_mid_run_stops_it_before_the_cutover() {
     signal(&child, libc::SIGCONT);
     let (_, out) = wait(child).await;
     assert_eq!(out.code, 1, "{out:?}");
-    assert!(out.stderr.contains("cannot record the run's progress"), "{out:?}");
+    assert!(
+        out.stderr.contains("cannot record the run's progress"),
+        "{out:?}"
+    );
     assert_eq!(serving(&env), Serving::Previous);
     assert!(!env.database_exists(&format!("{}__refresh", env.db)));
     assert_eq!(env.backend_log(), "", "the backend was touched");

@@ -85,7 +85,11 @@ pub fn moves(renames: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 /// Lets `database` accept connections again (a swap closes them while it renames).
-pub async fn allow_connections(server: &Server, client: &Client, database: &str) -> Result<(), DbError> {
+pub async fn allow_connections(
+    server: &Server,
+    client: &Client,
+    database: &str,
+) -> Result<(), DbError> {
     set_allow_connections(server, client, database, true).await
 }
 

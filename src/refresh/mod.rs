@@ -337,15 +337,9 @@ impl Run<'_> {
             renames: &renames,
             scratch: Some(&scratch),
         };
-        let done = cutover::run(
-            self.config,
-            &self.server,
-            maintenance,
-            self.journal,
-            &swap,
-        )
-        .await
-        .inspect_err(|e| self.report.snapshot_live = e.is_after_swap())?;
+        let done = cutover::run(self.config, &self.server, maintenance, self.journal, &swap)
+            .await
+            .inspect_err(|e| self.report.snapshot_live = e.is_after_swap())?;
         Ok((done, had_live))
     }
 

@@ -233,4 +233,3 @@ pub async fn with_media(env: &mut Env, source_endpoint: Option<String>) -> (Stri
     ));
     (prod, staging)
 }
-

@@ -150,7 +150,13 @@ async fn serve(
             }
             if let Some((suffix, after)) = options.cut_object
                 && operation == "GetObject"
-                && head.lines().next().unwrap_or("").split(' ').nth(1).is_some_and(|t| t.split('?').next().unwrap_or("").ends_with(suffix))
+                && head
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .split(' ')
+                    .nth(1)
+                    .is_some_and(|t| t.split('?').next().unwrap_or("").ends_with(suffix))
                 && !stats.cut_done.swap(true, Ordering::Relaxed)
             {
                 stats.faults.fetch_add(1, Ordering::Relaxed);

@@ -302,7 +302,8 @@ impl Postgres {
             .unwrap_or_else(|e| e.into_inner())
             .retain(|c| !matches!(c, Cleanup::Process { pid: p, .. } if *p == pid));
         stop_process(pid, libc::SIGINT);
-        self.pid.store(launch(&self.dir, self.port), Ordering::Relaxed);
+        self.pid
+            .store(launch(&self.dir, self.port), Ordering::Relaxed);
         self.wait_ready();
     }
 
