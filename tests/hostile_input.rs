@@ -1,0 +1,248 @@
+//! Hostile input, property-tested (cargo-fuzz needs a nightly toolchain; proptest runs in
+//! `cargo test`, bounded, and keeps any failure it finds in `proptest-regressions/`): the
+//! dump lexer and filter never panic whatever the bytes, split generated statements back
+//! exactly, and refuse every psql meta-command outside COPY data wherever it hides; the
+//! snapshot-name parser accepts exactly the names db-backup forms.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use proptest::prelude::*;
+
+use staging_refresh::restore::filter::{Action, Filter};
+use staging_refresh::restore::lexer::{Item, Lexer};
+use staging_refresh::snapshot::{Compression, parse_name};
+
+const COMPLETE: &str = "\n--\n-- PostgreSQL database dump complete\n--\n";
+
+fn filter() -> Filter {
+    Filter {
+        server_version: 150_000,
+        roles: HashSet::from(["staging_owner".to_owned()]),
+        owner: Some("staging_owner".into()),
+        database: "app".into(),
+    }
+}
+
+/// Lexes and filters `dump` as the restore's decode stage does; the statements let through,
+/// or the first error.
+fn lex_and_filter(dump: &[u8]) -> Result<Vec<String>, String> {
+    let filter = filter();
+    let mut lexer = Lexer::new(dump);
+    let mut kept = Vec::new();
+    while let Some(item) = lexer.next_item().map_err(|e| e.to_string())? {
+        match item {
+            Item::Meta { command, line } => {
+                filter.meta(&command, line).map_err(|e| e.to_string())?;
+            }
+            Item::Statement(s) => match filter.statement(&s).map_err(|e| e.to_string())? {
+                Action::Keep => kept.push(s.text),
+                Action::Rewrite(text, _) => kept.push(text),
+                Action::Drop(_) => {}
+            },
+            Item::CopyData(_) | Item::CopyEnd { .. } => {}
+        }
+    }
+    Ok(kept)
+}
+
+/// Text built from the pieces that switch the lexer's states.
+fn sqlish() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        Just("'".to_owned()),
+        Just("\"".to_owned()),
+        Just("$$".to_owned()),
+        Just("$q$".to_owned()),
+        Just("E'".to_owned()),
+        Just("\\".to_owned()),
+        Just("\\.".to_owned()),
+        Just(";".to_owned()),
+        Just("\n".to_owned()),
+        Just("--".to_owned()),
+        Just("/*".to_owned()),
+        Just("*/".to_owned()),
+        Just("(".to_owned()),
+        Just(")".to_owned()),
+        Just("COPY t FROM stdin;\n".to_owned()),
+        Just("CREATE FUNCTION f() BEGIN ATOMIC ".to_owned()),
+        Just("BEGIN".to_owned()),
+        Just("END".to_owned()),
+        Just("CASE".to_owned()),
+        Just(COMPLETE.to_owned()),
+        "[a-z0-9 ]{1,6}",
+        "\\PC{1,3}",
+    ];
+    proptest::collection::vec(piece, 0..40).prop_map(|p| p.concat())
+}
+
+/// A string constant of any of the three kinds, holding `;`, quotes, backslashes, newlines.
+fn string_constant() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "([a-z ;\"\\\\$\n-]|'')*".prop_map(|c| format!("'{c}'")),
+        "([a-z ;\"$\n]|\\\\'|\\\\\\\\|'')*".prop_map(|c| format!("E'{c}'")),
+        "[a-z ;'\"\\\\\n-]*".prop_map(|c| format!("$q${c}$q$")),
+        "([a-z ;'\\\\$]|\"\")+".prop_map(|c| format!("\"{c}\"")),
+        "[0-9]{1,5}",
+    ]
+}
+
+/// `SELECT` statements over string constants, some in parentheses holding a `;`.
+fn statement() -> impl Strategy<Value = String> {
+    let atom = prop_oneof![
+        3 => string_constant(),
+        1 => string_constant().prop_map(|a| format!("({a}; 1)")),
+    ];
+    proptest::collection::vec(atom, 1..4).prop_map(|a| format!("SELECT {};", a.join(", ")))
+}
+
+/// A meta-command line, never one pg_dump writes (those are let through and dropped).
+fn meta_command() -> impl Strategy<Value = String> {
+    let name = prop_oneof![
+        Just("!".to_owned()),
+        Just("connect other".to_owned()),
+        Just("c postgres".to_owned()),
+        Just("copy t from program 'id'".to_owned()),
+        Just("o /tmp/out".to_owned()),
+        Just("set ON_ERROR_STOP off".to_owned()),
+        Just("gexec".to_owned()),
+        Just("i /etc/passwd".to_owned()),
+        Just("setenv PGHOST evil".to_owned()),
+        Just("lo_import /etc/passwd".to_owned()),
+        "[a-zA-Z!?]{1,8}".prop_filter("pg_dump's own", |n| {
+            !["restrict", "unrestrict"].contains(&n.as_str())
+        }),
+    ];
+    (name, "[ -~]{0,12}").prop_map(|(name, args)| format!("\\{name} {args}"))
+}
+
+/// Where a meta-command is put in a dump.
+#[derive(Debug, Clone, Copy)]
+enum Hiding {
+    OwnLine,
+    AfterAStatementOnItsLine,
+    InsideAStatement,
+    InADollarQuoteThatNeverCloses,
+    InCopyDataThatNeverEnds,
+}
+
+/// A db-backup file name's parts.
+fn name_parts() -> impl Strategy<Value = (String, String, DateTime<Utc>, Compression)> {
+    let taken = (
+        2000i32..2100,
+        1u32..13,
+        1u32..29,
+        0u32..24,
+        0u32..60,
+        0u32..60,
+    )
+        .prop_map(|(y, mo, d, h, mi, s)| {
+            NaiveDate::from_ymd_opt(y, mo, d)
+                .unwrap()
+                .and_hms_opt(h, mi, s)
+                .unwrap()
+                .and_utc()
+        });
+    let compression = prop_oneof![
+        Just(Compression::Zstd),
+        Just(Compression::Gzip),
+        Just(Compression::None)
+    ];
+    (
+        "[a-z][a-z0-9_]{0,11}",
+        "[a-z0-9][a-z0-9_.-]{0,15}",
+        taken,
+        compression,
+    )
+}
+
+fn form_name(db: &str, host: &str, taken: DateTime<Utc>, compression: Compression) -> String {
+    let extension = match compression {
+        Compression::Zstd => ".sql.zst",
+        Compression::Gzip => ".sql.gz",
+        Compression::None => ".sql",
+    };
+    format!(
+        "pgsql_{db}_{host}_{}{extension}",
+        taken.format("%Y%m%d-%H%M%S")
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn the_lexer_and_filter_never_panic_on_arbitrary_bytes(
+        dump in proptest::collection::vec(any::<u8>(), 0..2048)
+    ) {
+        let _ = lex_and_filter(&dump);
+    }
+
+    #[test]
+    fn the_lexer_and_filter_never_panic_on_sql_like_text(dump in sqlish()) {
+        let _ = lex_and_filter(dump.as_bytes());
+    }
+
+    #[test]
+    fn splitting_concatenated_statements_gives_them_back(
+        statements in proptest::collection::vec(statement(), 1..8),
+        separators in proptest::collection::vec(prop_oneof![Just(" "), Just("\n"), Just("\n\n  ")], 8),
+    ) {
+        let mut dump = String::new();
+        for (s, sep) in statements.iter().zip(separators.iter().cycle()) {
+            dump.push_str(s);
+            dump.push_str(sep);
+        }
+        dump.push_str(COMPLETE);
+        prop_assert_eq!(lex_and_filter(dump.as_bytes()), Ok(statements));
+    }
+
+    #[test]
+    fn a_meta_command_outside_copy_data_is_always_refused(
+        before in proptest::collection::vec(statement(), 0..4),
+        meta in meta_command(),
+        after in proptest::collection::vec(statement(), 0..4),
+        hiding in prop_oneof![
+            Just(Hiding::OwnLine),
+            Just(Hiding::AfterAStatementOnItsLine),
+            Just(Hiding::InsideAStatement),
+            Just(Hiding::InADollarQuoteThatNeverCloses),
+            Just(Hiding::InCopyDataThatNeverEnds),
+        ],
+    ) {
+        let hidden = match hiding {
+            Hiding::OwnLine => format!("{meta}\n"),
+            Hiding::AfterAStatementOnItsLine => format!("SELECT 1; {meta}\n"),
+            Hiding::InsideAStatement => format!("SELECT\n{meta}\n1;\n"),
+            Hiding::InADollarQuoteThatNeverCloses => format!("SELECT $never$\n{meta}\n"),
+            Hiding::InCopyDataThatNeverEnds => format!("COPY t FROM stdin;\n1\n{meta}\n"),
+        };
+        let dump = format!("{}\n{hidden}{}{COMPLETE}", before.join("\n"), after.join("\n"));
+        let result = lex_and_filter(dump.as_bytes());
+        prop_assert!(result.is_err(), "accepted {dump:?}: {result:?}");
+    }
+
+    #[test]
+    fn the_name_parser_accepts_the_names_db_backup_forms((db, host, taken, compression) in name_parts()) {
+        let name = form_name(&db, &host, taken, compression);
+        let parsed = parse_name(&name, &db).unwrap();
+        prop_assert_eq!(parsed.host, host);
+        prop_assert_eq!(parsed.taken_at, taken);
+        prop_assert_eq!(parsed.compression, compression);
+    }
+
+    #[test]
+    fn the_name_parser_accepts_only_names_it_can_form_again(name in "\\PC{0,60}", db in "[a-z_]{1,8}") {
+        if let Ok(parsed) = parse_name(&name, &db) {
+            let formed = form_name(&db, &parsed.host, parsed.taken_at, parsed.compression);
+            prop_assert_eq!(formed, name);
+        }
+    }
+
+    #[test]
+    fn the_name_parser_never_panics_on_arbitrary_bytes(
+        bytes in proptest::collection::vec(any::<u8>(), 0..80),
+        db in "\\PC{0,8}",
+    ) {
+        let _ = parse_name(&String::from_utf8_lossy(&bytes), &db);
+    }
+}
