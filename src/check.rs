@@ -1,6 +1,9 @@
 //! `check`: is everything a refresh needs configured, reachable and opted in?
 //! Each check is independent, so one problem does not hide the next.
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
 use chrono::Utc;
 use serde::Serialize;
 
@@ -32,10 +35,11 @@ impl CheckResult {
     }
 }
 
-/// Runs every check; the config itself was validated when it loaded.
-pub async fn run(config: &Config) -> Vec<CheckResult> {
+/// Runs every check; the config itself (read from `path`) was validated when it loaded.
+pub async fn run(config: &Config, path: &Path) -> Vec<CheckResult> {
     let mut results = vec![
         CheckResult::from("config", Ok("valid".into())),
+        CheckResult::from("config file mode", config_mode(path)),
         CheckResult::from("snapshot bucket", snapshot_bucket(config).await),
     ];
     results.extend(database(config).await);
@@ -59,6 +63,26 @@ pub async fn run(config: &Config) -> Vec<CheckResult> {
         ]);
     }
     results
+}
+
+/// The config holds secrets: other users must not read it (owner and group may: the
+/// package gives it to root:staging-refresh, mode 0640).
+fn config_mode(path: &Path) -> Result<String, String> {
+    let mode = std::fs::metadata(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .permissions()
+        .mode()
+        & 0o7777;
+    Ok(if mode & 0o004 != 0 {
+        format!(
+            "warning: {} is mode {mode:04o}, readable by every user, and it holds secrets; \
+             `chmod o-rwx {}`",
+            path.display(),
+            path.display()
+        )
+    } else {
+        format!("{} is mode {mode:04o}", path.display())
+    })
 }
 
 /// The staging server: reachable, the target marked, the role not a superuser.

@@ -109,7 +109,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
     let config = Config::load(&cli.config)?;
     match cli.command {
         Command::Snapshots { limit } => snapshots(&config, limit, cli.json, cli.verbose).await,
-        Command::Check => check(&config, cli.json).await,
+        Command::Check => check(&config, &cli.config, cli.json).await,
         Command::Plan { snapshot } => plan(&config, &snapshot, &Options::default(), cli.json).await,
         Command::Run {
             snapshot,
@@ -208,8 +208,8 @@ async fn snapshots(
     })
 }
 
-async fn check(config: &Config, json: bool) -> anyhow::Result<Exit> {
-    let results = check::run(config).await;
+async fn check(config: &Config, path: &std::path::Path, json: bool) -> anyhow::Result<Exit> {
+    let results = check::run(config, path).await;
     if json {
         print_json(&results)?;
     } else {
@@ -252,7 +252,7 @@ fn print_report(report: &RunReport, json: bool) -> anyhow::Result<Exit> {
         println!("{}", report.summary());
     }
     if let Some(error) = &report.error {
-        eprintln!("error: {error}");
+        eprintln!("error: {}", crate::logging::one_line(error));
     }
     Ok(report.outcome.exit())
 }

@@ -65,7 +65,7 @@ pub fn init(format: LogFormat, verbose: bool) {
     }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| OneLine(Vec::new()))
         .with_target(false);
     drop(match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -73,6 +73,35 @@ pub fn init(format: LogFormat, verbose: bool) {
             .with_ansi(std::io::stderr().is_terminal())
             .try_init(),
     });
+}
+
+/// One log line on stderr, written when dropped, with the line breaks inside it escaped: a
+/// value from outside (a snapshot name, a media key, a server's message) cannot forge a line.
+/// (JSON lines escape them anyway; the journal keeps a message whole.)
+struct OneLine(Vec<u8>);
+
+impl std::io::Write for OneLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for OneLine {
+    fn drop(&mut self) {
+        let text = String::from_utf8_lossy(&self.0);
+        let line = one_line(text.strip_suffix('\n').unwrap_or(&text));
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{line}\n").as_bytes());
+    }
+}
+
+/// `text` on one line: `\n` and `\r` inside it written as those two characters.
+pub fn one_line(text: &str) -> String {
+    text.replace('\r', "\\r").replace('\n', "\\n")
 }
 
 /// Whether stderr is the journal stream systemd connected: it names that stream's device and
@@ -140,6 +169,14 @@ impl RunFields {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_break_inside_a_log_line_is_escaped() {
+        assert_eq!(
+            one_line("snapshot x\n2026-01-01 INFO forged\r"),
+            "snapshot x\\n2026-01-01 INFO forged\\r"
+        );
+    }
 
     #[test]
     fn journal_stream_must_name_this_very_stream() {

@@ -12,7 +12,7 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::run(cli)) {
         Ok(exit) => exit.into(),
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", logging::one_line(&format!("{err:#}")));
             exit_for(&err).into()
         }
     }

@@ -2,7 +2,10 @@
 //! `cargo test`, bounded, and keeps any failure it finds in `proptest-regressions/`): the
 //! dump lexer and filter never panic whatever the bytes, split generated statements back
 //! exactly, and refuse every psql meta-command outside COPY data wherever it hides; the
-//! snapshot-name parser accepts exactly the names db-backup forms.
+//! snapshot-name parser accepts exactly the names db-backup forms. Names with quotes, line
+//! breaks and unicode neither break SQL nor forge log lines.
+
+mod common;
 
 use std::collections::HashSet;
 
@@ -12,6 +15,9 @@ use proptest::prelude::*;
 use staging_refresh::restore::filter::{Action, Filter};
 use staging_refresh::restore::lexer::{Item, Lexer};
 use staging_refresh::snapshot::{Compression, parse_name};
+
+use common::env::Env;
+use common::staging::{OWNER, prod_dump};
 
 const COMPLETE: &str = "\n--\n-- PostgreSQL database dump complete\n--\n";
 
@@ -244,5 +250,84 @@ proptest! {
         db in "\\PC{0,8}",
     ) {
         let _ = parse_name(&String::from_utf8_lossy(&bytes), &db);
+    }
+}
+
+/// A database name that needs quoting everywhere, refreshed and rolled back: every statement
+/// quotes it, and the journal, state file and logs carry it intact.
+#[tokio::test]
+async fn a_database_name_with_quotes_line_breaks_and_unicode_is_refreshed() {
+    let mut env = Env::new(prod_dump()).await;
+    let name = format!("stg \"{}\" 'ü'\n\\ ☃", env.db);
+    env.pg.query(
+        "postgres",
+        &format!(
+            "CREATE DATABASE {} OWNER {OWNER}",
+            staging_refresh::restore::filter::quote_ident(&name)
+        ),
+    );
+    let toml_name = serde_json::to_string(&name).unwrap();
+    let config = std::fs::read_to_string(env.config()).unwrap().replace(
+        &format!("name = \"{}\"", env.db),
+        &format!("name = {toml_name}"),
+    );
+    let config = common::write_config(&config);
+    for args in [
+        &["init-target"][..],
+        &["run", "--skip-media"],
+        &["rollback"],
+    ] {
+        let out = common::run(&config, args).await;
+        assert_eq!(out.code, 0, "{args:?}: {out:?}");
+        assert!(
+            !out.stderr
+                .lines()
+                .any(|l| l.starts_with("\\ ☃") || l.starts_with(" 'ü'")),
+            "a name broke a log line: {out:?}"
+        );
+    }
+    let count = |db: &str| {
+        env.pg.query(
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_database WHERE datname = {}",
+                quote_literal(db)
+            ),
+        )
+    };
+    assert_eq!(count(&name), "1");
+    assert_eq!(count(&format!("{name}__previous")), "1");
+    assert_eq!(count(&format!("{name}__refresh")), "0");
+}
+
+fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// A snapshot name from the bucket, or one asked for, carrying a line break and a forged log
+/// line: it stays inside its own line.
+#[tokio::test]
+async fn a_snapshot_name_cannot_forge_a_log_line() {
+    let env = Env::new(prod_dump()).await;
+    assert_eq!(env.run(&["init-target"]).await.code, 0);
+    let forged = "2026-01-01T00:00:00Z  INFO refresh finished";
+    let name = format!("pgsql_app_prod_20260101-000000.sql.zst\n{forged}");
+    for format in ["plain", "json"] {
+        let out = env
+            .run(&[
+                "--log-format",
+                format,
+                "run",
+                "--skip-media",
+                "--snapshot",
+                &name,
+            ])
+            .await;
+        assert_eq!(out.code, 1, "{out:?}");
+        assert!(out.stderr.contains("not found"), "{out:?}");
+        assert!(
+            !out.stderr.lines().any(|l| l.starts_with(forged)),
+            "a forged line in {format} logs: {out:?}"
+        );
     }
 }

@@ -552,6 +552,11 @@ pub struct Redis {
 
 impl Redis {
     pub fn start() -> Redis {
+        Redis::start_with(&[])
+    }
+
+    /// A server started with these extra arguments (e.g. `--requirepass`).
+    pub fn start_with(args: &[&str]) -> Redis {
         let port = free_port();
         let dir = root().join(unique("redis"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -559,7 +564,8 @@ impl Redis {
         let mut cmd = Command::new("redis-server");
         cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
-            .args(["--dir", dir.to_str().unwrap()]);
+            .args(["--dir", dir.to_str().unwrap()])
+            .args(args);
         log_to(&mut cmd, &log);
         let mut child = spawn(cmd, libc::SIGTERM);
         wait_for_port(port, "redis-server", &mut child, &log);
