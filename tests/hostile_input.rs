@@ -257,7 +257,7 @@ proptest! {
 /// quotes it, and the journal, state file and logs carry it intact.
 #[tokio::test]
 async fn a_database_name_with_quotes_line_breaks_and_unicode_is_refreshed() {
-    let mut env = Env::new(prod_dump()).await;
+    let env = Env::new(prod_dump()).await;
     let name = format!("stg \"{}\" 'ü'\n\\ ☃", env.db);
     env.pg.query(
         "postgres",
