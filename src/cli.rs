@@ -341,18 +341,7 @@ async fn plan(
 }
 
 fn print_database_plan(config: &Config, plan: &DatabasePlan) {
-    let s = &plan.snapshot;
-    println!(
-        "snapshot {} taken {} ({}, checksum {})",
-        s.name,
-        s.taken_at.format("%Y-%m-%d %H:%M:%S UTC"),
-        HumanBytes(s.size),
-        if s.checksum_verified {
-            "verified"
-        } else {
-            "not checked: no .md5 sidecar"
-        }
-    );
+    println!("{}", plan.snapshot.describe());
     let total: u64 = plan.rows.values().sum();
     println!(
         "would restore {total} rows in {} tables ({} of SQL):",

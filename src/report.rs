@@ -96,6 +96,23 @@ pub struct SnapshotReport {
     pub checksum_verified: bool,
 }
 
+impl SnapshotReport {
+    /// One line: name, when it was taken, size, whether its checksum was verified.
+    pub fn describe(&self) -> String {
+        format!(
+            "snapshot {} taken {} ({}, checksum {})",
+            self.name,
+            self.taken_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            HumanBytes(self.size),
+            if self.checksum_verified {
+                "verified"
+            } else {
+                "not verified: no .md5 sidecar"
+            }
+        )
+    }
+}
+
 impl From<&Snapshot> for SnapshotReport {
     fn from(s: &Snapshot) -> Self {
         SnapshotReport {
@@ -199,17 +216,7 @@ impl RunReport {
             lines.push(format!("error{phase}: {error}"));
         }
         if let Some(s) = &self.snapshot {
-            lines.push(format!(
-                "snapshot {} taken {} ({}, checksum {})",
-                s.name,
-                s.taken_at.format("%Y-%m-%d %H:%M:%S UTC"),
-                HumanBytes(s.size),
-                if s.checksum_verified {
-                    "verified"
-                } else {
-                    "not checked"
-                }
-            ));
+            lines.push(s.describe());
         }
         if !self.phases.is_empty() {
             let phases: Vec<String> = self

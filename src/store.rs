@@ -224,17 +224,12 @@ impl Bucket {
         }
     }
 
-    fn list(
-        &self,
-        prefix: &str,
-        start_after: Option<String>,
-    ) -> impl Stream<Item = Result<ObjectInfo, StoreError>> + '_ {
+    fn list(&self, prefix: &str) -> impl Stream<Item = Result<ObjectInfo, StoreError>> + '_ {
         let pages = self
             .client
             .list_objects_v2()
             .bucket(&self.name)
             .prefix(prefix)
-            .set_start_after(start_after)
             .into_paginator()
             .send();
         let prefix = prefix.to_owned();
@@ -439,15 +434,7 @@ impl SourceBucket {
     }
     /// Every object under `prefix`, in key order, page by page.
     pub fn list(&self, prefix: &str) -> impl Stream<Item = Result<ObjectInfo, StoreError>> + '_ {
-        self.0.list(prefix, None)
-    }
-    /// Objects under `prefix` with keys after `start_after`, in key order.
-    pub fn list_after(
-        &self,
-        prefix: &str,
-        start_after: String,
-    ) -> impl Stream<Item = Result<ObjectInfo, StoreError>> + '_ {
-        self.0.list(prefix, Some(start_after))
+        self.0.list(prefix)
     }
     /// The same bucket without the SDK's own retries (see [`StoreError::kind`] to retry).
     pub fn without_retries(&self) -> SourceBucket {
@@ -515,14 +502,7 @@ impl TargetBucket {
         self.0.list_page(start_after, max_keys).await
     }
     pub fn list(&self, prefix: &str) -> impl Stream<Item = Result<ObjectInfo, StoreError>> + '_ {
-        self.0.list(prefix, None)
-    }
-    pub fn list_after(
-        &self,
-        prefix: &str,
-        start_after: String,
-    ) -> impl Stream<Item = Result<ObjectInfo, StoreError>> + '_ {
-        self.0.list(prefix, Some(start_after))
+        self.0.list(prefix)
     }
     pub async fn get_small(&self, key: &str, limit: usize) -> Result<Vec<u8>, StoreError> {
         self.0.get_small(key, limit).await
