@@ -546,6 +546,59 @@ async fn trigger_during_a_run_is_already_running_and_wait_exits_with_the_outcome
     assert_eq!(daemon.stop(Duration::from_secs(10)).await, 0);
 }
 
+/// Fifty operators (or scripts) at once during a run: every `status` sees the run, every
+/// `trigger` is told it is already running; none queues a second refresh or runs one itself.
+#[tokio::test]
+async fn fifty_concurrent_triggers_and_statuses_during_a_run_are_all_answered() {
+    let env = Env::new(&slow_dump(15), NIGHTLY, false).await;
+    env.init_target().await;
+    let notify = NotifySocket::new();
+    let mut daemon = Daemon::start(&env, &notify, None);
+    notify.wait_for("READY=1", 1).await;
+    let waiting = env.spawn(&["trigger", "--wait"]);
+    wait_for_sleeping_restore(&env).await;
+
+    let status = env.run(&["--json", "status"]).await;
+    let run_id = status.json()["running"]["run_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no run in {status:?}"))
+        .to_owned();
+
+    let calls: Vec<_> = (0..50)
+        .map(|i| {
+            let args: &'static [&'static str] = if i % 2 == 0 {
+                &["--json", "status"]
+            } else {
+                &["trigger", "now"]
+            };
+            let config = env.config.clone();
+            tokio::spawn(async move { (args, common::run(&config, args).await) })
+        })
+        .collect();
+    for call in calls {
+        let (args, out) = call.await.unwrap();
+        if args[0] == "trigger" {
+            assert_eq!(out.code, 4, "{out:?}");
+            assert!(
+                out.stderr.contains("already running") && out.stderr.contains(&run_id),
+                "{out:?}"
+            );
+        } else {
+            assert_eq!(out.code, 0, "{out:?}");
+            let running = out.json()["running"].clone();
+            assert_eq!(running["run_id"], run_id.as_str(), "{running}");
+            assert_eq!(running["pid"], daemon.pid(), "{running}");
+        }
+    }
+
+    let waited = finish(waiting).await;
+    assert_eq!(waited.code, 0, "{waited:?}");
+    assert_eq!(env.users(), PROD_USERS.to_string());
+    // One refresh ran: the state counts exactly one run.
+    assert_eq!(env.state()["totals"]["runs"]["ok"], 1, "{}", env.state());
+    assert_eq!(daemon.stop(Duration::from_secs(10)).await, 0);
+}
+
 #[tokio::test]
 async fn sigterm_mid_restore_cancels_and_leaves_staging_unchanged() {
     let env = Env::new(&slow_dump(60), NIGHTLY, false).await;
