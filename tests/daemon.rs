@@ -99,27 +99,7 @@ impl Env {
 
     /// `trigger` (and friends) as a child process, for commands that outlive a step.
     fn spawn(&self, args: &[&str]) -> Child {
-        Command::new(common::binary())
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
-}
-
-async fn finish(child: Child) -> Run {
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        common::spawn(common::command(&self.config, args))
     }
 }
 
@@ -476,16 +456,22 @@ async fn catch_up_refreshes_at_start_after_a_missed_run_and_only_then() {
     );
 }
 
-#[tokio::test]
-async fn trigger_during_a_run_is_already_running_and_wait_exits_with_the_outcome() {
-    let env = Env::new(&slow_dump(3), NIGHTLY, false).await;
+/// A daemon whose refresh, started by `trigger --wait` (returned, still waiting), sleeps
+/// `seconds` at the end of its restore and is there now.
+async fn daemon_mid_restore(seconds: u32) -> (Env, NotifySocket, Daemon, Child) {
+    let env = Env::new(&slow_dump(seconds), NIGHTLY, false).await;
     env.init_target().await;
     let notify = NotifySocket::new();
-    let mut daemon = Daemon::start(&env, &notify, None);
+    let daemon = Daemon::start(&env, &notify, None);
     notify.wait_for("READY=1", 1).await;
-
-    let waiting = env.spawn(&["trigger", "--wait", "now"]);
+    let waiting = env.spawn(&["trigger", "--wait"]);
     wait_for_sleeping_restore(&env).await;
+    (env, notify, daemon, waiting)
+}
+
+#[tokio::test]
+async fn trigger_during_a_run_is_already_running_and_wait_exits_with_the_outcome() {
+    let (env, notify, mut daemon, waiting) = daemon_mid_restore(3).await;
     let status = env.run(&["--json", "status"]).await;
     assert_eq!(status.code, 0, "{status:?}");
     let running = status.json()["running"].clone();
@@ -508,7 +494,7 @@ async fn trigger_during_a_run_is_already_running_and_wait_exits_with_the_outcome
     let by_hand = env.run(&["run", "--skip-media"]).await;
     assert_eq!(by_hand.code, 4, "{by_hand:?}");
 
-    let waited = finish(waiting).await;
+    let waited = common::finish(waiting).await;
     assert_eq!(waited.code, 0, "{waited:?}");
     assert!(
         waited
@@ -550,13 +536,7 @@ async fn trigger_during_a_run_is_already_running_and_wait_exits_with_the_outcome
 /// `trigger` is told it is already running; none queues a second refresh or runs one itself.
 #[tokio::test]
 async fn fifty_concurrent_triggers_and_statuses_during_a_run_are_all_answered() {
-    let env = Env::new(&slow_dump(15), NIGHTLY, false).await;
-    env.init_target().await;
-    let notify = NotifySocket::new();
-    let mut daemon = Daemon::start(&env, &notify, None);
-    notify.wait_for("READY=1", 1).await;
-    let waiting = env.spawn(&["trigger", "--wait"]);
-    wait_for_sleeping_restore(&env).await;
+    let (env, _notify, mut daemon, waiting) = daemon_mid_restore(15).await;
 
     let status = env.run(&["--json", "status"]).await;
     let run_id = status.json()["running"]["run_id"]
@@ -591,7 +571,7 @@ async fn fifty_concurrent_triggers_and_statuses_during_a_run_are_all_answered() 
         }
     }
 
-    let waited = finish(waiting).await;
+    let waited = common::finish(waiting).await;
     assert_eq!(waited.code, 0, "{waited:?}");
     assert_eq!(env.users(), PROD_USERS.to_string());
     // One refresh ran: the state counts exactly one run.
@@ -601,13 +581,7 @@ async fn fifty_concurrent_triggers_and_statuses_during_a_run_are_all_answered() 
 
 #[tokio::test]
 async fn sigterm_mid_restore_cancels_and_leaves_staging_unchanged() {
-    let env = Env::new(&slow_dump(60), NIGHTLY, false).await;
-    env.init_target().await;
-    let notify = NotifySocket::new();
-    let mut daemon = Daemon::start(&env, &notify, None);
-    notify.wait_for("READY=1", 1).await;
-    let waiting = env.spawn(&["trigger", "--wait"]);
-    wait_for_sleeping_restore(&env).await;
+    let (env, notify, mut daemon, waiting) = daemon_mid_restore(60).await;
 
     let stopped = Instant::now();
     assert_eq!(daemon.stop(Duration::from_secs(30)).await, 0);
@@ -618,7 +592,7 @@ async fn sigterm_mid_restore_cancels_and_leaves_staging_unchanged() {
     );
     let stopping = notify.wait_for("STOPPING=1", 1).await;
     assert!(stopping.contains("cancelling the refresh"), "{stopping:?}");
-    let waited = finish(waiting).await;
+    let waited = common::finish(waiting).await;
     assert_eq!(waited.code, 1, "{waited:?}");
     assert!(
         waited

@@ -10,13 +10,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::env::{Env, bucket_contents, health_server, with_media};
 use common::proxy::{Proxy, ProxyOptions};
 use common::staging::{PROD_USERS, SENTINEL, create_roles, prod_dump};
-use common::{Postgres, Redis, Run, s3};
+use common::{Postgres, Redis, s3};
 use staging_refresh::lock::RunLock;
 
 /// Production emails that must never be visible in staging.
@@ -63,38 +63,17 @@ fn live_oid(env: &Env) -> String {
 
 /// `staging-refresh --config <config> <args>` with `fault` set, not waited for.
 fn spawn(config: &Path, args: &[&str], fault: &str) -> Child {
-    Command::new(common::binary())
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env(staging_refresh::fault::VAR, fault)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-async fn wait(child: Child) -> (Option<i32>, Run) {
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
-    use std::os::unix::process::ExitStatusExt;
-    let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    (out.status.signal(), run)
+    let mut cmd = common::command(config, args);
+    cmd.env(staging_refresh::fault::VAR, fault);
+    common::spawn(cmd)
 }
 
 /// Runs with `<point>:kill` and checks the process died there, by SIGKILL.
 async fn killed_at(env: &Env, args: &[&str], point: &str) {
     let child = spawn(&env.config(), args, &format!("{point}:kill"));
-    let (signal, out) = wait(child).await;
+    let out = common::finish(child).await;
     assert_eq!(
-        signal,
+        out.signal,
         Some(libc::SIGKILL),
         "not killed at {point}: {out:?}"
     );
@@ -462,7 +441,7 @@ async fn postgres_restarted_mid_restore_fails_the_run_and_the_next_succeeds() {
     paused(&child).await;
     pg.restart();
     signal(&child, libc::SIGCONT);
-    let (_, out) = wait(child).await;
+    let out = common::finish(child).await;
     assert_eq!(out.code, 1, "{out:?}");
     assert_eq!(serving(&env), Serving::Previous);
     next_run_succeeds(&env, &["run", "--skip-media"]).await;
@@ -639,7 +618,7 @@ async fn a_state_dir_turning_unwritable_mid_run_stops_it_before_the_cutover() {
     paused(&child).await;
     let guard = Unwritable::make(&env.dir.join("state"));
     signal(&child, libc::SIGCONT);
-    let (_, out) = wait(child).await;
+    let out = common::finish(child).await;
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
         out.stderr.contains("cannot record the run's progress"),

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use std::str::FromStr;
@@ -15,7 +14,7 @@ use common::env::{
 };
 use common::fixtures::{PROD_ADMIN_EMAIL, dump_name, md5_hex, zstd};
 use common::staging::{OWNER, SENTINEL, prod_dump};
-use common::{Redis, Run, postgres, prod_postgres, s3, test_dir, unique};
+use common::{Redis, postgres, prod_postgres, s3, test_dir, unique};
 use staging_refresh::lock::RunLock;
 
 const TABLES: &[&str] = &[
@@ -388,15 +387,7 @@ async fn sigterm_mid_restore_cancels_cleanly() {
     let dump = inject(prod_dump(), "\\.", "SELECT pg_sleep(60);");
     let env = Env::new(&dump).await;
     assert_eq!(env.run(&["init-target"]).await.code, 0);
-    let child = Command::new(common::binary())
-        .arg("--config")
-        .arg(env.config())
-        .args(["run", "--skip-media"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = common::spawn(common::command(&env.config(), &["run", "--skip-media"]));
     let scratch = format!("{}__refresh", env.db);
     let deadline = Instant::now() + Duration::from_secs(60);
     while postgres().query(
@@ -411,19 +402,12 @@ async fn sigterm_mid_restore_cancels_cleanly() {
     assert!(state.contains("\"phase\": \"restore\""), "{state}");
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let started = Instant::now();
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
+    let out = common::finish(child).await;
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "cancelling took {:?}",
         started.elapsed()
     );
-    let out = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
     env.assert_failed_cleanly(&out, "cancelled by a signal before cutover");
     let status = env.run(&["--json", "status"]).await.json();
     assert_eq!(status["last"]["outcome"], "cancelled");

@@ -11,7 +11,8 @@ pub mod staging;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use std::process::{Command, Output, Stdio};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Command, Output, Stdio};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[allow(unused_imports)]
@@ -31,6 +32,8 @@ pub fn binary() -> PathBuf {
 /// What a run of the binary printed and how it ended.
 pub struct Run {
     pub code: i32,
+    /// The signal that killed it, if one did.
+    pub signal: Option<i32>,
     pub stdout: String,
     pub stderr: String,
 }
@@ -39,6 +42,7 @@ impl Run {
     fn from(out: Output) -> Run {
         Run {
             code: out.status.code().unwrap_or(-1),
+            signal: out.status.signal(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
@@ -64,16 +68,36 @@ impl std::fmt::Debug for Run {
     }
 }
 
-/// Runs `staging-refresh --config <config> <args>` to completion (off the async runtime).
-pub async fn run(config: &Path, args: &[&str]) -> Run {
+/// `staging-refresh --config <config> <args>`.
+pub fn command(config: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(binary());
     cmd.arg("--config").arg(config).args(args);
-    run_command(cmd).await
+    cmd
 }
 
-pub async fn run_command(mut cmd: Command) -> Run {
-    cmd.stdin(Stdio::null()).env_remove("RUST_LOG");
-    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run staging-refresh"))
+/// Runs `staging-refresh --config <config> <args>` to completion (off the async runtime).
+pub async fn run(config: &Path, args: &[&str]) -> Run {
+    run_command(command(config, args)).await
+}
+
+pub async fn run_command(cmd: Command) -> Run {
+    finish(spawn(cmd)).await
+}
+
+/// Starts `cmd` with stdin closed, output captured and the test's RUST_LOG not inherited, for
+/// a command that must be acted on while it runs; [`finish`] collects it.
+pub fn spawn(mut cmd: Command) -> Child {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env_remove("RUST_LOG")
+        .spawn()
+        .expect("run staging-refresh")
+}
+
+/// Waits for a [`spawn`]ed command (off the async runtime) and returns what it printed.
+pub async fn finish(child: Child) -> Run {
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
         .unwrap();
     Run::from(out)
