@@ -170,6 +170,10 @@ async fn repair(config: &Config, entry: &Entry, actions: &mut Vec<String>) -> Re
     };
     let server = Server::new(&config.database.url);
     let client = server.connect(None).await.map_err(|e| e.to_string())?;
+    server
+        .end_sessions_of(&client, entry.pid)
+        .await
+        .map_err(|e| e.to_string())?;
     let (scratch, backend_stopped) = match (&entry.step, scratch) {
         (Step::Cutover(window), _) => {
             let swapped = settle(config, &server, &client, window, actions).await?;

@@ -38,6 +38,12 @@ impl std::fmt::Debug for Server {
     }
 }
 
+/// The `application_name` of this product's sessions opened by process `pid`: a recovery
+/// finds a dead run's sessions by it.
+fn session_name(pid: u32) -> String {
+    format!("staging-refresh[{pid}]")
+}
+
 impl Server {
     /// The URL was validated when the config loaded.
     pub fn new(url: &Secret) -> Server {
@@ -46,7 +52,7 @@ impl Server {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
-        config.application_name("staging-refresh");
+        config.application_name(session_name(std::process::id()));
         // "does not exist, skipping" and the like are not worth a log line.
         if config.get_options().is_none() {
             config.options("-c client_min_messages=warning");
@@ -112,6 +118,38 @@ impl Server {
             .batch_execute(sql)
             .await
             .map_err(|e| self.error(what, &e))
+    }
+
+    /// Ends the sessions process `pid` left and waits until they are gone. The server runs a
+    /// statement on after its client died until it next reads from it, and a `CREATE
+    /// DATABASE` never does: unended, it could create the scratch database after a recovery
+    /// looked for it.
+    pub async fn end_sessions_of(&self, client: &Client, pid: u32) -> Result<(), DbError> {
+        let name = session_name(pid);
+        let what = format!("ending the sessions of process {pid}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let left: i64 = client
+                .query_one(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                     WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                    &[&name],
+                )
+                .await
+                .map_err(|e| self.error(&what, &e))?
+                .get(0);
+            if left == 0 {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(DbError {
+                    what,
+                    server: self.redacted.clone(),
+                    message: format!("{left} session(s) still there after 30 s"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub async fn exists(&self, client: &Client, database: &str) -> Result<bool, DbError> {
