@@ -605,6 +605,33 @@ async fn sigterm_mid_restore_cancels_and_leaves_staging_unchanged() {
     assert_eq!(env.state()["last"]["outcome"], "cancelled");
 }
 
+/// `trigger --wait` returns when the refresh ends, and the next trigger starts one at once,
+/// even while the first one's email is still on its way (to a server that never answers).
+#[tokio::test]
+async fn the_next_trigger_starts_while_the_last_email_is_still_being_sent() {
+    let silent_smtp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let env = Env::new(prod_dump(), NIGHTLY, false).await;
+    let mut config = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&env.config)
+        .unwrap();
+    writeln!(
+        config,
+        "[notify]\nsmtp_url = \"smtp://{}\"\nfrom = \"sr@staging.test\"\nto = [\"admin@staging.test\"]",
+        silent_smtp.local_addr().unwrap()
+    )
+    .unwrap();
+    env.init_target().await;
+    let notify = NotifySocket::new();
+    let _daemon = Daemon::start(&env, &notify, None);
+    notify.wait_for("READY=1", 1).await;
+    for _ in 0..2 {
+        let out = env.run(&["trigger", "--wait"]).await;
+        assert_eq!(out.code, 0, "{out:?}");
+    }
+    assert_eq!(env.state()["totals"]["runs"]["ok"], 2, "{}", env.state());
+}
+
 #[tokio::test]
 async fn trigger_with_the_daemon_down_runs_the_refresh_itself() {
     let env = Env::new(prod_dump(), NIGHTLY, false).await;

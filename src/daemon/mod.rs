@@ -87,11 +87,20 @@ struct ActiveRun {
     task: JoinHandle<Result<RunReport, LockError>>,
 }
 
+impl ActiveRun {
+    /// Still refreshing: not yet ended, or ended but for its email.
+    fn running(&self) -> bool {
+        !self.task.is_finished() && !self.live.lock().expect("live run").ended
+    }
+}
+
 /// The run in progress as the observer last saw it.
 struct LiveRun {
     current: CurrentRun,
     progress: Option<Arc<Progress>>,
     media: Option<MediaProgress>,
+    /// The refresh ended and released the lock.
+    ended: bool,
 }
 
 impl LiveRun {
@@ -328,7 +337,7 @@ impl Daemon {
         let active = self.active.lock().await;
         active
             .as_ref()
-            .filter(|run| !run.task.is_finished())
+            .filter(|run| run.running())
             .map(|run| run.live.clone())
     }
 
@@ -337,7 +346,7 @@ impl Daemon {
         let schedule = Schedule::new(&config.schedule);
         // `try_lock`: a run being started right now is not worth waiting for.
         let running = self.active.try_lock().ok().and_then(|active| {
-            let run = active.as_ref().filter(|run| !run.task.is_finished())?;
+            let run = active.as_ref().filter(|run| run.running())?;
             let live = run.live.lock().expect("live run");
             let mut current = live.current.clone();
             current.progress = live.progress.as_ref().map(|p| p.snapshot());
@@ -380,7 +389,7 @@ impl Daemon {
         if self.stopping.is_requested() {
             anyhow::bail!("the daemon is stopping");
         }
-        if let Some(run) = active.as_ref().filter(|run| !run.task.is_finished()) {
+        if let Some(run) = active.as_ref().filter(|run| run.running()) {
             let live = run.live.lock().expect("live run");
             return Ok(Started::Busy {
                 run_id: live.current.run_id.clone(),
@@ -402,6 +411,7 @@ impl Daemon {
             },
             progress: None,
             media: None,
+            ended: false,
         }));
         let observer = DaemonObserver {
             recorder: Recorder::start(StateFile::in_dir(&config.daemon.state_dir)),
@@ -417,6 +427,9 @@ impl Daemon {
             let run = refresh::run(&config, &selection, &options, shutdown, &observer);
             let result = observer.fields.scope(run).await;
             if let Ok(report) = &result {
+                // The lock is free: waiters learn the outcome, and a trigger may start the
+                // next refresh, while the email goes out.
+                observer.ended(report);
                 notify::after_run(&config, report).await;
             }
             if !daemon.stopping.is_requested() {
@@ -486,6 +499,12 @@ impl Observer for DaemonObserver {
 
     fn finished(&self, report: &RunReport) {
         self.recorder.finished(report);
+    }
+}
+
+impl DaemonObserver {
+    fn ended(&self, report: &RunReport) {
+        self.live.lock().expect("live run").ended = true;
         let _ = self.events.send(Reply::Finished {
             report: Box::new(report.clone()),
         });
