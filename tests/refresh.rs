@@ -617,6 +617,24 @@ async fn a_full_run_mirrors_media_beside_the_database_and_deletes_after_cutover(
     assert_eq!(report["media"]["copied"], 30, "{report}");
     assert_eq!(report["media"]["deleted"], 1, "{report}");
     assert_eq!(report["media"]["failed"], 0, "{report}");
+    // The wait for the copy pass after anonymizing is timed as its own phase.
+    let phases: Vec<&str> = report["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            "prepare",
+            "restore",
+            "anonymize",
+            "media",
+            "cutover",
+            "cleanup"
+        ]
+    );
     assert_eq!(
         env.query(&format!(
             "SELECT count(*) FROM \"user\" WHERE email = '{ADMIN_EMAIL}'"

@@ -232,8 +232,17 @@ impl Run<'_> {
                 None => Ok(None),
             }
         };
+        let mirrored = mirror.is_some();
+        let database = async {
+            self.prepare_database(&maintenance, &snapshot).await?;
+            // What is left is the copy pass: the phase says so, and times the wait.
+            if mirrored {
+                self.begin(Phase::Media, None);
+            }
+            anyhow::Ok(())
+        };
         let prepared = tokio::select! {
-            result = async { tokio::try_join!(self.prepare_database(&maintenance, &snapshot), copy_pass) } => result,
+            result = async { tokio::try_join!(database, copy_pass) } => result,
             () = shutdown.requested() => Err(Cancelled.into()),
         };
         // A signal that came as the last step finished still counts as before cutover.
