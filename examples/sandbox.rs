@@ -15,8 +15,10 @@ use std::path::PathBuf;
 
 use chrono::{Duration, Utc};
 use clap::Parser;
+use futures::StreamExt;
+use indicatif::HumanBytes;
 
-use common::fixtures::{PROD_ADMIN_EMAIL, dump_name, dump_sql, seed_prod, upload_snapshot, zstd};
+use common::fixtures::{PROD_ADMIN_EMAIL, dump_name, dump_zstd_to, seed_prod, upload_snapshot};
 use common::services::{Redis, postgres, prod_postgres, s3, smtp};
 use common::staging::{OWNER, refresh_role_url, seed_staging};
 
@@ -54,10 +56,11 @@ async fn main() {
     // Staging starts out with data of its own, and a refresh role that is not a superuser.
     let staging_url = refresh_role_url(staging);
     seed_staging(staging, "app");
-    let sql = dump_sql(prod, "app");
-    let dump = zstd(&sql);
-    // The newest dump as a file too, for benchmarks against `zstd -dc | psql`.
-    std::fs::write(args.dir.join("dump.sql.zst"), &dump).unwrap();
+    // The newest dump as a file too, for benchmarks against `zstd -dc | psql`; streamed to
+    // disk, as the benchmarks' dumps take gigabytes uncompressed.
+    let dump_file = args.dir.join("dump.sql.zst");
+    dump_zstd_to(prod, "app", &dump_file);
+    let dump = std::fs::read(&dump_file).unwrap();
     let snapshots = s3.bucket("sartiq-snapshots").await;
     let now = Utc::now();
     for (age_hours, host) in [(27, "prod-db"), (3, "prod-db")] {
@@ -67,27 +70,34 @@ async fn main() {
     if let Some(users) = args.small_users {
         eprintln!("sandbox: seeding a second production database with {users} users");
         seed_prod(prod, "app_small", users);
-        let small = zstd(&dump_sql(prod, "app_small"));
+        let small_file = args.dir.join("small.sql.zst");
+        dump_zstd_to(prod, "app_small", &small_file);
         let name = dump_name("app", "prod-small", now - Duration::hours(4));
+        let small = std::fs::read(&small_file).unwrap();
         upload_snapshot(s3, &snapshots, SNAPSHOT_PREFIX, &name, small, true).await;
         std::fs::write(args.dir.join("small-snapshot"), name).unwrap();
     }
     eprintln!(
-        "sandbox: snapshot of {} SQL bytes, {} compressed, in s3://{snapshots}/{SNAPSHOT_PREFIX}",
-        sql.len(),
-        dump.len()
+        "sandbox: snapshot of {} compressed in s3://{snapshots}/{SNAPSHOT_PREFIX}",
+        HumanBytes(dump.len() as u64)
     );
+    drop(dump);
 
     let media_prod = s3.bucket("shootify-media").await;
     let media_staging = s3.bucket("shootify-media-staging").await;
-    for i in 0..args.media_objects {
-        s3.put(
-            &media_prod,
-            &format!("media/{i:05}/file.png"),
-            format!("image {i}"),
-        )
+    eprintln!("sandbox: putting {} media objects", args.media_objects);
+    // Several puts at a time: benchmarks put 100k objects.
+    futures::stream::iter(0..args.media_objects)
+        .map(|i| {
+            let media_prod = &media_prod;
+            async move {
+                let key = format!("media/{i:05}/file.png");
+                s3.put(media_prod, &key, format!("image {i}")).await
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<()>()
         .await;
-    }
     s3.put(
         &media_staging,
         "media/stale/orphan.png",

@@ -2,7 +2,7 @@
 //! way db-backup does (`pg_dump | zstd`) and uploaded with its `.md5` sidecar.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use md5::{Digest, Md5};
@@ -65,6 +65,28 @@ pub fn dump_sql(pg: &Postgres, db: &str) -> Vec<u8> {
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
+}
+
+/// `pg_dump` of `db` piped into zstd, written to `path`: streamed, for databases larger than
+/// memory (the sandbox's at benchmark sizes).
+pub fn dump_zstd_to(pg: &Postgres, db: &str, path: &Path) {
+    let mut dump = Command::new(Postgres::bin("pg_dump"))
+        .args(["-d", &pg.url(db)])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run pg_dump");
+    let zstd = Command::new("zstd")
+        .args(["-q", "-3", "-f", "-o"])
+        .arg(path)
+        .stdin(dump.stdout.take().unwrap())
+        .status()
+        .expect("run zstd");
+    let dumped = dump.wait().unwrap();
+    assert!(
+        dumped.success() && zstd.success(),
+        "pg_dump {db} | zstd failed"
+    );
 }
 
 /// Compresses with the zstd command line tool, as db-backup does.
