@@ -726,6 +726,18 @@ fn find_terminator(data: &[u8], at_line_start: bool) -> Option<usize> {
 mod tests {
     use super::*;
 
+    /// The COPY data among `items`, joined.
+    fn copy_data(items: &[Item]) -> Vec<u8> {
+        items
+            .iter()
+            .filter_map(|i| match i {
+                Item::CopyData(b) => Some(b.to_vec()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
     fn items(dump: &str) -> Result<Vec<Item>, LexError> {
         let mut lexer = Lexer::new(dump.as_bytes());
         let mut out = Vec::new();
@@ -798,14 +810,7 @@ mod tests {
         };
         assert!(copy.is_copy_from_stdin());
         assert_eq!(copy.copy_table(), "public.t");
-        let data: Vec<u8> = got
-            .iter()
-            .filter_map(|i| match i {
-                Item::CopyData(b) => Some(b.to_vec()),
-                _ => None,
-            })
-            .flatten()
-            .collect();
+        let data = copy_data(&got);
         assert_eq!(data, b"1\tx\\.y\n2\t\\\\.\n\\.z\n");
         assert!(got.contains(&Item::CopyEnd { rows: 3 }));
         let Some(Item::Statement(last)) = got.last() else {
@@ -840,14 +845,7 @@ mod tests {
         let long = format!("1\t{}", "y".repeat(3 * READ_SIZE));
         let body = format!("COPY t FROM stdin;\n{long}\\.\\.\n2\tz\n\\.\nSELECT 1;");
         let got = items(&complete(&body)).unwrap();
-        let data: Vec<u8> = got
-            .iter()
-            .filter_map(|i| match i {
-                Item::CopyData(b) => Some(b.to_vec()),
-                _ => None,
-            })
-            .flatten()
-            .collect();
+        let data = copy_data(&got);
         assert_eq!(data, format!("{long}\\.\\.\n2\tz\n").into_bytes());
         assert!(got.contains(&Item::CopyEnd { rows: 2 }));
     }
