@@ -267,7 +267,7 @@ async fn settle(
                  was flushed"
             )),
             Err(e) => {
-                let undo: Vec<(&str, &str)> = renames.iter().rev().map(|(f, t)| (*t, *f)).collect();
+                let undo = swap::undo(&renames);
                 swap::rename_all(server, client, &undo)
                     .await
                     .map_err(|u| format!("{e}; undoing the swap failed too: {u}"))?;

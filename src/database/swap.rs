@@ -84,6 +84,15 @@ pub fn moves(renames: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The renames that undo `renames`.
+pub fn undo<'a>(renames: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    renames
+        .iter()
+        .rev()
+        .map(|(from, to)| (*to, *from))
+        .collect()
+}
+
 /// Lets `database` accept connections again (a swap closes them while it renames).
 pub async fn allow_connections(
     server: &Server,

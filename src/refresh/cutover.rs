@@ -115,7 +115,7 @@ pub async fn run(
         journal.window(|w| w.stage = Stage::FlushRedis);
         if let Err(e) = redis::flush(url).await {
             journal.window(|w| w.stage = Stage::UndoSwap);
-            let undo: Vec<(&str, &str)> = renames.iter().rev().map(|(f, t)| (*t, *f)).collect();
+            let undo = swap::undo(renames);
             let cause = match swap::rename_all(server, client, &undo).await {
                 Ok(()) => e.to_string(),
                 Err(undo_error) => format!("{e}; undoing the swap failed too: {undo_error}"),
