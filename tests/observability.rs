@@ -362,6 +362,10 @@ fn received(to: &str) -> Email {
 }
 
 impl Email {
+    fn subject_starts_with(&self, prefix: &str) {
+        assert!(self.subject.starts_with(prefix), "{}", self.subject);
+    }
+
     /// Both parts say `what`.
     fn says(&self, what: &str) {
         assert!(
@@ -409,13 +413,7 @@ async fn the_summary_email_says_what_a_refresh_did_and_leaks_nothing() {
     let report = out.json();
 
     let email = received(&to);
-    assert!(
-        email
-            .subject
-            .starts_with(&format!("[staging-refresh] OK: {name} (")),
-        "{}",
-        email.subject
-    );
+    email.subject_starts_with(&format!("[staging-refresh] OK: {name} ("));
     email.says(&format!(
         "Staging now serves production snapshot {name}, anonymized."
     ));
@@ -486,13 +484,7 @@ async fn a_failure_email_names_the_phase_and_the_way_back_without_production_val
     );
 
     let email = received(&to);
-    assert!(
-        email
-            .subject
-            .starts_with(&format!("[staging-refresh] FAILED in restore: {name} (")),
-        "{}",
-        email.subject
-    );
+    email.subject_starts_with(&format!("[staging-refresh] FAILED in restore: {name} ("));
     email.says("The refresh failed in the restore phase. Staging still serves its previous data, unchanged");
     email.says("could not create unique index");
     email.says("`staging-refresh status` on the staging host shows the whole error");
@@ -511,13 +503,7 @@ async fn a_refused_run_is_emailed_as_refused() {
     let out = staging.run(&["run", "--skip-media"]).await;
     assert_eq!(out.code, 3, "{out:?}");
     let email = received(&to);
-    assert!(
-        email
-            .subject
-            .starts_with("[staging-refresh] REFUSED in prepare: no snapshot selected ("),
-        "{}",
-        email.subject
-    );
+    email.subject_starts_with("[staging-refresh] REFUSED in prepare: no snapshot selected (");
     email.says("A guard refused the refresh before anything changed.");
     email.says("not marked as a refresh target");
     email.says("staging-refresh check");
@@ -589,13 +575,7 @@ async fn a_failure_after_the_swap_says_the_new_data_is_live_and_how_to_roll_back
     assert_eq!(report["snapshot_live"], true);
 
     let email = received(&to);
-    assert!(
-        email
-            .subject
-            .starts_with(&format!("[staging-refresh] FAILED in cutover: {name} (")),
-        "{}",
-        email.subject
-    );
+    email.subject_starts_with(&format!("[staging-refresh] FAILED in cutover: {name} ("));
     email.says(&format!(
         "The refresh failed in the cutover phase, after the new data was swapped in: staging serves the new snapshot {name}"
     ));
