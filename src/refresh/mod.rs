@@ -232,11 +232,10 @@ impl Run<'_> {
                 None => Ok(None),
             }
         };
-        let mirrored = mirror.is_some();
         let database = async {
             self.prepare_database(&maintenance, &snapshot).await?;
             // What is left is the copy pass: the phase says so, and times the wait.
-            if mirrored {
+            if mirror.is_some() {
                 self.begin(Phase::Media, None);
             }
             anyhow::Ok(())
