@@ -10,8 +10,8 @@ use serde::Serialize;
 use crate::config::{BucketConfig, Config};
 use crate::database::{Server, markers};
 use crate::media::{self, MARKER_KEY};
-use crate::refresh::redis;
 use crate::snapshot::{Catalog, Selection, format_age};
+use crate::staging::redis;
 use crate::store::{SourceBucket, TargetBucket};
 
 #[derive(Debug, Clone, Serialize)]

@@ -20,10 +20,11 @@ use crate::media::{self, Mirror};
 use crate::notify;
 use crate::recovery;
 use crate::refresh::plan::{DatabasePlan, Plan};
-use crate::refresh::{self, Options, cutover, maintenance};
+use crate::refresh::{self, Options, cutover};
 use crate::report::RunReport;
 use crate::shutdown;
 use crate::snapshot::{Catalog, Selection, format_age};
+use crate::staging::maintenance;
 use crate::state::{Recorder, StateFile};
 use crate::store::SourceBucket;
 
@@ -396,6 +397,7 @@ async fn rollback(config: &Config) -> anyhow::Result<Exit> {
     let run_id = refresh::new_run_id();
     let lock = RunLock::acquire(&config.lock_file(), &run_id).map_err(lock_error)?;
     if let Some(recovered) = recovery::recover(config, &lock).await? {
+        StateFile::in_dir(&config.daemon.state_dir).record_recovery(&recovered);
         println!("{}", recovered.summary());
     }
     let server = Server::new(&config.database.url);
@@ -446,7 +448,7 @@ struct Status {
     previous_kept: Option<bool>,
     previous_error: Option<String>,
     /// The last recovery from a run that died.
-    recovered: Option<recovery::Recovery>,
+    recovered: Option<crate::journal::Recovery>,
 }
 
 async fn status(config: &Config, json: bool) -> anyhow::Result<Exit> {

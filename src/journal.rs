@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::refresh::maintenance::write_atomic;
+use crate::util;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
@@ -109,6 +109,35 @@ impl std::fmt::Display for Stage {
     }
 }
 
+/// What a recovery found and did: the dead run's journal, settled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recovery {
+    pub at: DateTime<Utc>,
+    /// The run that died, when known.
+    pub run_id: Option<String>,
+    pub pid: Option<String>,
+    /// What it was doing when it died.
+    pub step: Option<String>,
+    /// One line per thing found or done.
+    pub actions: Vec<String>,
+}
+
+impl Recovery {
+    /// One line for people: when, whose run, what was done.
+    pub fn summary(&self) -> String {
+        let run = match (&self.run_id, &self.pid, &self.step) {
+            (Some(run), Some(pid), Some(step)) => format!("run {run} (pid {pid}) died {step}"),
+            (Some(run), Some(pid), None) => format!("run {run} (pid {pid}) died"),
+            _ => "a run died".to_owned(),
+        };
+        format!(
+            "recovered {}: {run}; {}",
+            self.at.format("%Y-%m-%d %H:%M:%S UTC"),
+            self.actions.join("; ")
+        )
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error(
     "cannot record the run's progress in {path}: {source}; stopping before the next change, \
@@ -144,13 +173,8 @@ pub fn read(state_dir: &Path) -> Result<Option<Entry>, JournalError> {
         path: path.display().to_string(),
         source,
     };
-    match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| error(std::io::Error::new(std::io::ErrorKind::InvalidData, e))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(error(e)),
-    }
+    util::read_json(&path)
+        .map_err(|e| error(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
 }
 
 /// Removes a journal (after a recovery, or at the end of a run).
@@ -194,8 +218,7 @@ impl Journal {
         change(&mut written.entry);
         written.entry.at = Utc::now();
         written.written = true;
-        let json = serde_json::to_vec_pretty(&written.entry).expect("serializable");
-        write_atomic(&self.path, &json).map_err(|source| JournalError {
+        util::write_json(&self.path, &written.entry).map_err(|source| JournalError {
             path: self.path.display().to_string(),
             source,
         })

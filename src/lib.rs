@@ -22,5 +22,7 @@ pub mod report;
 pub mod restore;
 pub mod shutdown;
 pub mod snapshot;
+pub mod staging;
 pub mod state;
 pub mod store;
+pub mod util;

@@ -21,9 +21,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::refresh::maintenance;
 use crate::report::{Outcome, RunReport};
 use crate::shutdown::Shutdown;
+use crate::staging::maintenance;
 use crate::state::{State, StateFile};
 
 pub const BUILD_INFO: &str = "staging_refresh_build_info";

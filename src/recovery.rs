@@ -12,47 +12,16 @@
 //! - An interrupted media pass needs nothing: objects are copied and deleted whole, and the
 //!   next run's mirror finishes the job.
 //!
-//! What was found and done is logged, kept in the state file (`status`, metrics) and in the
-//! next run's report (`run --json`, the email).
+//! What was found and done is logged and returned; the caller keeps it in the state file
+//! (`status`, metrics) and in the next run's report (`run --json`, the email).
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::Utc;
 
 use crate::config::Config;
 use crate::database::{Server, swap};
-use crate::journal::{self, Entry, MediaPass, Stage, Step, Window};
+use crate::journal::{self, Entry, MediaPass, Recovery, Stage, Step, Window};
 use crate::lock::RunLock;
-use crate::refresh::{backend, maintenance, redis};
-use crate::state::StateFile;
-
-/// What a recovery found and did.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Recovery {
-    pub at: DateTime<Utc>,
-    /// The run that died, when known.
-    pub run_id: Option<String>,
-    pub pid: Option<String>,
-    /// What it was doing when it died.
-    pub step: Option<String>,
-    /// One line per thing found or done.
-    pub actions: Vec<String>,
-}
-
-impl Recovery {
-    /// One line for people: when, whose run, what was done.
-    pub fn summary(&self) -> String {
-        let run = match (&self.run_id, &self.pid, &self.step) {
-            (Some(run), Some(pid), Some(step)) => format!("run {run} (pid {pid}) died {step}"),
-            (Some(run), Some(pid), None) => format!("run {run} (pid {pid}) died"),
-            _ => "a run died".to_owned(),
-        };
-        format!(
-            "recovered {}: {run}; {}",
-            self.at.format("%Y-%m-%d %H:%M:%S UTC"),
-            self.actions.join("; ")
-        )
-    }
-}
+use crate::staging::{backend, maintenance, redis};
 
 #[derive(Debug, thiserror::Error)]
 #[error("recovering from {run}, which died: {message}")]
@@ -61,7 +30,8 @@ pub struct RecoveryError {
     message: String,
 }
 
-/// Repairs what a dead run left, holding `lock`; `None` when nothing was left.
+/// Repairs what a dead run left, holding `lock`; `None` when nothing was left. The caller
+/// records the returned [`Recovery`].
 pub async fn recover(config: &Config, lock: &RunLock) -> Result<Option<Recovery>, RecoveryError> {
     let state_dir = &config.daemon.state_dir;
     let unknown = |message: String| RecoveryError {
@@ -141,11 +111,6 @@ pub async fn recover(config: &Config, lock: &RunLock) -> Result<Option<Recovery>
     }
     journal::remove(state_dir).map_err(|e| failed(e.to_string()))?;
     tracing::warn!(summary = %recovery.summary(), "recovered");
-    StateFile::in_dir(state_dir).update(|s| {
-        s.current = None;
-        s.recovered = Some(recovery.clone());
-        s.totals.recoveries += 1;
-    });
     Ok(Some(recovery))
 }
 

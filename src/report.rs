@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::anonymize::{Finding, Verification};
 use crate::error::Exit;
+use crate::journal::Recovery;
 use crate::media::MediaReport;
-use crate::recovery::Recovery;
 use crate::snapshot::Snapshot;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -12,12 +12,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::journal::Recovery;
 use crate::media::{MediaProgress, MediaProgressSnapshot, MediaReport};
 use crate::progress::{Progress, ProgressSnapshot};
-use crate::recovery::Recovery;
 use crate::refresh::Observer;
-use crate::refresh::maintenance::write_atomic;
 use crate::report::{Outcome, Phase, RunReport};
+use crate::util;
 
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
@@ -113,29 +113,31 @@ impl StateFile {
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The state; empty when no run has been recorded yet.
     pub fn read(&self) -> Result<State, StateError> {
         let error = |message: String| StateError {
             path: self.path.display().to_string(),
             message,
         };
-        match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| error(e.to_string())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
-            Err(e) => Err(error(e.to_string())),
-        }
+        util::read_json(&self.path)
+            .map(Option::unwrap_or_default)
+            .map_err(error)
     }
 
     pub fn write(&self, state: &State) -> Result<(), StateError> {
-        let json = serde_json::to_vec_pretty(state).expect("serializable");
-        write_atomic(&self.path, &json).map_err(|e| StateError {
+        util::write_json(&self.path, state).map_err(|e| StateError {
             path: self.path.display().to_string(),
             message: e.to_string(),
         })
+    }
+
+    /// Keeps what a recovery from a dead run did; its run is no longer current.
+    pub fn record_recovery(&self, recovery: &Recovery) {
+        self.update(|s| {
+            s.current = None;
+            s.recovered = Some(recovery.clone());
+            s.totals.recoveries += 1;
+        });
     }
 
     /// Reads, changes and writes back under an exclusive lock (the daemon and a `run` started
@@ -239,6 +241,10 @@ impl Observer for Recorder {
             media,
         };
         self.file.update(|s| s.current = Some(current));
+    }
+
+    fn recovered(&self, recovery: &Recovery) {
+        self.file.record_recovery(recovery);
     }
 
     fn media(&self, progress: &MediaProgress) {

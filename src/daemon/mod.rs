@@ -22,6 +22,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::config::Config;
 use crate::error::Exit;
+use crate::journal::Recovery;
 use crate::lock::{LockError, RunLock};
 use crate::logging::RunFields;
 use crate::media::MediaProgress;
@@ -229,8 +230,12 @@ async fn recover_at_start(config: &Config) {
             return;
         }
     };
-    if let Err(e) = recovery::recover(config, &lock).await {
-        tracing::error!("{e}");
+    match recovery::recover(config, &lock).await {
+        Ok(Some(recovery)) => {
+            StateFile::in_dir(&config.daemon.state_dir).record_recovery(&recovery)
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!("{e}"),
     }
 }
 
@@ -490,6 +495,10 @@ impl Observer for DaemonObserver {
             phase,
             snapshot,
         });
+    }
+
+    fn recovered(&self, recovery: &Recovery) {
+        self.recorder.recovered(recovery);
     }
 
     fn media(&self, progress: &MediaProgress) {

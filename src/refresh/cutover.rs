@@ -10,13 +10,13 @@ use std::time::Instant;
 
 use chrono::Utc;
 
-use super::backend::{self, BackendError};
-use super::maintenance::{Flag, FlagContents, FlagError};
-use super::redis;
 use crate::config::Config;
 use crate::database::{Server, swap};
 use crate::fault;
 use crate::journal::{Journal, Stage, Step, Window};
+use crate::staging::backend::{self, BackendError};
+use crate::staging::maintenance::{Flag, FlagContents, FlagError};
+use crate::staging::redis;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CutoverError {

@@ -9,11 +9,11 @@
 //! The media mirror plugs in here: its copy pass runs concurrently with phase 1
 //! ([`prepare_database`] is joined with it), its delete pass in phase 3.
 
-pub mod backend;
 pub mod cutover;
-pub mod maintenance;
+mod observer;
 pub mod plan;
-pub mod redis;
+
+pub use observer::Observer;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -37,23 +37,6 @@ use crate::restore::{self, filter::Filter};
 use crate::shutdown::Shutdown;
 use crate::snapshot::{Catalog, Selection, Snapshot};
 use crate::store::SourceBucket;
-
-/// Told about a run as it goes (the state file, later systemd status and metrics).
-pub trait Observer: Send + Sync {
-    /// A phase starts; `progress` counts its work when it has a measurable amount.
-    fn phase(&self, report: &RunReport, phase: Phase, progress: Option<Arc<Progress>>);
-    /// The media mirror starts; it runs beside the database phases.
-    fn media(&self, _progress: &MediaProgress) {}
-    fn finished(&self, report: &RunReport);
-}
-
-/// An observer that ignores everything.
-pub struct Quiet;
-
-impl Observer for Quiet {
-    fn phase(&self, _: &RunReport, _: Phase, _: Option<Arc<Progress>>) {}
-    fn finished(&self, _: &RunReport) {}
-}
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -195,6 +178,9 @@ impl Run<'_> {
     ) -> anyhow::Result<()> {
         self.observer.phase(&self.report, Phase::Prepare, None);
         self.report.recovered = recovery::recover(self.config, lock).await?;
+        if let Some(recovery) = &self.report.recovered {
+            self.observer.recovered(recovery);
+        }
         self.journal.step(Step::Started)?;
         // Both guards of the media target (not production, opted in) refuse before any change.
         let mirror = self.media_mirror(options).await?;
