@@ -23,7 +23,7 @@ use crate::refresh::plan::{DatabasePlan, Plan};
 use crate::refresh::{self, Options, cutover};
 use crate::report::RunReport;
 use crate::shutdown;
-use crate::snapshot::{Catalog, Selection, format_age};
+use crate::snapshot::{Catalog, Content, Selection, format_age};
 use crate::staging::maintenance;
 use crate::state::{Recorder, StateFile};
 use crate::store::SourceBucket;
@@ -56,7 +56,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// List snapshots, newest first: name, taken at, age, size, checksum present.
+    /// List snapshots, newest first: name, taken at, age, size, compression, encryption, checksum.
     Snapshots {
         /// Show at most this many.
         #[arg(long)]
@@ -167,26 +167,28 @@ async fn snapshots(
         .unwrap_or(4)
         .max(4);
     println!(
-        "{:<width$}  {:<19}  {:>7}  {:>10}  CHECKSUM",
-        "NAME", "TAKEN AT (UTC)", "AGE", "SIZE"
+        "{:<width$}  {:<19}  {:>7}  {:>10}  {:<11}  {:<10}  CHECKSUM",
+        "NAME", "TAKEN AT (UTC)", "AGE", "SIZE", "COMPRESSION", "ENCRYPTION"
     );
     for s in &catalog.snapshots {
-        let too_old = if s.age(now) > config.snapshot.max_age {
-            " (older than max_age)"
-        } else {
-            ""
-        };
+        let mut notes = String::new();
+        if s.content != Content::Database {
+            notes.push_str(&format!(" ({}: not restorable)", s.content.describe()));
+        }
+        if s.age(now) > config.snapshot.max_age {
+            notes.push_str(" (older than max_age)");
+        }
         println!(
-            "{:<width$}  {:<19}  {:>7}  {:>10}  {}{too_old}",
+            "{:<width$}  {:<19}  {:>7}  {:>10}  {:<11}  {:<10}  {}{notes}",
             s.name,
             s.taken_at.format("%Y-%m-%d %H:%M:%S"),
             format_age(s.age(now)),
             HumanBytes(s.size).to_string(),
-            if s.checksum_key.is_some() {
-                "md5"
-            } else {
-                "none"
-            },
+            s.compression.to_string(),
+            if s.encrypted { "gpg" } else { "none" },
+            s.checksum
+                .as_ref()
+                .map_or("none".to_owned(), |c| c.kind.to_string()),
         );
     }
     if catalog.snapshots.is_empty() {

@@ -19,6 +19,7 @@ const SECRET_KEYS: &[&str] = &[
     "url",
     "admin_password",
     "smtp_url",
+    "passphrase",
 ];
 /// Environment keys parsed as comma-separated lists.
 const LIST_KEYS: &[&str] = &[
@@ -125,6 +126,17 @@ pub struct SnapshotConfig {
     pub max_age: Duration,
     #[serde(default)]
     pub require_checksum: bool,
+    /// How to open `.gpg` snapshots.
+    pub decrypt: Option<DecryptConfig>,
+}
+
+/// `[snapshot.decrypt]`: a passphrase for `gpg -c` files, or an OpenPGP secret key (armored or
+/// binary) for files encrypted to it; with both, the passphrase unlocks the key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecryptConfig {
+    pub passphrase: Option<Secret>,
+    pub key_file: Option<PathBuf>,
 }
 
 impl SnapshotConfig {
@@ -599,6 +611,15 @@ impl Config {
         validate_bucket("snapshot", &self.snapshot.bucket_config())?;
         globset::Glob::new(&self.snapshot.pattern)
             .map_err(|e| key_error("snapshot.pattern", format!("invalid glob: {e}")))?;
+        if let Some(decrypt) = &self.snapshot.decrypt
+            && decrypt.passphrase.is_none()
+            && decrypt.key_file.is_none()
+        {
+            return Err(key_error(
+                "snapshot.decrypt",
+                "set passphrase, passphrase_file or key_file",
+            ));
+        }
         if self.snapshot.max_age.is_zero() {
             return Err(key_error("snapshot.max_age", "must be greater than zero"));
         }

@@ -85,7 +85,11 @@ async fn database_plan(config: &Config, selection: &Selection) -> anyhow::Result
         database: snapshot.database.clone(),
     };
     let progress = Arc::new(Progress::new("plan", Unit::Bytes, Some(snapshot.size)));
-    let streamed = restore::plan(&bucket, &snapshot, filter, progress)
+    let source = restore::Source {
+        bucket: &bucket,
+        decrypt: config.snapshot.decrypt.as_ref(),
+    };
+    let streamed = restore::plan(source, &snapshot, filter, progress)
         .await
         .with_context(|| format!("reading {}", snapshot.name))?;
 

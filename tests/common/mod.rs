@@ -4,6 +4,7 @@
 
 pub mod env;
 pub mod fixtures;
+pub mod gpg;
 pub mod proxy;
 pub mod services;
 pub mod staging;
