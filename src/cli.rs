@@ -131,7 +131,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::InitTarget => init_target(&config).await,
         Command::Rollback => rollback(&config).await,
         Command::Status => status(&config, cli.json).await,
-        Command::Daemon => daemon::run(&cli.config, config).await,
+        Command::Daemon => daemon::serve(&cli.config, config)
+            .await
+            .map(|()| Exit::Success)
+            .map_err(Into::into),
         Command::Trigger { wait, snapshot } => trigger(&config, &snapshot, wait, cli.json).await,
     }
 }
