@@ -68,7 +68,7 @@ pub enum Started {
         events: broadcast::Receiver<Reply>,
     },
     /// A refresh is running already (this daemon's, or another process's holding the lock).
-    Busy { run_id: String, pid: String },
+    Busy { run_id: String, pid: Option<u32> },
 }
 
 pub struct Daemon {
@@ -400,7 +400,8 @@ impl Daemon {
                     tracing::info!(run_id, "scheduled refresh started")
                 }
                 Ok(Started::Busy { run_id, pid }) => tracing::warn!(
-                    "scheduled refresh skipped: run {run_id} (pid {pid}) is still going"
+                    "scheduled refresh skipped: run {run_id} (pid {}) is still going",
+                    crate::util::shown_pid(pid)
                 ),
                 Err(e) => tracing::error!("scheduled refresh not started: {e:#}"),
             }
@@ -417,7 +418,7 @@ impl Daemon {
         if let Some(run) = active.as_ref().filter(|run| run.running()) {
             return Ok(Started::Busy {
                 run_id: run.recorder.current().map(|c| c.run_id).unwrap_or_default(),
-                pid: std::process::id().to_string(),
+                pid: Some(std::process::id()),
             });
         }
         let config = self.config();
