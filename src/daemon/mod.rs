@@ -519,3 +519,72 @@ impl DaemonObserver {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn runs_in_process_until_its_shutdown_future_completes() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            format!(
+                r#"[snapshot]
+endpoint = "http://127.0.0.1:9"
+bucket = "prod"
+access_key_id = "key"
+secret_access_key = "secret"
+
+[database]
+url = "postgres://refresh@127.0.0.1:9/postgres"
+
+[anonymize]
+admin_email = "admin@staging.example.com"
+admin_password = "staging-admin-password"
+
+[media]
+enabled = false
+
+[maintenance]
+flag_file = "{0}/maintenance.json"
+
+[daemon]
+state_dir = "{0}"
+control_socket = "{0}/control.sock"
+
+[metrics]
+listen = "127.0.0.1:0"
+"#,
+                state.display()
+            ),
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap();
+        let socket = config.daemon.control_socket.clone();
+        let control = bind(&socket).unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let daemon = tokio::spawn(async move {
+            run(&path, config, control, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+
+        let status = control::Client::connect(&socket)
+            .await
+            .unwrap()
+            .status()
+            .await
+            .unwrap();
+        assert_eq!(status.pid, std::process::id());
+        assert!(status.running.is_none(), "{status:?}");
+        assert!(status.next_run.is_some(), "{status:?}");
+
+        stop.send(()).unwrap();
+        daemon.await.unwrap().unwrap();
+        assert!(!socket.exists(), "the control socket is removed at stop");
+    }
+}
