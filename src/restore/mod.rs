@@ -69,6 +69,24 @@ pub struct Streamed {
     pub filtered: BTreeMap<String, u64>,
 }
 
+/// Why the decode stage failed: [`RestoreError`]'s causes that stage has (its loader errors
+/// are large).
+enum DecodeFailure {
+    Decode(DecodeError),
+    Syntax(String),
+    Refused(Refusal),
+}
+
+impl From<DecodeFailure> for RestoreError {
+    fn from(failure: DecodeFailure) -> RestoreError {
+        match failure {
+            DecodeFailure::Decode(e) => e.into(),
+            DecodeFailure::Syntax(message) => RestoreError::Syntax(message),
+            DecodeFailure::Refused(r) => r.into(),
+        }
+    }
+}
+
 /// Why a stage stopped.
 enum Stop<E> {
     /// It failed: this is the cause.
@@ -185,7 +203,7 @@ where
     };
     let (bytes_sql, filtered) = match decoded {
         Ok(d) => d,
-        Err(Stop::Failed(e)) => return Err(e),
+        Err(Stop::Failed(e)) => return Err(e.into()),
         Err(Stop::Closed) => (0, BTreeMap::new()),
     };
     let rows = consumed?;
@@ -299,13 +317,12 @@ pub async fn probe(source: Source<'_>, snapshot: &Snapshot) -> Result<(), Restor
         }
     }
     let snapshot = snapshot.clone();
-    tokio::task::spawn_blocking(move || {
-        decode::sql(std::io::Cursor::new(head), &snapshot, secrets.as_ref())
-            .map(drop)
-            .map_err(RestoreError::from)
+    let opened = tokio::task::spawn_blocking(move || {
+        decode::sql(std::io::Cursor::new(head), &snapshot, secrets.as_ref()).map(drop)
     })
     .await
-    .expect("opening a snapshot does not panic")
+    .expect("opening a snapshot does not panic");
+    Ok(opened?)
 }
 
 /// Reads `[snapshot.decrypt]`'s secrets when `snapshot` needs them.
@@ -327,17 +344,18 @@ fn decode(
     secrets: Option<&Secrets>,
     filter: &Filter,
     out: &mpsc::Sender<Load>,
-) -> Result<(u64, BTreeMap<String, u64>), Stop<RestoreError>> {
+) -> Result<(u64, BTreeMap<String, u64>), Stop<DecodeFailure>> {
     let upstream_failed = input.failed.clone();
     // A decoder's failure after the download failed is the download's consequence.
-    let failed = |e: RestoreError| {
+    let failed = |e: DecodeFailure| {
         if upstream_failed.load(std::sync::atomic::Ordering::Relaxed) {
             Stop::Closed
         } else {
             Stop::Failed(e)
         }
     };
-    let sql = decode::sql(input, snapshot, secrets).map_err(|e| failed(e.into()))?;
+    let sql =
+        decode::sql(input, snapshot, secrets).map_err(|e| failed(DecodeFailure::Decode(e)))?;
     let counted = Counted {
         inner: sql,
         bytes: 0,
@@ -351,17 +369,18 @@ fn decode(
             Ok(Some(item)) => item,
             Ok(None) => break,
             Err(LexError::Input(e)) => {
-                return Err(failed(DecodeError::from_io(e, &snapshot.name).into()));
+                let cause = DecodeError::from_io(e, &snapshot.name);
+                return Err(failed(DecodeFailure::Decode(cause)));
             }
             Err(e @ LexError::Syntax { .. }) => {
-                return Err(failed(RestoreError::Syntax(e.to_string())));
+                return Err(failed(DecodeFailure::Syntax(e.to_string())));
             }
         };
         match item {
             Item::Meta { command, line } => match filter.meta(&command, line) {
                 Ok(Action::Drop(reason)) => count(reason),
                 Ok(_) => unreachable!("meta-commands are dropped or refused"),
-                Err(r) => return Err(Stop::Failed(r.into())),
+                Err(r) => return Err(Stop::Failed(DecodeFailure::Refused(r))),
             },
             Item::Statement(s) => {
                 let text = match filter.statement(&s) {
@@ -374,7 +393,7 @@ fn decode(
                         count(reason);
                         continue;
                     }
-                    Err(r) => return Err(Stop::Failed(r.into())),
+                    Err(r) => return Err(Stop::Failed(DecodeFailure::Refused(r))),
                 };
                 if s.is_copy_from_stdin() {
                     send(Load::CopyStart {
