@@ -356,7 +356,7 @@ impl Run<'_> {
             ))
             .into());
         }
-        let bucket = SourceBucket::new(&self.config.snapshot.bucket_config());
+        let bucket = SourceBucket::new(self.config.snapshot.bucket_config());
         let catalog = Catalog::list(
             &bucket,
             &self.config.snapshot,
@@ -416,7 +416,7 @@ impl Run<'_> {
 
         let progress = Arc::new(Progress::new("restore", Unit::Bytes, Some(snapshot.size)));
         self.begin(Phase::Restore, Some(progress.clone()));
-        let bucket = SourceBucket::new(&self.config.snapshot.bucket_config());
+        let bucket = SourceBucket::new(self.config.snapshot.bucket_config());
         let streamed = restore::restore(&bucket, snapshot, filter, &client, progress.clone())
             .await
             .with_context(|| format!("restoring {} into {scratch}", snapshot.name))?;

@@ -72,7 +72,7 @@ async fn database_plan(config: &Config, selection: &Selection) -> anyhow::Result
     let client = server.connect(None).await?;
     let name = &config.database.name;
     let target_marked = markers::marked_at(&server, &client, name).await?.is_some();
-    let bucket = SourceBucket::new(&config.snapshot.bucket_config());
+    let bucket = SourceBucket::new(config.snapshot.bucket_config());
     let catalog = Catalog::list(&bucket, &config.snapshot, config.source_database())
         .await
         .context("listing snapshots")?;
