@@ -267,15 +267,18 @@ fn nest_snapshot_store(tree: &mut config::Map<String, config::Value>) -> Result<
 }
 
 /// An error's key or message as the file spells it: `snapshot.store.bucket` is
-/// `snapshot.bucket`, and a list of `[snapshot]`'s keys names the bucket's.
+/// `snapshot.bucket`, and serde's list of `[snapshot]`'s keys (`store` comes first in
+/// `SnapshotConfig`) names the bucket's instead.
 fn flat_snapshot_keys(text: &str) -> String {
     let nested = format!("snapshot.{SNAPSHOT_STORE}");
     if text == nested {
         return "snapshot".into();
     }
     let bucket_keys = BucketConfig::KEYS.map(|k| format!("`{k}`")).join(", ");
-    text.replace(&format!("{nested}."), "snapshot.")
-        .replace(&format!("`{SNAPSHOT_STORE}`"), &bucket_keys)
+    text.replace(&format!("{nested}."), "snapshot.").replace(
+        &format!("one of `{SNAPSHOT_STORE}`"),
+        &format!("one of {bucket_keys}"),
+    )
 }
 
 #[cfg(test)]
@@ -407,6 +410,10 @@ admin_password = "correct horse"
         let expected = "expected one of `endpoint`, `region`, `bucket`, `access_key_id`, \
                         `secret_access_key`, `prefix`, `database`, `pattern`, `max_age`";
         assert!(err.to_string().contains(expected), "{err}");
+        let media = "[media]\nenabled = false\n[media.source]\nbucket = \"b\"\nstore = 1\n";
+        let err = load(&format!("{MINIMAL}{media}"), &[]).unwrap_err();
+        assert!(err.to_string().contains("unknown field `store`"), "{err}");
+        assert_eq!(key_of(err), "media.source.store");
         let err = load(
             &MINIMAL.replace("\"snaps\"", "\"snaps\"\nregion = [1]"),
             &[],

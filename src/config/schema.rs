@@ -28,7 +28,7 @@ pub struct BucketConfig {
 }
 
 impl BucketConfig {
-    /// Its keys as written in a config file.
+    /// Its fields' names, which `[snapshot]` takes flat beside its own: keep them in step.
     pub(super) const KEYS: [&str; 5] = [
         "endpoint",
         "region",
