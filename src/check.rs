@@ -164,7 +164,7 @@ fn media_distinct(source: &BucketConfig, target: &BucketConfig) -> Result<String
 /// The snapshot bucket and its newest snapshot; an encrypted one must open with the
 /// configured secret.
 async fn snapshots(config: &Config) -> Vec<CheckResult> {
-    let bucket = SourceBucket::new(&config.snapshot.bucket_config());
+    let bucket = SourceBucket::new(config.snapshot.bucket_config());
     let newest = match newest_snapshot(config, &bucket).await {
         Ok(newest) => newest,
         Err(e) => return vec![CheckResult::from("snapshot bucket", Err(e))],

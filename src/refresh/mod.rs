@@ -115,7 +115,7 @@ pub(crate) async fn select_snapshot(
     config: &Config,
     selection: &Selection,
 ) -> Result<(SourceBucket, Snapshot), RunError> {
-    let bucket = SourceBucket::new(&config.snapshot.bucket_config());
+    let bucket = SourceBucket::new(config.snapshot.bucket_config());
     let catalog = Catalog::list(&bucket, &config.snapshot, config.source_database())
         .await
         .doing("listing snapshots")?;
@@ -398,7 +398,7 @@ impl Run<'_> {
 
         let progress = Arc::new(Progress::new("restore", Unit::Bytes, Some(snapshot.size)));
         self.begin(Phase::Restore, Some(progress.clone()));
-        let bucket = SourceBucket::new(&self.config.snapshot.bucket_config());
+        let bucket = SourceBucket::new(self.config.snapshot.bucket_config());
         let source = restore::Source {
             bucket: &bucket,
             decrypt: self.config.snapshot.decrypt.as_ref(),
