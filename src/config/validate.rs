@@ -289,6 +289,7 @@ mod tests {
             ),
             ("[media]\nenabled = true\n", "media.source"),
             ("[redis]\nurl = \"http://nope\"\n", "redis.url"),
+            ("[snapshot.decrypt]\n", "snapshot.decrypt"),
         ];
         for (extra, key) in cases {
             let err = load(&format!("{MINIMAL}{extra}"), &[]).unwrap_err();
