@@ -1,5 +1,9 @@
-//! Shared by every integration test binary, the demo sandbox and the benchmarks: the test
-//! world (`env`), the names it shares (`constants`), the services, fixtures and helpers.
+//! Shared by every integration test binary, the demo sandbox and the benchmarks.
+//!
+//! A test builds on the test world, [`env::Env`]: its own staging database and snapshot
+//! bucket on the services started once per binary (`services`), and a config made of the
+//! sections the test varies (its fields), then `run`, `refresh`, `init_target` and `query`.
+//! The names and secrets that config and the fixtures use are in `constants`.
 //! Not every binary uses every helper or re-export.
 #![allow(dead_code, unused_imports)]
 
