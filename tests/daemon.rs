@@ -135,11 +135,8 @@ struct Daemon {
 impl Daemon {
     fn start(env: &Env, notify: &NotifySocket, watchdog_usec: Option<u64>) -> Daemon {
         let log = test_dir("daemon-log").join("daemon.log");
-        let mut cmd = Command::new(common::binary());
-        cmd.arg("--config")
-            .arg(env.config())
-            .arg("daemon")
-            .env("NOTIFY_SOCKET", &notify.path)
+        let mut cmd = env.command(&["daemon"]);
+        cmd.env("NOTIFY_SOCKET", &notify.path)
             .env_remove("WATCHDOG_USEC")
             .env_remove("WATCHDOG_PID")
             .env_remove("JOURNAL_STREAM")

@@ -9,8 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_sdk_s3::primitives::ByteStream;
 use futures::StreamExt;
 
-use common::constants::{S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY};
-use common::env::{Env, with_media};
+use common::constants::{ADMIN_EMAIL, ADMIN_PASSWORD, S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY};
 use common::proxy::{Proxy, ProxyOptions};
 use common::s3;
 use staging_refresh::config::{BucketConfig, MaxDelete, MediaConfig, Secret};
@@ -496,8 +495,29 @@ async fn a_shutdown_stops_the_copy_pass_part_way() {
 
 #[tokio::test]
 async fn check_reports_both_media_buckets_and_the_marker() {
-    let mut env = Env::empty().await;
-    let (_, target) = with_media(&mut env, None).await;
+    // No database to reach (port 1): only the bucket checks matter, and no PostgreSQL starts.
+    let snapshots = s3().bucket("snaps").await;
+    let source = s3().bucket("chk-src").await;
+    let target = s3().bucket("chk-tgt").await;
+    let config = common::write_config(&format!(
+        r#"[snapshot]
+{snap}
+[database]
+url = "postgres://refresh@127.0.0.1:1/postgres"
+[anonymize]
+admin_email = "{ADMIN_EMAIL}"
+admin_password = "{ADMIN_PASSWORD}"
+[media]
+enabled = true
+[media.source]
+{src}
+[media.target]
+{tgt}
+"#,
+        snap = s3().bucket_toml(&snapshots),
+        src = s3().bucket_toml(&source),
+        tgt = s3().bucket_toml(&target),
+    ));
     let line = |out: &common::Run, name: &str| -> serde_json::Value {
         out.json()
             .as_array()
@@ -507,7 +527,7 @@ async fn check_reports_both_media_buckets_and_the_marker() {
             .unwrap_or_else(|| panic!("no {name} in {out:?}"))
             .clone()
     };
-    let out = env.run(&["--json", "check"]).await;
+    let out = common::run(&config, &["--json", "check"]).await;
     assert_eq!(out.code, 1, "{out:?}");
     assert_eq!(line(&out, "media source bucket")["ok"], true);
     assert_eq!(line(&out, "media target bucket")["ok"], true);
@@ -522,6 +542,6 @@ async fn check_reports_both_media_buckets_and_the_marker() {
     )))
     .await
     .unwrap();
-    let out = env.run(&["--json", "check"]).await;
+    let out = common::run(&config, &["--json", "check"]).await;
     assert_eq!(line(&out, "media target marker")["ok"], true, "{out:?}");
 }
