@@ -54,24 +54,9 @@ pub fn render(outline: &Outline) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::report::outline::{Section, row};
-
     #[test]
     fn html_escapes_and_closes_tables() {
-        let outline = Outline {
-            headline: String::new(),
-            title: "x".into(),
-            sections: vec![Section {
-                title: "T",
-                lines: vec![
-                    row(["a", "<b>"]),
-                    row(["longer", "c & d"]),
-                    Line::Command("staging-refresh run".into()),
-                ],
-            }],
-        };
-        let html = render(&outline);
+        let html = super::render(&crate::report::outline::example());
         assert!(
             html.contains("<td style=\"padding-right: 1em\">&lt;b&gt;</td>"),
             "{html}"

@@ -476,26 +476,29 @@ fn column_widths(lines: &[Line]) -> Vec<usize> {
     widths
 }
 
+/// A small outline with every kind of line, for the renderers' tests.
+#[cfg(test)]
+pub(crate) fn example() -> Outline {
+    Outline {
+        headline: String::new(),
+        title: "x".into(),
+        sections: vec![Section {
+            title: "T",
+            lines: vec![
+                row(["a", "<b>"]),
+                row(["longer", "c & d"]),
+                Line::Command("staging-refresh run".into()),
+            ],
+        }],
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn text_aligns_rows_and_indents_commands() {
-        let outline = Outline {
-            headline: String::new(),
-            title: "x".into(),
-            sections: vec![Section {
-                title: "T",
-                lines: vec![
-                    row(["a", "<b>"]),
-                    row(["longer", "c & d"]),
-                    Line::Command("staging-refresh run".into()),
-                ],
-            }],
-        };
         assert_eq!(
-            outline.to_string(),
+            super::example().to_string(),
             "x\n\nT\n  a       <b>\n  longer  c & d\n      staging-refresh run\n"
         );
     }
