@@ -131,7 +131,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::InitTarget => init_target(&config).await,
         Command::Rollback => rollback(&config).await,
         Command::Status => status(&config, cli.json).await,
-        Command::Daemon => daemon::run(&cli.config, config).await,
+        Command::Daemon => daemon::serve(&cli.config, config)
+            .await
+            .map(|()| Exit::Success)
+            .map_err(Into::into),
         Command::Trigger { wait, snapshot } => trigger(&config, &snapshot, wait, cli.json).await,
     }
 }
@@ -381,7 +384,7 @@ async fn init_target(config: &Config) -> anyhow::Result<Exit> {
     );
     if config.media.enabled {
         // Mirror::new refuses a target that is the source: never mark production's bucket.
-        let mirror = Mirror::new(&config.media).map_err(refresh::media_error)?;
+        let mirror = Mirror::new(&config.media)?;
         media::write_marker(mirror.target()).await?;
         println!(
             "marked s3://{} at {} as a media target ({})",

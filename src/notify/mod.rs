@@ -9,11 +9,11 @@ mod redact;
 
 use chrono::{DateTime, Utc};
 
-pub use email::{NotifyError, send};
+use email::send;
 
 use crate::config::Config;
 use crate::report::RunReport;
-use crate::report::outline::Outline;
+use crate::report::outline::{Outline, Reader};
 use crate::state::StateFile;
 
 /// One email: subject and the same content as text and HTML.
@@ -42,7 +42,12 @@ pub async fn after_run(config: &Config, report: &RunReport) {
 /// The outline of `report` as everyone it is sent to may read it; `now` dates the snapshot's
 /// age.
 fn outline(config: &Config, report: &RunReport, now: DateTime<Utc>) -> Outline {
-    Outline::of(report, config, now, redact::without_values)
+    Outline::of(
+        report,
+        config,
+        now,
+        Reader::Recipients(redact::without_values),
+    )
 }
 
 /// The email for `report`; `now` dates the snapshot's age.

@@ -16,7 +16,7 @@ use crate::error::Exit;
 use crate::journal::Recovery;
 use crate::media::MediaReport;
 use crate::snapshot::Snapshot;
-use outline::Outline;
+use outline::{Outline, Reader};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -146,6 +146,10 @@ pub struct RunReport {
     pub failed_phase: Option<Phase>,
     /// The error, with its causes; never a secret.
     pub error: Option<String>,
+    /// The error without the parts that can quote production rows (for email and chat; see
+    /// [`outline::Reader`]).
+    #[serde(default)]
+    pub error_without_values: Option<String>,
     pub snapshot: Option<SnapshotReport>,
     pub phases: Vec<PhaseTiming>,
     pub bytes_downloaded: u64,
@@ -182,6 +186,7 @@ impl RunReport {
             outcome: Outcome::Ok,
             failed_phase: None,
             error: None,
+            error_without_values: None,
             snapshot: None,
             phases: Vec::new(),
             bytes_downloaded: 0,
@@ -209,6 +214,6 @@ impl RunReport {
 
     /// The report for the operator: its [`Outline`] as plain text, the whole error included.
     pub fn summary(&self, config: &Config) -> String {
-        Outline::of(self, config, Utc::now(), outline::whole).to_string()
+        Outline::of(self, config, Utc::now(), Reader::Operator).to_string()
     }
 }

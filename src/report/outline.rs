@@ -41,13 +41,42 @@ pub struct Outline {
     pub sections: Vec<Section>,
 }
 
-/// What an outline shows of an error text, and whether anything of it was withheld: the whole
-/// text ([`whole`]) for the operator on the staging host, less for readers farther away.
-pub type Shown = fn(&str) -> (String, bool);
+/// Who reads an outline, which decides what it shows of errors.
+#[derive(Debug, Clone, Copy)]
+pub enum Reader {
+    /// The operator on the staging host: the whole error.
+    Operator,
+    /// Everyone an email or chat message reaches: the error without the server's values
+    /// ([`RunReport::error_without_values`]), passed through this filter for what else can
+    /// quote production data; failed checks' details pass through it too.
+    Recipients(fn(&str) -> String),
+}
 
-/// All of `error`, withholding nothing.
-pub fn whole(error: &str) -> (String, bool) {
-    (error.to_owned(), false)
+impl Reader {
+    /// The run's error as this reader sees it, and whether anything of it was withheld.
+    fn error(self, report: &RunReport) -> Option<(String, bool)> {
+        let error = report.error.as_deref()?;
+        Some(match self {
+            Reader::Operator => (error.to_owned(), false),
+            Reader::Recipients(filter) => match &report.error_without_values {
+                Some(without) => {
+                    let shown = filter(without);
+                    let withheld = shown != error;
+                    (shown, withheld)
+                }
+                // A report recorded before the error was kept without its values.
+                None => ("(not shown here)".to_owned(), true),
+            },
+        })
+    }
+
+    /// A text of our own (a check's detail) as this reader sees it.
+    fn detail(self, detail: &str) -> String {
+        match self {
+            Reader::Operator => detail.to_owned(),
+            Reader::Recipients(filter) => filter(detail),
+        }
+    }
 }
 
 pub fn text(s: impl Into<String>) -> Line {
@@ -70,9 +99,8 @@ fn seconds(s: f64) -> String {
 }
 
 impl Outline {
-    /// The outline of `report`; `now` dates the snapshot's age, `shown` filters the error
-    /// texts (the run's error and failed checks' details).
-    pub fn of(report: &RunReport, config: &Config, now: DateTime<Utc>, shown: Shown) -> Outline {
+    /// The outline of `report` for `reader`; `now` dates the snapshot's age.
+    pub fn of(report: &RunReport, config: &Config, now: DateTime<Utc>, reader: Reader) -> Outline {
         let snapshot = report.snapshot.as_ref().map(|s| s.name.as_str());
         let total = report
             .finished_at
@@ -87,8 +115,7 @@ impl Outline {
             title: "",
             lines: staging_now(config, report),
         }];
-        if let Some(error) = &report.error {
-            let (error, withheld) = shown(error);
+        if let Some((error, withheld)) = reader.error(report) {
             let mut lines = vec![text(error)];
             if withheld {
                 lines.push(text(
@@ -111,7 +138,7 @@ impl Outline {
             sections.push(data_section(config, report));
         }
         if !report.verification.is_empty() || !report.pii_findings.is_empty() {
-            sections.push(checks_section(report, shown));
+            sections.push(checks_section(report, reader));
         }
         if let Some(media) = &report.media {
             sections.push(media_section(media));
@@ -386,7 +413,7 @@ fn media_section(media: &MediaReport) -> Section {
     }
 }
 
-fn checks_section(report: &RunReport, shown: Shown) -> Section {
+fn checks_section(report: &RunReport, reader: Reader) -> Section {
     let mut lines = Vec::new();
     let failed: Vec<_> = report.verification.iter().filter(|v| !v.ok).collect();
     if report.verification.is_empty() {
@@ -403,7 +430,7 @@ fn checks_section(report: &RunReport, shown: Shown) -> Section {
             report.verification.len()
         )));
         for v in failed {
-            lines.push(row([&v.name, &shown(&v.detail).0]));
+            lines.push(row([&v.name, &reader.detail(&v.detail)]));
         }
     }
     if report.pii_findings.is_empty() {
