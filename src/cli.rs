@@ -306,7 +306,10 @@ async fn trigger(
             },
             control::Reply::Finished { report } => return print_report(config, &report, json),
             control::Reply::Busy { run_id, pid } => {
-                eprintln!("already running: run {run_id} (pid {pid}); not starting another");
+                eprintln!(
+                    "already running: run {run_id} (pid {}); not starting another",
+                    crate::util::shown_pid(pid)
+                );
                 return Ok(Exit::Locked);
             }
             control::Reply::Error { message } => anyhow::bail!("the daemon refused: {message}"),
