@@ -447,7 +447,8 @@ async fn trigger_during_a_run_is_already_running_and_wait_exits_with_the_outcome
             .stderr
             .contains(&format!("phase restore: {}", env.snapshot))
             && waited.stderr.contains("phase cutover")
-            && waited.stdout.contains(&format!("run {run_id}: ok")),
+            && waited.stdout.starts_with("Staging refresh OK\n")
+            && waited.stdout.contains(&format!("Run {run_id} on ")),
         "{waited:?}"
     );
     assert_eq!(users(&env), PROD_USERS.to_string());
@@ -576,7 +577,7 @@ async fn trigger_with_the_daemon_down_runs_the_refresh_itself() {
     let out = env.run(&["trigger", "--wait", "now"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("running the refresh here"), "{out:?}");
-    assert!(out.stdout.contains(": ok"), "{out:?}");
+    assert!(out.stdout.starts_with("Staging refresh OK\n"), "{out:?}");
     assert_eq!(users(&env), PROD_USERS.to_string());
     assert_eq!(state(&env)["last"]["outcome"], "ok");
 }
