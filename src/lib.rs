@@ -24,5 +24,6 @@ pub mod shutdown;
 pub mod snapshot;
 pub mod staging;
 pub mod state;
+pub mod status;
 pub mod store;
 pub mod util;

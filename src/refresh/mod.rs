@@ -12,6 +12,7 @@
 pub mod cutover;
 mod observer;
 pub mod plan;
+pub mod rollback;
 
 pub use observer::Observer;
 
