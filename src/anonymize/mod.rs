@@ -13,7 +13,7 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::config::{AnonymizeConfig, OnUnmaskedPii};
-use crate::restore::loader::db_message;
+use crate::database::sql::ServerMessage;
 pub use scan::Finding;
 pub use verify::Verification;
 
@@ -32,10 +32,18 @@ pub enum AnonymizeError {
          nothing was changed"
     )]
     AdminNotFound { email: String },
-    #[error("{what}: {message}")]
-    Sql { what: String, message: String },
-    #[error("anonymize.extra_sql {path}: {message}")]
-    ExtraSql { path: String, message: String },
+    #[error("{what}")]
+    Sql {
+        what: String,
+        #[source]
+        message: ServerMessage,
+    },
+    #[error("anonymize.extra_sql {path}")]
+    ExtraSql {
+        path: String,
+        #[source]
+        message: ServerMessage,
+    },
     #[error("verification failed: {}", failed(.0))]
     Verification(Vec<Verification>),
     #[error(
@@ -68,7 +76,7 @@ impl AnonymizeError {
 pub(crate) fn sql_error(what: &str) -> impl Fn(tokio_postgres::Error) -> AnonymizeError + '_ {
     move |e| AnonymizeError::Sql {
         what: what.to_owned(),
-        message: db_message(&e),
+        message: e.into(),
     }
 }
 
@@ -89,13 +97,13 @@ pub async fn run(client: &mut Client, cfg: &AnonymizeConfig) -> Result<Anonymize
         let shown = path.display().to_string();
         let sql = std::fs::read_to_string(path).map_err(|e| AnonymizeError::ExtraSql {
             path: shown.clone(),
-            message: e.to_string(),
+            message: ServerMessage::plain(e.to_string()),
         })?;
         tx.batch_execute(&sql)
             .await
             .map_err(|e| AnonymizeError::ExtraSql {
                 path: shown,
-                message: db_message(&e),
+                message: e.into(),
             })?;
     }
     rules::finish(&tx).await?;

@@ -4,7 +4,6 @@ use crate::config::Config;
 use crate::database::{Server, markers};
 use crate::error::Exit;
 use crate::media::{self, Mirror};
-use crate::refresh;
 
 pub async fn run(config: &Config) -> anyhow::Result<Exit> {
     let server = Server::new(&config.database.url);
@@ -17,7 +16,7 @@ pub async fn run(config: &Config) -> anyhow::Result<Exit> {
     );
     if config.media.enabled {
         // Mirror::new refuses a target that is the source: never mark production's bucket.
-        let mirror = Mirror::new(&config.media).map_err(refresh::media_error)?;
+        let mirror = Mirror::new(&config.media)?;
         media::write_marker(mirror.target()).await?;
         println!(
             "marked s3://{} at {} as a media target ({})",
