@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::daemon::{DaemonStatus, control};
 use crate::database::Server;
+use crate::error;
 use crate::journal::Recovery;
 use crate::lock::RunLock;
 use crate::report::RunReport;
@@ -69,7 +70,7 @@ async fn ask_daemon(config: &Config) -> Result<Option<DaemonStatus>, String> {
             .status()
             .await
             .map(Some)
-            .map_err(|e| format!("{e:#}")),
+            .map_err(|e| error::chain(&e)),
         Err(e) if control::nobody_listening(&e) => Ok(None),
         Err(e) => Err(e.to_string()),
     };

@@ -44,7 +44,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::InitTarget => commands::init_target::run(&config).await,
         Command::Rollback => commands::rollback::run(&config).await,
         Command::Status => commands::status::run(&config, cli.json).await,
-        Command::Daemon => daemon::run(&cli.config, config).await,
+        Command::Daemon => daemon::serve(&cli.config, config)
+            .await
+            .map(|()| Exit::Success)
+            .map_err(Into::into),
         Command::Trigger { wait, snapshot } => {
             commands::run::trigger(&config, &snapshot, wait, cli.json).await
         }

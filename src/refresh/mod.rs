@@ -15,7 +15,7 @@ mod observer;
 pub mod plan;
 pub mod rollback;
 
-pub use error::{Doing, RunError, StepFailed};
+pub use error::{Doing, RunError};
 pub use observer::Observer;
 
 use std::sync::Arc;
