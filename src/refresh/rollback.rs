@@ -9,7 +9,6 @@ use crate::lock::{LockError, RunLock};
 use crate::recovery::{self, RecoveryError};
 use crate::refresh::cutover::{self, CutoverDone, CutoverError};
 use crate::refresh::new_run_id;
-use crate::state::StateFile;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RollbackError {
@@ -34,8 +33,8 @@ pub struct RollbackDone {
     pub window: CutoverDone,
 }
 
-/// Rolls back, holding the lock. A dead run's leftovers are put in order first (recorded in
-/// the state file and handed to `recovered` as soon as they are, before the swap).
+/// Rolls back, holding the lock. A dead run's leftovers are put in order first and handed to
+/// `recovered` before the swap (the caller keeps the record, as after every recovery).
 pub async fn rollback(
     config: &Config,
     recovered: impl FnOnce(&Recovery),
@@ -43,7 +42,6 @@ pub async fn rollback(
     let run_id = new_run_id();
     let lock = RunLock::acquire(&config.lock_file(), &run_id)?;
     if let Some(recovery) = recovery::recover(config, &lock).await? {
-        StateFile::in_dir(&config.daemon.state_dir).record_recovery(&recovery);
         recovered(&recovery);
     }
     let server = Server::new(&config.database.url);

@@ -4,9 +4,15 @@ use crate::cli::lock_error;
 use crate::config::Config;
 use crate::error::Exit;
 use crate::refresh::rollback::{self, RollbackError};
+use crate::state::StateFile;
 
 pub async fn run(config: &Config) -> anyhow::Result<Exit> {
-    let done = rollback::rollback(config, |recovered| println!("{}", recovered.summary()))
+    let state = StateFile::in_dir(&config.daemon.state_dir);
+    let recovered = |recovery: &_| {
+        state.record_recovery(recovery);
+        println!("{}", recovery.summary());
+    };
+    let done = rollback::rollback(config, recovered)
         .await
         .map_err(|e| match e {
             RollbackError::Lock(e) => lock_error(e),
