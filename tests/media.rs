@@ -483,8 +483,11 @@ async fn a_shutdown_stops_the_copy_pass_part_way() {
     let (trigger, stop) = shutdown::channel();
     let progress = MediaProgress::new();
     let pass = mirror.copy_pass(&progress, &stop);
+    // Stop once the pass is under way (a fixed delay raced the listing on a loaded machine).
     let (result, ()) = tokio::join!(pass, async {
-        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        while progress.snapshot().copied == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         trigger.trigger();
     });
     assert!(matches!(result, Err(MediaError::Cancelled)), "{result:?}");

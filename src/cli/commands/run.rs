@@ -13,6 +13,7 @@ use crate::report::RunReport;
 use crate::shutdown;
 use crate::snapshot::Selection;
 use crate::state::{Recorder, StateFile};
+use crate::util::shown_pid;
 
 /// One refresh here, holding the lock.
 pub async fn foreground(
@@ -88,7 +89,10 @@ pub async fn trigger(
             },
             control::Reply::Finished { report } => return print_report(&report, json),
             control::Reply::Busy { run_id, pid } => {
-                eprintln!("already running: run {run_id} (pid {pid}); not starting another");
+                eprintln!(
+                    "already running: run {run_id} (pid {}); not starting another",
+                    shown_pid(pid)
+                );
                 return Ok(Exit::Locked);
             }
             control::Reply::Error { message } => anyhow::bail!("the daemon refused: {message}"),
