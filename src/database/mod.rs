@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio_postgres::Client;
 use tokio_postgres::config::SslMode;
 
-use crate::config::{Secret, redacted_postgres};
+use crate::config::Secret;
 use sql::{ServerMessage, quote_ident};
 
 #[derive(Debug, thiserror::Error)]
@@ -261,6 +261,29 @@ impl Server {
     }
 }
 
+/// A PostgreSQL connection string with the password removed, for logs and errors.
+fn redacted_postgres(url: &Secret) -> String {
+    match tokio_postgres::Config::from_str(url.expose()) {
+        Ok(c) => {
+            let host = c
+                .get_hosts()
+                .first()
+                .map(|h| match h {
+                    tokio_postgres::config::Host::Tcp(h) => h.clone(),
+                    tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+                })
+                .unwrap_or_else(|| "localhost".into());
+            let port = c.get_ports().first().copied().unwrap_or(5432);
+            format!(
+                "postgres://{}@{host}:{port}/{}",
+                c.get_user().unwrap_or(""),
+                c.get_dbname().unwrap_or("")
+            )
+        }
+        Err(_) => "[unparseable URL]".into(),
+    }
+}
+
 /// Runs a connection until it closes.
 async fn drive<S, T>(connection: tokio_postgres::Connection<S, T>)
 where
@@ -269,5 +292,17 @@ where
 {
     if let Err(e) = connection.await {
         tracing::debug!(error = %e, "PostgreSQL connection closed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacted_postgres_hides_the_password() {
+        let url = Secret::new("postgres://refresh:hunter2@db.internal:6543/postgres");
+        let shown = redacted_postgres(&url);
+        assert_eq!(shown, "postgres://refresh@db.internal:6543/postgres");
     }
 }

@@ -116,7 +116,7 @@ pub(crate) async fn select_snapshot(
     config: &Config,
     selection: &Selection,
 ) -> Result<(SourceBucket, Snapshot), RunError> {
-    let bucket = SourceBucket::new(&config.snapshot.bucket_config());
+    let bucket = SourceBucket::new(config.snapshot.bucket_config());
     let catalog = Catalog::list(&bucket, &config.snapshot, config.source_database())
         .await
         .doing("listing snapshots")?;
@@ -399,7 +399,7 @@ impl Run<'_> {
 
         let progress = Arc::new(Progress::new("restore", Unit::Bytes, Some(snapshot.size)));
         self.begin(Phase::Restore, Some(progress.clone()));
-        let bucket = SourceBucket::new(&self.config.snapshot.bucket_config());
+        let bucket = SourceBucket::new(self.config.snapshot.bucket_config());
         let streamed = restore::restore(&bucket, snapshot, filter, &client, progress.clone())
             .await
             .doing(format!("restoring {} into {scratch}", snapshot.name))?;

@@ -16,7 +16,7 @@ pub async fn run(
     json: bool,
     verbose: bool,
 ) -> anyhow::Result<Exit> {
-    let bucket = SourceBucket::new(&config.snapshot.bucket_config());
+    let bucket = SourceBucket::new(config.snapshot.bucket_config());
     let mut catalog = Catalog::list(&bucket, &config.snapshot, config.source_database())
         .await
         .context("listing snapshots")?;
