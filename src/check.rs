@@ -6,10 +6,13 @@ use std::path::Path;
 
 use chrono::Utc;
 use serde::Serialize;
+use tokio_postgres::Client;
 
 use crate::config::{BucketConfig, Config};
+use crate::database::restore_role::{self, Fitness};
 use crate::database::{Server, markers};
 use crate::media::{self, MARKER_KEY};
+use crate::restore::filter::quote_ident;
 use crate::snapshot::{Catalog, Selection, format_age};
 use crate::staging::redis;
 use crate::store::{SourceBucket, TargetBucket};
@@ -109,18 +112,110 @@ async fn database(config: &Config) -> Vec<CheckResult> {
     };
     let role = match server.is_superuser(&client).await {
         Ok(true) => Ok(
-            "warning: the role is a superuser, and the dump runs with its rights; \
-                        prefer a role with CREATEDB that is a member of database.owner"
+            "warning: the role is a superuser; the dump runs as the restore role all the same, \
+             but prefer a role with CREATEDB that is a member of database.owner"
                 .to_owned(),
         ),
         Ok(false) => Ok("not a superuser".to_owned()),
         Err(e) => Err(e.to_string()),
     };
-    vec![
+    let mut results = vec![
         CheckResult::from("database", reachable),
         CheckResult::from("target marker", marker),
         CheckResult::from("database role", role),
-    ]
+    ];
+    let restore = restore_role(&server, &client, name).await;
+    results.push(CheckResult::from("restore role", restore));
+    results.push(CheckResult::from(
+        "role privileges",
+        privileges(&client, config.database.owner.as_deref())
+            .await
+            .unwrap_or_else(|e| Err(e.to_string())),
+    ));
+    results
+}
+
+/// The restore role is fit, or the connected role may create it (or this is the SQL to).
+async fn restore_role(server: &Server, client: &Client, name: &str) -> Result<String, String> {
+    let role = restore_role::name(name);
+    match restore_role::fitness(server, client, &role).await {
+        Ok(Fitness::Fit) => Ok(format!(
+            "{role} is NOLOGIN, a member of nothing, and can be switched to"
+        )),
+        Ok(Fitness::Unfit(why)) => Err(why),
+        Ok(Fitness::Missing) => {
+            let row = client
+                .query_one(
+                    "SELECT rolsuper OR rolcreaterole, current_user::text FROM pg_catalog.pg_roles
+                     WHERE rolname = current_user",
+                    &[],
+                )
+                .await
+                .map_err(|e| {
+                    server
+                        .error("reading the role's attributes", &e)
+                        .to_string()
+                })?;
+            let (can_create, refresh_role): (bool, String) = (row.get(0), row.get(1));
+            if can_create {
+                Ok(format!(
+                    "{role} does not exist yet; the first run creates it"
+                ))
+            } else {
+                Err(format!(
+                    "{role} does not exist and {refresh_role} may not create it; as a superuser \
+                     run: {}",
+                    restore_role::create_sql(&role, &refresh_role)
+                ))
+            }
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// What the cutover and the hand-over need: ending other roles' sessions on the live
+/// database, and membership in `database.owner`.
+async fn privileges(
+    client: &Client,
+    owner: Option<&str>,
+) -> Result<Result<String, String>, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT current_user::text,
+                 pg_catalog.pg_has_role(current_user, 'pg_signal_backend', 'USAGE'),
+                 $1::text IS NULL OR pg_catalog.pg_has_role(current_user, $1::text, 'MEMBER')",
+            &[&owner],
+        )
+        .await?;
+    let (role, can_signal, in_owner): (String, bool, bool) = (row.get(0), row.get(1), row.get(2));
+    let mut missing = Vec::new();
+    if !can_signal {
+        missing.push(format!(
+            "{role} cannot end the live database's sessions at cutover (GRANT pg_signal_backend \
+             TO {})",
+            quote_ident(&role)
+        ));
+    }
+    if let (false, Some(owner)) = (in_owner, owner) {
+        missing.push(format!(
+            "{role} is not a member of database.owner {owner} (GRANT {} TO {})",
+            quote_ident(owner),
+            quote_ident(&role)
+        ));
+    }
+    Ok(if !missing.is_empty() {
+        Err(missing.join("; "))
+    } else if owner.is_none() {
+        Ok(format!(
+            "warning: database.owner is not set, so staging's objects are handed to {role}, and \
+             the dump's SECURITY DEFINER functions run as it; set database.owner"
+        ))
+    } else {
+        Ok(format!(
+            "{role} may end other roles' sessions (not a superuser's) and is a member of \
+             database.owner"
+        ))
+    })
 }
 
 /// Listing is all `check` does, so the read-only bucket type serves for either side.

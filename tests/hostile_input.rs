@@ -22,18 +22,17 @@ use common::staging::{OWNER, prod_dump};
 const COMPLETE: &str = "\n--\n-- PostgreSQL database dump complete\n--\n";
 
 fn filter() -> Filter {
-    Filter {
-        server_version: 150_000,
-        roles: HashSet::from(["staging_owner".to_owned()]),
-        owner: Some("staging_owner".into()),
-        database: "app".into(),
-    }
+    Filter::new(
+        150_000,
+        HashSet::from(["staging_owner".to_owned()]),
+        "app".into(),
+    )
 }
 
 /// Lexes and filters `dump` as the restore's decode stage does; the statements let through,
 /// or the first error.
 fn lex_and_filter(dump: &[u8]) -> Result<Vec<String>, String> {
-    let filter = filter();
+    let mut filter = filter();
     let mut lexer = Lexer::new(dump);
     let mut kept = Vec::new();
     while let Some(item) = lexer.next_item().map_err(|e| e.to_string())? {
@@ -43,7 +42,6 @@ fn lex_and_filter(dump: &[u8]) -> Result<Vec<String>, String> {
             }
             Item::Statement(s) => match filter.statement(&s).map_err(|e| e.to_string())? {
                 Action::Keep => kept.push(s.text),
-                Action::Rewrite(text, _) => kept.push(text),
                 Action::Drop(_) => {}
             },
             Item::CopyData(_) | Item::CopyEnd { .. } => {}
@@ -266,6 +264,7 @@ async fn a_database_name_with_quotes_line_breaks_and_unicode_is_refreshed() {
             staging_refresh::restore::filter::quote_ident(&name)
         ),
     );
+    common::staging::create_restore_role(env.pg, &name, common::staging::REFRESH_ROLE);
     let toml_name = serde_json::to_string(&name).unwrap();
     let config = std::fs::read_to_string(env.config()).unwrap().replace(
         &format!("name = \"{}\"", env.db),

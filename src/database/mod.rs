@@ -3,6 +3,8 @@
 //! opt-in markers.
 
 pub mod markers;
+pub mod restore_role;
+pub mod settings;
 pub mod swap;
 mod tls;
 
@@ -243,6 +245,15 @@ impl Server {
             .map(|r| r.get::<_, String>(0))
             .collect();
         Ok((version.parse().unwrap_or(0), roles))
+    }
+
+    /// The connected role's name.
+    pub async fn current_role(&self, client: &Client) -> Result<String, DbError> {
+        client
+            .query_one("SELECT current_user::text", &[])
+            .await
+            .map(|r| r.get(0))
+            .map_err(|e| self.error("reading the role's name", &e))
     }
 
     /// Whether the connected role is a superuser.

@@ -24,7 +24,7 @@ use tokio_postgres::Client;
 
 use crate::anonymize::{self, AnonymizeError};
 use crate::config::Config;
-use crate::database::{Server, markers};
+use crate::database::{Server, markers, restore_role, settings};
 use crate::error::Refused;
 use crate::fault;
 use crate::journal::{Journal, MediaPass, Step};
@@ -377,7 +377,8 @@ impl Run<'_> {
         Ok(snapshot)
     }
 
-    /// Restores into a fresh scratch database and anonymizes it.
+    /// Restores into a fresh scratch database as the restore role and anonymizes it, then
+    /// hands it to `database.owner` (the connected role when none is set).
     async fn prepare_database(
         &mut self,
         maintenance: &Client,
@@ -385,22 +386,24 @@ impl Run<'_> {
     ) -> anyhow::Result<()> {
         let scratch = self.config.scratch_db();
         let (server_version, roles) = self.server.facts(maintenance).await?;
-        let filter = Filter {
-            server_version,
-            roles,
-            owner: self.config.database.owner.clone(),
-            database: snapshot.database.clone(),
+        let filter = Filter::new(server_version, roles, snapshot.database.clone());
+        let role = restore_role::name(&self.config.database.name);
+        let owner = match &self.config.database.owner {
+            Some(owner) => owner.clone(),
+            None => self.server.current_role(maintenance).await?,
         };
         self.journal.step(Step::Restore {
             scratch: scratch.clone(),
         })?;
         // A scratch database left by a crashed run is ours by name.
         self.server.drop(maintenance, &scratch).await?;
+        restore_role::ensure(&self.server, maintenance, &role).await?;
         self.server
-            .create(maintenance, &scratch, self.config.database.owner.as_deref())
+            .create(maintenance, &scratch, Some(&role))
             .await?;
         fault::point("restore.scratch-created");
-        let mut client = self.server.connect(Some(&scratch)).await?;
+        let client = self.server.connect(Some(&scratch)).await?;
+        restore_role::assume(&self.server, &client, &role).await?;
         // Durability comes at the anonymization's commit, which flushes everything before it.
         // Index builds after the data sort in memory up to maintenance_work_mem: raise it to
         // 512 MiB for this session (measured ~6% faster on 2.3 M rows), never lower it.
@@ -408,19 +411,42 @@ impl Run<'_> {
             .execute(
                 &client,
                 "configuring the restore session",
-                "SET synchronous_commit = off;
-                 SELECT set_config('maintenance_work_mem', '524288', false)
-                 FROM pg_settings WHERE name = 'maintenance_work_mem' AND setting::bigint < 524288",
+                &format!(
+                    "SET synchronous_commit = off;
+                     SET statement_timeout = {};
+                     SELECT pg_catalog.set_config('maintenance_work_mem', '524288', false)
+                     FROM pg_catalog.pg_settings
+                     WHERE name = 'maintenance_work_mem' AND setting::bigint < 524288",
+                    self.config.restore.statement_timeout.as_millis()
+                ),
             )
             .await?;
 
         let progress = Arc::new(Progress::new("restore", Unit::Bytes, Some(snapshot.size)));
         self.begin(Phase::Restore, Some(progress.clone()));
         let bucket = SourceBucket::new(&self.config.snapshot.bucket_config());
-        let streamed = restore::restore(&bucket, snapshot, filter, &client, progress.clone())
+        let limit = self.config.restore.timeout;
+        let restored = restore::restore(
+            &bucket,
+            snapshot,
+            filter,
+            (&client, &role),
+            progress.clone(),
+        );
+        let streamed = tokio::time::timeout(limit, restored)
             .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "the restore took longer than restore.timeout ({})",
+                    humantime::format_duration(limit)
+                )
+            })
+            .and_then(|streamed| Ok(streamed?))
             .with_context(|| format!("restoring {} into {scratch}", snapshot.name))?;
         progress.finish();
+        // The anonymization gets a session of its own: nothing the restore's is left with
+        // (temp objects, pending trigger events, settings) reaches it.
+        drop(client);
         self.report.bytes_downloaded = streamed.bytes_downloaded;
         self.report.bytes_restored = streamed.bytes_sql;
         self.report.rows_restored = streamed.rows;
@@ -433,26 +459,43 @@ impl Run<'_> {
         self.journal.step(Step::Anonymize {
             scratch: scratch.clone(),
         })?;
-        // The dump emptied search_path and set other session options; extra_sql expects none.
-        self.server
-            .execute(&client, "resetting the session", "RESET ALL")
-            .await?;
-        match anonymize::run(&mut client, &self.config.anonymize).await {
+        // What the dump's code did to the database itself (as its owner) is undone before
+        // any session of ours reads its settings.
+        self.report.database_settings_reset =
+            settings::reset(&self.server, maintenance, &scratch, &owner).await?;
+        let mut client = self.server.connect(Some(&scratch)).await?;
+        match anonymize::run(
+            &mut client,
+            &self.config.anonymize,
+            &role,
+            &self.config.restore,
+        )
+        .await
+        {
             Ok(done) => {
                 self.report.rows_anonymized = done.rows;
                 self.report.verification = done.verification;
                 self.report.pii_findings = done.findings;
-                self.journal.step(Step::Anonymized { scratch })?;
-                fault::point("anonymize.committed");
-                Ok(())
             }
             Err(err) => {
                 let (verification, findings) = AnonymizeError::results(&err);
                 self.report.verification = verification;
                 self.report.pii_findings = findings;
-                Err(anyhow::Error::new(err).context(format!("anonymizing {scratch}")))
+                return Err(anyhow::Error::new(err).context(format!("anonymizing {scratch}")));
             }
         }
+        restore_role::hand_over(&self.server, &client, &role, &owner).await?;
+        self.report.security_definer_functions =
+            restore_role::security_definers(&self.server, &client).await?;
+        if !self.report.security_definer_functions.is_empty() {
+            tracing::warn!(
+                functions = %self.report.security_definer_functions.join(", "),
+                "the dump holds SECURITY DEFINER functions: they run as {owner:?} for any caller"
+            );
+        }
+        self.journal.step(Step::Anonymized { scratch })?;
+        fault::point("anonymize.committed");
+        Ok(())
     }
 
     /// Drops the scratch database over a connection of its own (the run's may be what

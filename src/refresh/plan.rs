@@ -78,12 +78,7 @@ async fn database_plan(config: &Config, selection: &Selection) -> anyhow::Result
         .context("listing snapshots")?;
     let snapshot = catalog.select(selection, Utc::now())?.clone();
     let (server_version, roles) = server.facts(&client).await?;
-    let filter = Filter {
-        server_version,
-        roles,
-        owner: config.database.owner.clone(),
-        database: snapshot.database.clone(),
-    };
+    let filter = Filter::new(server_version, roles, snapshot.database.clone());
     let progress = Arc::new(Progress::new("plan", Unit::Bytes, Some(snapshot.size)));
     let streamed = restore::plan(&bucket, &snapshot, filter, progress)
         .await

@@ -88,17 +88,17 @@ enum Stop<E> {
     Closed,
 }
 
-/// Restores `snapshot` through `client` (connected to the scratch database).
+/// Restores `snapshot` through `client` (connected to the scratch database as `role`).
 pub async fn restore(
     bucket: &SourceBucket,
     snapshot: &Snapshot,
     filter: Filter,
-    client: &tokio_postgres::Client,
+    (client, role): (&tokio_postgres::Client, &str),
     progress: Arc<Progress>,
 ) -> Result<Streamed, RestoreError> {
     let consume_progress = progress.clone();
     stream(bucket, snapshot, filter, progress, |items| async move {
-        loader::load(client, items, &consume_progress).await
+        loader::load(client, items, &consume_progress, role).await
     })
     .await
 }
@@ -168,7 +168,7 @@ where
     let name = snapshot.name.clone();
     let compression = snapshot.compression;
     let decode = AbortOnDrop(tokio::task::spawn_blocking(move || {
-        decode(ChannelReader::new(raw_rx), compression, &filter, &load_tx)
+        decode(ChannelReader::new(raw_rx), compression, filter, &load_tx)
     }));
     let consumed = consume(load_rx).await;
     let decoded = decode.join().await;
@@ -285,7 +285,7 @@ enum DecodeError {
 fn decode(
     input: ChannelReader,
     compression: Compression,
-    filter: &Filter,
+    mut filter: Filter,
     out: &mpsc::Sender<Load>,
 ) -> Result<(u64, BTreeMap<String, u64>), Stop<DecodeError>> {
     let upstream_failed = input.failed.clone();
@@ -326,10 +326,6 @@ fn decode(
             Item::Statement(s) => {
                 let text = match filter.statement(&s) {
                     Ok(Action::Keep) => s.text.clone(),
-                    Ok(Action::Rewrite(text, reason)) => {
-                        count(reason);
-                        text
-                    }
                     Ok(Action::Drop(reason)) => {
                         count(reason);
                         continue;
@@ -350,6 +346,9 @@ fn decode(
             Item::CopyEnd { rows } => send(Load::CopyEnd { rows })?,
         }
     }
+    filter
+        .finish()
+        .map_err(|r| Stop::Failed(DecodeError::Refused(r)))?;
     Ok((lexer.into_inner().bytes, filtered))
 }
 

@@ -3,12 +3,15 @@
 //! run (the refresh and fault-injection suites share it).
 
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use chrono::Utc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::fixtures::{dump_name, md5_hex, zstd};
-use super::staging::{OWNER, SENTINEL, refresh_role_url, seed_staging};
+use super::staging::{
+    OWNER, REFRESH_ROLE, SENTINEL, create_restore_role, refresh_role_url, seed_staging,
+};
 use super::{Postgres, Run, postgres, s3, test_dir, unique};
 use staging_refresh::lock::RunLock;
 
@@ -49,6 +52,13 @@ impl Env {
     pub async fn on(pg: &'static Postgres, url: String) -> Env {
         let db = unique("app");
         seed_staging(pg, &db);
+        let user = tokio_postgres::Config::from_str(&url)
+            .unwrap()
+            .get_user()
+            .map(str::to_owned);
+        if let Some(user) = user.filter(|u| u != REFRESH_ROLE && u != "postgres") {
+            create_restore_role(pg, &db, &user);
+        }
         let dir = test_dir("refresh");
         Env {
             pg,
