@@ -10,9 +10,9 @@ use tokio_postgres::Client;
 
 use crate::config::{BucketConfig, Config};
 use crate::database::restore_role::{self, Fitness};
+use crate::database::sql::quote_ident;
 use crate::database::{Server, markers};
 use crate::media::{self, MARKER_KEY};
-use crate::restore::filter::quote_ident;
 use crate::snapshot::{Catalog, Selection, format_age};
 use crate::staging::redis;
 use crate::store::{SourceBucket, TargetBucket};

@@ -381,7 +381,7 @@ async fn init_target(config: &Config) -> anyhow::Result<Exit> {
     );
     if config.media.enabled {
         // Mirror::new refuses a target that is the source: never mark production's bucket.
-        let mirror = Mirror::new(&config.media).map_err(refresh::media_error)?;
+        let mirror = Mirror::new(&config.media)?;
         media::write_marker(mirror.target()).await?;
         println!(
             "marked s3://{} at {} as a media target ({})",

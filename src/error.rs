@@ -38,6 +38,25 @@ pub struct Locked {
     pub run_id: String,
 }
 
+/// `err` and its causes joined by ": ", as `anyhow` prints them with `{:#}`.
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    chain_with(err, |e| e.to_string())
+}
+
+/// [`chain`], each cause shown by `show`.
+pub fn chain_with(
+    err: &(dyn std::error::Error + 'static),
+    show: impl Fn(&(dyn std::error::Error + 'static)) -> String,
+) -> String {
+    let mut parts = vec![show(err)];
+    let mut cause = err.source();
+    while let Some(err) = cause {
+        parts.push(show(err));
+        cause = err.source();
+    }
+    parts.join(": ")
+}
+
 /// The exit code for an error, from the first error in its chain that decides one.
 pub fn exit_for(err: &anyhow::Error) -> Exit {
     for cause in err.chain() {

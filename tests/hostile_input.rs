@@ -261,7 +261,7 @@ async fn a_database_name_with_quotes_line_breaks_and_unicode_is_refreshed() {
         "postgres",
         &format!(
             "CREATE DATABASE {} OWNER {OWNER}",
-            staging_refresh::restore::filter::quote_ident(&name)
+            staging_refresh::database::sql::quote_ident(&name)
         ),
     );
     common::staging::create_restore_role(env.pg, &name, common::staging::REFRESH_ROLE);

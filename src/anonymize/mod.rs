@@ -20,8 +20,7 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::config::{AnonymizeConfig, OnUnmaskedPii, RestoreConfig};
-use crate::restore::filter::quote_ident;
-use crate::restore::loader::db_message;
+use crate::database::sql::{ServerMessage, quote_ident};
 pub use scan::Finding;
 pub use verify::Verification;
 
@@ -40,10 +39,18 @@ pub enum AnonymizeError {
          nothing was changed"
     )]
     AdminNotFound { email: String },
-    #[error("{what}: {message}")]
-    Sql { what: String, message: String },
-    #[error("anonymize.extra_sql {path}: {message}")]
-    ExtraSql { path: String, message: String },
+    #[error("{what}")]
+    Sql {
+        what: String,
+        #[source]
+        message: ServerMessage,
+    },
+    #[error("anonymize.extra_sql {path}")]
+    ExtraSql {
+        path: String,
+        #[source]
+        message: ServerMessage,
+    },
     #[error("verification failed: {}", failed(.0))]
     Verification(Vec<Verification>),
     #[error(
@@ -76,7 +83,7 @@ impl AnonymizeError {
 pub(crate) fn sql_error(what: &str) -> impl Fn(tokio_postgres::Error) -> AnonymizeError + '_ {
     move |e| AnonymizeError::Sql {
         what: what.to_owned(),
-        message: db_message(&e),
+        message: e.into(),
     }
 }
 
@@ -116,7 +123,7 @@ pub async fn run(
         let shown = path.display().to_string();
         let sql = std::fs::read_to_string(path).map_err(|e| AnonymizeError::ExtraSql {
             path: shown.clone(),
-            message: e.to_string(),
+            message: ServerMessage::plain(e.to_string()),
         })?;
         // The operator's SQL names tables as a session does by default.
         let sql = format!(
@@ -126,7 +133,7 @@ pub async fn run(
             .await
             .map_err(|e| AnonymizeError::ExtraSql {
                 path: shown,
-                message: db_message(&e),
+                message: e.into(),
             })?;
     }
     rules::finish(&tx).await?;

@@ -11,6 +11,7 @@ use tokio_postgres::Transaction;
 
 use super::{AnonymizeError, sql_error};
 use crate::config::{AnonymizeConfig, PasswordHash};
+use crate::database::sql::ServerMessage;
 
 pub const USERS: &str = "public.\"user\"";
 pub const INTEGRATIONS: &str = "public.external_system_integration";
@@ -63,7 +64,10 @@ pub async fn apply(tx: &Transaction<'_>, cfg: &AnonymizeConfig) -> Result<Applie
         many => {
             return Err(AnonymizeError::Sql {
                 what: "looking up the production admin".into(),
-                message: format!("{} users have that email; expected one", many.len()),
+                message: ServerMessage::plain(format!(
+                    "{} users have that email; expected one",
+                    many.len()
+                )),
             });
         }
     };
@@ -83,7 +87,7 @@ pub async fn apply(tx: &Transaction<'_>, cfg: &AnonymizeConfig) -> Result<Applie
         .expect("bcrypt does not panic")
         .map_err(|e| AnonymizeError::Sql {
             what: "hashing the admin password".into(),
-            message: e.to_string(),
+            message: ServerMessage::plain(e.to_string()),
         })?;
     tx.execute(
         &format!(

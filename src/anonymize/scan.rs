@@ -15,7 +15,7 @@ use tokio_postgres::Transaction;
 use super::rules::RULE_COLUMNS;
 use super::{AnonymizeError, sql_error};
 use crate::config::AnonymizeConfig;
-use crate::restore::filter::quote_ident;
+use crate::database::sql::quote_ident;
 
 /// Rows sampled per table.
 const SAMPLE_ROWS: i64 = 500;

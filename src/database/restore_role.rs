@@ -7,8 +7,9 @@
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
+use super::sql::ServerMessage;
+use super::sql::quote_ident;
 use super::{DbError, Server};
-use crate::restore::filter::quote_ident;
 
 /// The restore role for staging database `database`.
 pub fn name(database: &str) -> String {
@@ -100,7 +101,7 @@ pub async fn ensure(server: &Server, client: &Client, role: &str) -> Result<(), 
     let error = |message: String| DbError {
         what: format!("preparing the restore role {role:?}"),
         server: server.redacted().to_owned(),
-        message,
+        message: ServerMessage::plain(message),
     };
     if let Fitness::Missing = fitness(server, client, role).await? {
         let sql = format!(

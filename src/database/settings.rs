@@ -4,8 +4,8 @@
 
 use tokio_postgres::Client;
 
+use super::sql::quote_ident;
 use super::{DbError, Server};
-use crate::restore::filter::quote_ident;
 
 /// Resets `database`'s owner, connection limit, connection and template flags, parameters
 /// (`ALTER DATABASE ... SET`) and ACL; returns each difference found, for the run report.

@@ -446,11 +446,6 @@ fn connect_target(arg: &str) -> String {
     }
 }
 
-/// A double-quoted SQL identifier.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::lexer::{Item, Lexer};

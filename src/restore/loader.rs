@@ -10,6 +10,7 @@ use futures::SinkExt;
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
+use crate::database::sql::ServerMessage;
 use crate::progress::Progress;
 
 /// A batch is sent once it holds this much SQL.
@@ -35,13 +36,18 @@ pub enum Load {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("dump line {line}: {message}")]
-    Statement { line: u64, message: String },
-    #[error("loading COPY data into {table} (COPY at dump line {line}): {message}")]
+    #[error("dump line {line}")]
+    Statement {
+        line: u64,
+        #[source]
+        message: ServerMessage,
+    },
+    #[error("loading COPY data into {table} (COPY at dump line {line})")]
     Copy {
         table: String,
         line: u64,
-        message: String,
+        #[source]
+        message: ServerMessage,
     },
     /// The stream feeding the loader stopped early; the feeding side says why.
     #[error("the dump stream stopped early")]
@@ -59,28 +65,11 @@ pub enum LoadError {
         expected: String,
         actual: String,
     },
-    #[error("checking the session after the dump: {message}")]
-    Session { message: String },
-}
-
-/// The server's message with its detail, hint and context (e.g. the COPY line that failed).
-pub fn db_message(err: &tokio_postgres::Error) -> String {
-    match err.as_db_error() {
-        Some(db) => {
-            let mut text = format!("{}: {}", db.severity(), db.message());
-            for (label, part) in [
-                ("DETAIL", db.detail()),
-                ("HINT", db.hint()),
-                ("CONTEXT", db.where_()),
-            ] {
-                if let Some(part) = part {
-                    text.push_str(&format!("; {label}: {part}"));
-                }
-            }
-            text
-        }
-        None => err.to_string(),
-    }
+    #[error("checking the session after the dump")]
+    Session {
+        #[source]
+        message: ServerMessage,
+    },
 }
 
 struct Batch {
@@ -113,13 +102,13 @@ impl Batch {
             if let Err(e) = client.batch_execute(&sql[span.clone()]).await {
                 return Err(LoadError::Statement {
                     line: *line,
-                    message: db_message(&e),
+                    message: e.into(),
                 });
             }
         }
         Err(LoadError::Statement {
             line: statements[0].0,
-            message: db_message(&err),
+            message: err.into(),
         })
     }
 }
@@ -191,9 +180,7 @@ async fn session_unchanged(client: &Client, line: u64, role: &str) -> Result<(),
             Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION) => {
                 LoadError::TransactionOpen { line }
             }
-            _ => LoadError::Session {
-                message: db_message(&e),
-            },
+            _ => LoadError::Session { message: e.into() },
         })?;
     let row = messages.iter().find_map(|m| match m {
         SimpleQueryMessage::Row(row) => Some(row),
@@ -201,7 +188,7 @@ async fn session_unchanged(client: &Client, line: u64, role: &str) -> Result<(),
     });
     let Some(row) = row else {
         return Err(LoadError::Session {
-            message: "no row".into(),
+            message: ServerMessage::plain("no row"),
         });
     };
     let (idle, actual) = (
@@ -227,8 +214,8 @@ async fn copy(
     client: &Client,
     items: &mut mpsc::Receiver<Load>,
     statement: &str,
-) -> Result<u64, Option<String>> {
-    let server = |e: tokio_postgres::Error| Some(db_message(&e));
+) -> Result<u64, Option<ServerMessage>> {
+    let server = |e: tokio_postgres::Error| Some(ServerMessage::from(e));
     let sink = client
         .copy_in::<_, Bytes>(statement)
         .await

@@ -64,6 +64,8 @@ pub enum RestoreError {
     Refused(#[from] Refusal),
     #[error(transparent)]
     Load(#[from] LoadError),
+    #[error("the restore took longer than restore.timeout ({0})")]
+    TimedOut(String),
 }
 
 /// What streaming a snapshot through found (and, for a restore, loaded).

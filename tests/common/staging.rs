@@ -40,7 +40,7 @@ pub fn create_roles(pg: &Postgres) {
 
 /// Creates `<db>_restore` (NOLOGIN, a member of nothing) and grants it to `grantee`.
 pub fn create_restore_role(pg: &Postgres, db: &str, grantee: &str) {
-    let role = staging_refresh::restore::filter::quote_ident(&format!("{db}_restore"));
+    let role = staging_refresh::database::sql::quote_ident(&format!("{db}_restore"));
     // A second grantee finds the role there.
     let _ = pg.psql("postgres", &format!("CREATE ROLE {role} NOLOGIN"));
     pg.query("postgres", &format!("GRANT {role} TO \"{grantee}\""));
