@@ -7,13 +7,14 @@ use tokio_postgres::Client;
 use super::sql::quote_ident;
 use super::{DbError, Server};
 
-/// Resets `database`'s owner, connection limit, connection and template flags, parameters
-/// (`ALTER DATABASE ... SET`) and ACL; returns each difference found, for the run report.
+/// Gives `database` (created owned by `created_by`) to `owner` and resets its connection
+/// limit, connection and template flags, parameters (`ALTER DATABASE ... SET`) and ACL;
+/// returns each difference found, for the run report.
 pub async fn reset(
     server: &Server,
     client: &Client,
     database: &str,
-    owner: &str,
+    (created_by, owner): (&str, &str),
 ) -> Result<Vec<String>, DbError> {
     let what = format!("checking the settings of database {database:?}");
     let row = client
@@ -42,7 +43,9 @@ pub async fn reset(
     let mut found = Vec::new();
     let mut sql = Vec::new();
     if had_owner != owner {
-        found.push(format!("owner was {had_owner:?}"));
+        if had_owner != created_by {
+            found.push(format!("owner was {had_owner:?}"));
+        }
         sql.push(format!(
             "ALTER DATABASE {db} OWNER TO {}",
             quote_ident(owner)

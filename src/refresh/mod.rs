@@ -444,7 +444,7 @@ impl Run<'_> {
         // What the dump's code did to the database itself (as its owner) is undone before
         // any session of ours reads its settings.
         self.report.database_settings_reset =
-            settings::reset(&self.server, maintenance, &scratch, &owner).await?;
+            settings::reset(&self.server, maintenance, &scratch, (&role, &owner)).await?;
         let mut client = self.server.connect(Some(&scratch)).await?;
         match anonymize::run(
             &mut client,

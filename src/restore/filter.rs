@@ -540,7 +540,6 @@ mod tests {
             "SET transaction_timeout = 0;",
             "SELECT pg_catalog.set_config('search_path', '', false);",
             "COPY public.\"user\" (id, email) FROM stdin;",
-            "ALTER TABLE public.t OWNER TO staging_owner;",
             "GRANT SELECT ON TABLE public.t TO staging_owner, PUBLIC;",
             "REVOKE ALL ON SCHEMA public FROM PUBLIC;",
             "CREATE TABLE public.copy (\"to\" text);",
