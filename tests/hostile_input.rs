@@ -50,6 +50,18 @@ fn lex_and_filter(dump: &[u8]) -> Result<Vec<String>, String> {
     Ok(kept)
 }
 
+/// The statements the lexer splits `dump` into (no filter: it refuses a bare SELECT).
+fn split(dump: &[u8]) -> Result<Vec<String>, String> {
+    let mut lexer = Lexer::new(dump);
+    let mut statements = Vec::new();
+    while let Some(item) = lexer.next_item().map_err(|e| e.to_string())? {
+        if let Item::Statement(s) = item {
+            statements.push(s.text);
+        }
+    }
+    Ok(statements)
+}
+
 /// Text built from the pieces that switch the lexer's states.
 fn sqlish() -> impl Strategy<Value = String> {
     let piece = prop_oneof![
@@ -197,7 +209,7 @@ proptest! {
             dump.push_str(sep);
         }
         dump.push_str(COMPLETE);
-        prop_assert_eq!(lex_and_filter(dump.as_bytes()), Ok(statements));
+        prop_assert_eq!(split(dump.as_bytes()), Ok(statements));
     }
 
     #[test]
