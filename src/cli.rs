@@ -131,7 +131,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::InitTarget => init_target(&config).await,
         Command::Rollback => rollback(&config).await,
         Command::Status => status(&config, cli.json).await,
-        Command::Daemon => daemon::run(&cli.config, config).await,
+        Command::Daemon => daemon::serve(&cli.config, config)
+            .await
+            .map(|()| Exit::Success)
+            .map_err(Into::into),
         Command::Trigger { wait, snapshot } => trigger(&config, &snapshot, wait, cli.json).await,
     }
 }
@@ -303,7 +306,10 @@ async fn trigger(
             },
             control::Reply::Finished { report } => return print_report(&report, json),
             control::Reply::Busy { run_id, pid } => {
-                eprintln!("already running: run {run_id} (pid {pid}); not starting another");
+                eprintln!(
+                    "already running: run {run_id} (pid {}); not starting another",
+                    crate::util::shown_pid(pid)
+                );
                 return Ok(Exit::Locked);
             }
             control::Reply::Error { message } => anyhow::bail!("the daemon refused: {message}"),

@@ -1,5 +1,5 @@
 //! The run report: everything a refresh did, as one serializable value. `run --json`,
-//! `status`, the state file (and later metrics and the summary email) are all built from it.
+//! `status`, the state file, the metrics and the summary email are all built from it.
 
 use std::collections::BTreeMap;
 

@@ -14,7 +14,7 @@ mod error;
 mod observer;
 pub mod plan;
 
-pub use error::{Doing, RunError, StepFailed};
+pub use error::{Doing, RunError};
 pub use observer::Observer;
 
 use std::sync::Arc;
