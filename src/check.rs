@@ -139,9 +139,17 @@ async fn database(config: &Config) -> Vec<CheckResult> {
 async fn restore_role(server: &Server, client: &Client, name: &str) -> Result<String, String> {
     let role = restore_role::name(name);
     match restore_role::fitness(server, client, &role).await {
-        Ok(Fitness::Fit) => Ok(format!(
-            "{role} is NOLOGIN, a member of nothing, and can be switched to"
-        )),
+        Ok(Fitness::Fit) => match restore_role::may_set_password(server, client).await {
+            Ok(true) => Ok(format!(
+                "{role} is a member of nothing; the restore logs in as it for each run"
+            )),
+            Ok(false) => Ok(format!(
+                "warning: {role} is reached with SET ROLE, which code in the dump can undo \
+                 (set_config('role', 'none', false) returns to this role's rights); a role that \
+                 may set its password (CREATEROLE) logs in as it instead"
+            )),
+            Err(e) => Err(e.to_string()),
+        },
         Ok(Fitness::Unfit(why)) => Err(why),
         Ok(Fitness::Missing) => {
             let row = client

@@ -7,11 +7,12 @@
 mod common;
 
 use std::str::FromStr;
+use std::sync::OnceLock;
 
+use common::Postgres;
 use common::env::Env;
 use common::fixtures::zstd;
 use common::staging::{OWNER, prod_dump};
-use common::{Postgres, postgres};
 
 /// `dump` with `sql` added at its end, before pg_dump's closing comment.
 fn append(dump: &[u8], sql: &str) -> Vec<u8> {
@@ -22,9 +23,18 @@ fn append(dump: &[u8], sql: &str) -> Vec<u8> {
     format!("{}\n{sql}\n{}", &text[..end], &text[end..]).into_bytes()
 }
 
+/// A staging server of its own for the superuser configuration: the opt-in marker table
+/// it creates is the superuser's, which the refresh role could not write to.
+fn superuser_server() -> &'static Postgres {
+    static PG: OnceLock<Postgres> = OnceLock::new();
+    PG.get_or_init(|| Postgres::start("postgres-superuser"))
+}
+
 async fn env_with(dump: &[u8], superuser: bool) -> Env {
     let env = if superuser {
-        Env::on(postgres(), postgres().url("postgres")).await
+        let pg = superuser_server();
+        common::staging::create_roles(pg);
+        Env::on(pg, pg.url("postgres")).await
     } else {
         Env::empty().await
     };
@@ -123,9 +133,13 @@ fn database_settings(pg: &Postgres, db: &str) -> String {
 }
 
 /// A plpgsql function that tries to reach beyond the scratch database, swallowing each
-/// refusal so that the next attempt runs too.
-fn hostile_function(live: &str, other: &str) -> String {
-    let attempts = [
+/// refusal so that the next attempt runs too; first, when `escape`, it leaves the role the
+/// session was switched to (a superuser configuration logs in as the restore role, so there
+/// is nothing to go back to).
+fn hostile_function(live: &str, other: &str, escape: bool) -> String {
+    let escape =
+        escape.then_some("PERFORM pg_catalog.set_config('role', 'none', false)".to_owned());
+    let attempts = escape.into_iter().chain([
         "PERFORM pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity \
          WHERE pid <> pg_catalog.pg_backend_pid()"
             .to_owned(),
@@ -146,9 +160,8 @@ fn hostile_function(live: &str, other: &str) -> String {
         "EXECUTE pg_catalog.format('REVOKE ALL ON DATABASE %I FROM PUBLIC', \
          pg_catalog.current_database())"
             .to_owned(),
-    ];
+    ]);
     let body: String = attempts
-        .iter()
         .map(|a| format!("BEGIN {a}; EXCEPTION WHEN OTHERS THEN NULL; END;\n"))
         .collect();
     format!(
@@ -169,11 +182,11 @@ fn hostile_function(live: &str, other: &str) -> String {
 }
 
 async fn hostile_functions_are_contained(superuser: bool) {
-    let pg = postgres();
     let mut env = env_with(b"", superuser).await;
+    let pg = env.pg;
     let other = format!("{}_other", env.db);
     pg.create_db(&other);
-    let dump = append(prod_dump(), &hostile_function(&env.db, &other));
+    let dump = append(prod_dump(), &hostile_function(&env.db, &other, superuser));
     env.upload(zstd(&dump), None).await;
     // A session of another role on the live database (it sees backend_type NULL) and one
     // on another database.

@@ -99,6 +99,25 @@ impl Server {
         if let Some(db) = database {
             config.dbname(db);
         }
+        self.connect_with(config).await
+    }
+
+    /// Connects to `database` as `user`, with `password`, on the URL's host.
+    pub async fn connect_as(
+        &self,
+        database: &str,
+        user: &str,
+        password: &crate::config::Secret,
+    ) -> Result<Client, DbError> {
+        let mut config = self.config.clone();
+        config
+            .dbname(database)
+            .user(user)
+            .password(password.expose());
+        self.connect_with(config).await
+    }
+
+    async fn connect_with(&self, config: tokio_postgres::Config) -> Result<Client, DbError> {
         let name = config.get_dbname().unwrap_or("postgres").to_owned();
         let error = |e| self.error(format!("connecting to database {name:?}"), &e);
         // The connection task is spawned either way; only its stream type differs.

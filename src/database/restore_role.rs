@@ -1,11 +1,20 @@
 //! The restore role, `<database.name>_restore`: the dump and the anonymization run as this
-//! role (`SET ROLE`), which is a member of nothing, may not log in, create databases or
-//! roles, and owns nothing but the scratch database while it is restored. Whatever code the
-//! dump makes the server run has its rights: the scratch database's, nothing else. Once the
-//! anonymization committed, everything it owns is handed to `database.owner`.
+//! role, which is a member of nothing, may not create databases or roles, and owns nothing
+//! but the scratch database while it is restored. Whatever code the dump makes the server
+//! run has its rights: the scratch database's, nothing else. Once the anonymization
+//! committed, everything it owns is handed to `database.owner`.
+//!
+//! Code can leave a role reached by `SET ROLE` (`set_config('role', 'none', false)` in a
+//! function returns to the session's login role), so when the refresh role may set the
+//! restore role's password (a superuser, or CREATEROLE) the restore logs in as the restore
+//! role itself, with a random password and LOGIN for the run only ([`Reach::Login`]).
+//! Otherwise it is reached by `SET ROLE`, and the session is checked to still be it after
+//! the dump ([`Reach::SetRole`]).
 
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
+
+use crate::config::Secret;
 
 use super::sql::ServerMessage;
 use super::sql::quote_ident;
@@ -33,8 +42,9 @@ pub enum Fitness {
     Unfit(String),
 }
 
-/// Checks the restore role: no attribute beyond NOLOGIN, a member of nothing, owning and
-/// holding nothing, and reachable with `SET ROLE` by the connected role.
+/// Checks the restore role: no attribute but LOGIN (which a run gives it for its length), a
+/// member of nothing, owning and holding nothing, and reachable with `SET ROLE` by the
+/// connected role.
 pub async fn fitness(server: &Server, client: &Client, role: &str) -> Result<Fitness, DbError> {
     let row = client
         .query_opt(
@@ -42,7 +52,6 @@ pub async fn fitness(server: &Server, client: &Client, role: &str) -> Result<Fit
                  CASE WHEN r.rolsuper THEN 'SUPERUSER' END,
                  CASE WHEN r.rolcreatedb THEN 'CREATEDB' END,
                  CASE WHEN r.rolcreaterole THEN 'CREATEROLE' END,
-                 CASE WHEN r.rolcanlogin THEN 'LOGIN' END,
                  CASE WHEN r.rolreplication THEN 'REPLICATION' END,
                  CASE WHEN r.rolbypassrls THEN 'BYPASSRLS' END),
                  (SELECT string_agg(pg_catalog.quote_ident(g.rolname), ', ')
@@ -89,15 +98,24 @@ pub async fn fitness(server: &Server, client: &Client, role: &str) -> Result<Fit
         Fitness::Fit
     } else {
         Fitness::Unfit(format!(
-            "the restore role {role:?} must be NOLOGIN, a member of nothing and own nothing \
-             outside a restore, and granted to the refresh role, but it {}",
+            "the restore role {role:?} must have no attributes, be a member of nothing, own \
+             nothing outside a restore and be granted to the refresh role, but it {}",
             wrong.join("; ")
         ))
     })
 }
 
-/// Makes sure the restore role exists and is fit, creating it when the connected role may.
-pub async fn ensure(server: &Server, client: &Client, role: &str) -> Result<(), DbError> {
+/// How the restore's sessions become the restore role.
+pub enum Reach {
+    /// Log in as it with this password (set for this run).
+    Login(Secret),
+    /// `SET ROLE` to it from a session of the refresh role.
+    SetRole,
+}
+
+/// Makes sure the restore role exists and is fit, creating it when the connected role may,
+/// and lets it log in for this run when the connected role may set its password.
+pub async fn ensure(server: &Server, client: &Client, role: &str) -> Result<Reach, DbError> {
     let error = |message: String| DbError {
         what: format!("preparing the restore role {role:?}"),
         server: server.redacted().to_owned(),
@@ -121,21 +139,74 @@ pub async fn ensure(server: &Server, client: &Client, role: &str) -> Result<(), 
         }
     }
     match fitness(server, client, role).await? {
-        Fitness::Fit => Ok(()),
-        Fitness::Missing => Err(error("it vanished while being created".into())),
-        Fitness::Unfit(why) => Err(error(why)),
+        Fitness::Fit => {}
+        Fitness::Missing => return Err(error("it vanished while being created".into())),
+        Fitness::Unfit(why) => return Err(error(why)),
     }
-}
-
-/// Runs this session as `role` from now on.
-pub async fn assume(server: &Server, client: &Client, role: &str) -> Result<(), DbError> {
+    if !may_set_password(server, client).await? {
+        return Ok(Reach::SetRole);
+    }
+    let mut random = [0u8; 24];
+    getrandom::fill(&mut random).expect("the OS random source works");
+    let password = Secret::new(hex::encode(random));
     server
         .execute(
             client,
-            &format!("switching to the restore role {role:?}"),
-            &format!("SET ROLE {}", quote_ident(role)),
+            &format!("letting the restore role {role:?} log in for this run"),
+            &format!(
+                "ALTER ROLE {} LOGIN PASSWORD '{}'",
+                quote_ident(role),
+                password.expose()
+            ),
+        )
+        .await?;
+    Ok(Reach::Login(password))
+}
+
+/// Whether the connected role may change other roles' passwords.
+pub async fn may_set_password(server: &Server, client: &Client) -> Result<bool, DbError> {
+    client
+        .query_one(
+            "SELECT rolsuper OR rolcreaterole FROM pg_catalog.pg_roles WHERE rolname = current_user",
+            &[],
         )
         .await
+        .map(|r| r.get(0))
+        .map_err(|e| server.error("reading the role's attributes", &e))
+}
+
+/// Takes back what [`ensure`] gave for the run: the restore role may not log in again.
+pub async fn release(server: &Server, client: &Client, role: &str) -> Result<(), DbError> {
+    server
+        .execute(
+            client,
+            &format!("locking the restore role {role:?} again"),
+            &format!("ALTER ROLE {} NOLOGIN PASSWORD NULL", quote_ident(role)),
+        )
+        .await
+}
+
+/// A session on `database` as `role`.
+pub async fn connect(
+    server: &Server,
+    database: &str,
+    role: &str,
+    reach: &Reach,
+) -> Result<Client, DbError> {
+    match reach {
+        Reach::Login(password) => server.connect_as(database, role, password).await,
+        Reach::SetRole => {
+            let client = server.connect(Some(database)).await?;
+            server
+                .execute(
+                    &client,
+                    &format!("switching to the restore role {role:?}"),
+                    &format!("SET ROLE {}", quote_ident(role)),
+                )
+                .await?;
+            Ok(client)
+        }
+    }
 }
 
 /// In the scratch database `client` is connected to (as the refresh role itself): hands

@@ -25,8 +25,9 @@ use tokio_postgres::Client;
 
 use crate::anonymize::{self, AnonymizeError};
 use crate::config::Config;
+use crate::database::restore_role::{self, Reach};
 use crate::database::sql::chain_without_values;
-use crate::database::{Server, markers, restore_role, settings};
+use crate::database::{Server, markers, settings};
 use crate::error::Refused;
 use crate::fault;
 use crate::journal::{Journal, MediaPass, Step};
@@ -373,22 +374,41 @@ impl Run<'_> {
         let scratch = self.config.scratch_db();
         let filter = restore_filter(&self.server, maintenance, snapshot).await?;
         let role = restore_role::name(&self.config.database.name);
-        let owner = match &self.config.database.owner {
-            Some(owner) => owner.clone(),
-            None => self.server.current_role(maintenance).await?,
-        };
         self.journal.step(Step::Restore {
             scratch: scratch.clone(),
         })?;
         // A scratch database left by a crashed run is ours by name.
         self.server.drop(maintenance, &scratch).await?;
-        restore_role::ensure(&self.server, maintenance, &role).await?;
+        let reach = restore_role::ensure(&self.server, maintenance, &role).await?;
+        let prepared = self
+            .restore_and_anonymize(maintenance, snapshot, filter, (&role, &reach))
+            .await;
+        if let Reach::Login(_) = reach {
+            let released = restore_role::release(&self.server, maintenance, &role).await;
+            prepared?;
+            released?;
+            return Ok(());
+        }
+        prepared
+    }
+
+    async fn restore_and_anonymize(
+        &mut self,
+        maintenance: &Client,
+        snapshot: &Snapshot,
+        filter: Filter,
+        (role, reach): (&str, &Reach),
+    ) -> Result<(), RunError> {
+        let scratch = self.config.scratch_db();
+        let owner = match &self.config.database.owner {
+            Some(owner) => owner.clone(),
+            None => self.server.current_role(maintenance).await?,
+        };
         self.server
-            .create(maintenance, &scratch, Some(&role))
+            .create(maintenance, &scratch, Some(role))
             .await?;
         fault::point("restore.scratch-created");
-        let client = self.server.connect(Some(&scratch)).await?;
-        restore_role::assume(&self.server, &client, &role).await?;
+        let client = restore_role::connect(&self.server, &scratch, role, reach).await?;
         // Durability comes at the anonymization's commit, which flushes everything before it.
         // Index builds after the data sort in memory up to maintenance_work_mem: raise it to
         // 512 MiB for this session (measured ~6% faster on 2.3 M rows), never lower it.
@@ -411,13 +431,8 @@ impl Run<'_> {
         self.begin(Phase::Restore, Some(progress.clone()));
         let bucket = SourceBucket::new(&self.config.snapshot.bucket_config());
         let limit = self.config.restore.timeout;
-        let restored = restore::restore(
-            &bucket,
-            snapshot,
-            filter,
-            (&client, &role),
-            progress.clone(),
-        );
+        let restored =
+            restore::restore(&bucket, snapshot, filter, (&client, role), progress.clone());
         let streamed = match tokio::time::timeout(limit, restored).await {
             Ok(streamed) => streamed,
             Err(_) => Err(RestoreError::TimedOut(
@@ -444,12 +459,12 @@ impl Run<'_> {
         // What the dump's code did to the database itself (as its owner) is undone before
         // any session of ours reads its settings.
         self.report.database_settings_reset =
-            settings::reset(&self.server, maintenance, &scratch, (&role, &owner)).await?;
-        let mut client = self.server.connect(Some(&scratch)).await?;
+            settings::reset(&self.server, maintenance, &scratch, (role, &owner)).await?;
+        let mut client = restore_role::connect(&self.server, &scratch, role, reach).await?;
         match anonymize::run(
             &mut client,
             &self.config.anonymize,
-            &role,
+            role,
             &self.config.restore,
         )
         .await
@@ -466,7 +481,10 @@ impl Run<'_> {
                 return Err(err).doing(format!("anonymizing {scratch}"));
             }
         }
-        restore_role::hand_over(&self.server, &client, &role, &owner).await?;
+        drop(client);
+        // Handing over takes the refresh role's own rights on both roles.
+        let client = self.server.connect(Some(&scratch)).await?;
+        restore_role::hand_over(&self.server, &client, role, &owner).await?;
         self.report.security_definer_functions =
             restore_role::security_definers(&self.server, &client).await?;
         if !self.report.security_definer_functions.is_empty() {
