@@ -191,6 +191,20 @@ impl Run<'_> {
             return self.mirror_only(&mirror).await;
         }
         let maintenance = self.server.connect(None).await?;
+        // The refresh's own statements (creating, dropping and renaming databases) are
+        // bounded too: a lock held elsewhere fails the run instead of holding it.
+        let limits = &self.config.restore;
+        self.server
+            .execute(
+                &maintenance,
+                "limiting the refresh's own statements",
+                &format!(
+                    "SET statement_timeout = {}; SET lock_timeout = {}",
+                    limits.statement_timeout.as_millis(),
+                    limits.lock_timeout.as_millis()
+                ),
+            )
+            .await?;
         let snapshot = self.guards_and_snapshot(&maintenance, selection).await?;
 
         // Phase 1, cancellable: a signal drops the work in flight, then the scratch database.
