@@ -152,29 +152,18 @@ async fn restore_role(server: &Server, client: &Client, name: &str) -> Result<St
         },
         Ok(Fitness::Unfit(why)) => Err(why),
         Ok(Fitness::Missing) => {
-            let row = client
-                .query_one(
-                    "SELECT rolsuper OR rolcreaterole, current_user::text FROM pg_catalog.pg_roles
-                     WHERE rolname = current_user",
-                    &[],
-                )
-                .await
-                .map_err(|e| {
-                    server
-                        .error("reading the role's attributes", &e)
-                        .to_string()
-                })?;
-            let (can_create, refresh_role): (bool, String) = (row.get(0), row.get(1));
-            if can_create {
-                Ok(format!(
+            let may_create = restore_role::may_set_password(server, client).await;
+            let refresh_role = server.current_role(client).await;
+            match (may_create, refresh_role) {
+                (Ok(true), _) => Ok(format!(
                     "{role} does not exist yet; the first run creates it"
-                ))
-            } else {
-                Err(format!(
+                )),
+                (Ok(false), Ok(refresh_role)) => Err(format!(
                     "{role} does not exist and {refresh_role} may not create it; as a superuser \
                      run: {}",
                     restore_role::create_sql(&role, &refresh_role)
-                ))
+                )),
+                (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
             }
         }
         Err(e) => Err(e.to_string()),

@@ -163,7 +163,7 @@ pub async fn ensure(server: &Server, client: &Client, role: &str) -> Result<Reac
     Ok(Reach::Login(password))
 }
 
-/// Whether the connected role may change other roles' passwords.
+/// Whether the connected role may create roles and change their passwords.
 pub async fn may_set_password(server: &Server, client: &Client) -> Result<bool, DbError> {
     client
         .query_one(
