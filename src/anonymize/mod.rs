@@ -152,6 +152,20 @@ pub async fn run(
         }
     }
     set_aside.put_back(&tx).await?;
+    // Code of the dump's can leave a role reached by SET ROLE; then nothing here is trusted.
+    let current: String = tx
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .map_err(sql_error("checking the session's role"))?
+        .get(0);
+    if current != role {
+        return Err(AnonymizeError::Sql {
+            what: "checking the session's role".into(),
+            message: ServerMessage::plain(format!(
+                "code in the database switched the session from {role:?} to {current:?}"
+            )),
+        });
+    }
     crate::fault::point("anonymize.before-commit");
     tx.commit()
         .await
