@@ -17,7 +17,7 @@ use serde::Deserialize;
 pub use schema::{
     AnonymizeConfig, BackendConfig, BucketConfig, DaemonConfig, DatabaseConfig, DecryptConfig,
     MaintenanceConfig, MediaConfig, MetricsConfig, NotifyConfig, OnUnmaskedPii, PasswordHash,
-    RedisConfig, ScheduleConfig, SnapshotConfig,
+    RedisConfig, RestoreConfig, ScheduleConfig, SnapshotConfig,
 };
 pub use units::MaxDelete;
 
@@ -88,6 +88,8 @@ pub struct Config {
     pub snapshot: SnapshotConfig,
     pub database: DatabaseConfig,
     pub anonymize: AnonymizeConfig,
+    #[serde(default)]
+    pub restore: RestoreConfig,
     #[serde(default)]
     pub media: MediaConfig,
     #[serde(default)]

@@ -199,6 +199,44 @@ pub struct RedisConfig {
     pub url: Option<Secret>,
 }
 
+/// Time limits: a dump (or code it runs) that hangs fails the run instead of holding it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreConfig {
+    /// Each statement of the dump, and each of the refresh's own.
+    #[serde(
+        default = "default_statement_timeout",
+        deserialize_with = "de_duration"
+    )]
+    pub statement_timeout: Duration,
+    /// The whole restore.
+    #[serde(default = "default_restore_timeout", deserialize_with = "de_duration")]
+    pub timeout: Duration,
+    /// Waiting for a lock in the refresh's own SQL (anonymization, verification, swap).
+    #[serde(default = "default_lock_timeout", deserialize_with = "de_duration")]
+    pub lock_timeout: Duration,
+}
+
+impl Default for RestoreConfig {
+    fn default() -> Self {
+        RestoreConfig {
+            statement_timeout: default_statement_timeout(),
+            timeout: default_restore_timeout(),
+            lock_timeout: default_lock_timeout(),
+        }
+    }
+}
+
+fn default_statement_timeout() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_restore_timeout() -> Duration {
+    Duration::from_secs(12 * 3600)
+}
+fn default_lock_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {

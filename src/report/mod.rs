@@ -161,6 +161,13 @@ pub struct RunReport {
     pub rows_anonymized: BTreeMap<String, u64>,
     pub verification: Vec<Verification>,
     pub pii_findings: Vec<Finding>,
+    /// `SECURITY DEFINER` functions the dump created: they run as `database.owner` for
+    /// whoever calls them.
+    #[serde(default)]
+    pub security_definer_functions: Vec<String>,
+    /// What the dump had changed in the scratch database's own settings, undone before cutover.
+    #[serde(default)]
+    pub database_settings_reset: Vec<String>,
     /// How long staging was in maintenance (backend stopped), when it was.
     pub maintenance_seconds: Option<f64>,
     /// Whether the replaced database is kept as `<name>__previous`.
@@ -193,6 +200,8 @@ impl RunReport {
             bytes_restored: 0,
             rows_restored: BTreeMap::new(),
             statements_filtered: BTreeMap::new(),
+            security_definer_functions: Vec::new(),
+            database_settings_reset: Vec::new(),
             rows_anonymized: BTreeMap::new(),
             verification: Vec::new(),
             pii_findings: Vec::new(),

@@ -53,6 +53,8 @@ pub enum RestoreError {
     Refused(#[from] Refusal),
     #[error(transparent)]
     Load(#[from] LoadError),
+    #[error("the restore took longer than restore.timeout ({0})")]
+    TimedOut(String),
 }
 
 /// What streaming a snapshot through found (and, for a restore, loaded).
@@ -102,17 +104,17 @@ pub struct Source<'a> {
     pub decrypt: Option<&'a DecryptConfig>,
 }
 
-/// Restores `snapshot` through `client` (connected to the scratch database).
+/// Restores `snapshot` through `client` (connected to the scratch database as `role`).
 pub async fn restore(
     source: Source<'_>,
     snapshot: &Snapshot,
     filter: Filter,
-    client: &tokio_postgres::Client,
+    (client, role): (&tokio_postgres::Client, &str),
     progress: Arc<Progress>,
 ) -> Result<Streamed, RestoreError> {
     let consume_progress = progress.clone();
     stream(source, snapshot, filter, progress, |items| async move {
-        loader::load(client, items, &consume_progress).await
+        loader::load(client, items, &consume_progress, role).await
     })
     .await
 }
@@ -188,7 +190,7 @@ where
             ChannelReader::new(raw_rx),
             &decoded_snapshot,
             secrets.as_ref(),
-            &filter,
+            filter,
             &load_tx,
         )
     }));
@@ -342,7 +344,7 @@ fn decode(
     input: ChannelReader,
     snapshot: &Snapshot,
     secrets: Option<&Secrets>,
-    filter: &Filter,
+    mut filter: Filter,
     out: &mpsc::Sender<Load>,
 ) -> Result<(u64, BTreeMap<String, u64>), Stop<DecodeFailure>> {
     let upstream_failed = input.failed.clone();
@@ -385,10 +387,6 @@ fn decode(
             Item::Statement(s) => {
                 let text = match filter.statement(&s) {
                     Ok(Action::Keep) => s.text.clone(),
-                    Ok(Action::Rewrite(text, reason)) => {
-                        count(reason);
-                        text
-                    }
                     Ok(Action::Drop(reason)) => {
                         count(reason);
                         continue;
@@ -409,6 +407,9 @@ fn decode(
             Item::CopyEnd { rows } => send(Load::CopyEnd { rows })?,
         }
     }
+    filter
+        .finish()
+        .map_err(|r| Stop::Failed(DecodeFailure::Refused(r)))?;
     Ok((lexer.into_inner().bytes, filtered))
 }
 
