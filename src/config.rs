@@ -182,6 +182,14 @@ pub struct AnonymizeConfig {
     pub on_unmasked_pii: OnUnmaskedPii,
     #[serde(default)]
     pub extra_sql: Vec<PathBuf>,
+    // Masking rules (src/mask/rules.rs); validated there.
+    #[serde(default)]
+    pub column: Vec<crate::mask::rules::ColumnRule>,
+    #[serde(default)]
+    pub table: Vec<crate::mask::rules::TableRule>,
+    pub mask_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub unclassified: crate::mask::rules::Unclassified,
 }
 
 /// How many staging-only media objects a run may delete.
@@ -650,6 +658,15 @@ impl Config {
                 "anonymize.admin_email",
                 "must not be in anonymize.email_domain (verification tells the admin apart by it)",
             ));
+        }
+        crate::mask::Rules::from_config(anonymize).map_err(|e| key_error(e.key, e.message))?;
+        if let Some(path) = &anonymize.mask_key_file {
+            std::fs::metadata(path).map_err(|e| {
+                key_error(
+                    "anonymize.mask_key_file",
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
         }
         for (i, path) in anonymize.extra_sql.iter().enumerate() {
             std::fs::metadata(path).map_err(|e| {

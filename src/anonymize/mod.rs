@@ -1,7 +1,8 @@
-//! Anonymization of the scratch database, in one transaction: the [`rules`] (the runbook's
-//! three steps, flaws fixed), `extra_sql`, materialized views refreshed, then [`verify`] and
-//! [`scan`] inside the same transaction. Anything wrong rolls everything back, and the
-//! scratch database is dropped by the caller: nothing un-anonymized is ever committed.
+//! What follows the masked restore, in one transaction: `extra_sql` (with production's
+//! triggers off, see [`rules`]), bcrypt hashes when configured, materialized views
+//! refreshed, then [`verify`] and [`scan`] inside the same transaction. Anything wrong rolls
+//! everything back, and the scratch database is dropped by the caller: nothing
+//! un-anonymized is ever committed.
 
 pub mod rules;
 pub mod scan;
@@ -13,13 +14,14 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::config::{AnonymizeConfig, OnUnmaskedPii};
+use crate::mask::Masked;
 use crate::restore::loader::db_message;
 pub use scan::Finding;
 pub use verify::Verification;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Anonymized {
-    /// Rows changed per table.
+    /// Rows masked per table.
     pub rows: BTreeMap<String, u64>,
     pub verification: Vec<Verification>,
     pub findings: Vec<Finding>,
@@ -27,11 +29,6 @@ pub struct Anonymized {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnonymizeError {
-    #[error(
-        "no user has the production admin email {email:?} (anonymize.prod_admin_email); \
-         nothing was changed"
-    )]
-    AdminNotFound { email: String },
     #[error("{what}: {message}")]
     Sql { what: String, message: String },
     #[error("anonymize.extra_sql {path}: {message}")]
@@ -72,9 +69,13 @@ pub(crate) fn sql_error(what: &str) -> impl Fn(tokio_postgres::Error) -> Anonymi
     }
 }
 
-/// Anonymizes, verifies and scans the database `client` is connected to, in one transaction
-/// committed only when all of it passes.
-pub async fn run(client: &mut Client, cfg: &AnonymizeConfig) -> Result<Anonymized, AnonymizeError> {
+/// Finishes, verifies and scans the database `client` restored (`masked` says what the
+/// restore masked), in one transaction committed only when all of it passes.
+pub async fn run(
+    client: &mut Client,
+    cfg: &AnonymizeConfig,
+    masked: &Masked,
+) -> Result<Anonymized, AnonymizeError> {
     let tx = client
         .transaction()
         .await
@@ -84,7 +85,7 @@ pub async fn run(client: &mut Client, cfg: &AnonymizeConfig) -> Result<Anonymize
     tx.batch_execute("SET LOCAL synchronous_commit = on")
         .await
         .map_err(sql_error("setting synchronous_commit"))?;
-    let applied = rules::apply(&tx, cfg).await?;
+    rules::apply(&tx, cfg, masked).await?;
     for path in &cfg.extra_sql {
         let shown = path.display().to_string();
         let sql = std::fs::read_to_string(path).map_err(|e| AnonymizeError::ExtraSql {
@@ -99,11 +100,11 @@ pub async fn run(client: &mut Client, cfg: &AnonymizeConfig) -> Result<Anonymize
             })?;
     }
     rules::finish(&tx).await?;
-    let verification = verify::run(&tx, cfg, &applied.admin_id).await?;
+    let verification = verify::run(&tx, cfg, masked).await?;
     if verification.iter().any(|c| !c.ok) {
         return Err(AnonymizeError::Verification(verification));
     }
-    let findings = scan::run(&tx, cfg).await?;
+    let findings = scan::run(&tx, cfg, masked).await?;
     if !findings.is_empty() {
         match cfg.on_unmasked_pii {
             OnUnmaskedPii::Fail => return Err(AnonymizeError::Pii(findings)),
@@ -118,7 +119,7 @@ pub async fn run(client: &mut Client, cfg: &AnonymizeConfig) -> Result<Anonymize
         .await
         .map_err(sql_error("committing the anonymization"))?;
     Ok(Anonymized {
-        rows: applied.rows,
+        rows: masked.rows.clone(),
         verification,
         findings,
     })

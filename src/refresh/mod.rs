@@ -29,6 +29,7 @@ use crate::error::Refused;
 use crate::fault;
 use crate::journal::{Journal, MediaPass, Step};
 use crate::lock::{LockError, RunLock};
+use crate::mask::Masker;
 use crate::media::{MediaError, MediaProgress, MediaReport, Mirror};
 use crate::progress::{Progress, Unit};
 use crate::recovery;
@@ -416,10 +417,19 @@ impl Run<'_> {
 
         let progress = Arc::new(Progress::new("restore", Unit::Bytes, Some(snapshot.size)));
         self.begin(Phase::Restore, Some(progress.clone()));
+        let (anonymize, state_dir) = (
+            self.config.anonymize.clone(),
+            self.config.daemon.state_dir.clone(),
+        );
+        let masker =
+            tokio::task::spawn_blocking(move || Masker::from_config(&anonymize, &state_dir))
+                .await
+                .expect("preparing the masker does not panic")?;
         let bucket = SourceBucket::new(&self.config.snapshot.bucket_config());
-        let streamed = restore::restore(&bucket, snapshot, filter, &client, progress.clone())
-            .await
-            .with_context(|| format!("restoring {} into {scratch}", snapshot.name))?;
+        let (streamed, masked) =
+            restore::restore(&bucket, snapshot, filter, masker, &client, progress.clone())
+                .await
+                .with_context(|| format!("restoring {} into {scratch}", snapshot.name))?;
         progress.finish();
         self.report.bytes_downloaded = streamed.bytes_downloaded;
         self.report.bytes_restored = streamed.bytes_sql;
@@ -437,7 +447,7 @@ impl Run<'_> {
         self.server
             .execute(&client, "resetting the session", "RESET ALL")
             .await?;
-        match anonymize::run(&mut client, &self.config.anonymize).await {
+        match anonymize::run(&mut client, &self.config.anonymize, &masked).await {
             Ok(done) => {
                 self.report.rows_anonymized = done.rows;
                 self.report.verification = done.verification;

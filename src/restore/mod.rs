@@ -4,7 +4,8 @@
 //! 1. download (async task): S3 GET, MD5 of the raw bytes (checked against the `.md5`
 //!    sidecar at the end of the stream), progress;
 //! 2. decode (a blocking thread): zstd/gzip/plain decoding, the psql-compatible
-//!    [`lexer`], the [`filter`];
+//!    [`lexer`], the [`filter`], and for a restore the [`Masker`] (no raw personal value
+//!    leaves this thread);
 //! 3. consume (the caller's task): the [`loader`] for a restore, a counter for a plan.
 //!
 //! When a stage fails, its neighbours see their channel close and stop; the error reported
@@ -24,6 +25,7 @@ use md5::{Digest, Md5};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use crate::mask::{MaskError, Masked, Masker};
 use crate::progress::Progress;
 use crate::snapshot::{Compression, Snapshot, parse_sidecar};
 use crate::store::{SourceBucket, StoreError};
@@ -63,6 +65,8 @@ pub enum RestoreError {
     #[error(transparent)]
     Refused(#[from] Refusal),
     #[error(transparent)]
+    Mask(#[from] MaskError),
+    #[error(transparent)]
     Load(#[from] LoadError),
 }
 
@@ -88,19 +92,26 @@ enum Stop<E> {
     Closed,
 }
 
-/// Restores `snapshot` through `client` (connected to the scratch database).
+/// Restores `snapshot` through `client` (connected to the scratch database), masked.
 pub async fn restore(
     bucket: &SourceBucket,
     snapshot: &Snapshot,
     filter: Filter,
+    masker: Masker,
     client: &tokio_postgres::Client,
     progress: Arc<Progress>,
-) -> Result<Streamed, RestoreError> {
+) -> Result<(Streamed, Masked), RestoreError> {
     let consume_progress = progress.clone();
-    stream(bucket, snapshot, filter, progress, |items| async move {
-        loader::load(client, items, &consume_progress).await
-    })
-    .await
+    let (streamed, masked) = stream(
+        bucket,
+        snapshot,
+        filter,
+        Some(masker),
+        progress,
+        |items| async move { loader::load(client, items, &consume_progress).await },
+    )
+    .await?;
+    Ok((streamed, masked.expect("a masker was given")))
 }
 
 /// Streams `snapshot` through checksum, decoding and the filter without loading anything:
@@ -111,28 +122,37 @@ pub async fn plan(
     filter: Filter,
     progress: Arc<Progress>,
 ) -> Result<Streamed, RestoreError> {
-    stream(bucket, snapshot, filter, progress, |mut items| async move {
-        let mut rows = BTreeMap::new();
-        let mut table = String::new();
-        while let Some(item) = items.recv().await {
-            match item {
-                Load::CopyStart { table: t, .. } => table = t,
-                Load::CopyEnd { rows: n } => *rows.entry(table.clone()).or_insert(0) += n,
-                Load::Sql { .. } | Load::CopyData(_) => {}
+    let planned = stream(
+        bucket,
+        snapshot,
+        filter,
+        None,
+        progress,
+        |mut items| async move {
+            let mut rows = BTreeMap::new();
+            let mut table = String::new();
+            while let Some(item) = items.recv().await {
+                match item {
+                    Load::CopyStart { table: t, .. } => table = t,
+                    Load::CopyEnd { rows: n } => *rows.entry(table.clone()).or_insert(0) += n,
+                    Load::Sql { .. } | Load::CopyData(_) => {}
+                }
             }
-        }
-        Ok(rows)
-    })
-    .await
+            Ok(rows)
+        },
+    )
+    .await?;
+    Ok(planned.0)
 }
 
 async fn stream<F, Fut>(
     bucket: &SourceBucket,
     snapshot: &Snapshot,
     filter: Filter,
+    masker: Option<Masker>,
     progress: Arc<Progress>,
     consume: F,
-) -> Result<Streamed, RestoreError>
+) -> Result<(Streamed, Option<Masked>), RestoreError>
 where
     F: FnOnce(mpsc::Receiver<Load>) -> Fut,
     Fut: Future<Output = Result<BTreeMap<String, u64>, LoadError>>,
@@ -168,7 +188,13 @@ where
     let name = snapshot.name.clone();
     let compression = snapshot.compression;
     let decode = AbortOnDrop(tokio::task::spawn_blocking(move || {
-        decode(ChannelReader::new(raw_rx), compression, &filter, &load_tx)
+        decode(
+            ChannelReader::new(raw_rx),
+            compression,
+            &filter,
+            masker,
+            &load_tx,
+        )
     }));
     let consumed = consume(load_rx).await;
     let decoded = decode.join().await;
@@ -179,7 +205,11 @@ where
         Err(Stop::Failed(e)) => return Err(e),
         Err(Stop::Closed) => (0, false),
     };
-    let (bytes_sql, filtered) = match decoded {
+    let Decoded {
+        bytes_sql,
+        filtered,
+        masked,
+    } = match decoded {
         Ok(d) => d,
         Err(Stop::Failed(DecodeError::Input(message))) => {
             return Err(RestoreError::Decode {
@@ -192,16 +222,18 @@ where
             return Err(RestoreError::Syntax(message));
         }
         Err(Stop::Failed(DecodeError::Refused(r))) => return Err(r.into()),
-        Err(Stop::Closed) => (0, BTreeMap::new()),
+        Err(Stop::Failed(DecodeError::Mask(e))) => return Err(e.into()),
+        Err(Stop::Closed) => Decoded::default(),
     };
     let rows = consumed?;
-    Ok(Streamed {
+    let streamed = Streamed {
         bytes_downloaded,
         bytes_sql,
         checksum_verified,
         rows,
         filtered,
-    })
+    };
+    Ok((streamed, masked))
 }
 
 /// Aborts the task when the restore is dropped (cancelled).
@@ -274,20 +306,29 @@ async fn download(
     Ok((bytes, expected.is_some()))
 }
 
+/// What the decode stage read and did: SQL bytes, the filter's counts, the masking.
+#[derive(Default)]
+struct Decoded {
+    bytes_sql: u64,
+    filtered: BTreeMap<String, u64>,
+    masked: Option<Masked>,
+}
+
 enum DecodeError {
     Input(String),
     Syntax(String),
     Refused(Refusal),
+    Mask(MaskError),
 }
 
-/// Decodes, splits and filters on a blocking thread; returns the SQL bytes read and the
-/// filter's counts.
+/// Decodes, splits, filters and masks on a blocking thread.
 fn decode(
     input: ChannelReader,
     compression: Compression,
     filter: &Filter,
+    mut masker: Option<Masker>,
     out: &mpsc::Sender<Load>,
-) -> Result<(u64, BTreeMap<String, u64>), Stop<DecodeError>> {
+) -> Result<Decoded, Stop<DecodeError>> {
     let upstream_failed = input.failed.clone();
     let decoder: Box<dyn Read + Send> = match compression {
         Compression::Zstd => Box::new(
@@ -305,6 +346,7 @@ fn decode(
     let mut filtered = BTreeMap::new();
     let mut count = |reason: &str| *filtered.entry(reason.to_owned()).or_insert(0u64) += 1;
     let send = |load: Load| out.blocking_send(load).map_err(|_| Stop::Closed);
+    let masking = |e: MaskError| Stop::Failed(DecodeError::Mask(e));
     loop {
         let item = match lexer.next_item() {
             Ok(Some(item)) => item,
@@ -336,6 +378,12 @@ fn decode(
                     }
                     Err(r) => return Err(Stop::Failed(DecodeError::Refused(r))),
                 };
+                if let Some(m) = &mut masker
+                    && !m.statement(&s).map_err(masking)?
+                {
+                    count("INSERT into a table emptied by anonymize.table");
+                    continue;
+                }
                 if s.is_copy_from_stdin() {
                     send(Load::CopyStart {
                         statement: text,
@@ -346,11 +394,30 @@ fn decode(
                     send(Load::Sql { text, line: s.line })?;
                 }
             }
-            Item::CopyData(data) => send(Load::CopyData(data))?,
-            Item::CopyEnd { rows } => send(Load::CopyEnd { rows })?,
+            Item::CopyData(data) => match &mut masker {
+                Some(m) => {
+                    if let Some(data) = m.copy_data(data).map_err(masking)? {
+                        send(Load::CopyData(data))?;
+                    }
+                }
+                None => send(Load::CopyData(data))?,
+            },
+            Item::CopyEnd { rows } => {
+                if let Some(m) = &mut masker
+                    && let Some(tail) = m.copy_end().map_err(masking)?
+                {
+                    send(Load::CopyData(tail))?;
+                }
+                send(Load::CopyEnd { rows })?;
+            }
         }
     }
-    Ok((lexer.into_inner().bytes, filtered))
+    let masked = masker.map(Masker::finish).transpose().map_err(masking)?;
+    Ok(Decoded {
+        bytes_sql: lexer.into_inner().bytes,
+        filtered,
+        masked,
+    })
 }
 
 /// Reads what the download task sends; an error it sends ends the stream with that error.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use chrono::Utc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::fixtures::{dump_name, md5_hex, zstd};
+use super::fixtures::{PROD_RULES, dump_name, md5_hex, zstd};
 use super::staging::{OWNER, SENTINEL, refresh_role_url, seed_staging};
 use super::{Postgres, Run, postgres, s3, test_dir, unique};
 use staging_refresh::lock::RunLock;
@@ -90,6 +90,7 @@ owner = "{OWNER}"
 admin_email = "{ADMIN_EMAIL}"
 admin_password = "{ADMIN_PASSWORD}"
 {anonymize}
+{PROD_RULES}
 [daemon]
 state_dir = "{state}"
 control_socket = "{state}/control.sock"

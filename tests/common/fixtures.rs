@@ -12,6 +12,31 @@ use super::services::{Postgres, S3};
 /// The role that owns the production database; staging does not have it.
 pub const PROD_OWNER: &str = "app_prod";
 pub const PROD_ADMIN_EMAIL: &str = "info@shootify.io";
+/// Masking rules for the prod-shaped schema's text columns the built-in rules leave (none
+/// of them personal), appended to the `[anonymize]` section; `etc/config.toml` ships them.
+pub const PROD_RULES: &str = r#"
+[[anonymize.table]]
+table = "public.organization"
+mode = "keep"
+
+[[anonymize.table]]
+table = "public.product"
+mode = "keep"
+
+[[anonymize.table]]
+table = "public.generation"
+mode = "keep"
+
+[[anonymize.column]]
+table = "public.user"
+column = "settings"
+mask = "keep"
+
+[[anonymize.column]]
+table = "public.external_system_integration"
+column = "name"
+mask = "keep"
+"#;
 
 pub fn fixture_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -132,7 +132,7 @@ name = "{database}"
 [anonymize]
 admin_email = "admin@staging.example.com"
 admin_password = "staging-admin-password"
-
+{rules}
 [daemon]
 state_dir = "{state}"
 control_socket = "{state}/control.sock"
@@ -144,6 +144,7 @@ listen = "127.0.0.1:{metrics_port}"
         url = postgres().url("postgres"),
         state = state.display(),
         metrics_port = services::free_port(),
+        rules = fixtures::PROD_RULES,
     )
 }
 

@@ -1,0 +1,224 @@
+//! The masking rules: `[[anonymize.column]]` and `[[anonymize.table]]` from the config, plus
+//! the runbook's own rules for the users and integrations tables, which every run applies.
+//! Validated once at config load, every error naming the key at fault.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Deserialize;
+
+use super::kinds::Mask;
+use crate::config::AnonymizeConfig;
+use crate::table::TableName;
+
+/// `[[anonymize.column]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnRule {
+    pub table: String,
+    pub column: String,
+    pub mask: String,
+    /// `redact`'s constant.
+    pub value: Option<String>,
+    /// `json`'s masks by dotted path: `{ "contact.email" = "email" }`.
+    #[serde(default)]
+    pub paths: BTreeMap<String, String>,
+}
+
+/// `[[anonymize.table]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableRule {
+    pub table: String,
+    pub mode: TableMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TableMode {
+    /// Restored without rows (sessions, tokens, audit trails, mail queues).
+    Empty,
+    /// Every column classified as not personal, unless a column rule says otherwise.
+    Keep,
+}
+
+/// `anonymize.unclassified`: what a personal-looking column without a rule does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unclassified {
+    /// The run fails before any row is loaded, naming every such column.
+    #[default]
+    Fail,
+    /// A warning names them; their values are kept.
+    Warn,
+}
+
+/// The runbook's tables.
+pub fn users() -> TableName {
+    TableName::new("public", "user")
+}
+pub fn integrations() -> TableName {
+    TableName::new("public", "external_system_integration")
+}
+
+/// The admin's columns in the users table, and the placeholder name other users get.
+pub const EMAIL: &str = "email";
+pub const FULL_NAME: &str = "full_name";
+pub const PASSWORD: &str = "hashed_password";
+pub const SUPERUSER: &str = "is_superuser";
+pub const ACTIVE: &str = "is_active";
+pub const ID: &str = "id";
+pub const ANONYMIZED_NAME: &str = "Anonymized User";
+pub const ADMIN_NAME: &str = "Staging Admin";
+
+/// The runbook's steps as rules: users get reserved-domain emails, a placeholder name, an
+/// unusable password hash and no superuser flag; integrations stop pushing and lose their
+/// URL and key. The admin row is handled apart (see `mask::Admin`).
+fn runbook() -> Vec<(TableName, &'static str, Mask)> {
+    vec![
+        (users(), EMAIL, Mask::Email),
+        (users(), FULL_NAME, Mask::Redact(ANONYMIZED_NAME.into())),
+        (users(), PASSWORD, Mask::Password),
+        (users(), SUPERUSER, Mask::Redact("f".into())),
+        (integrations(), "push_products", Mask::Redact("f".into())),
+        (integrations(), "push_service_base_url", Mask::Null),
+        (integrations(), "push_service_api_key", Mask::Null),
+    ]
+}
+
+/// A rule error: the config key and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct RuleError {
+    pub key: String,
+    pub message: String,
+}
+
+/// Every rule, by table.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    pub columns: HashMap<TableName, BTreeMap<String, Mask>>,
+    pub tables: HashMap<TableName, TableMode>,
+    pub unclassified: Unclassified,
+}
+
+impl Rules {
+    pub fn from_config(cfg: &AnonymizeConfig) -> Result<Rules, RuleError> {
+        let mut rules = Rules {
+            unclassified: cfg.unclassified,
+            ..Rules::default()
+        };
+        for (table, column, mask) in runbook() {
+            rules
+                .columns
+                .entry(table)
+                .or_default()
+                .insert(column.to_owned(), mask);
+        }
+        for (i, rule) in cfg.table.iter().enumerate() {
+            let key = |field: &str| format!("anonymize.table[{i}].{field}");
+            let table = TableName::parse(&rule.table).map_err(|m| error(key("table"), m))?;
+            if rule.mode == TableMode::Empty && (table == users() || table == integrations()) {
+                return Err(error(
+                    key("mode"),
+                    format!(
+                        "{table} cannot be emptied: the admin and the runbook's rules need its rows"
+                    ),
+                ));
+            }
+            if rules.tables.insert(table.clone(), rule.mode).is_some() {
+                return Err(error(
+                    key("table"),
+                    format!("{table} has a table rule already"),
+                ));
+            }
+        }
+        for (i, rule) in cfg.column.iter().enumerate() {
+            let key = |field: &str| format!("anonymize.column[{i}].{field}");
+            let table = TableName::parse(&rule.table).map_err(|m| error(key("table"), m))?;
+            let mask = column_mask(rule).map_err(|(field, m)| error(key(field), m))?;
+            if rules.tables.get(&table) == Some(&TableMode::Empty) {
+                return Err(error(
+                    key("table"),
+                    format!("{table} is emptied (anonymize.table), so its columns need no rules"),
+                ));
+            }
+            let columns = rules.columns.entry(table.clone()).or_default();
+            if columns.contains_key(&rule.column) {
+                let why = if runbook()
+                    .iter()
+                    .any(|(t, c, _)| *t == table && *c == rule.column)
+                {
+                    "is masked by the built-in runbook rules"
+                } else {
+                    "has a rule already"
+                };
+                return Err(error(
+                    key("column"),
+                    format!("{table}.{} {why}", rule.column),
+                ));
+            }
+            columns.insert(rule.column.clone(), mask);
+        }
+        Ok(rules)
+    }
+
+    /// The mask of `table.column`: its column rule, else `keep` in a kept table.
+    pub fn mask(&self, table: &TableName, column: &str) -> Option<&Mask> {
+        match self.columns.get(table).and_then(|c| c.get(column)) {
+            Some(mask) => Some(mask),
+            None if self.tables.get(table) == Some(&TableMode::Keep) => Some(&Mask::Keep),
+            None => None,
+        }
+    }
+
+    pub fn table_mode(&self, table: &TableName) -> Option<TableMode> {
+        self.tables.get(table).copied()
+    }
+}
+
+fn error(key: String, message: impl Into<String>) -> RuleError {
+    RuleError {
+        key,
+        message: message.into(),
+    }
+}
+
+/// The rule's mask; the error names the field at fault.
+fn column_mask(rule: &ColumnRule) -> Result<Mask, (&'static str, String)> {
+    if rule.column.is_empty() {
+        return Err(("column", "is empty".into()));
+    }
+    let mask = Mask::parse(&rule.mask, rule.value.as_deref()).map_err(|m| ("mask", m))?;
+    if rule.value.is_some() && !matches!(mask, Mask::Redact(_)) {
+        return Err(("value", "only a \"redact\" mask takes a value".into()));
+    }
+    match mask {
+        Mask::Json(_) => {
+            if rule.paths.is_empty() {
+                return Err((
+                    "paths",
+                    "a \"json\" mask needs paths = { \"a.b\" = \"email\" }".into(),
+                ));
+            }
+            let mut paths = Vec::new();
+            for (path, kind) in &rule.paths {
+                let inner =
+                    Mask::parse(kind, None).map_err(|m| ("paths", format!("{path:?}: {m}")))?;
+                if matches!(inner, Mask::Json(_) | Mask::Keep) {
+                    return Err((
+                        "paths",
+                        format!("{path:?}: {kind:?} does not apply inside JSON"),
+                    ));
+                }
+                let parts: Vec<String> = path.split('.').map(str::to_owned).collect();
+                if parts.iter().any(String::is_empty) {
+                    return Err(("paths", format!("{path:?} is not a dotted path of keys")));
+                }
+                paths.push((parts, inner));
+            }
+            Ok(Mask::Json(paths))
+        }
+        _ if !rule.paths.is_empty() => Err(("paths", "only a \"json\" mask takes paths".into())),
+        mask => Ok(mask),
+    }
+}
