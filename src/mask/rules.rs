@@ -222,3 +222,99 @@ fn column_mask(rule: &ColumnRule) -> Result<Mask, (&'static str, String)> {
         mask => Ok(mask),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(extra: serde_json::Value) -> Result<Rules, RuleError> {
+        let mut cfg = serde_json::json!({
+            "admin_email": "admin@staging.example.com",
+            "admin_password": "staging-admin-password",
+        });
+        cfg.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        Rules::from_config(&serde_json::from_value(cfg).unwrap())
+    }
+
+    fn key_error(extra: serde_json::Value) -> String {
+        rules(extra).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn rules_combine_with_the_runbook_and_table_modes() {
+        let r = rules(serde_json::json!({
+            "column": [
+                {"table": "shop.customer", "column": "contact", "mask": "json",
+                 "paths": {"contact.email": "email", "phones": "phone"}},
+                {"table": "customer", "column": "name", "mask": "redact", "value": "X"},
+            ],
+            "table": [{"table": "shop.customer", "mode": "keep"}, {"table": "session", "mode": "empty"}],
+        }))
+        .unwrap();
+        let shop = TableName::new("shop", "customer");
+        assert_eq!(r.mask(&shop, "id"), Some(&Mask::Keep));
+        assert!(matches!(r.mask(&shop, "contact"), Some(Mask::Json(paths)) if paths.len() == 2));
+        assert_eq!(
+            r.mask(&TableName::new("public", "customer"), "name"),
+            Some(&Mask::Redact("X".into()))
+        );
+        assert_eq!(r.mask(&users(), "email"), Some(&Mask::Email));
+        assert_eq!(r.mask(&users(), "phone"), None);
+        assert_eq!(
+            r.table_mode(&TableName::new("public", "session")),
+            Some(TableMode::Empty)
+        );
+        assert_eq!(r.unclassified, Unclassified::Fail);
+    }
+
+    #[test]
+    fn bad_rules_name_their_key() {
+        let cases = [
+            (
+                serde_json::json!({"column": [{"table": "t", "column": "c", "mask": "scramble"}]}),
+                "anonymize.column[0].mask: unknown mask \"scramble\"",
+            ),
+            (
+                serde_json::json!({"column": [{"table": "a.b.c", "column": "c", "mask": "keep"}]}),
+                "anonymize.column[0].table: \"a.b.c\" is not a table name",
+            ),
+            (
+                serde_json::json!({"column": [{"table": "user", "column": "email", "mask": "keep"}]}),
+                "anonymize.column[0].column: public.user.email is masked by the built-in runbook rules",
+            ),
+            (
+                serde_json::json!({"column": [{"table": "t", "column": "c", "mask": "json"}]}),
+                "anonymize.column[0].paths: a \"json\" mask needs paths",
+            ),
+            (
+                serde_json::json!({"column": [{"table": "t", "column": "c", "mask": "json",
+                                               "paths": {"a..b": "email"}}]}),
+                "anonymize.column[0].paths: \"a..b\" is not a dotted path",
+            ),
+            (
+                serde_json::json!({"column": [{"table": "t", "column": "c", "mask": "email", "value": "x"}]}),
+                "anonymize.column[0].value: only a \"redact\" mask takes a value",
+            ),
+            (
+                serde_json::json!({"column": [{"table": "t", "column": "c", "mask": "keep"},
+                                              {"table": "public.t", "column": "c", "mask": "null"}]}),
+                "anonymize.column[1].column: public.t.c has a rule already",
+            ),
+            (
+                serde_json::json!({"table": [{"table": "s", "mode": "empty"}],
+                                   "column": [{"table": "s", "column": "c", "mask": "keep"}]}),
+                "anonymize.column[0].table: public.s is emptied",
+            ),
+            (
+                serde_json::json!({"table": [{"table": "user", "mode": "empty"}]}),
+                "anonymize.table[0].mode: public.user cannot be emptied",
+            ),
+        ];
+        for (extra, expected) in cases {
+            let err = key_error(extra);
+            assert!(err.starts_with(expected), "{err}\nexpected {expected}");
+        }
+    }
+}
