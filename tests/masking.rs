@@ -253,3 +253,21 @@ async fn a_new_unclassified_column_fails_the_run_before_any_row_is_loaded_until_
         "2"
     );
 }
+
+#[tokio::test]
+async fn verification_fails_when_extra_sql_undoes_a_mask() {
+    let (source, dump) = production("");
+    let mut env = env(&source, &dump).await;
+    let extra = env.dir.join("undo.sql");
+    std::fs::write(
+        &extra,
+        "UPDATE customer SET last_ip = '192.0.2.1' WHERE id = 2;",
+    )
+    .unwrap();
+    env.anonymize = format!("extra_sql = [\"{}\"]\n{RULES}", extra.display());
+    let out = refresh(&env, &source).await;
+    env.assert_failed_cleanly(
+        &out,
+        "verification failed: masked columns hold masked values (public.customer.last_ip: 1)",
+    );
+}

@@ -450,7 +450,7 @@ async fn the_summary_email_says_what_a_refresh_did_and_leaks_nothing() {
     assert!(email.html.contains(&format!(
         "<td style=\"padding-right: 1em\">public.&quot;user&quot;</td><td style=\"padding-right: 1em\">{users}</td><td style=\"padding-right: 1em\">{anonymized}</td>"
     )), "{}", email.html);
-    email.says("Verification: all 6 checks passed.");
+    email.says("Verification: all 7 checks passed.");
     email.says("PII scan: nothing unmasked found.");
     email.says(&format!("Run {}", report["run_id"].as_str().unwrap()));
     assert!(!email.text.contains("What to do"), "{}", email.text);

@@ -6,8 +6,10 @@ use tokio_postgres::Transaction;
 
 use super::{AnonymizeError, sql_error};
 use crate::config::AnonymizeConfig;
-use crate::mask::Masked;
 use crate::mask::rules::{integrations, users};
+use crate::mask::{Mask, Masked};
+use crate::restore::filter::quote_ident;
+use crate::table::display_ident;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verification {
@@ -94,6 +96,7 @@ pub async fn run(
         .map_err(sql_error("verifying"))?
         .get(0);
     let login_capable = kept_production_hash + i64::from(verifies);
+    let outside_masks = outside_masks(tx, cfg, masked).await?;
     Ok(vec![
         check(
             "non-admin emails in the reserved domain",
@@ -135,7 +138,66 @@ pub async fn run(
                  did not write"
             ),
         ),
+        check(
+            "masked columns hold masked values",
+            outside_masks.is_empty(),
+            if outside_masks.is_empty() {
+                format!("{} masked columns checked", masked.applied.len())
+            } else {
+                outside_masks.join(", ")
+            },
+        ),
     ])
+}
+
+/// The masked columns (`table.column: count`) holding values their mask never writes;
+/// checked for the masks whose every output has a shape SQL can test. The admin's row is
+/// the admin's.
+async fn outside_masks(
+    tx: &Transaction<'_>,
+    cfg: &AnonymizeConfig,
+    masked: &Masked,
+) -> Result<Vec<String>, AnonymizeError> {
+    let mut outside = Vec::new();
+    for (table, column, mask) in &masked.applied {
+        // $1 is the pattern, $2 the admin's id.
+        let (shape, pattern) = match mask {
+            Mask::Null => ("false", String::new()),
+            Mask::Email => (
+                "{v} ~ $1::text",
+                format!("^anon_[0-9a-f]{{16}}@{}$", regex::escape(&cfg.email_domain)),
+            ),
+            Mask::Hash => ("{v} ~ $1::text", "^[0-9a-f]{64}$".into()),
+            Mask::Password => (
+                "left({v}, length($1::text)) = $1::text",
+                masked.password_prefix.clone(),
+            ),
+            _ => continue,
+        };
+        let value = format!("{}::text", quote_ident(column));
+        let shape = shape.replace("{v}", &value);
+        let not_admin = if *table == users() {
+            "id::text <> $2::text"
+        } else {
+            "$2::text IS NOT NULL"
+        };
+        let count: i64 = tx
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM {} WHERE {value} IS NOT NULL AND NOT ({shape}) \
+                     AND $1::text IS NOT NULL AND {not_admin}",
+                    table.sql()
+                ),
+                &[&pattern, &masked.admin_id],
+            )
+            .await
+            .map_err(sql_error("verifying the masked columns"))?
+            .get(0);
+        if count > 0 {
+            outside.push(format!("{table}.{}: {count}", display_ident(column)));
+        }
+    }
+    Ok(outside)
 }
 
 /// An email safe to report: the staging admin's, or only its domain.
