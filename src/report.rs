@@ -150,6 +150,12 @@ pub struct RunReport {
     /// Dump statements dropped or rewritten by the filter, by reason.
     pub statements_filtered: BTreeMap<String, u64>,
     pub rows_anonymized: BTreeMap<String, u64>,
+    /// Values masked in the restore stream, per table and column.
+    #[serde(default)]
+    pub masked_values: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Tables restored without rows (`anonymize.table` mode "empty"), with the rows dropped.
+    #[serde(default)]
+    pub tables_emptied: BTreeMap<String, u64>,
     pub verification: Vec<Verification>,
     pub pii_findings: Vec<Finding>,
     /// How long staging was in maintenance (backend stopped), when it was.
@@ -184,6 +190,8 @@ impl RunReport {
             rows_restored: BTreeMap::new(),
             statements_filtered: BTreeMap::new(),
             rows_anonymized: BTreeMap::new(),
+            masked_values: BTreeMap::new(),
+            tables_emptied: BTreeMap::new(),
             verification: Vec::new(),
             pii_findings: Vec::new(),
             maintenance_seconds: None,
@@ -241,6 +249,19 @@ impl RunReport {
                 .map(|(t, n)| format!("{t} {n}"))
                 .collect();
             lines.push(format!("anonymized: {}", rows.join(", ")));
+        }
+        if !self.masked_values.is_empty() {
+            let columns: usize = self.masked_values.values().map(BTreeMap::len).sum();
+            let values: u64 = self.masked_values.values().flat_map(|c| c.values()).sum();
+            lines.push(format!("masked {values} values in {columns} columns"));
+        }
+        if !self.tables_emptied.is_empty() {
+            let tables: Vec<String> = self
+                .tables_emptied
+                .iter()
+                .map(|(t, n)| format!("{t} ({n} rows dropped)"))
+                .collect();
+            lines.push(format!("emptied: {}", tables.join(", ")));
         }
         let failed: Vec<&str> = self
             .verification

@@ -146,6 +146,19 @@ async fn production_values_never_reach_staging_and_masks_hold_across_tables_and_
     let report = out.json();
     assert_eq!(report["rows_anonymized"]["public.customer"], 2, "{report}");
     assert_eq!(report["rows_restored"]["public.session"], 0, "{report}");
+    assert_eq!(report["tables_emptied"]["public.session"], 2, "{report}");
+    assert_eq!(
+        report["masked_values"]["public.customer"]["phone"], 2,
+        "{report}"
+    );
+    assert_eq!(
+        report["masked_values"]["public.customer"]["note"], 1,
+        "{report}"
+    );
+    assert_eq!(
+        report["masked_values"]["public.invoice"]["stripe_customer"], 3,
+        "{report}"
+    );
     assert!(
         report["verification"]
             .as_array()
@@ -220,6 +233,13 @@ async fn production_values_never_reach_staging_and_masks_hold_across_tables_and_
     let again = refresh(&env, &source).await;
     assert_eq!(again.code, 0, "{again:?}");
     assert_eq!(env.query(customer), masked);
+    // The metrics count what both refreshes masked.
+    let config = staging_refresh::config::Config::load(&env.dir.join("config.toml")).unwrap();
+    let metrics = staging_refresh::metrics::Metrics::new();
+    staging_refresh::metrics::Sources::of(&config).update(&metrics);
+    let text = metrics.text();
+    let line = "staging_refresh_masked_values_total{column=\"phone\",table=\"public.customer\"} 4";
+    assert!(text.contains(line), "{line} not in\n{text}");
 }
 
 #[tokio::test]

@@ -107,8 +107,8 @@ pub struct Masked {
     pub admin_id: String,
     /// Rows whose values were masked, per table as the COPY names it (like the rows restored).
     pub rows: BTreeMap<String, u64>,
-    /// Values masked, per `table.column`.
-    pub values: BTreeMap<String, u64>,
+    /// Values masked, per table and column.
+    pub values: BTreeMap<String, BTreeMap<String, u64>>,
     /// Tables restored without rows, with the rows dropped.
     pub emptied: BTreeMap<String, u64>,
     /// The column masks the dump's tables got (not `keep`), for verification and the scan.
@@ -289,7 +289,9 @@ impl Masker {
                         *self
                             .done
                             .values
-                            .entry(format!("{}.{}", copy.table, display_ident(name)))
+                            .entry(copy.table.to_string())
+                            .or_default()
+                            .entry(name.clone())
                             .or_default() += n;
                     }
                 }
@@ -713,7 +715,7 @@ mod tests {
             let masked = m.finish().unwrap();
             assert_eq!(masked.admin_id, "1");
             assert_eq!(masked.rows["public.\"user\""], 3);
-            assert_eq!(masked.values["public.user.email"], 2);
+            assert_eq!(masked.values["public.user"]["email"], 2);
             outputs.push(data);
         }
         assert!(outputs.iter().all(|o| *o == outputs[0]));

@@ -435,6 +435,8 @@ impl Run<'_> {
         self.report.bytes_restored = streamed.bytes_sql;
         self.report.rows_restored = streamed.rows;
         self.report.statements_filtered = streamed.filtered;
+        self.report.masked_values = masked.values.clone();
+        self.report.tables_emptied = masked.emptied.clone();
         if let Some(s) = &mut self.report.snapshot {
             s.checksum_verified = streamed.checksum_verified;
         }
