@@ -108,6 +108,8 @@ pub enum Command {
 /// Runs one command; the returned code is the process exit status.
 pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
     let config = Config::load(&cli.config)?;
+    // The masking rules are checked like the rest of the config (exit 2, naming the key).
+    crate::mask::Rules::from_config(&config.anonymize)?;
     match cli.command {
         Command::Snapshots { limit } => snapshots(&config, limit, cli.json, cli.verbose).await,
         Command::Check => check(&config, &cli.config, cli.json).await,
@@ -131,7 +133,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::InitTarget => init_target(&config).await,
         Command::Rollback => rollback(&config).await,
         Command::Status => status(&config, cli.json).await,
-        Command::Daemon => daemon::run(&cli.config, config).await,
+        Command::Daemon => daemon::serve(&cli.config, config)
+            .await
+            .map(|()| Exit::Success)
+            .map_err(Into::into),
         Command::Trigger { wait, snapshot } => trigger(&config, &snapshot, wait, cli.json).await,
     }
 }
@@ -303,7 +308,10 @@ async fn trigger(
             },
             control::Reply::Finished { report } => return print_report(&report, json),
             control::Reply::Busy { run_id, pid } => {
-                eprintln!("already running: run {run_id} (pid {pid}); not starting another");
+                eprintln!(
+                    "already running: run {run_id} (pid {}); not starting another",
+                    crate::util::shown_pid(pid)
+                );
                 return Ok(Exit::Locked);
             }
             control::Reply::Error { message } => anyhow::bail!("the daemon refused: {message}"),
@@ -381,7 +389,7 @@ async fn init_target(config: &Config) -> anyhow::Result<Exit> {
     );
     if config.media.enabled {
         // Mirror::new refuses a target that is the source: never mark production's bucket.
-        let mirror = Mirror::new(&config.media).map_err(refresh::media_error)?;
+        let mirror = Mirror::new(&config.media)?;
         media::write_marker(mirror.target()).await?;
         println!(
             "marked s3://{} at {} as a media target ({})",

@@ -2,6 +2,7 @@
 //! variables, secrets optionally read from `<key>_file`. Validated once at load; every
 //! error names the key at fault.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -182,14 +183,56 @@ pub struct AnonymizeConfig {
     pub on_unmasked_pii: OnUnmaskedPii,
     #[serde(default)]
     pub extra_sql: Vec<PathBuf>,
-    // Masking rules (src/mask/rules.rs); validated there.
+    // Masking rules; `mask::rules` validates them and the kinds they name.
     #[serde(default)]
-    pub column: Vec<crate::mask::rules::ColumnRule>,
+    pub column: Vec<ColumnRule>,
     #[serde(default)]
-    pub table: Vec<crate::mask::rules::TableRule>,
+    pub table: Vec<TableRule>,
     pub mask_key_file: Option<PathBuf>,
     #[serde(default)]
-    pub unclassified: crate::mask::rules::Unclassified,
+    pub unclassified: Unclassified,
+}
+
+/// `[[anonymize.column]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnRule {
+    pub table: String,
+    pub column: String,
+    pub mask: String,
+    /// `redact`'s constant.
+    pub value: Option<String>,
+    /// `json`'s masks by dotted path: `{ "contact.email" = "email" }`.
+    #[serde(default)]
+    pub paths: BTreeMap<String, String>,
+}
+
+/// `[[anonymize.table]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableRule {
+    pub table: String,
+    pub mode: TableMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TableMode {
+    /// Restored without rows (sessions, tokens, audit trails, mail queues).
+    Empty,
+    /// Every column classified as not personal, unless a column rule says otherwise.
+    Keep,
+}
+
+/// `anonymize.unclassified`: what a personal-looking column without a rule does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unclassified {
+    /// The run fails before any row is loaded, naming every such column.
+    #[default]
+    Fail,
+    /// A warning names them; their values are kept.
+    Warn,
 }
 
 /// How many staging-only media objects a run may delete.
@@ -659,7 +702,6 @@ impl Config {
                 "must not be in anonymize.email_domain (verification tells the admin apart by it)",
             ));
         }
-        crate::mask::Rules::from_config(anonymize).map_err(|e| key_error(e.key, e.message))?;
         if let Some(path) = &anonymize.mask_key_file {
             std::fs::metadata(path).map_err(|e| {
                 key_error(

@@ -31,11 +31,33 @@ pub struct Refused(pub String);
 
 /// Another refresh is running.
 #[derive(Debug, thiserror::Error)]
-#[error("another refresh holds the lock {path} (pid {pid}, run {run_id})")]
+#[error(
+    "another refresh holds the lock {path} (pid {}, run {run_id})",
+    crate::util::shown_pid(*.pid)
+)]
 pub struct Locked {
     pub path: String,
-    pub pid: String,
+    pub pid: Option<u32>,
     pub run_id: String,
+}
+
+/// `err` and its causes joined by ": ", as `anyhow` prints them with `{:#}`.
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    chain_with(err, |e| e.to_string())
+}
+
+/// [`chain`], each cause shown by `show`.
+pub fn chain_with(
+    err: &(dyn std::error::Error + 'static),
+    show: impl Fn(&(dyn std::error::Error + 'static)) -> String,
+) -> String {
+    let mut parts = vec![show(err)];
+    let mut cause = err.source();
+    while let Some(err) = cause {
+        parts.push(show(err));
+        cause = err.source();
+    }
+    parts.join(": ")
 }
 
 /// The exit code for an error, from the first error in its chain that decides one.

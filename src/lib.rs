@@ -1,30 +1,62 @@
 //! staging-refresh: keeps a staging environment a fresh, anonymized copy of production.
-//! `main.rs` only parses the command line; everything else lives here, one module per concern.
+//! `main.rs` only parses the command line and prints the error; everything else lives here,
+//! one module per concern. The modules, from the ground up: each uses only modules listed
+//! above it (tests/layers.rs checks this order, so the imports form no cycle).
+//!
+//! | module | what it is for |
+//! |---|---|
+//! | [`util`] | atomic, durable JSON files (state, journal, maintenance flag) |
+//! | [`config`] | the config file: schema, loading (TOML, env, `_file` secrets), validation |
+//! | [`error`] | exit codes of the operator contract; the guard and lock errors |
+//! | [`fault`] | fault injection points for the crash tests (debug builds only) |
+//! | [`shutdown`] | the cooperative shutdown token (a watch channel) |
+//! | [`progress`] | a phase's progress: a bar on a terminal, log lines otherwise |
+//! | [`lock`] | one refresh at a time: the flock'd lock file |
+//! | [`store`] | S3 clients; the production bucket's read-only type |
+//! | [`snapshot`] | the snapshot catalog: db-backup names, sidecars, selection |
+//! | [`database`] | the staging PostgreSQL server: sessions, scratch database, swap, markers, SQL quoting, server errors |
+//! | [`table`] | a table's name: a (schema, name) pair, parsed from the config, quoted for SQL |
+//! | [`restore`] | the dump stream: download, decode, lexer and filter, loader |
+//! | [`mask`] | masking in the restore stream: rules, mask kinds, COPY rows, the key, the admin row |
+//! | [`anonymize`] | the anonymization rules, their verification, the PII scan |
+//! | [`media`] | the media mirror: merge-joined listings, server-side copies, deletes |
+//! | [`staging`] | the live environment around the database: backend commands, Redis, maintenance flag |
+//! | [`journal`] | the run journal a crashed run leaves, and the record of its recovery |
+//! | [`report`] | the run report every output is built from |
+//! | [`recovery`] | puts staging back in order after a run that died |
+//! | [`refresh`] | the orchestrator: one refresh, phase by phase; the cutover; the plan |
+//! | [`logging`] | tracing to stderr or journald, with the run's fields |
+//! | [`state`] | the state file: the current run, the last reports, totals |
+//! | [`check`] | `check`: config, credentials, reachability, markers, roles |
+//! | [`metrics`] | the Prometheus endpoint, read from the state file |
+//! | [`notify`] | the summary email |
+//! | [`daemon`] | the scheduler, the control socket, systemd notification |
+//! | [`cli`] | the commands of the operator contract |
 
 pub mod anonymize;
-pub mod check;
+mod check;
 pub mod cli;
 pub mod config;
-pub mod daemon;
+mod daemon;
 pub mod database;
 pub mod error;
 pub mod fault;
-pub mod journal;
+mod journal;
 pub mod lock;
 pub mod logging;
 pub mod mask;
 pub mod media;
 pub mod metrics;
-pub mod notify;
-pub mod progress;
-pub mod recovery;
-pub mod refresh;
+mod notify;
+mod progress;
+mod recovery;
+mod refresh;
 pub mod report;
 pub mod restore;
 pub mod shutdown;
 pub mod snapshot;
-pub mod staging;
+mod staging;
 pub mod state;
 pub mod store;
 pub mod table;
-pub mod util;
+mod util;

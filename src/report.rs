@@ -1,5 +1,5 @@
 //! The run report: everything a refresh did, as one serializable value. `run --json`,
-//! `status`, the state file (and later metrics and the summary email) are all built from it.
+//! `status`, the state file, the metrics and the summary email are all built from it.
 
 use std::collections::BTreeMap;
 
@@ -141,6 +141,9 @@ pub struct RunReport {
     pub failed_phase: Option<Phase>,
     /// The error, with its causes; never a secret.
     pub error: Option<String>,
+    /// The error without the parts that can quote production rows (for email and chat).
+    #[serde(default)]
+    pub error_without_values: Option<String>,
     pub snapshot: Option<SnapshotReport>,
     pub phases: Vec<PhaseTiming>,
     pub bytes_downloaded: u64,
@@ -183,6 +186,7 @@ impl RunReport {
             outcome: Outcome::Ok,
             failed_phase: None,
             error: None,
+            error_without_values: None,
             snapshot: None,
             phases: Vec::new(),
             bytes_downloaded: 0,

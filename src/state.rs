@@ -178,18 +178,40 @@ impl StateFile {
     }
 }
 
-/// Records a run into the state file as it goes: an [`Observer`] for [`crate::refresh::run`].
+/// Records a run into the state file as it goes, and holds it live for the daemon's
+/// `status`: an [`Observer`] for [`crate::refresh::run`].
 #[derive(Clone)]
 pub struct Recorder {
     file: StateFile,
-    progress: Arc<Mutex<Sampled>>,
+    live: Arc<Mutex<Live>>,
 }
 
-/// What the recorder samples every few seconds.
+/// The run in progress as the observer last saw it, with its live progress counters.
 #[derive(Default)]
-struct Sampled {
-    phase: Option<Arc<Progress>>,
+struct Live {
+    current: Option<CurrentRun>,
+    progress: Option<Arc<Progress>>,
     media: Option<MediaProgress>,
+}
+
+impl Live {
+    /// The current run with its progress as of now.
+    fn now(&self) -> Option<CurrentRun> {
+        let mut current = self.current.clone()?;
+        current.progress = self.progress.as_ref().map(|p| p.snapshot());
+        current.media = self.media.as_ref().map(|m| m.snapshot());
+        Some(current)
+    }
+}
+
+impl CurrentRun {
+    /// One line: phase, snapshot, run id (systemd's STATUS).
+    pub fn describe(&self) -> String {
+        match &self.snapshot {
+            Some(snapshot) => format!("{}: {snapshot} (run {})", self.phase, self.run_id),
+            None => format!("{} (run {})", self.phase, self.run_id),
+        }
+    }
 }
 
 impl Recorder {
@@ -197,27 +219,20 @@ impl Recorder {
     pub fn start(file: StateFile) -> Recorder {
         let recorder = Recorder {
             file,
-            progress: Default::default(),
+            live: Default::default(),
         };
-        let ticking = recorder.clone();
+        let file = recorder.file.clone();
+        let live = Arc::downgrade(&recorder.live);
         tokio::spawn(async move {
-            let weak = Arc::downgrade(&ticking.progress);
-            drop(ticking.progress);
             loop {
                 tokio::time::sleep(PROGRESS_EVERY).await;
-                let Some(slot) = weak.upgrade() else { return };
-                let (phase, media) = {
-                    let slot = slot.lock().expect("progress slot");
-                    (
-                        slot.phase.as_ref().map(|p| p.snapshot()),
-                        slot.media.as_ref().map(|m| m.snapshot()),
-                    )
-                };
-                if phase.is_some() || media.is_some() {
-                    ticking.file.update(|s| {
+                let Some(live) = live.upgrade() else { return };
+                let now = live.lock().expect("live run").now();
+                if let Some(now) = now.filter(|c| c.progress.is_some() || c.media.is_some()) {
+                    file.update(|s| {
                         if let Some(current) = &mut s.current {
-                            current.progress = phase.or(current.progress.take());
-                            current.media = media.or(current.media.take());
+                            current.progress = now.progress.or(current.progress.take());
+                            current.media = now.media.or(current.media.take());
                         }
                     });
                 }
@@ -225,25 +240,31 @@ impl Recorder {
         });
         recorder
     }
+
+    /// The run in progress with its progress as of now; `None` before its first phase and
+    /// once it finished.
+    pub fn current(&self) -> Option<CurrentRun> {
+        self.live.lock().expect("live run").now()
+    }
 }
 
 impl Observer for Recorder {
     fn phase(&self, report: &RunReport, phase: Phase, progress: Option<Arc<Progress>>) {
-        let media = {
-            let mut slot = self.progress.lock().expect("progress slot");
-            slot.phase = progress.clone();
-            slot.media.as_ref().map(|m| m.snapshot())
+        let current = {
+            let mut live = self.live.lock().expect("live run");
+            live.progress = progress;
+            live.current = Some(CurrentRun {
+                run_id: report.run_id.clone(),
+                pid: std::process::id(),
+                started_at: report.started_at,
+                phase,
+                snapshot: report.snapshot.as_ref().map(|s| s.name.clone()),
+                progress: None,
+                media: None,
+            });
+            live.now()
         };
-        let current = CurrentRun {
-            run_id: report.run_id.clone(),
-            pid: std::process::id(),
-            started_at: report.started_at,
-            phase,
-            snapshot: report.snapshot.as_ref().map(|s| s.name.clone()),
-            progress: progress.map(|p| p.snapshot()),
-            media,
-        };
-        self.file.update(|s| s.current = Some(current));
+        self.file.update(|s| s.current = current);
     }
 
     fn recovered(&self, recovery: &Recovery) {
@@ -251,11 +272,11 @@ impl Observer for Recorder {
     }
 
     fn media(&self, progress: &MediaProgress) {
-        self.progress.lock().expect("progress slot").media = Some(progress.clone());
+        self.live.lock().expect("live run").media = Some(progress.clone());
     }
 
     fn finished(&self, report: &RunReport) {
-        *self.progress.lock().expect("progress slot") = Sampled::default();
+        *self.live.lock().expect("live run") = Live::default();
         let report = report.clone();
         self.file.update(|s| {
             s.current = None;

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::restore::filter::quote_ident;
+use crate::database::sql::quote_ident;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TableName {

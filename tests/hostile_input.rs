@@ -263,7 +263,7 @@ async fn a_database_name_with_quotes_line_breaks_and_unicode_is_refreshed() {
         "postgres",
         &format!(
             "CREATE DATABASE {} OWNER {OWNER}",
-            staging_refresh::restore::filter::quote_ident(&name)
+            staging_refresh::database::sql::quote_ident(&name)
         ),
     );
     let toml_name = serde_json::to_string(&name).unwrap();

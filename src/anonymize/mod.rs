@@ -14,8 +14,8 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::config::{AnonymizeConfig, OnUnmaskedPii};
+use crate::database::sql::ServerMessage;
 use crate::mask::Masked;
-use crate::restore::loader::db_message;
 pub use scan::Finding;
 pub use verify::Verification;
 
@@ -29,10 +29,18 @@ pub struct Anonymized {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnonymizeError {
-    #[error("{what}: {message}")]
-    Sql { what: String, message: String },
-    #[error("anonymize.extra_sql {path}: {message}")]
-    ExtraSql { path: String, message: String },
+    #[error("{what}")]
+    Sql {
+        what: String,
+        #[source]
+        message: ServerMessage,
+    },
+    #[error("anonymize.extra_sql {path}")]
+    ExtraSql {
+        path: String,
+        #[source]
+        message: ServerMessage,
+    },
     #[error("verification failed: {}", failed(.0))]
     Verification(Vec<Verification>),
     #[error(
@@ -65,7 +73,7 @@ impl AnonymizeError {
 pub(crate) fn sql_error(what: &str) -> impl Fn(tokio_postgres::Error) -> AnonymizeError + '_ {
     move |e| AnonymizeError::Sql {
         what: what.to_owned(),
-        message: db_message(&e),
+        message: e.into(),
     }
 }
 
@@ -90,13 +98,13 @@ pub async fn run(
         let shown = path.display().to_string();
         let sql = std::fs::read_to_string(path).map_err(|e| AnonymizeError::ExtraSql {
             path: shown.clone(),
-            message: e.to_string(),
+            message: ServerMessage::plain(e.to_string()),
         })?;
         tx.batch_execute(&sql)
             .await
             .map_err(|e| AnonymizeError::ExtraSql {
                 path: shown,
-                message: db_message(&e),
+                message: e.into(),
             })?;
     }
     rules::finish(&tx).await?;

@@ -8,10 +8,9 @@ use tokio_postgres::Transaction;
 
 use super::{AnonymizeError, sql_error};
 use crate::config::{AnonymizeConfig, PasswordHash};
-use crate::mask::Masked;
 use crate::mask::rules::{integrations, users};
+use crate::mask::{BCRYPT_COST, Masked};
 
-pub const BCRYPT_COST: u32 = 12;
 /// Rows per UPDATE when writing real bcrypt hashes.
 const HASH_BATCH: usize = 5000;
 

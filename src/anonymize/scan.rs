@@ -15,8 +15,8 @@ use tokio_postgres::Transaction;
 
 use super::{AnonymizeError, sql_error};
 use crate::config::AnonymizeConfig;
+use crate::database::sql::quote_ident;
 use crate::mask::Masked;
-use crate::restore::filter::quote_ident;
 use crate::table::TableName;
 
 /// Rows sampled per table.

@@ -6,9 +6,9 @@ use tokio_postgres::Transaction;
 
 use super::{AnonymizeError, sql_error};
 use crate::config::AnonymizeConfig;
+use crate::database::sql::quote_ident;
 use crate::mask::rules::{integrations, users};
 use crate::mask::{Mask, Masked};
-use crate::restore::filter::quote_ident;
 use crate::table::display_ident;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

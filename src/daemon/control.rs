@@ -59,7 +59,7 @@ pub enum Reply {
     /// A refresh is already running (the daemon's, or a `run` holding the lock).
     Busy {
         run_id: String,
-        pid: String,
+        pid: Option<u32>,
     },
     Status {
         status: Box<DaemonStatus>,
@@ -159,6 +159,23 @@ async fn answer(stream: UnixStream, daemon: &Arc<Daemon>) -> std::io::Result<()>
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("talking to the daemon")]
+    Io(#[from] std::io::Error),
+    #[error("the daemon's answer is not control protocol JSON")]
+    Json(#[from] serde_json::Error),
+    #[error(
+        "the daemon speaks control protocol version {0}, this client {VERSION}: restart the \
+         daemon after an upgrade"
+    )]
+    Version(u32),
+    #[error("the daemon says: {0}")]
+    Daemon(String),
+    #[error("unexpected answer from the daemon: {0}")]
+    Unexpected(String),
+}
+
 /// The client side, used by `trigger` and `status`.
 pub struct Client {
     input: tokio::io::Lines<BufReader<OwnedReadHalf>>,
@@ -188,27 +205,24 @@ impl Client {
     }
 
     /// The next reply; `None` when the daemon closed the connection.
-    pub async fn reply(&mut self) -> anyhow::Result<Option<Reply>> {
+    pub async fn reply(&mut self) -> Result<Option<Reply>, ControlError> {
         let Some(line) = self.input.next_line().await? else {
             return Ok(None);
         };
         let message: Message<serde_json::Value> = serde_json::from_str(&line)?;
-        anyhow::ensure!(
-            message.version == VERSION,
-            "the daemon speaks control protocol version {}, this client {VERSION}: \
-             restart the daemon after an upgrade",
-            message.version
-        );
+        if message.version != VERSION {
+            return Err(ControlError::Version(message.version));
+        }
         Ok(Some(serde_json::from_value(message.body)?))
     }
 
     /// The daemon's view (`status`).
-    pub async fn status(mut self) -> anyhow::Result<DaemonStatus> {
+    pub async fn status(mut self) -> Result<DaemonStatus, ControlError> {
         self.request(Request::Status).await?;
         match self.reply().await? {
             Some(Reply::Status { status }) => Ok(*status),
-            Some(Reply::Error { message }) => anyhow::bail!("the daemon says: {message}"),
-            other => anyhow::bail!("unexpected answer from the daemon: {other:?}"),
+            Some(Reply::Error { message }) => Err(ControlError::Daemon(message)),
+            other => Err(ControlError::Unexpected(format!("{other:?}"))),
         }
     }
 }

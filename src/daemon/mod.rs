@@ -7,12 +7,13 @@ pub mod control;
 pub mod schedule;
 mod systemd;
 
+use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::net::UnixListener;
@@ -21,7 +22,6 @@ use tokio::sync::{broadcast, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::config::Config;
-use crate::error::Exit;
 use crate::journal::Recovery;
 use crate::lock::{LockError, RunLock};
 use crate::logging::RunFields;
@@ -68,7 +68,7 @@ pub enum Started {
         events: broadcast::Receiver<Reply>,
     },
     /// A refresh is running already (this daemon's, or another process's holding the lock).
-    Busy { run_id: String, pid: String },
+    Busy { run_id: String, pid: Option<u32> },
 }
 
 pub struct Daemon {
@@ -84,55 +84,84 @@ pub struct Daemon {
 }
 
 struct ActiveRun {
-    live: Arc<Mutex<LiveRun>>,
+    recorder: Recorder,
+    /// The refresh ended and released the lock (its email may still be going out).
+    ended: Arc<AtomicBool>,
     task: JoinHandle<Result<RunReport, LockError>>,
 }
 
 impl ActiveRun {
     /// Still refreshing: not yet ended, or ended but for its email.
     fn running(&self) -> bool {
-        !self.task.is_finished() && !self.live.lock().expect("live run").ended
+        !self.task.is_finished() && !self.ended.load(Ordering::SeqCst)
     }
 }
 
-/// The run in progress as the observer last saw it.
-struct LiveRun {
-    current: CurrentRun,
-    progress: Option<Arc<Progress>>,
-    media: Option<MediaProgress>,
-    /// The refresh ended and released the lock.
-    ended: bool,
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("another daemon is listening on the control socket {0}")]
+    SocketInUse(String),
+    #[error(transparent)]
+    Metrics(#[from] metrics::ListenError),
+    #[error("the daemon is stopping")]
+    Stopping,
+    #[error("the refresh task panicked")]
+    Panicked,
+    #[error(transparent)]
+    Lock(#[from] LockError),
 }
 
-impl LiveRun {
-    fn describe(&self) -> String {
-        let c = &self.current;
-        match &c.snapshot {
-            Some(snapshot) => format!("{}: {snapshot} (run {})", c.phase, c.run_id),
-            None => format!("{} (run {})", c.phase, c.run_id),
+fn io_error(what: impl Fn() -> String) -> impl Fn(std::io::Error) -> DaemonError {
+    move |source| DaemonError::Io {
+        what: what(),
+        source,
+    }
+}
+
+/// `staging-refresh daemon`: binds the control socket and runs until SIGTERM/SIGINT;
+/// `config` was loaded from `config_path`.
+pub async fn serve(config_path: &Path, config: Config) -> Result<(), DaemonError> {
+    let signal_error = io_error(|| "installing the signal handlers".into());
+    let mut terminate = signal(SignalKind::terminate()).map_err(&signal_error)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(&signal_error)?;
+    let control = bind(&config.daemon.control_socket)?;
+    let signalled = async {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    }
+    };
+    run(config_path, config, control, signalled).await
 }
 
-/// Runs the daemon until SIGTERM/SIGINT; `config` was loaded from `config_path`.
-pub async fn run(config_path: &Path, config: Config) -> anyhow::Result<Exit> {
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut hangup = signal(SignalKind::hangup())?;
-
+/// Runs the daemon on the `control` socket until `shutdown` completes: the schedule, the
+/// control connections, the metrics endpoint, config reloads on SIGHUP.
+pub async fn run(
+    config_path: &Path,
+    config: Config,
+    control: UnixListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let mut hangup = signal(SignalKind::hangup())
+        .map_err(io_error(|| "installing the SIGHUP handler".into()))?;
     let state = StateFile::in_dir(&config.daemon.state_dir);
-    std::fs::create_dir_all(&config.daemon.state_dir).with_context(|| {
+    std::fs::create_dir_all(&config.daemon.state_dir).map_err(io_error(|| {
         format!(
             "creating daemon.state_dir {}",
             config.daemon.state_dir.display()
         )
-    })?;
+    }))?;
     let recorded = state.read().unwrap_or_else(|e| {
         tracing::warn!(error = %e, "ignoring an unreadable state file");
         Default::default()
     });
     let socket = config.daemon.control_socket.clone();
-    let listener = bind(&socket)?;
     recover_at_start(&config).await;
     // The endpoint reads the state file and the flag at every scrape: it needs no updates.
     let (stop_metrics, metrics_stopping) = shutdown::channel();
@@ -177,6 +206,7 @@ pub async fn run(config_path: &Path, config: Config) -> anyhow::Result<Exit> {
     }
 
     let mut connections = JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let sleep = match next {
             Some(at) => (at - Utc::now())
@@ -192,7 +222,7 @@ pub async fn run(config_path: &Path, config: Config) -> anyhow::Result<Exit> {
                     next = daemon.plan_next(&schedule, at);
                 }
             }
-            accepted = listener.accept() => match accepted {
+            accepted = control.accept() => match accepted {
                 Ok((stream, _)) => {
                     connections.spawn(control::serve(stream, daemon.clone()));
                 }
@@ -206,16 +236,15 @@ pub async fn run(config_path: &Path, config: Config) -> anyhow::Result<Exit> {
                 next = daemon.plan_next(&schedule, Utc::now());
                 systemd::ready(&daemon.describe(&schedule).await);
             }
-            _ = terminate.recv() => break,
-            _ = interrupt.recv() => break,
+            () = &mut shutdown => break,
         }
     }
-    drop(listener);
+    drop(control);
     let _ = std::fs::remove_file(&socket);
     daemon.stop(connections).await;
     stop_metrics.trigger();
     endpoint.stopped().await;
-    Ok(Exit::Success)
+    Ok(())
 }
 
 /// Repairs what a run that died left (a reboot mid-cutover leaves staging down until someone
@@ -241,24 +270,21 @@ async fn recover_at_start(config: &Config) {
 
 /// Listens on the control socket, mode 0660 (the service's group may trigger). A socket left
 /// by a daemon that died is replaced; one a live daemon answers on is an error.
-fn bind(path: &Path) -> anyhow::Result<UnixListener> {
-    let context = || format!("control socket {}", path.display());
+pub fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
+    let error = io_error(|| format!("control socket {}", path.display()));
     if std::os::unix::net::UnixStream::connect(path).is_ok() {
-        anyhow::bail!(
-            "another daemon is listening on the control socket {}",
-            path.display()
-        );
+        return Err(DaemonError::SocketInUse(path.display().to_string()));
     }
     match std::fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(context),
+        Err(e) => return Err(error(e)),
     }
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(context)?;
+        std::fs::create_dir_all(dir).map_err(&error)?;
     }
-    let listener = UnixListener::bind(path).with_context(context)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).with_context(context)?;
+    let listener = UnixListener::bind(path).map_err(&error)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(&error)?;
     Ok(listener)
 }
 
@@ -325,10 +351,10 @@ impl Daemon {
 
     /// systemd's STATUS line: the run in progress, or when the next one is.
     async fn describe(&self, schedule: &Schedule) -> String {
-        if let Some(live) = self.live().await {
-            return live.lock().expect("live run").describe();
+        match self.running().await {
+            Some(current) => current.describe(),
+            None => self.idle_status(schedule),
         }
-        self.idle_status(schedule)
     }
 
     fn idle_status(&self, schedule: &Schedule) -> String {
@@ -338,12 +364,10 @@ impl Daemon {
         }
     }
 
-    async fn live(&self) -> Option<Arc<Mutex<LiveRun>>> {
+    async fn running(&self) -> Option<CurrentRun> {
         let active = self.active.lock().await;
-        active
-            .as_ref()
-            .filter(|run| run.running())
-            .map(|run| run.live.clone())
+        let run = active.as_ref().filter(|run| run.running())?;
+        run.recorder.current()
     }
 
     pub fn status(&self) -> DaemonStatus {
@@ -352,11 +376,7 @@ impl Daemon {
         // `try_lock`: a run being started right now is not worth waiting for.
         let running = self.active.try_lock().ok().and_then(|active| {
             let run = active.as_ref().filter(|run| run.running())?;
-            let live = run.live.lock().expect("live run");
-            let mut current = live.current.clone();
-            current.progress = live.progress.as_ref().map(|p| p.snapshot());
-            current.media = live.media.as_ref().map(|m| m.snapshot());
-            Some(current)
+            run.recorder.current()
         });
         DaemonStatus {
             pid: std::process::id(),
@@ -380,7 +400,8 @@ impl Daemon {
                     tracing::info!(run_id, "scheduled refresh started")
                 }
                 Ok(Started::Busy { run_id, pid }) => tracing::warn!(
-                    "scheduled refresh skipped: run {run_id} (pid {pid}) is still going"
+                    "scheduled refresh skipped: run {run_id} (pid {}) is still going",
+                    crate::util::shown_pid(pid)
                 ),
                 Err(e) => tracing::error!("scheduled refresh not started: {e:#}"),
             }
@@ -389,38 +410,25 @@ impl Daemon {
 
     /// Starts a refresh unless one is running. Returns once the run holds the lock and has
     /// an id (or found the lock held).
-    pub async fn start(self: &Arc<Self>, selection: Selection) -> anyhow::Result<Started> {
+    pub async fn start(self: &Arc<Self>, selection: Selection) -> Result<Started, DaemonError> {
         let mut active = self.active.lock().await;
         if self.stopping.is_requested() {
-            anyhow::bail!("the daemon is stopping");
+            return Err(DaemonError::Stopping);
         }
         if let Some(run) = active.as_ref().filter(|run| run.running()) {
-            let live = run.live.lock().expect("live run");
             return Ok(Started::Busy {
-                run_id: live.current.run_id.clone(),
-                pid: std::process::id().to_string(),
+                run_id: run.recorder.current().map(|c| c.run_id).unwrap_or_default(),
+                pid: Some(std::process::id()),
             });
         }
         let config = self.config();
         let (events, receiver) = broadcast::channel(32);
         let (started, on_start) = oneshot::channel();
-        let live = Arc::new(Mutex::new(LiveRun {
-            current: CurrentRun {
-                run_id: String::new(),
-                pid: std::process::id(),
-                started_at: Utc::now(),
-                phase: Phase::Prepare,
-                snapshot: None,
-                progress: None,
-                media: None,
-            },
-            progress: None,
-            media: None,
-            ended: false,
-        }));
+        let recorder = Recorder::start(StateFile::in_dir(&config.daemon.state_dir));
+        let ended = Arc::new(AtomicBool::new(false));
         let observer = DaemonObserver {
-            recorder: Recorder::start(StateFile::in_dir(&config.daemon.state_dir)),
-            live: live.clone(),
+            recorder: recorder.clone(),
+            ended: ended.clone(),
             events,
             started: Mutex::new(Some(started)),
             fields: RunFields::default(),
@@ -445,10 +453,10 @@ impl Daemon {
         });
         tokio::select! {
             Ok(run_id) = on_start => {
-                *active = Some(ActiveRun { live, task });
+                *active = Some(ActiveRun { recorder, ended, task });
                 Ok(Started::Run { run_id, events: receiver })
             }
-            ended = &mut task => match ended.context("the refresh task panicked")? {
+            ended = &mut task => match ended.map_err(|_| DaemonError::Panicked)? {
                 Err(LockError::Locked(held)) => Ok(Started::Busy {
                     run_id: held.run_id,
                     pid: held.pid,
@@ -465,7 +473,7 @@ impl Daemon {
 /// and the `trigger --wait` clients.
 struct DaemonObserver {
     recorder: Recorder,
-    live: Arc<Mutex<LiveRun>>,
+    ended: Arc<AtomicBool>,
     events: broadcast::Sender<Reply>,
     /// Told the run id once the run holds the lock.
     started: Mutex<Option<oneshot::Sender<String>>>,
@@ -474,19 +482,12 @@ struct DaemonObserver {
 
 impl Observer for DaemonObserver {
     fn phase(&self, report: &RunReport, phase: Phase, progress: Option<Arc<Progress>>) {
-        self.recorder.phase(report, phase, progress.clone());
+        self.recorder.phase(report, phase, progress);
         let snapshot = report.snapshot.as_ref().map(|s| s.name.clone());
         self.fields.set(&report.run_id, phase, snapshot.as_deref());
-        let status = {
-            let mut live = self.live.lock().expect("live run");
-            live.current.run_id.clone_from(&report.run_id);
-            live.current.started_at = report.started_at;
-            live.current.phase = phase;
-            live.current.snapshot.clone_from(&snapshot);
-            live.progress = progress;
-            live.describe()
-        };
-        systemd::status(&status);
+        if let Some(current) = self.recorder.current() {
+            systemd::status(&current.describe());
+        }
         if let Some(started) = self.started.lock().expect("started").take() {
             let _ = started.send(report.run_id.clone());
         }
@@ -503,7 +504,6 @@ impl Observer for DaemonObserver {
 
     fn media(&self, progress: &MediaProgress) {
         self.recorder.media(progress);
-        self.live.lock().expect("live run").media = Some(progress.clone());
     }
 
     fn finished(&self, report: &RunReport) {
@@ -513,9 +513,78 @@ impl Observer for DaemonObserver {
 
 impl DaemonObserver {
     fn ended(&self, report: &RunReport) {
-        self.live.lock().expect("live run").ended = true;
+        self.ended.store(true, Ordering::SeqCst);
         let _ = self.events.send(Reply::Finished {
             report: Box::new(report.clone()),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn runs_in_process_until_its_shutdown_future_completes() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            format!(
+                r#"[snapshot]
+endpoint = "http://127.0.0.1:9"
+bucket = "prod"
+access_key_id = "key"
+secret_access_key = "secret"
+
+[database]
+url = "postgres://refresh@127.0.0.1:9/postgres"
+
+[anonymize]
+admin_email = "admin@staging.example.com"
+admin_password = "staging-admin-password"
+
+[media]
+enabled = false
+
+[maintenance]
+flag_file = "{0}/maintenance.json"
+
+[daemon]
+state_dir = "{0}"
+control_socket = "{0}/control.sock"
+
+[metrics]
+listen = "127.0.0.1:0"
+"#,
+                state.display()
+            ),
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap();
+        let socket = config.daemon.control_socket.clone();
+        let control = bind(&socket).unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let daemon = tokio::spawn(async move {
+            run(&path, config, control, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+
+        let status = control::Client::connect(&socket)
+            .await
+            .unwrap()
+            .status()
+            .await
+            .unwrap();
+        assert_eq!(status.pid, std::process::id());
+        assert!(status.running.is_none(), "{status:?}");
+        assert!(status.next_run.is_some(), "{status:?}");
+
+        stop.send(()).unwrap();
+        daemon.await.unwrap().unwrap();
+        assert!(!socket.exists(), "the control socket is removed at stop");
     }
 }

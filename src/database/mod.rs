@@ -3,6 +3,7 @@
 //! opt-in markers.
 
 pub mod markers;
+pub mod sql;
 pub mod swap;
 mod tls;
 
@@ -14,15 +15,15 @@ use tokio_postgres::Client;
 use tokio_postgres::config::SslMode;
 
 use crate::config::{Secret, redacted_postgres};
-use crate::restore::filter::quote_ident;
-use crate::restore::loader::db_message;
+use sql::{ServerMessage, quote_ident};
 
 #[derive(Debug, thiserror::Error)]
-#[error("{what} on {server}: {message}")]
+#[error("{what} on {server}")]
 pub struct DbError {
     pub what: String,
     pub server: String,
-    pub message: String,
+    #[source]
+    pub message: ServerMessage,
 }
 
 /// The staging server, reached with `database.url`.
@@ -86,7 +87,7 @@ impl Server {
         DbError {
             what: what.into(),
             server: self.redacted.clone(),
-            message: db_message(err),
+            message: err.into(),
         }
     }
 
@@ -145,7 +146,9 @@ impl Server {
                 return Err(DbError {
                     what,
                     server: self.redacted.clone(),
-                    message: format!("{left} session(s) still there after 30 s"),
+                    message: ServerMessage::plain(format!(
+                        "{left} session(s) still there after 30 s"
+                    )),
                 });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

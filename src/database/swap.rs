@@ -4,8 +4,8 @@
 
 use tokio_postgres::Client;
 
+use super::sql::quote_ident;
 use super::{DbError, Server};
-use crate::restore::filter::quote_ident;
 
 /// Renames in order, in one transaction. Every database being renamed is first closed to new
 /// connections and its sessions ended (a database in use cannot be renamed); afterwards each

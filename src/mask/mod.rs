@@ -18,17 +18,19 @@ use std::path::Path;
 
 use bytes::Bytes;
 
-use crate::anonymize::rules::BCRYPT_COST;
 use crate::config::AnonymizeConfig;
 
+use crate::config::{TableMode, Unclassified};
 use crate::restore::lexer::Statement;
+use crate::restore::{RewriteError, Rewriter};
 use crate::table::{TableName, display_ident};
 pub use key::Key;
 pub use kinds::{Mask, Masks};
 pub use rules::Rules;
-use rules::{TableMode, Unclassified};
 use schema::Schema;
 
+/// The cost of the admin's bcrypt hash (and of real hashes with `password_hash = "bcrypt"`).
+pub const BCRYPT_COST: u32 = 12;
 /// Longest COPY row of a masked table held at once; pg_dump lines are far shorter unless a
 /// single value is huge, and that value would need masking whole.
 const MAX_ROW: usize = 256 << 20;
@@ -84,7 +86,7 @@ pub enum MaskError {
     )]
     AdminNotUnique { count: usize },
     #[error(transparent)]
-    Rules(#[from] rules::RuleError),
+    Rules(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Key(#[from] key::KeyError),
     #[error("hashing the admin password: {0}")]
@@ -539,6 +541,18 @@ impl Masker {
         } else {
             Err(refused(masked))
         }
+    }
+}
+
+impl Rewriter for Masker {
+    fn statement(&mut self, s: &Statement) -> Result<bool, RewriteError> {
+        Ok(Masker::statement(self, s)?)
+    }
+    fn copy_data(&mut self, data: Bytes) -> Result<Option<Bytes>, RewriteError> {
+        Ok(Masker::copy_data(self, data)?)
+    }
+    fn copy_end(&mut self) -> Result<Option<Bytes>, RewriteError> {
+        Ok(Masker::copy_end(self)?)
     }
 }
 

@@ -1,56 +1,13 @@
 //! The masking rules: `[[anonymize.column]]` and `[[anonymize.table]]` from the config, plus
 //! the runbook's own rules for the users and integrations tables, which every run applies.
-//! Validated once at config load, every error naming the key at fault.
+//! Validated when the command line loads the config (and again when a run starts), every
+//! error naming the key at fault.
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::Deserialize;
-
 use super::kinds::Mask;
-use crate::config::AnonymizeConfig;
+use crate::config::{AnonymizeConfig, ColumnRule, ConfigError, TableMode, Unclassified};
 use crate::table::TableName;
-
-/// `[[anonymize.column]]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ColumnRule {
-    pub table: String,
-    pub column: String,
-    pub mask: String,
-    /// `redact`'s constant.
-    pub value: Option<String>,
-    /// `json`'s masks by dotted path: `{ "contact.email" = "email" }`.
-    #[serde(default)]
-    pub paths: BTreeMap<String, String>,
-}
-
-/// `[[anonymize.table]]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TableRule {
-    pub table: String,
-    pub mode: TableMode,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TableMode {
-    /// Restored without rows (sessions, tokens, audit trails, mail queues).
-    Empty,
-    /// Every column classified as not personal, unless a column rule says otherwise.
-    Keep,
-}
-
-/// `anonymize.unclassified`: what a personal-looking column without a rule does.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Unclassified {
-    /// The run fails before any row is loaded, naming every such column.
-    #[default]
-    Fail,
-    /// A warning names them; their values are kept.
-    Warn,
-}
 
 /// The runbook's tables.
 pub fn users() -> TableName {
@@ -85,14 +42,6 @@ fn runbook() -> Vec<(TableName, &'static str, Mask)> {
     ]
 }
 
-/// A rule error: the config key and what is wrong with it.
-#[derive(Debug, thiserror::Error)]
-#[error("{key}: {message}")]
-pub struct RuleError {
-    pub key: String,
-    pub message: String,
-}
-
 /// Every rule, by table.
 #[derive(Debug, Clone, Default)]
 pub struct Rules {
@@ -102,7 +51,8 @@ pub struct Rules {
 }
 
 impl Rules {
-    pub fn from_config(cfg: &AnonymizeConfig) -> Result<Rules, RuleError> {
+    /// The rules of `cfg`; an error names the config key at fault.
+    pub fn from_config(cfg: &AnonymizeConfig) -> Result<Rules, ConfigError> {
         let mut rules = Rules {
             unclassified: cfg.unclassified,
             ..Rules::default()
@@ -176,8 +126,8 @@ impl Rules {
     }
 }
 
-fn error(key: String, message: impl Into<String>) -> RuleError {
-    RuleError {
+fn error(key: String, message: impl Into<String>) -> ConfigError {
+    ConfigError::Key {
         key,
         message: message.into(),
     }
@@ -227,7 +177,7 @@ fn column_mask(rule: &ColumnRule) -> Result<Mask, (&'static str, String)> {
 mod tests {
     use super::*;
 
-    fn rules(extra: serde_json::Value) -> Result<Rules, RuleError> {
+    fn rules(extra: serde_json::Value) -> Result<Rules, ConfigError> {
         let mut cfg = serde_json::json!({
             "admin_email": "admin@staging.example.com",
             "admin_password": "staging-admin-password",
@@ -266,7 +216,7 @@ mod tests {
             r.table_mode(&TableName::new("public", "session")),
             Some(TableMode::Empty)
         );
-        assert_eq!(r.unclassified, Unclassified::Fail);
+        assert_eq!(r.unclassified, crate::config::Unclassified::Fail);
     }
 
     #[test]
@@ -314,7 +264,9 @@ mod tests {
         ];
         for (extra, expected) in cases {
             let err = key_error(extra);
-            assert!(err.starts_with(expected), "{err}\nexpected {expected}");
+            let (key, message) = expected.split_once(": ").unwrap();
+            let expected = format!("config key `{key}`: {message}");
+            assert!(err.starts_with(&expected), "{err}\nexpected {expected}");
         }
     }
 }

@@ -10,30 +10,32 @@
 //! ([`prepare_database`] is joined with it), its delete pass in phase 3.
 
 pub mod cutover;
+mod error;
 mod observer;
 pub mod plan;
 
+pub use error::{Doing, RunError};
 pub use observer::Observer;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context;
 use chrono::Utc;
 use tokio_postgres::Client;
 
 use crate::anonymize::{self, AnonymizeError};
 use crate::config::Config;
+use crate::database::sql::chain_without_values;
 use crate::database::{Server, markers};
 use crate::error::Refused;
 use crate::fault;
 use crate::journal::{Journal, MediaPass, Step};
 use crate::lock::{LockError, RunLock};
 use crate::mask::Masker;
-use crate::media::{MediaError, MediaProgress, MediaReport, Mirror};
+use crate::media::{MediaProgress, MediaReport, Mirror};
 use crate::progress::{Progress, Unit};
 use crate::recovery;
-use crate::report::{Outcome, Phase, PhaseTiming, RunReport, SnapshotReport};
+use crate::report::{Phase, PhaseTiming, RunReport, SnapshotReport};
 use crate::restore::{self, filter::Filter};
 use crate::shutdown::Shutdown;
 use crate::snapshot::{Catalog, Selection, Snapshot};
@@ -46,29 +48,6 @@ pub struct Options {
     /// Mirror the media bucket only; leave the database alone.
     pub skip_db: bool,
 }
-
-/// Some media objects could not be copied or deleted; everything else of the run is done.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "media mirror incomplete: {failed} objects failed (the report lists them); the rest of the \
-     refresh is done and live; `staging-refresh run --skip-db` retries the mirror alone"
-)]
-pub struct MediaIncomplete {
-    pub failed: u64,
-}
-
-/// The media mirror's errors, as the run's: a cancelled pass is the run cancelled.
-pub(crate) fn media_error(err: MediaError) -> anyhow::Error {
-    match err {
-        MediaError::Cancelled => Cancelled.into(),
-        other => other.into(),
-    }
-}
-
-/// The run was stopped by SIGTERM/SIGINT before cutover.
-#[derive(Debug, thiserror::Error)]
-#[error("cancelled by a signal before cutover; staging keeps its previous data")]
-pub struct Cancelled;
 
 /// A run id: UTC start time plus a random suffix, sortable and unique.
 pub fn new_run_id() -> String {
@@ -113,23 +92,16 @@ pub async fn run(
     }
     let mut report = run.report;
     if let Err(err) = result {
-        report.outcome = if err.is::<Cancelled>() {
-            Outcome::Cancelled
-        } else if err.chain().any(|c| c.is::<Refused>()) {
-            Outcome::Refused
-        } else {
-            Outcome::Failed
-        };
-        let media_failed = err
-            .chain()
-            .any(|c| c.is::<MediaError>() || c.is::<MediaIncomplete>());
-        report.failed_phase = Some(if media_failed {
-            Phase::Media
-        } else {
-            run.phase
-        });
-        report.error = Some(format!("{err:#}"));
-        tracing::error!(run_id = %report.run_id, phase = %run.phase, "refresh failed: {err:#}");
+        report.outcome = err.outcome();
+        report.failed_phase = Some(err.phase(run.phase));
+        report.error = Some(crate::error::chain(&err));
+        report.error_without_values = Some(chain_without_values(&err));
+        tracing::error!(
+            run_id = %report.run_id,
+            phase = %run.phase,
+            "refresh failed: {}",
+            crate::error::chain(&err)
+        );
     } else {
         tracing::info!(run_id = %report.run_id, "refresh finished");
     }
@@ -137,6 +109,35 @@ pub async fn run(
     observer.finished(&report);
     drop(lock);
     Ok(report)
+}
+
+/// The snapshot `selection` picks, and the bucket it is in.
+pub(crate) async fn select_snapshot(
+    config: &Config,
+    selection: &Selection,
+) -> Result<(SourceBucket, Snapshot), RunError> {
+    let bucket = SourceBucket::new(&config.snapshot.bucket_config());
+    let catalog = Catalog::list(&bucket, &config.snapshot, config.source_database())
+        .await
+        .doing("listing snapshots")?;
+    let snapshot = catalog.select(selection, Utc::now())?.clone();
+    Ok((bucket, snapshot))
+}
+
+/// The restore filter for `snapshot` on this staging server (its version and roles).
+pub(crate) async fn restore_filter(
+    config: &Config,
+    server: &Server,
+    maintenance: &Client,
+    snapshot: &Snapshot,
+) -> Result<Filter, RunError> {
+    let (server_version, roles) = server.facts(maintenance).await?;
+    Ok(Filter {
+        server_version,
+        roles,
+        owner: config.database.owner.clone(),
+        database: snapshot.database.clone(),
+    })
 }
 
 struct Run<'a> {
@@ -176,7 +177,7 @@ impl Run<'_> {
         lock: &RunLock,
         selection: &Selection,
         options: &Options,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), RunError> {
         self.observer.phase(&self.report, Phase::Prepare, None);
         self.report.recovered = recovery::recover(self.config, lock).await?;
         if let Some(recovery) = &self.report.recovered {
@@ -187,9 +188,7 @@ impl Run<'_> {
         let mirror = self.media_mirror(options).await?;
         if options.skip_db {
             let mirror = mirror.ok_or_else(|| {
-                anyhow::anyhow!(
-                    "--skip-db with the media mirror disabled or skipped: nothing to do"
-                )
+                error::failed("--skip-db with the media mirror disabled or skipped: nothing to do")
             })?;
             return self.mirror_only(&mirror).await;
         }
@@ -214,7 +213,7 @@ impl Run<'_> {
                     if copied.is_ok() {
                         record_media(journal, None);
                     }
-                    copied.map(Some).map_err(media_error)
+                    copied.map(Some).map_err(RunError::from)
                 }
                 None => Ok(None),
             }
@@ -225,15 +224,15 @@ impl Run<'_> {
             if mirror.is_some() {
                 self.begin(Phase::Media, None);
             }
-            anyhow::Ok(())
+            Ok::<(), RunError>(())
         };
         let prepared = tokio::select! {
             result = async { tokio::try_join!(database, copy_pass) } => result,
-            () = shutdown.requested() => Err(Cancelled.into()),
+            () = shutdown.requested() => Err(RunError::Cancelled),
         };
         // A signal that came as the last step finished still counts as before cutover.
         let swapped = match prepared {
-            Ok(_) if self.shutdown.is_requested() => Err(Cancelled.into()),
+            Ok(_) if self.shutdown.is_requested() => Err(RunError::Cancelled),
             Ok((_, copied)) => self
                 .cut_over(&maintenance, &snapshot)
                 .await
@@ -275,37 +274,34 @@ impl Run<'_> {
 
     /// The media mirror, unless disabled or skipped; refuses a target that is production's
     /// bucket or lacks the opt-in marker.
-    async fn media_mirror(&self, options: &Options) -> anyhow::Result<Option<Mirror>> {
+    async fn media_mirror(&self, options: &Options) -> Result<Option<Mirror>, RunError> {
         if !self.config.media.enabled || options.skip_media {
             return Ok(None);
         }
-        let mirror = Mirror::new(&self.config.media).map_err(media_error)?;
-        mirror.guard().await.map_err(media_error)?;
+        let mirror = Mirror::new(&self.config.media)?;
+        mirror.guard().await?;
         Ok(Some(mirror))
     }
 
     /// `run --skip-db`: both media passes, back to back, and no database work.
-    async fn mirror_only(&mut self, mirror: &Mirror) -> anyhow::Result<()> {
+    async fn mirror_only(&mut self, mirror: &Mirror) -> Result<(), RunError> {
         self.begin(Phase::Media, None);
         let progress = MediaProgress::new();
         self.observer.media(&progress);
         self.journal.record(|e| e.media = Some(MediaPass::Copy))?;
-        let copied = mirror
-            .copy_pass(&progress, &self.shutdown)
-            .await
-            .map_err(media_error)?;
+        let copied = mirror.copy_pass(&progress, &self.shutdown).await?;
         record_media(self.journal, Some(MediaPass::Delete));
         let media = mirror.delete_pass(&copied, &progress, &self.shutdown).await;
         self.media_finished(media)
     }
 
     /// Records the mirror's report; objects that failed fail the run (the others are done).
-    fn media_finished(&mut self, media: MediaReport) -> anyhow::Result<()> {
+    fn media_finished(&mut self, media: MediaReport) -> Result<(), RunError> {
         tracing::info!(summary = %media.summary(), "media mirror finished");
         let failed = media.failed;
         self.report.media = Some(media);
         if failed > 0 {
-            return Err(MediaIncomplete { failed }.into());
+            return Err(RunError::MediaIncomplete { failed });
         }
         Ok(())
     }
@@ -317,7 +313,7 @@ impl Run<'_> {
         &mut self,
         maintenance: &Client,
         snapshot: &Snapshot,
-    ) -> anyhow::Result<(cutover::CutoverDone, bool)> {
+    ) -> Result<(cutover::CutoverDone, bool), RunError> {
         let (scratch, previous) = (self.config.scratch_db(), self.config.previous_db());
         self.server.drop(maintenance, &previous).await?;
         self.begin(Phase::Cutover, None);
@@ -344,7 +340,7 @@ impl Run<'_> {
         &mut self,
         maintenance: &Client,
         selection: &Selection,
-    ) -> anyhow::Result<Snapshot> {
+    ) -> Result<Snapshot, RunError> {
         let name = &self.config.database.name;
         if markers::marked_at(&self.server, maintenance, name)
             .await?
@@ -357,15 +353,7 @@ impl Run<'_> {
             ))
             .into());
         }
-        let bucket = SourceBucket::new(&self.config.snapshot.bucket_config());
-        let catalog = Catalog::list(
-            &bucket,
-            &self.config.snapshot,
-            self.config.source_database(),
-        )
-        .await
-        .context("listing snapshots")?;
-        let snapshot = catalog.select(selection, Utc::now())?.clone();
+        let (_, snapshot) = select_snapshot(self.config, selection).await?;
         self.report.snapshot = Some(SnapshotReport::from(&snapshot));
         if snapshot.host == self.server.host() && &snapshot.database == name {
             return Err(Refused(format!(
@@ -383,15 +371,9 @@ impl Run<'_> {
         &mut self,
         maintenance: &Client,
         snapshot: &Snapshot,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), RunError> {
         let scratch = self.config.scratch_db();
-        let (server_version, roles) = self.server.facts(maintenance).await?;
-        let filter = Filter {
-            server_version,
-            roles,
-            owner: self.config.database.owner.clone(),
-            database: snapshot.database.clone(),
-        };
+        let filter = restore_filter(self.config, &self.server, maintenance, snapshot).await?;
         self.journal.step(Step::Restore {
             scratch: scratch.clone(),
         })?;
@@ -424,12 +406,15 @@ impl Run<'_> {
         let masker =
             tokio::task::spawn_blocking(move || Masker::from_config(&anonymize, &state_dir))
                 .await
-                .expect("preparing the masker does not panic")?;
+                .expect("preparing the masker does not panic")
+                .doing("preparing the masking")?;
         let bucket = SourceBucket::new(&self.config.snapshot.bucket_config());
-        let (streamed, masked) =
+        let restoring = || format!("restoring {} into {scratch}", snapshot.name);
+        let (streamed, masker) =
             restore::restore(&bucket, snapshot, filter, masker, &client, progress.clone())
                 .await
-                .with_context(|| format!("restoring {} into {scratch}", snapshot.name))?;
+                .doing(restoring())?;
+        let masked = masker.finish().doing(restoring())?;
         progress.finish();
         self.report.bytes_downloaded = streamed.bytes_downloaded;
         self.report.bytes_restored = streamed.bytes_sql;
@@ -462,7 +447,7 @@ impl Run<'_> {
                 let (verification, findings) = AnonymizeError::results(&err);
                 self.report.verification = verification;
                 self.report.pii_findings = findings;
-                Err(anyhow::Error::new(err).context(format!("anonymizing {scratch}")))
+                Err(err).doing(format!("anonymizing {scratch}"))
             }
         }
     }

@@ -5,20 +5,17 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use anyhow::Context;
-use chrono::Utc;
 use serde::Serialize;
 
 use crate::config::Config;
 use crate::database::{Server, markers};
 use crate::media::{MediaPlan, MediaProgress, Mirror};
 use crate::progress::{Progress, Unit};
-use crate::refresh::{Options, media_error};
+use crate::refresh::{Doing, Options, RunError, restore_filter, select_snapshot};
 use crate::report::SnapshotReport;
-use crate::restore::{self, filter::Filter};
+use crate::restore::{self};
 use crate::shutdown::Shutdown;
-use crate::snapshot::{Catalog, Selection};
-use crate::store::SourceBucket;
+use crate::snapshot::Selection;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
@@ -48,13 +45,12 @@ pub async fn plan(
     config: &Config,
     selection: &Selection,
     options: &Options,
-) -> anyhow::Result<Plan> {
+) -> Result<Plan, RunError> {
     let media = if config.media.enabled && !options.skip_media {
-        let mirror = Mirror::new(&config.media).map_err(media_error)?;
+        let mirror = Mirror::new(&config.media)?;
         let plan = mirror
             .plan(&MediaProgress::new(), &Shutdown::never())
-            .await
-            .map_err(media_error)?;
+            .await?;
         Some(plan)
     } else {
         None
@@ -67,27 +63,17 @@ pub async fn plan(
     Ok(Plan { database, media })
 }
 
-async fn database_plan(config: &Config, selection: &Selection) -> anyhow::Result<DatabasePlan> {
+async fn database_plan(config: &Config, selection: &Selection) -> Result<DatabasePlan, RunError> {
     let server = Server::new(&config.database.url);
     let client = server.connect(None).await?;
     let name = &config.database.name;
     let target_marked = markers::marked_at(&server, &client, name).await?.is_some();
-    let bucket = SourceBucket::new(&config.snapshot.bucket_config());
-    let catalog = Catalog::list(&bucket, &config.snapshot, config.source_database())
-        .await
-        .context("listing snapshots")?;
-    let snapshot = catalog.select(selection, Utc::now())?.clone();
-    let (server_version, roles) = server.facts(&client).await?;
-    let filter = Filter {
-        server_version,
-        roles,
-        owner: config.database.owner.clone(),
-        database: snapshot.database.clone(),
-    };
+    let (bucket, snapshot) = select_snapshot(config, selection).await?;
+    let filter = restore_filter(config, &server, &client, &snapshot).await?;
     let progress = Arc::new(Progress::new("plan", Unit::Bytes, Some(snapshot.size)));
     let streamed = restore::plan(&bucket, &snapshot, filter, progress)
         .await
-        .with_context(|| format!("reading {}", snapshot.name))?;
+        .doing(format!("reading {}", snapshot.name))?;
 
     let (scratch, previous) = (config.scratch_db(), config.previous_db());
     let mut databases = Vec::new();

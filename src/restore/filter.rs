@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 
 use super::lexer::{Statement, TokenKind, meta_name};
+use crate::database::sql::quote_ident;
 
 /// PostgreSQL 17, the first server to know `transaction_timeout`.
 const PG17: u32 = 170_000;
@@ -232,11 +233,6 @@ fn connect_target(arg: &str) -> String {
         Some(name) => name.trim_matches('\'').to_owned(),
         None => arg.to_owned(),
     }
-}
-
-/// A double-quoted SQL identifier.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 #[cfg(test)]

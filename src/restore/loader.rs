@@ -9,6 +9,7 @@ use futures::SinkExt;
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
+use crate::database::sql::ServerMessage;
 use crate::progress::Progress;
 
 /// A batch is sent once it holds this much SQL.
@@ -34,37 +35,22 @@ pub enum Load {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("dump line {line}: {message}")]
-    Statement { line: u64, message: String },
-    #[error("loading COPY data into {table} (COPY at dump line {line}): {message}")]
+    #[error("dump line {line}")]
+    Statement {
+        line: u64,
+        #[source]
+        message: ServerMessage,
+    },
+    #[error("loading COPY data into {table} (COPY at dump line {line})")]
     Copy {
         table: String,
         line: u64,
-        message: String,
+        #[source]
+        message: ServerMessage,
     },
     /// The stream feeding the loader stopped early; the feeding side says why.
     #[error("the dump stream stopped early")]
     InputEnded,
-}
-
-/// The server's message with its detail, hint and context (e.g. the COPY line that failed).
-pub fn db_message(err: &tokio_postgres::Error) -> String {
-    match err.as_db_error() {
-        Some(db) => {
-            let mut text = format!("{}: {}", db.severity(), db.message());
-            for (label, part) in [
-                ("DETAIL", db.detail()),
-                ("HINT", db.hint()),
-                ("CONTEXT", db.where_()),
-            ] {
-                if let Some(part) = part {
-                    text.push_str(&format!("; {label}: {part}"));
-                }
-            }
-            text
-        }
-        None => err.to_string(),
-    }
 }
 
 struct Batch {
@@ -95,13 +81,13 @@ impl Batch {
             if let Err(e) = client.batch_execute(&sql[span.clone()]).await {
                 return Err(LoadError::Statement {
                     line: *line,
-                    message: db_message(&e),
+                    message: e.into(),
                 });
             }
         }
         Err(LoadError::Statement {
             line: statements[0].0,
-            message: db_message(&err),
+            message: err.into(),
         })
     }
 }
@@ -160,8 +146,8 @@ async fn copy(
     client: &Client,
     items: &mut mpsc::Receiver<Load>,
     statement: &str,
-) -> Result<u64, Option<String>> {
-    let server = |e: tokio_postgres::Error| Some(db_message(&e));
+) -> Result<u64, Option<ServerMessage>> {
+    let server = |e: tokio_postgres::Error| Some(ServerMessage::from(e));
     let sink = client
         .copy_in::<_, Bytes>(statement)
         .await

@@ -4,8 +4,8 @@
 //! 1. download (async task): S3 GET, MD5 of the raw bytes (checked against the `.md5`
 //!    sidecar at the end of the stream), progress;
 //! 2. decode (a blocking thread): zstd/gzip/plain decoding, the psql-compatible
-//!    [`lexer`], the [`filter`], and for a restore the [`Masker`] (no raw personal value
-//!    leaves this thread);
+//!    [`lexer`], the [`filter`], and for a restore a [`Rewriter`] (the masking: no raw
+//!    personal value leaves this thread);
 //! 3. consume (the caller's task): the [`loader`] for a restore, a counter for a plan.
 //!
 //! When a stage fails, its neighbours see their channel close and stop; the error reported
@@ -25,12 +25,11 @@ use md5::{Digest, Md5};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::mask::{MaskError, Masked, Masker};
 use crate::progress::Progress;
 use crate::snapshot::{Compression, Snapshot, parse_sidecar};
 use crate::store::{SourceBucket, StoreError};
 use filter::{Action, Filter, Refusal};
-use lexer::{Item, LexError, Lexer};
+use lexer::{Item, LexError, Lexer, Statement};
 pub use loader::Load;
 use loader::LoadError;
 
@@ -65,7 +64,7 @@ pub enum RestoreError {
     #[error(transparent)]
     Refused(#[from] Refusal),
     #[error(transparent)]
-    Mask(#[from] MaskError),
+    Rewrite(RewriteError),
     #[error(transparent)]
     Load(#[from] LoadError),
 }
@@ -92,26 +91,54 @@ enum Stop<E> {
     Closed,
 }
 
-/// Restores `snapshot` through `client` (connected to the scratch database), masked.
-pub async fn restore(
+/// A stage between the filter and the loader that rewrites or drops what passes: the
+/// masking (`crate::mask`, which builds on this module).
+pub trait Rewriter: Send + 'static {
+    /// Sees every statement the filter kept; false drops it.
+    fn statement(&mut self, s: &Statement) -> Result<bool, RewriteError>;
+    /// A chunk of COPY data: passed on (maybe rewritten), or `None` to hold it back.
+    fn copy_data(&mut self, data: Bytes) -> Result<Option<Bytes>, RewriteError>;
+    /// The end of a COPY: what is left of its data, if anything.
+    fn copy_end(&mut self) -> Result<Option<Bytes>, RewriteError>;
+}
+
+pub type RewriteError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Passes everything unchanged (a plan loads nothing, so it masks nothing).
+struct Unchanged;
+
+impl Rewriter for Unchanged {
+    fn statement(&mut self, _: &Statement) -> Result<bool, RewriteError> {
+        Ok(true)
+    }
+    fn copy_data(&mut self, data: Bytes) -> Result<Option<Bytes>, RewriteError> {
+        Ok(Some(data))
+    }
+    fn copy_end(&mut self) -> Result<Option<Bytes>, RewriteError> {
+        Ok(None)
+    }
+}
+
+/// Restores `snapshot` through `rewriter` and `client` (connected to the scratch database);
+/// returns the rewriter after the last item.
+pub async fn restore<R: Rewriter>(
     bucket: &SourceBucket,
     snapshot: &Snapshot,
     filter: Filter,
-    masker: Masker,
+    rewriter: R,
     client: &tokio_postgres::Client,
     progress: Arc<Progress>,
-) -> Result<(Streamed, Masked), RestoreError> {
+) -> Result<(Streamed, R), RestoreError> {
     let consume_progress = progress.clone();
-    let (streamed, masked) = stream(
+    stream(
         bucket,
         snapshot,
         filter,
-        Some(masker),
+        rewriter,
         progress,
         |items| async move { loader::load(client, items, &consume_progress).await },
     )
-    .await?;
-    Ok((streamed, masked.expect("a masker was given")))
+    .await
 }
 
 /// Streams `snapshot` through checksum, decoding and the filter without loading anything:
@@ -126,7 +153,7 @@ pub async fn plan(
         bucket,
         snapshot,
         filter,
-        None,
+        Unchanged,
         progress,
         |mut items| async move {
             let mut rows = BTreeMap::new();
@@ -145,14 +172,14 @@ pub async fn plan(
     Ok(planned.0)
 }
 
-async fn stream<F, Fut>(
+async fn stream<R: Rewriter, F, Fut>(
     bucket: &SourceBucket,
     snapshot: &Snapshot,
     filter: Filter,
-    masker: Option<Masker>,
+    rewriter: R,
     progress: Arc<Progress>,
     consume: F,
-) -> Result<(Streamed, Option<Masked>), RestoreError>
+) -> Result<(Streamed, R), RestoreError>
 where
     F: FnOnce(mpsc::Receiver<Load>) -> Fut,
     Fut: Future<Output = Result<BTreeMap<String, u64>, LoadError>>,
@@ -192,7 +219,7 @@ where
             ChannelReader::new(raw_rx),
             compression,
             &filter,
-            masker,
+            rewriter,
             &load_tx,
         )
     }));
@@ -208,7 +235,7 @@ where
     let Decoded {
         bytes_sql,
         filtered,
-        masked,
+        rewriter,
     } = match decoded {
         Ok(d) => d,
         Err(Stop::Failed(DecodeError::Input(message))) => {
@@ -222,8 +249,8 @@ where
             return Err(RestoreError::Syntax(message));
         }
         Err(Stop::Failed(DecodeError::Refused(r))) => return Err(r.into()),
-        Err(Stop::Failed(DecodeError::Mask(e))) => return Err(e.into()),
-        Err(Stop::Closed) => Decoded::default(),
+        Err(Stop::Failed(DecodeError::Rewrite(e))) => return Err(RestoreError::Rewrite(e)),
+        Err(Stop::Closed) => return Err(consumed.err().unwrap_or(LoadError::InputEnded).into()),
     };
     let rows = consumed?;
     let streamed = Streamed {
@@ -233,7 +260,7 @@ where
         rows,
         filtered,
     };
-    Ok((streamed, masked))
+    Ok((streamed, rewriter))
 }
 
 /// Aborts the task when the restore is dropped (cancelled).
@@ -306,29 +333,28 @@ async fn download(
     Ok((bytes, expected.is_some()))
 }
 
-/// What the decode stage read and did: SQL bytes, the filter's counts, the masking.
-#[derive(Default)]
-struct Decoded {
+/// What the decode stage read and did: SQL bytes, the filter's counts, the rewriter.
+struct Decoded<R> {
     bytes_sql: u64,
     filtered: BTreeMap<String, u64>,
-    masked: Option<Masked>,
+    rewriter: R,
 }
 
 enum DecodeError {
     Input(String),
     Syntax(String),
     Refused(Refusal),
-    Mask(MaskError),
+    Rewrite(RewriteError),
 }
 
 /// Decodes, splits, filters and masks on a blocking thread.
-fn decode(
+fn decode<R: Rewriter>(
     input: ChannelReader,
     compression: Compression,
     filter: &Filter,
-    mut masker: Option<Masker>,
+    mut rewriter: R,
     out: &mpsc::Sender<Load>,
-) -> Result<Decoded, Stop<DecodeError>> {
+) -> Result<Decoded<R>, Stop<DecodeError>> {
     let upstream_failed = input.failed.clone();
     let decoder: Box<dyn Read + Send> = match compression {
         Compression::Zstd => Box::new(
@@ -346,7 +372,7 @@ fn decode(
     let mut filtered = BTreeMap::new();
     let mut count = |reason: &str| *filtered.entry(reason.to_owned()).or_insert(0u64) += 1;
     let send = |load: Load| out.blocking_send(load).map_err(|_| Stop::Closed);
-    let masking = |e: MaskError| Stop::Failed(DecodeError::Mask(e));
+    let rewrite = |e: RewriteError| Stop::Failed(DecodeError::Rewrite(e));
     loop {
         let item = match lexer.next_item() {
             Ok(Some(item)) => item,
@@ -378,9 +404,7 @@ fn decode(
                     }
                     Err(r) => return Err(Stop::Failed(DecodeError::Refused(r))),
                 };
-                if let Some(m) = &mut masker
-                    && !m.statement(&s).map_err(masking)?
-                {
+                if !rewriter.statement(&s).map_err(rewrite)? {
                     count("INSERT into a table emptied by anonymize.table");
                     continue;
                 }
@@ -394,29 +418,23 @@ fn decode(
                     send(Load::Sql { text, line: s.line })?;
                 }
             }
-            Item::CopyData(data) => match &mut masker {
-                Some(m) => {
-                    if let Some(data) = m.copy_data(data).map_err(masking)? {
-                        send(Load::CopyData(data))?;
-                    }
+            Item::CopyData(data) => {
+                if let Some(data) = rewriter.copy_data(data).map_err(rewrite)? {
+                    send(Load::CopyData(data))?;
                 }
-                None => send(Load::CopyData(data))?,
-            },
+            }
             Item::CopyEnd { rows } => {
-                if let Some(m) = &mut masker
-                    && let Some(tail) = m.copy_end().map_err(masking)?
-                {
+                if let Some(tail) = rewriter.copy_end().map_err(rewrite)? {
                     send(Load::CopyData(tail))?;
                 }
                 send(Load::CopyEnd { rows })?;
             }
         }
     }
-    let masked = masker.map(Masker::finish).transpose().map_err(masking)?;
     Ok(Decoded {
         bytes_sql: lexer.into_inner().bytes,
         filtered,
-        masked,
+        rewriter,
     })
 }
 
