@@ -434,14 +434,7 @@ impl Masker {
     fn copy_start(&mut self, s: &Statement) -> Result<(), MaskError> {
         self.start_data()?;
         let (table, next) = schema::qualified(s, 1).expect("a COPY names its table");
-        let names = column_list(s, next).unwrap_or_else(|| {
-            self.schema
-                .columns(&table)
-                .unwrap_or_default()
-                .iter()
-                .map(|c| c.name.clone())
-                .collect()
-        });
+        let names = self.listed_columns(s, &table, next);
         let action = if self.rules.table_mode(&table) == Some(TableMode::Empty) {
             Action::Empty { rows: 0 }
         } else {
@@ -485,6 +478,18 @@ impl Masker {
         Ok(())
     }
 
+    /// The columns a COPY or INSERT lists at token `at`, else all the table's.
+    fn listed_columns(&self, s: &Statement, table: &TableName, at: usize) -> Vec<String> {
+        column_list(s, at).unwrap_or_else(|| {
+            self.schema
+                .columns(table)
+                .unwrap_or_default()
+                .iter()
+                .map(|c| c.name.clone())
+                .collect()
+        })
+    }
+
     /// Where the admin's columns are in the users table's COPY; `None` without email or id.
     fn admin_fields(&self, names: &[String]) -> Option<AdminFields> {
         let at = |column: &str| names.iter().position(|n| n == column);
@@ -512,14 +517,7 @@ impl Masker {
         if self.rules.table_mode(&table) == Some(TableMode::Empty) {
             return Ok(false);
         }
-        let names = column_list(s, next).unwrap_or_else(|| {
-            self.schema
-                .columns(&table)
-                .unwrap_or_default()
-                .iter()
-                .map(|c| c.name.clone())
-                .collect()
-        });
+        let names = self.listed_columns(s, &table, next);
         let refused = |columns: Vec<String>| MaskError::Insert {
             line: s.line,
             table: table.to_string(),
