@@ -152,7 +152,7 @@ async fn snapshots(
     json: bool,
     verbose: bool,
 ) -> anyhow::Result<Exit> {
-    let bucket = SourceBucket::new(&config.snapshot.bucket_config());
+    let bucket = SourceBucket::new(config.snapshot.bucket_config());
     let mut catalog = Catalog::list(&bucket, &config.snapshot, config.source_database())
         .await
         .context("listing snapshots")?;
@@ -245,17 +245,17 @@ async fn run_refresh(
     let report = refresh::run(config, snapshot, options, shutdown::on_signals(), &recorder)
         .await
         .map_err(lock_error)?;
-    let exit = print_report(&report, json)?;
+    let exit = print_report(config, &report, json)?;
     notify::after_run(config, &report).await;
     Ok(exit)
 }
 
 /// A finished run's report, and its outcome as the exit code.
-fn print_report(report: &RunReport, json: bool) -> anyhow::Result<Exit> {
+fn print_report(config: &Config, report: &RunReport, json: bool) -> anyhow::Result<Exit> {
     if json {
         print_json(report)?;
     } else {
-        println!("{}", report.summary());
+        println!("{}", report.summary(config));
     }
     if let Some(error) = &report.error {
         eprintln!("error: {}", crate::logging::one_line(error));
@@ -306,7 +306,7 @@ async fn trigger(
                 Some(snapshot) => eprintln!("phase {phase}: {snapshot}"),
                 None => eprintln!("phase {phase}"),
             },
-            control::Reply::Finished { report } => return print_report(&report, json),
+            control::Reply::Finished { report } => return print_report(config, &report, json),
             control::Reply::Busy { run_id, pid } => {
                 eprintln!(
                     "already running: run {run_id} (pid {}); not starting another",
@@ -569,7 +569,10 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<Exit> {
         ),
     }
     match &status.last {
-        Some(report) => println!("last run:\n  {}", report.summary().replace('\n', "\n  ")),
+        Some(report) => println!(
+            "last run:\n  {}",
+            report.summary(config).replace('\n', "\n  ")
+        ),
         None => println!("last run: none recorded"),
     }
     match &status.maintenance_flag {

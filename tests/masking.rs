@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use chrono::Utc;
 
 use common::env::Env;
-use common::fixtures::{dump_name, dump_sql, fixture_path, seed_prod, zstd};
+use common::fixtures::{dump_sql, fixture_path, seed_prod, zstd};
 use common::{Postgres, postgres, prod_postgres, unique};
 
 /// Rules for the masking fixture's tables.
@@ -81,7 +81,7 @@ fn production(extra: &str) -> (String, Vec<u8>) {
     seed_prod(prod, &db, 20);
     let out = Command::new(Postgres::bin("psql"))
         .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &prod.url(&db)])
-        .args(["-c", &format!("SET ROLE {}", common::fixtures::PROD_OWNER)])
+        .args(["-c", &format!("SET ROLE {}", common::constants::PROD_OWNER)])
         .arg("-f")
         .arg(fixture_path("masking.sql"))
         .args(["-c", extra])
@@ -100,22 +100,11 @@ fn production(extra: &str) -> (String, Vec<u8>) {
 /// A staging world restoring the dump of production database `source`.
 async fn env(source: &str, dump: &[u8]) -> Env {
     let mut env = Env::empty().await;
-    env.snapshot = dump_name(source, "prod-db", Utc::now() - chrono::Duration::hours(1));
-    env.upload(zstd(dump), None).await;
+    env.snapshot_database = source.to_owned();
+    env.upload_taken(zstd(dump), Utc::now() - chrono::Duration::hours(1), true)
+        .await;
     env.anonymize = RULES.into();
     env
-}
-
-/// `run` with the env's config pointed at `source`'s snapshots.
-async fn refresh(env: &Env, source: &str) -> common::Run {
-    let config = std::fs::read_to_string(env.config())
-        .unwrap()
-        .replace("database = \"app\"", &format!("database = \"{source}\""));
-    let path = env.dir.join("config.toml");
-    std::fs::write(&path, config).unwrap();
-    let init = common::run(&path, &["init-target"]).await;
-    assert_eq!(init.code, 0, "{init:?}");
-    common::run(&path, &["--json", "run", "--skip-media"]).await
 }
 
 /// Every file under `dir` that contains `needle`.
@@ -141,7 +130,7 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
 async fn production_values_never_reach_staging_and_masks_hold_across_tables_and_refreshes() {
     let (source, dump) = production("");
     let env = env(&source, &dump).await;
-    let out = refresh(&env, &source).await;
+    let out = env.refresh().await;
     assert_eq!(out.code, 0, "{out:?}");
     let report = out.json();
     assert_eq!(report["rows_anonymized"]["public.customer"], 2, "{report}");
@@ -230,11 +219,11 @@ async fn production_values_never_reach_staging_and_masks_hold_across_tables_and_
     assert!(!files_containing(&data, b"Plain product description 7").is_empty());
 
     // A second refresh (the same key, from the state directory) masks identically.
-    let again = refresh(&env, &source).await;
+    let again = env.refresh().await;
     assert_eq!(again.code, 0, "{again:?}");
     assert_eq!(env.query(customer), masked);
     // The metrics count what both refreshes masked.
-    let config = staging_refresh::config::Config::load(&env.dir.join("config.toml")).unwrap();
+    let config = env.loaded();
     let metrics = staging_refresh::metrics::Metrics::new();
     staging_refresh::metrics::Sources::of(&config).update(&metrics);
     let text = metrics.text();
@@ -249,7 +238,7 @@ async fn a_new_unclassified_column_fails_the_run_before_any_row_is_loaded_until_
          UPDATE customer SET passport = 'P-UNCLASSIFIED-' || id;",
     );
     let mut env = env(&source, &dump).await;
-    let out = refresh(&env, &source).await;
+    let out = env.refresh().await;
     env.assert_failed_cleanly(&out, "public.customer.passport (text)");
     assert!(
         out.stderr.contains("public.customer.seen_from (cidr)"),
@@ -266,7 +255,7 @@ async fn a_new_unclassified_column_fails_the_run_before_any_row_is_loaded_until_
         "\n[[anonymize.column]]\ntable = \"customer\"\ncolumn = \"passport\"\nmask = \"hash\"\n\
          \n[[anonymize.column]]\ntable = \"customer\"\ncolumn = \"seen_from\"\nmask = \"null\"\n",
     );
-    let out = refresh(&env, &source).await;
+    let out = env.refresh().await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(
         env.query("SELECT count(*) FROM customer WHERE passport ~ '^[0-9a-f]{64}$'"),
@@ -285,7 +274,7 @@ async fn verification_fails_when_extra_sql_undoes_a_mask() {
     )
     .unwrap();
     env.anonymize = format!("extra_sql = [\"{}\"]\n{RULES}", extra.display());
-    let out = refresh(&env, &source).await;
+    let out = env.refresh().await;
     env.assert_failed_cleanly(
         &out,
         "verification failed: masked columns hold masked values (public.customer.last_ip: 1)",

@@ -116,7 +116,7 @@ pub(crate) async fn select_snapshot(
     config: &Config,
     selection: &Selection,
 ) -> Result<(SourceBucket, Snapshot), RunError> {
-    let bucket = SourceBucket::new(&config.snapshot.bucket_config());
+    let bucket = SourceBucket::new(config.snapshot.bucket_config());
     let catalog = Catalog::list(&bucket, &config.snapshot, config.source_database())
         .await
         .doing("listing snapshots")?;
@@ -408,7 +408,7 @@ impl Run<'_> {
                 .await
                 .expect("preparing the masker does not panic")
                 .doing("preparing the masking")?;
-        let bucket = SourceBucket::new(&self.config.snapshot.bucket_config());
+        let bucket = SourceBucket::new(self.config.snapshot.bucket_config());
         let restoring = || format!("restoring {} into {scratch}", snapshot.name);
         let (streamed, masker) =
             restore::restore(&bucket, snapshot, filter, masker, &client, progress.clone())
