@@ -166,6 +166,11 @@ impl Config {
         format!("{}__previous", self.database.name)
     }
 
+    /// The name `rollback` parks the live database under while it swaps the previous one in.
+    pub fn parked_db(&self) -> String {
+        format!("{}__rollback", self.database.name)
+    }
+
     /// The production database whose snapshots are restored.
     pub fn source_database(&self) -> &str {
         self.snapshot

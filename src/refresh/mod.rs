@@ -13,6 +13,7 @@ pub mod cutover;
 mod error;
 mod observer;
 pub mod plan;
+pub mod rollback;
 
 pub use error::{Doing, RunError};
 pub use observer::Observer;
