@@ -16,8 +16,8 @@ use serde::Deserialize;
 
 pub use schema::{
     AnonymizeConfig, BackendConfig, BucketConfig, ColumnRule, DaemonConfig, DatabaseConfig,
-    MaintenanceConfig, MediaConfig, MetricsConfig, NotifyConfig, OnUnmaskedPii, PasswordHash,
-    RedisConfig, ScheduleConfig, SnapshotConfig, TableMode, TableRule, Unclassified,
+    DecryptConfig, MaintenanceConfig, MediaConfig, MetricsConfig, NotifyConfig, OnUnmaskedPii,
+    PasswordHash, RedisConfig, ScheduleConfig, SnapshotConfig, TableMode, TableRule, Unclassified,
 };
 pub use units::MaxDelete;
 
@@ -30,6 +30,7 @@ const SECRET_KEYS: &[&str] = &[
     "url",
     "admin_password",
     "smtp_url",
+    "passphrase",
 ];
 /// Environment keys parsed as comma-separated lists.
 const LIST_KEYS: &[&str] = &[

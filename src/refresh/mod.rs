@@ -410,9 +410,13 @@ impl Run<'_> {
                 .expect("preparing the masker does not panic")
                 .doing("preparing the masking")?;
         let bucket = SourceBucket::new(self.config.snapshot.bucket_config());
+        let source = restore::Source {
+            bucket: &bucket,
+            decrypt: self.config.snapshot.decrypt.as_ref(),
+        };
         let restoring = || format!("restoring {} into {scratch}", snapshot.name);
         let (streamed, masker) =
-            restore::restore(&bucket, snapshot, filter, masker, &client, progress.clone())
+            restore::restore(source, snapshot, filter, masker, &client, progress.clone())
                 .await
                 .doing(restoring())?;
         let masked = masker.finish().doing(restoring())?;
