@@ -1,7 +1,7 @@
 //! Every row of a table's scanned columns, in one sequential pass streamed from the server,
 //! without ever holding a whole large value: each value arrives cut to its first window
-//! ([`WINDOWS`]); the few longer than that are read on, window by window, by `ctid` once the
-//! pass is done.
+//! ([`WINDOWS`]); the few longer than that are read on by `ctid` once the pass is done, each
+//! in one query streaming its remaining windows.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,25 +16,26 @@ use crate::config::AnonymizeConfig;
 use crate::database::sql::quote_ident;
 use crate::table::TableName;
 
-/// 1 Mi characters per window (at most 4 MiB of UTF-8), with 1 Ki characters of context on
-/// each side: longer than any email, number or token the classifier matches.
+/// 1 MiB per window, with 1 KiB of context on each side: longer than any email, number or
+/// token the classifier matches.
 const WINDOWS: Windows = Windows {
     width: 1 << 20,
     overlap: 1 << 10,
 };
 
-/// How a long value is read: window `k` owns the characters from `k * width` on, `width` of
-/// them, and reads `overlap` more on each side, so a match no longer than `overlap` is seen
-/// whole (with the characters its edges look at) in the window it starts in, and is counted
-/// there only.
+/// How a long value is read, in bytes of its UTF-8 (a `substring` of `bytea` starts where it
+/// is asked to; one of `text` counts the characters before it, each time): window `k` owns
+/// the bytes from `k * width` on, `width` of them, and reads `overlap` more on each side, so
+/// a match no longer than `overlap` is seen whole (with the characters its edges look at) in
+/// the window it starts in, and is counted there only.
 pub(super) struct Windows {
     width: usize,
     overlap: usize,
 }
 
 impl Windows {
-    /// `substring`'s FROM (1-based) and FOR for the window owning the characters from
-    /// `start` (0-based, a multiple of `width`).
+    /// `substring`'s FROM (1-based) and FOR for the window owning the bytes from `start`
+    /// (0-based, a multiple of `width`).
     fn bounds(&self, start: usize) -> (usize, usize) {
         let before = start.min(self.overlap);
         (start - before + 1, before + self.width + self.overlap)
@@ -44,20 +45,23 @@ impl Windows {
     /// `start`) owns, and whether the value goes on after that.
     fn kinds(
         &self,
-        window: &str,
+        window: &[u8],
         start: usize,
         cfg: &AnonymizeConfig,
     ) -> (Vec<&'static str>, bool) {
-        if start == 0 && window.len() <= self.width {
-            // A short value, whole: the common case, without counting characters.
-            return (kinds_starting_in(window, 0..window.len(), cfg), false);
-        }
         let before = start.min(self.overlap);
-        let mut offsets = window.char_indices().map(|(i, _)| i).chain([window.len()]);
-        let owned_from = offsets.nth(before).unwrap_or(window.len());
-        let owned_to = offsets.nth(self.width - 1).unwrap_or(window.len());
-        let more = owned_to < window.len();
-        (kinds_starting_in(window, owned_from..owned_to, cfg), more)
+        let more = window.len() > before + self.width;
+        // An edge may cut a character: its first bytes are skipped, its last decode to U+FFFD
+        // after all that is owned.
+        let cut = window
+            .iter()
+            .take(3)
+            .take_while(|&&b| b & 0xC0 == 0x80)
+            .count();
+        let text = String::from_utf8_lossy(&window[cut..]);
+        let owned_from = before.saturating_sub(cut);
+        let owned_to = (owned_from + self.width).min(text.len());
+        (kinds_starting_in(&text, owned_from..owned_to, cfg), more)
     }
 }
 
@@ -82,7 +86,7 @@ pub(super) async fn scan(
         .iter()
         .map(|c| {
             format!(
-                "substring({}::text FROM {from} FOR {length})",
+                "substring(convert_to({}::text, 'UTF8') FROM {from} FOR {length})",
                 quote_ident(c)
             )
         })
@@ -103,12 +107,12 @@ pub(super) async fn scan(
     let mut long = Vec::new();
     while let Some(row) = rows.try_next().await.map_err(sql_error(&what))? {
         for (column, named) in by_name.iter().enumerate() {
-            let Some(value) = row.get::<_, Option<&str>>(column + 1) else {
+            let Some(value) = row.get::<_, Option<&[u8]>>(column + 1) else {
                 continue;
             };
             let (kinds, more) = WINDOWS.kinds(value, 0, cfg);
             // A masked email (or the admin's) is never as long as a window.
-            if named.is_some() && (more || !masked_or_empty(value, cfg)) {
+            if named.is_some() && (more || !masked_or_empty(&String::from_utf8_lossy(value), cfg)) {
                 unmasked[column] += 1;
             }
             if more {
@@ -124,29 +128,28 @@ pub(super) async fn scan(
             }
         }
     }
+    // The rest of each long value, its windows cut from one conversion (OFFSET 0 keeps the
+    // subquery, so its value is computed, and decompressed, once).
+    let (width, overlap) = (WINDOWS.width, WINDOWS.overlap);
     for mut value in long {
-        let column = quote_ident(&columns[value.column]);
-        let mut start = WINDOWS.width;
-        loop {
-            let (from, length) = WINDOWS.bounds(start);
-            let window: String = tx
-                .query_one(
-                    &format!(
-                        "SELECT substring({column}::text FROM {from} FOR {length}) FROM {}
-                         WHERE ctid = $1::text::tid",
-                        table.sql()
-                    ),
-                    &[&value.ctid],
-                )
-                .await
-                .map_err(sql_error(&what))?
-                .get(0);
-            let (kinds, more) = WINDOWS.kinds(&window, start, cfg);
+        let rest = format!(
+            "SELECT start, substring(v FROM start - {overlap} + 1 FOR {length})
+             FROM (SELECT convert_to({}::text, 'UTF8') AS v FROM {}
+                   WHERE ctid = $1::text::tid OFFSET 0) value,
+                  LATERAL generate_series({width}, length(v) - 1, {width}) start",
+            quote_ident(&columns[value.column]),
+            table.sql(),
+            length = WINDOWS.bounds(width).1,
+        );
+        let windows = tx
+            .query_raw(&rest, [&value.ctid])
+            .await
+            .map_err(sql_error(&what))?;
+        let mut windows = std::pin::pin!(windows);
+        while let Some(row) = windows.try_next().await.map_err(sql_error(&what))? {
+            let start: i32 = row.get(0);
+            let (kinds, _) = WINDOWS.kinds(row.get(1), start as usize, cfg);
             value.kinds.extend(kinds);
-            if !more {
-                break;
-            }
-            start += WINDOWS.width;
         }
         for kind in value.kinds {
             *matches.entry((value.column, kind)).or_insert(0) += 1;
@@ -190,14 +193,14 @@ mod tests {
     use super::*;
 
     /// The kinds found reading `value` window by window, as [`scan`] reads a long value
-    /// (`substring` counts characters from 1).
+    /// (`substring` counts bytes from 1).
     fn windowed(windows: &Windows, value: &str, cfg: &AnonymizeConfig) -> BTreeSet<&'static str> {
         let mut found = BTreeSet::new();
         let mut start = 0;
         loop {
             let (from, length) = windows.bounds(start);
-            let window: String = value.chars().skip(from - 1).take(length).collect();
-            let (kinds, more) = windows.kinds(&window, start, cfg);
+            let window = &value.as_bytes()[from - 1..(from - 1 + length).min(value.len())];
+            let (kinds, more) = windows.kinds(window, start, cfg);
             found.extend(kinds);
             if !more {
                 return found;
@@ -227,8 +230,8 @@ mod tests {
         ];
         for value in values {
             let whole: BTreeSet<_> = kinds_in_value(value, &c).into_iter().collect();
-            // Every position of the value against the window edges, with multi-byte
-            // characters before it.
+            // Every position of the value against the window edges, with two-byte
+            // characters before it (some edges cut one).
             for shift in 0..40 {
                 let shifted = format!("{}{value}", "é".repeat(shift));
                 assert_eq!(
@@ -247,10 +250,10 @@ mod tests {
             width: 4,
             overlap: 2,
         };
-        assert!(!windows.kinds("abcd", 0, &c).1);
-        assert!(windows.kinds("abcde", 0, &c).1);
-        assert!(!windows.kinds("cdefgh", 4, &c).1);
-        assert!(windows.kinds("cdefghi", 4, &c).1);
+        assert!(!windows.kinds(b"abcd", 0, &c).1);
+        assert!(windows.kinds(b"abcde", 0, &c).1);
+        assert!(!windows.kinds(b"cdefgh", 4, &c).1);
+        assert!(windows.kinds(b"cdefghi", 4, &c).1);
         assert_eq!(windows.bounds(0), (1, 6));
         assert_eq!(windows.bounds(4), (3, 8));
     }
