@@ -1,6 +1,6 @@
 //! What follows the masked restore, in one transaction: `extra_sql` (with production's
 //! triggers off, see [`rules`]), bcrypt hashes when configured, materialized views
-//! refreshed, then [`verify`] and [`scan`] inside the same transaction. Anything wrong rolls
+//! refreshed when either changed rows, then [`verify`] and [`scan`] inside the same transaction. Anything wrong rolls
 //! everything back, and the scratch database is dropped by the caller: nothing
 //! un-anonymized is ever committed.
 //!
@@ -18,7 +18,7 @@ pub mod verify;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Transaction};
 
 use crate::config::{AnonymizeConfig, OnUnmaskedPii, RestoreConfig};
 use crate::database::sql::{ServerMessage, quote_ident};
@@ -117,25 +117,9 @@ pub async fn run(
     .await
     .map_err(sql_error("configuring the transaction"))?;
     let set_aside = guard::set_aside(&tx).await?;
-    rules::apply(&tx, cfg, masked).await?;
-    for path in &cfg.extra_sql {
-        let shown = path.display().to_string();
-        let sql = std::fs::read_to_string(path).map_err(|e| AnonymizeError::ExtraSql {
-            path: shown.clone(),
-            message: ServerMessage::plain(e.to_string()),
-        })?;
-        // The operator's SQL names tables as a session does by default.
-        let sql = format!(
-            "SET LOCAL search_path TO DEFAULT;\n{sql}\n;SET LOCAL search_path = pg_catalog, pg_temp"
-        );
-        tx.batch_execute(&sql)
-            .await
-            .map_err(|e| AnonymizeError::ExtraSql {
-                path: shown,
-                message: e.into(),
-            })?;
+    if rules::changes_data(cfg) {
+        change_data(&tx, cfg, masked).await?;
     }
-    rules::finish(&tx).await?;
     let verification = verify::run(&tx, cfg, masked).await?;
     if verification.iter().any(|c| !c.ok) {
         return Err(AnonymizeError::Verification(verification));
@@ -174,4 +158,32 @@ pub async fn run(
         verification,
         findings,
     })
+}
+
+/// What changes rows after the masked restore, with production's triggers off: real bcrypt
+/// hashes and `extra_sql`; then the materialized views are refreshed to show it.
+async fn change_data(
+    tx: &Transaction<'_>,
+    cfg: &AnonymizeConfig,
+    masked: &Masked,
+) -> Result<(), AnonymizeError> {
+    rules::apply(tx, cfg, masked).await?;
+    for path in &cfg.extra_sql {
+        let shown = path.display().to_string();
+        let sql = std::fs::read_to_string(path).map_err(|e| AnonymizeError::ExtraSql {
+            path: shown.clone(),
+            message: ServerMessage::plain(e.to_string()),
+        })?;
+        // The operator's SQL names tables as a session does by default.
+        let sql = format!(
+            "SET LOCAL search_path TO DEFAULT;\n{sql}\n;SET LOCAL search_path = pg_catalog, pg_temp"
+        );
+        tx.batch_execute(&sql)
+            .await
+            .map_err(|e| AnonymizeError::ExtraSql {
+                path: shown,
+                message: e.into(),
+            })?;
+    }
+    rules::finish(tx).await
 }
