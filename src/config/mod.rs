@@ -32,6 +32,7 @@ const SECRET_KEYS: &[&str] = &[
     "admin_password",
     "smtp_url",
     "passphrase",
+    "restore_password",
 ];
 /// Environment keys parsed as comma-separated lists.
 const LIST_KEYS: &[&str] = &[
