@@ -20,7 +20,7 @@ use indicatif::HumanBytes;
 
 use common::fixtures::{PROD_ADMIN_EMAIL, dump_name, dump_zstd_to, seed_prod, upload_snapshot};
 use common::services::{Redis, postgres, prod_postgres, s3, smtp};
-use common::staging::{OWNER, refresh_role_url, seed_staging};
+use common::staging::{OWNER, RESTORE_PASSWORD, refresh_role_url, seed_staging};
 
 #[derive(Parser)]
 struct Args {
@@ -109,6 +109,9 @@ async fn main() {
     let metrics_port = common::services::free_port();
     let state = args.dir.join("state");
     std::fs::create_dir_all(&state).unwrap();
+    // The refresh role may not set the restore role's password: the operator gives it.
+    let restore_password = args.dir.join("restore-password");
+    std::fs::write(&restore_password, RESTORE_PASSWORD).unwrap();
     std::fs::write(
         &config,
         format!(
@@ -120,6 +123,7 @@ async fn main() {
 url = "{staging_url}"
 name = "app"
 owner = "{OWNER}"
+restore_password_file = "{restore_password}"
 
 [anonymize]
 prod_admin_email = "{PROD_ADMIN_EMAIL}"
@@ -162,6 +166,7 @@ control_socket = "{state}/control.sock"
             redis_url = redis.url(),
             smtp_url = smtp.url(),
             state = state.display(),
+            restore_password = restore_password.display(),
         ),
     )
     .unwrap();

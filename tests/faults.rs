@@ -17,7 +17,7 @@ use common::constants::{PROD_USERS, SENTINEL};
 use common::env::{Env, bucket_contents, health_server, with_media};
 use common::proxy::{Proxy, ProxyOptions};
 use common::staging::{create_roles, prod_dump, refresh_url};
-use common::{Postgres, Redis, s3};
+use common::{Postgres, Redis, paused, s3};
 use staging_refresh::lock::RunLock;
 
 /// Production emails that must never be visible in staging.
@@ -83,25 +83,6 @@ async fn killed_at(env: &Env, args: &[&str], point: &str) {
             .contains(&format!("fault injection: kill at {point}")),
         "{out:?}"
     );
-}
-
-/// Waits until `child` has stopped itself at its `pause` point.
-async fn paused(child: &Child) {
-    let stat = format!("/proc/{}/stat", child.id());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = std::fs::read_to_string(&stat).unwrap_or_default();
-        // "pid (comm) S ...": the state follows the command name.
-        if text
-            .rsplit(") ")
-            .next()
-            .is_some_and(|rest| rest.starts_with('T'))
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "never paused: {text}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn signal(child: &Child, signal: i32) {

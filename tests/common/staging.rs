@@ -1,7 +1,7 @@
 //! Staging as the refresh tests, the demo and the benchmark set it up: a least-privileged
 //! refresh role (CREATEDB, member of the owner role, may end sessions), the app database's
-//! restore role granted to it (as the README has the operator create it), an app database
-//! with data of its own, and the production dump to restore.
+//! restore role with a password, granted to it (as the README has the operator create it),
+//! an app database with data of its own, and the production dump to restore.
 
 use std::sync::OnceLock;
 
@@ -10,7 +10,7 @@ use super::services::{Postgres, prod_postgres};
 
 // Test files import the staging names from here too.
 use super::constants::PROD_DB;
-pub use super::constants::{OWNER, PROD_USERS, REFRESH_ROLE, SENTINEL};
+pub use super::constants::{OWNER, PROD_USERS, REFRESH_ROLE, RESTORE_PASSWORD, SENTINEL};
 
 /// Creates the refresh and owner roles on the shared staging server `pg` (once per process);
 /// returns the maintenance URL for the refresh role.
@@ -38,11 +38,15 @@ pub fn create_roles(pg: &Postgres) {
     }
 }
 
-/// Creates `<db>_restore` (NOLOGIN, a member of nothing) and grants it to `grantee`.
+/// Creates `<db>_restore` (LOGIN with [`RESTORE_PASSWORD`], a member of nothing) and grants
+/// it to `grantee`.
 pub fn create_restore_role(pg: &Postgres, db: &str, grantee: &str) {
     let role = staging_refresh::database::sql::quote_ident(&format!("{db}_restore"));
     // A second grantee finds the role there.
-    let _ = pg.psql("postgres", &format!("CREATE ROLE {role} NOLOGIN"));
+    let _ = pg.psql(
+        "postgres",
+        &format!("CREATE ROLE {role} LOGIN PASSWORD '{RESTORE_PASSWORD}'"),
+    );
     pg.query("postgres", &format!("GRANT {role} TO \"{grantee}\""));
 }
 
