@@ -234,7 +234,7 @@ async fn hostile_functions_are_contained(superuser: bool) {
     // sets one for the run and takes it back.
     assert_eq!(env.restore_password_file.is_some(), !superuser);
     if superuser {
-        assert_eq!(restore_login(&env), "false -");
+        assert_eq!(restore_login(&env), "f -");
     } else {
         assert_eq!(restore_login(&env), login_before);
     }
@@ -391,8 +391,10 @@ async fn without_a_restore_password_or_createrole_a_run_is_refused_before_any_ch
     let role = format!("{}_restore", env.db);
     for fix in [
         "database.restore_password_file".to_owned(),
-        format!("CREATE ROLE {role} LOGIN PASSWORD '...'; GRANT {role} TO {REFRESH_ROLE};"),
-        format!("ALTER ROLE {REFRESH_ROLE} CREATEROLE;"),
+        format!(
+            "CREATE ROLE \"{role}\" LOGIN PASSWORD '...'; GRANT \"{role}\" TO \"{REFRESH_ROLE}\";"
+        ),
+        format!("ALTER ROLE \"{REFRESH_ROLE}\" CREATEROLE;"),
     ] {
         assert!(out.stderr.contains(&fix), "{fix} in {out:?}");
     }
@@ -436,11 +438,11 @@ async fn a_cancelled_run_takes_back_the_restore_roles_login() {
     let child = common::spawn(run);
     common::paused(&child).await;
     let during = restore_login(&env);
-    assert!(during.starts_with("true SCRAM-SHA-256$"), "{during}");
+    assert!(during.starts_with("t SCRAM-SHA-256$"), "{during}");
     // Cancelled as the restore goes on: the signal waits for the process to continue.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     unsafe { libc::kill(child.id() as i32, libc::SIGCONT) };
     let out = common::finish(child).await;
     env.assert_failed_cleanly(&out, "cancelled by a signal before cutover");
-    assert_eq!(restore_login(&env), "false -");
+    assert_eq!(restore_login(&env), "f -");
 }

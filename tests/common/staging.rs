@@ -3,7 +3,8 @@
 //! restore role with a password, granted to it (as the README has the operator create it),
 //! an app database with data of its own, and the production dump to restore.
 
-use std::sync::OnceLock;
+use std::collections::BTreeSet;
+use std::sync::{Mutex, OnceLock};
 
 use super::fixtures::{dump_sql, seed_prod};
 use super::services::{Postgres, prod_postgres};
@@ -12,11 +13,16 @@ use super::services::{Postgres, prod_postgres};
 use super::constants::PROD_DB;
 pub use super::constants::{OWNER, PROD_USERS, REFRESH_ROLE, RESTORE_PASSWORD, SENTINEL};
 
-/// Creates the refresh and owner roles on the shared staging server `pg` (once per process);
-/// returns the maintenance URL for the refresh role.
+/// Creates the refresh and owner roles on the staging server `pg` (once per server and
+/// process); returns the maintenance URL for the refresh role.
 pub fn refresh_role_url(pg: &Postgres) -> String {
-    static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| create_roles(pg));
+    static DONE: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    // Held while the roles are made: a test on the same server waits for them.
+    let mut done = DONE.lock().unwrap();
+    if done.insert(pg.port) {
+        create_roles(pg);
+    }
+    drop(done);
     refresh_url(pg)
 }
 
