@@ -601,3 +601,38 @@ async fn a_state_dir_turning_unwritable_mid_run_stops_it_before_the_cutover() {
     drop(guard);
     next_run_succeeds(&env, &["run", "--skip-media"]).await;
 }
+
+#[tokio::test]
+async fn a_run_killed_mid_restore_has_its_restore_login_taken_back_at_the_next_start() {
+    // A superuser sets the restore role a password for each run (a server of its own: the
+    // opt-in marker table it creates is the superuser's).
+    let pg: &'static Postgres = Box::leak(Box::new(Postgres::start("postgres-superuser")));
+    create_roles(pg);
+    let env = Env::on(pg, pg.url("postgres")).await;
+    env.upload(common::fixtures::zstd(prod_dump()), None).await;
+    env.init_target().await;
+    let login = || {
+        pg.query(
+            "postgres",
+            &format!(
+                "SELECT rolcanlogin FROM pg_roles WHERE rolname = '{}_restore'",
+                env.db
+            ),
+        )
+    };
+    pg.query(
+        "postgres",
+        &format!("ALTER ROLE \"{}_restore\" NOLOGIN PASSWORD NULL", env.db),
+    );
+    killed_at(&env, &["run", "--skip-media"], "restore.scratch-created").await;
+    assert_eq!(login(), "t");
+    let report = recover_only(&env).await;
+    assert!(
+        report["recovered"]
+            .to_string()
+            .contains("took back the restore role"),
+        "{report}"
+    );
+    assert_eq!(login(), "f");
+    assert_nothing_left(&env);
+}

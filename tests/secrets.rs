@@ -71,7 +71,7 @@ async fn secrets_appear_in_no_log_report_state_metric_or_email() {
         postgres().port
     );
     let mut env = Env::on(postgres(), url.clone()).await;
-    // The restore logs in as the restore role with database.restore_password_file.
+    // The restore logs in as the restore role, with its password.
     require_password(&format!("{}_restore", env.db));
     env.upload(common::fixtures::zstd(prod_dump()), None).await;
     let (_, staging) = with_media(&mut env, None).await;
@@ -84,8 +84,14 @@ async fn secrets_appear_in_no_log_report_state_metric_or_email() {
         smtp().url()
     ));
     // Distinctive credentials (moto takes any): the snapshot bucket's and the media target's.
+    // The restore role's password is given inline, so that the config holds every secret.
+    assert!(env.restore_password_file.take().is_some());
     let config = std::fs::read_to_string(env.config())
         .unwrap()
+        .replace(
+            "[database]\n",
+            &format!("[database]\nrestore_password = \"{RESTORE_PASSWORD}\"\n"),
+        )
         .replacen(S3_ACCESS_KEY, SNAPSHOT_KEY_ID, 1)
         .replacen(S3_SECRET_KEY, SNAPSHOT_SECRET, 1)
         .replace(
