@@ -109,9 +109,6 @@ async fn main() {
     let metrics_port = common::services::free_port();
     let state = args.dir.join("state");
     std::fs::create_dir_all(&state).unwrap();
-    // The refresh role may not set the restore role's password: the operator gives it.
-    let restore_password = args.dir.join("restore-password");
-    std::fs::write(&restore_password, RESTORE_PASSWORD).unwrap();
     std::fs::write(
         &config,
         format!(
@@ -123,7 +120,8 @@ async fn main() {
 url = "{staging_url}"
 name = "app"
 owner = "{OWNER}"
-restore_password_file = "{restore_password}"
+# The refresh role may not set the restore role's password: the operator gives it.
+restore_password = "{RESTORE_PASSWORD}"
 
 [anonymize]
 prod_admin_email = "{PROD_ADMIN_EMAIL}"
@@ -166,7 +164,6 @@ control_socket = "{state}/control.sock"
             redis_url = redis.url(),
             smtp_url = smtp.url(),
             state = state.display(),
-            restore_password = restore_password.display(),
         ),
     )
     .unwrap();
