@@ -52,13 +52,18 @@ fn print_text(snapshot: &SnapshotReport, columns: &Columns) {
             (Some(mask), Some(rule), ..) => {
                 println!("  {name:<48} {:<24} {mask:<12} {rule}", c.ty);
             }
-            (_, _, Some(suggestion), Some(evidence)) => println!(
-                "  {name:<48} {:<24} UNCLASSIFIED suggest {}: {}; {}",
-                c.ty,
-                suggestion.mask,
-                suggestion.why,
-                evidence.describe()
-            ),
+            (_, _, Some(suggestion), Some(evidence)) => {
+                let suggested = match suggestion.mask {
+                    // Its `why` says "review: probably keep".
+                    "keep" => suggestion.why.to_owned(),
+                    mask => format!("suggest {mask} ({})", suggestion.why),
+                };
+                println!(
+                    "  {name:<48} {:<24} UNCLASSIFIED {suggested}; evidence: {}",
+                    c.ty,
+                    evidence.describe()
+                );
+            }
             _ => unreachable!("a column has a rule or a suggestion"),
         }
     }
