@@ -31,7 +31,7 @@ pub struct Columns {
     /// Tables restored without rows (`[[anonymize.table]]` mode "empty").
     pub emptied: Vec<String>,
     /// `anonymize.unclassified`: whether an unclassified column fails a run.
-    pub unclassified: Unclassified,
+    pub unclassified_policy: Unclassified,
 }
 
 impl Columns {
@@ -41,7 +41,7 @@ impl Columns {
 
     /// Whether a run would fail on an unclassified column.
     pub fn run_would_fail(&self) -> bool {
-        self.unclassified == Unclassified::Fail && self.unclassified().next().is_some()
+        self.unclassified_policy == Unclassified::Fail && self.unclassified().next().is_some()
     }
 }
 
@@ -353,7 +353,7 @@ impl Survey {
         Columns {
             columns,
             emptied,
-            unclassified: self.rules.unclassified,
+            unclassified_policy: self.rules.unclassified,
         }
     }
 }

@@ -77,7 +77,7 @@ fn print_text(snapshot: &SnapshotReport, columns: &Columns) {
     if unclassified == 0 {
         println!("every column is classified");
     } else {
-        let consequence = match columns.unclassified {
+        let consequence = match columns.unclassified_policy {
             Unclassified::Fail => "a run would fail (anonymize.unclassified = \"fail\")",
             Unclassified::Warn => {
                 "a run would keep their values (anonymize.unclassified = \"warn\")"
