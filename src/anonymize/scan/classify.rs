@@ -10,7 +10,7 @@ use regex::Regex;
 use crate::config::AnonymizeConfig;
 
 /// What a column's name says it holds, when that is PII or a secret.
-pub(super) fn kind_by_name(column: &str) -> Option<&'static str> {
+pub(crate) fn kind_by_name(column: &str) -> Option<&'static str> {
     let lower = column.to_ascii_lowercase();
     if lower.contains("api_key") || lower.contains("apikey") {
         return Some("secret");
@@ -54,7 +54,7 @@ static UUID: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// The kinds of PII a value contains.
-pub(super) fn kinds_in_value(value: &str, cfg: &AnonymizeConfig) -> Vec<&'static str> {
+pub(crate) fn kinds_in_value(value: &str, cfg: &AnonymizeConfig) -> Vec<&'static str> {
     kinds_starting_in(value, 0..value.len(), cfg)
 }
 

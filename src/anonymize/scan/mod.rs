@@ -12,6 +12,8 @@ mod classify;
 mod literals;
 mod rows;
 
+pub(crate) use classify::{kind_by_name, kinds_in_value};
+
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Transaction;
 
