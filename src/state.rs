@@ -16,7 +16,7 @@ use crate::journal::Recovery;
 use crate::media::{MediaProgress, MediaProgressSnapshot, MediaReport};
 use crate::progress::{Progress, ProgressSnapshot};
 use crate::refresh::Observer;
-use crate::report::{Outcome, Phase, RunReport};
+use crate::report::{Outcome, Phase, RunKind, RunReport, SnapshotReport};
 use crate::util;
 
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
@@ -36,15 +36,24 @@ pub struct State {
     /// The last recovery from a run that died.
     #[serde(default)]
     pub recovered: Option<Recovery>,
+    /// The snapshot the kept previous database holds, when known: what a rollback goes to.
+    #[serde(default)]
+    pub previous: Option<SnapshotReport>,
 }
 
 /// Counts over every run recorded here: what the metrics' counters restart from.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Totals {
-    /// Finished runs by outcome.
+    /// Finished refreshes by outcome.
     pub runs: BTreeMap<Outcome, u64>,
-    /// Summary emails that could not be sent.
+    /// Finished rollbacks by outcome.
+    #[serde(default)]
+    pub rollbacks: BTreeMap<Outcome, u64>,
+    /// Summary emails that could not be sent (also in `notifications`, as `email`/`failed`).
     pub email_failures: u64,
+    /// Notifications by channel (`email`, or a webhook's kind) and result (`sent`, `failed`).
+    #[serde(default)]
+    pub notifications: BTreeMap<String, BTreeMap<String, u64>>,
     /// Media objects by action (`copied`, `skipped`, `deleted`, `failed`).
     #[serde(default)]
     pub media_objects: BTreeMap<String, u64>,
@@ -58,8 +67,26 @@ pub struct Totals {
 }
 
 impl Totals {
-    pub fn runs(&self, outcome: Outcome) -> u64 {
-        self.runs.get(&outcome).copied().unwrap_or(0)
+    pub fn runs(&self, kind: RunKind, outcome: Outcome) -> u64 {
+        let runs = match kind {
+            RunKind::Refresh => &self.runs,
+            RunKind::Rollback => &self.rollbacks,
+        };
+        runs.get(&outcome).copied().unwrap_or(0)
+    }
+
+    pub fn notifications(&self, channel: &str, result: &str) -> u64 {
+        let counted = self.notifications.get(channel).and_then(|r| r.get(result));
+        counted.copied().unwrap_or(0)
+    }
+
+    /// Counts one notification; an email failure in the old counter too.
+    pub fn add_notification(&mut self, channel: &str, result: &str) {
+        let results = self.notifications.entry(channel.to_owned()).or_default();
+        *results.entry(result.to_owned()).or_default() += 1;
+        if (channel, result) == ("email", "failed") {
+            self.email_failures += 1;
+        }
     }
 
     pub fn media_objects(&self, action: &str) -> u64 {
@@ -272,9 +299,18 @@ impl Observer for Recorder {
         let report = report.clone();
         self.file.update(|s| {
             s.current = None;
-            *s.totals.runs.entry(report.outcome).or_default() += 1;
+            let runs = match report.kind {
+                RunKind::Refresh => &mut s.totals.runs,
+                RunKind::Rollback => &mut s.totals.rollbacks,
+            };
+            *runs.entry(report.outcome).or_default() += 1;
             if let Some(media) = &report.media {
                 s.totals.add_media(media);
+            }
+            if report.outcome == Outcome::Ok && report.snapshot_live {
+                // The data that was live is now the previous database (or dropped).
+                let replaced = s.last_success.as_ref().and_then(|r| r.snapshot.clone());
+                s.previous = replaced.filter(|_| report.previous_kept);
             }
             if report.outcome == Outcome::Ok {
                 s.last_success = Some(report.clone());

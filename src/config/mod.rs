@@ -17,7 +17,7 @@ use serde::Deserialize;
 pub use schema::{
     AnonymizeConfig, BackendConfig, BucketConfig, DaemonConfig, DatabaseConfig, MaintenanceConfig,
     MediaConfig, MetricsConfig, NotifyConfig, OnUnmaskedPii, PasswordHash, RedisConfig,
-    ScheduleConfig, SnapshotConfig,
+    ScheduleConfig, Severity, SnapshotConfig, WebhookConfig, WebhookKind,
 };
 pub use units::MaxDelete;
 
@@ -206,12 +206,21 @@ fn read_secret_files(
         } else {
             format!("{parent}.{key}")
         };
-        if let config::ValueKind::Table(_) = table[&key].kind {
-            let value = table.get_mut(&key).expect("key listed above");
-            if let config::ValueKind::Table(inner) = &mut value.kind {
+        match &mut table.get_mut(&key).expect("key listed above").kind {
+            config::ValueKind::Table(inner) => {
                 read_secret_files(inner, &full)?;
+                continue;
             }
-            continue;
+            // An array of tables: `[[notify.webhook]]`.
+            config::ValueKind::Array(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    if let config::ValueKind::Table(inner) = &mut item.kind {
+                        read_secret_files(inner, &format!("{full}[{i}]"))?;
+                    }
+                }
+                continue;
+            }
+            _ => {}
         }
         let Some(stem) = key.strip_suffix("_file") else {
             continue;
