@@ -12,6 +12,7 @@ pub mod env;
 pub mod fixtures;
 pub mod proxy;
 pub mod services;
+pub mod sink;
 pub mod staging;
 
 use std::collections::BTreeMap;
