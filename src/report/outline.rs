@@ -570,6 +570,42 @@ pub(crate) fn example() -> Outline {
 
 #[cfg(test)]
 mod tests {
+    use super::{Line, Reader, checks_section};
+    use crate::anonymize::Finding;
+    use crate::report::RunReport;
+
+    #[test]
+    fn a_column_the_scan_found_two_ways_is_one_row() {
+        let mut report = RunReport::new("r1".into());
+        for (by, count) in [("column name", 3), ("sampled values", 2)] {
+            report.pii_findings.push(Finding {
+                table: "user".into(),
+                column: "phone_number".into(),
+                kind: "phone".into(),
+                by: by.into(),
+                count,
+            });
+        }
+        let section = checks_section(&report, Reader::Operator);
+        let rows: Vec<&Line> = section
+            .lines
+            .iter()
+            .filter(|l| matches!(l, Line::Row(_)))
+            .collect();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(
+            rows[1],
+            &super::row([
+                "user.phone_number",
+                "phone",
+                "column name (3 values), sampled values (2 values)"
+            ])
+        );
+        assert!(section.lines.contains(&super::text(
+            "PII scan: 1 possible unmasked columns (values are not shown):"
+        )));
+    }
+
     #[test]
     fn text_aligns_rows_and_indents_commands() {
         assert_eq!(
