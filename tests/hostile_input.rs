@@ -14,7 +14,7 @@ use proptest::prelude::*;
 
 use staging_refresh::restore::filter::{Action, Filter};
 use staging_refresh::restore::lexer::{Item, Lexer};
-use staging_refresh::snapshot::{Compression, parse_name};
+use staging_refresh::snapshot::{Compression, Content, parse_name};
 
 use common::constants::OWNER;
 use common::env::Env;
@@ -23,18 +23,13 @@ use common::staging::prod_dump;
 const COMPLETE: &str = "\n--\n-- PostgreSQL database dump complete\n--\n";
 
 fn filter() -> Filter {
-    Filter {
-        server_version: 150_000,
-        roles: HashSet::from([OWNER.to_owned()]),
-        owner: Some(OWNER.into()),
-        database: "app".into(),
-    }
+    Filter::new(150_000, HashSet::from([OWNER.to_owned()]), "app".into())
 }
 
 /// Lexes and filters `dump` as the restore's decode stage does; the statements let through,
 /// or the first error.
 fn lex_and_filter(dump: &[u8]) -> Result<Vec<String>, String> {
-    let filter = filter();
+    let mut filter = filter();
     let mut lexer = Lexer::new(dump);
     let mut kept = Vec::new();
     while let Some(item) = lexer.next_item().map_err(|e| e.to_string())? {
@@ -44,13 +39,24 @@ fn lex_and_filter(dump: &[u8]) -> Result<Vec<String>, String> {
             }
             Item::Statement(s) => match filter.statement(&s).map_err(|e| e.to_string())? {
                 Action::Keep => kept.push(s.text),
-                Action::Rewrite(text, _) => kept.push(text),
                 Action::Drop(_) => {}
             },
             Item::CopyData(_) | Item::CopyEnd { .. } => {}
         }
     }
     Ok(kept)
+}
+
+/// The statements the lexer splits `dump` into (no filter: it refuses a bare SELECT).
+fn split(dump: &[u8]) -> Result<Vec<String>, String> {
+    let mut lexer = Lexer::new(dump);
+    let mut statements = Vec::new();
+    while let Some(item) = lexer.next_item().map_err(|e| e.to_string())? {
+        if let Item::Statement(s) = item {
+            statements.push(s.text);
+        }
+    }
+    Ok(statements)
 }
 
 /// Text built from the pieces that switch the lexer's states.
@@ -133,7 +139,7 @@ enum Hiding {
 }
 
 /// A db-backup file name's parts.
-fn name_parts() -> impl Strategy<Value = (String, String, DateTime<Utc>, Compression)> {
+fn name_parts() -> impl Strategy<Value = (String, String, DateTime<Utc>, (Compression, bool))> {
     let taken = (
         2000i32..2100,
         1u32..13,
@@ -152,25 +158,29 @@ fn name_parts() -> impl Strategy<Value = (String, String, DateTime<Utc>, Compres
     let compression = prop_oneof![
         Just(Compression::Zstd),
         Just(Compression::Gzip),
+        Just(Compression::Bzip2),
+        Just(Compression::Xz),
         Just(Compression::None)
     ];
     (
         "[a-z][a-z0-9_]{0,11}",
         "[a-z0-9][a-z0-9_.-]{0,15}",
         taken,
-        compression,
+        (compression, any::<bool>()),
     )
 }
 
-fn form_name(db: &str, host: &str, taken: DateTime<Utc>, compression: Compression) -> String {
-    let extension = match compression {
-        Compression::Zstd => ".sql.zst",
-        Compression::Gzip => ".sql.gz",
-        Compression::None => ".sql",
-    };
+fn form_name(
+    db: &str,
+    host: &str,
+    taken: DateTime<Utc>,
+    (compression, encrypted): (Compression, bool),
+) -> String {
     format!(
-        "pgsql_{db}_{host}_{}{extension}",
-        taken.format("%Y%m%d-%H%M%S")
+        "pgsql_{db}_{host}_{}{}{}",
+        taken.format("%Y%m%d-%H%M%S"),
+        compression.suffix(),
+        if encrypted { ".gpg" } else { "" }
     )
 }
 
@@ -200,7 +210,7 @@ proptest! {
             dump.push_str(sep);
         }
         dump.push_str(COMPLETE);
-        prop_assert_eq!(lex_and_filter(dump.as_bytes()), Ok(statements));
+        prop_assert_eq!(split(dump.as_bytes()), Ok(statements));
     }
 
     #[test]
@@ -232,15 +242,22 @@ proptest! {
     fn the_name_parser_accepts_the_names_db_backup_forms((db, host, taken, compression) in name_parts()) {
         let name = form_name(&db, &host, taken, compression);
         let parsed = parse_name(&name, &db).unwrap();
+        prop_assert_eq!(parsed.content, Content::Database);
         prop_assert_eq!(parsed.host, host);
         prop_assert_eq!(parsed.taken_at, taken);
-        prop_assert_eq!(parsed.compression, compression);
+        prop_assert_eq!((parsed.compression, parsed.encrypted), compression);
     }
 
     #[test]
     fn the_name_parser_accepts_only_names_it_can_form_again(name in "\\PC{0,60}", db in "[a-z_]{1,8}") {
         if let Ok(parsed) = parse_name(&name, &db) {
-            let formed = form_name(&db, &parsed.host, parsed.taken_at, parsed.compression);
+            let named = match parsed.content {
+                Content::Database => db.as_str(),
+                Content::Cluster => "all",
+                Content::Globals => "globals",
+            };
+            let kind = (parsed.compression, parsed.encrypted);
+            let formed = form_name(named, &parsed.host, parsed.taken_at, kind);
             prop_assert_eq!(formed, name);
         }
     }
@@ -267,6 +284,7 @@ async fn a_database_name_with_quotes_line_breaks_and_unicode_is_refreshed() {
             staging_refresh::database::sql::quote_ident(&name)
         ),
     );
+    common::staging::create_restore_role(env.pg, &name, common::staging::REFRESH_ROLE);
     let toml_name = serde_json::to_string(&name).unwrap();
     let config = std::fs::read_to_string(env.config()).unwrap().replace(
         &format!("name = \"{}\"", env.db),

@@ -267,11 +267,15 @@ async fn a_checksum_mismatch_fails_cleanly() {
 
 #[tokio::test]
 async fn an_sql_error_mid_dump_fails_naming_the_line() {
-    let dump = inject(prod_dump(), "\\.", "SELECT * FROM no_such_table;");
+    let dump = inject(
+        prod_dump(),
+        "\\.",
+        "ALTER TABLE no_such_table ADD COLUMN x int;",
+    );
     let line = std::str::from_utf8(&dump)
         .unwrap()
         .lines()
-        .position(|l| l == "SELECT * FROM no_such_table;")
+        .position(|l| l == "ALTER TABLE no_such_table ADD COLUMN x int;")
         .unwrap()
         + 1;
     let env = Env::new(&dump).await;
@@ -385,7 +389,12 @@ async fn unreachable_s3_and_postgres_fail_cleanly() {
 
 #[tokio::test]
 async fn sigterm_mid_restore_cancels_cleanly() {
-    let dump = inject(prod_dump(), "\\.", "SELECT pg_sleep(60);");
+    // A bare SELECT is refused: a materialized view's query runs when it is created.
+    let dump = inject(
+        prod_dump(),
+        "\\.",
+        "CREATE MATERIALIZED VIEW public.slow AS SELECT 1 AS x FROM pg_catalog.pg_sleep(60);",
+    );
     let env = Env::new(&dump).await;
     env.init_target().await;
     let child = common::spawn(env.command(&["run", "--skip-media"]));

@@ -216,8 +216,18 @@ static TOKEN: LazyLock<Regex> = LazyLock::new(|| {
 static IBAN: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b").unwrap()
 });
-static CARD: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\b[2-6](?:[ -]?[0-9]){12,18}\b").unwrap());
+/// Card numbers as they are written: one run of digits, or groups of four (Amex 4-6-5)
+/// separated all by spaces or all by dashes.
+static CARD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"\b(?:[0-9]{13,19}|[0-9]{4}(?: [0-9]{4}){2} [0-9]{1,7}|[0-9]{4}(?:-[0-9]{4}){2}-[0-9]{1,7}|3[47][0-9]{2} [0-9]{6} [0-9]{5}|3[47][0-9]{2}-[0-9]{6}-[0-9]{5})\b",
+    )
+    .unwrap()
+});
+/// A UUID's digits can pass the Luhn check: UUIDs are taken out before looking for cards.
+static UUID: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}").unwrap()
+});
 
 /// The kinds of PII a value contains.
 fn kinds_in_value(value: &str, cfg: &AnonymizeConfig) -> Vec<&'static str> {
@@ -241,7 +251,11 @@ fn kinds_in_value(value: &str, cfg: &AnonymizeConfig) -> Vec<&'static str> {
     if IBAN.find_iter(value).any(|m| iban_valid(m.as_str())) {
         kinds.push("iban");
     }
-    if CARD.find_iter(value).any(|m| luhn_valid(m.as_str())) {
+    let without_uuids = UUID.replace_all(value, " ");
+    if CARD
+        .find_iter(&without_uuids)
+        .any(|m| card_prefix(m.as_str()) && luhn_valid(m.as_str()))
+    {
         kinds.push("card");
     }
     kinds
@@ -265,6 +279,20 @@ fn iban_valid(text: &str) -> bool {
         }
     }
     remainder == 1
+}
+
+/// Whether the number starts as the card networks' numbers do (Visa, Mastercard, Amex,
+/// Discover, JCB, Diners, UnionPay).
+fn card_prefix(text: &str) -> bool {
+    let digits: String = text.chars().filter(char::is_ascii_digit).take(4).collect();
+    let prefix = |n: usize| digits[..n].parse::<u32>().unwrap_or(0);
+    digits.starts_with('4')
+        || (51..=55).contains(&prefix(2))
+        || (2221..=2720).contains(&prefix(4))
+        || [34, 37, 36, 38, 35, 62, 65].contains(&prefix(2))
+        || prefix(4) == 6011
+        || (300..=305).contains(&prefix(3))
+        || (644..=649).contains(&prefix(3))
 }
 
 fn luhn_valid(text: &str) -> bool {
@@ -322,7 +350,14 @@ mod tests {
             ("customer cus_NffrFeUfNV2Hib", &["token"]),
             ("IBAN DE89 3704 0044 0532 0130 00", &["iban"]),
             ("card 4111 1111 1111 1111", &["card"]),
+            ("card 4111-1111-1111-1111", &["card"]),
+            ("4111111111111111", &["card"]),
+            ("amex 3782 822463 10005", &["card"]),
             ("card 4111 1111 1111 1112", &[]),
+            // Luhn-valid digits that are no card: inside UUIDs, mixed separators, no network.
+            ("id 32580007-6623-4424-8680-400175019672", &[]),
+            ("ref 4111-1111 1111-1111", &[]),
+            ("order 2000 0000 0000 0006", &[]),
             ("media/3f2b8c1e-1d2a-4b5c-9e8f-0a1b2c3d4e5f/file.png", &[]),
             ("Plain product description 12345", &[]),
             ("{\"seed\": 1234567, \"steps\": 30}", &[]),

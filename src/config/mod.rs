@@ -15,9 +15,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use schema::{
-    AnonymizeConfig, BackendConfig, BucketConfig, DaemonConfig, DatabaseConfig, MaintenanceConfig,
-    MediaConfig, MetricsConfig, NotifyConfig, OnUnmaskedPii, PasswordHash, RedisConfig,
-    ScheduleConfig, Severity, SnapshotConfig, WebhookConfig, WebhookKind,
+    AnonymizeConfig, BackendConfig, BucketConfig, DaemonConfig, DatabaseConfig, DecryptConfig,
+    MaintenanceConfig, MediaConfig, MetricsConfig, NotifyConfig, OnUnmaskedPii, PasswordHash,
+    RedisConfig, RestoreConfig, ScheduleConfig, Severity, SnapshotConfig, WebhookConfig,
+    WebhookKind,
 };
 pub use units::MaxDelete;
 
@@ -30,6 +31,7 @@ const SECRET_KEYS: &[&str] = &[
     "url",
     "admin_password",
     "smtp_url",
+    "passphrase",
 ];
 /// Environment keys parsed as comma-separated lists.
 const LIST_KEYS: &[&str] = &[
@@ -87,6 +89,8 @@ pub struct Config {
     pub snapshot: SnapshotConfig,
     pub database: DatabaseConfig,
     pub anonymize: AnonymizeConfig,
+    #[serde(default)]
+    pub restore: RestoreConfig,
     #[serde(default)]
     pub media: MediaConfig,
     #[serde(default)]

@@ -58,6 +58,17 @@ pub struct SnapshotConfig {
     pub max_age: Duration,
     #[serde(default)]
     pub require_checksum: bool,
+    /// How to open `.gpg` snapshots.
+    pub decrypt: Option<DecryptConfig>,
+}
+
+/// `[snapshot.decrypt]`: a passphrase for `gpg -c` files, or an OpenPGP secret key (armored or
+/// binary) for files encrypted to it; with both, the passphrase unlocks the key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecryptConfig {
+    pub passphrase: Option<Secret>,
+    pub key_file: Option<PathBuf>,
 }
 
 impl SnapshotConfig {
@@ -186,6 +197,44 @@ fn default_part_size() -> u64 {
 pub struct RedisConfig {
     /// Absent: no Redis flush at cutover.
     pub url: Option<Secret>,
+}
+
+/// Time limits: a dump (or code it runs) that hangs fails the run instead of holding it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreConfig {
+    /// Each statement of the dump, and each of the refresh's own.
+    #[serde(
+        default = "default_statement_timeout",
+        deserialize_with = "de_duration"
+    )]
+    pub statement_timeout: Duration,
+    /// The whole restore.
+    #[serde(default = "default_restore_timeout", deserialize_with = "de_duration")]
+    pub timeout: Duration,
+    /// Waiting for a lock in the refresh's own SQL (anonymization, verification, swap).
+    #[serde(default = "default_lock_timeout", deserialize_with = "de_duration")]
+    pub lock_timeout: Duration,
+}
+
+impl Default for RestoreConfig {
+    fn default() -> Self {
+        RestoreConfig {
+            statement_timeout: default_statement_timeout(),
+            timeout: default_restore_timeout(),
+            lock_timeout: default_lock_timeout(),
+        }
+    }
+}
+
+fn default_statement_timeout() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_restore_timeout() -> Duration {
+    Duration::from_secs(12 * 3600)
+}
+fn default_lock_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 #[derive(Debug, Clone, Deserialize)]

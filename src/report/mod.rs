@@ -128,7 +128,7 @@ pub struct SnapshotReport {
     pub taken_at: DateTime<Utc>,
     /// Compressed size in the bucket.
     pub size: u64,
-    /// True when an `.md5` sidecar existed and matched the downloaded bytes.
+    /// True when an `.md5` or `.sha1` sidecar existed and matched the downloaded bytes.
     pub checksum_verified: bool,
 }
 
@@ -143,7 +143,7 @@ impl SnapshotReport {
             if self.checksum_verified {
                 "verified"
             } else {
-                "not verified: no .md5 sidecar"
+                "not verified: no checksum sidecar"
             }
         )
     }
@@ -197,6 +197,13 @@ pub struct RunReport {
     pub rows_anonymized: BTreeMap<String, u64>,
     pub verification: Vec<Verification>,
     pub pii_findings: Vec<Finding>,
+    /// `SECURITY DEFINER` functions the dump created: they run as `database.owner` for
+    /// whoever calls them.
+    #[serde(default)]
+    pub security_definer_functions: Vec<String>,
+    /// What the dump had changed in the scratch database's own settings, undone before cutover.
+    #[serde(default)]
+    pub database_settings_reset: Vec<String>,
     /// How long staging was in maintenance (backend stopped), when it was.
     pub maintenance_seconds: Option<f64>,
     /// Whether the replaced database is kept as `<name>__previous`.
@@ -231,6 +238,8 @@ impl RunReport {
             bytes_restored: 0,
             rows_restored: BTreeMap::new(),
             statements_filtered: BTreeMap::new(),
+            security_definer_functions: Vec::new(),
+            database_settings_reset: Vec::new(),
             rows_anonymized: BTreeMap::new(),
             verification: Vec::new(),
             pii_findings: Vec::new(),
