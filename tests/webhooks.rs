@@ -9,7 +9,6 @@ use common::env::inject;
 use common::sink::{Answer, Sink};
 use common::staging::prod_dump;
 use common::{smtp, unique};
-use serde_json::Value;
 use staging_refresh::metrics::Metrics;
 use staging_refresh::state::StateFile;
 
