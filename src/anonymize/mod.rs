@@ -1,7 +1,8 @@
-//! Anonymization of the scratch database, in one transaction: the [`rules`] (the runbook's
-//! three steps, flaws fixed), `extra_sql`, materialized views refreshed, then [`verify`] and
-//! [`scan`] inside the same transaction. Anything wrong rolls everything back, and the
-//! scratch database is dropped by the caller: nothing un-anonymized is ever committed.
+//! What follows the masked restore, in one transaction: `extra_sql` (with production's
+//! triggers off, see [`rules`]), bcrypt hashes when configured, materialized views
+//! refreshed, then [`verify`] and [`scan`] inside the same transaction. Anything wrong rolls
+//! everything back, and the scratch database is dropped by the caller: nothing
+//! un-anonymized is ever committed.
 //!
 //! The transaction is the refresh's own, on a fresh session (nothing the restore left, no
 //! temp objects, no pending trigger events), run as the restore role (code of the dump's
@@ -21,12 +22,13 @@ use tokio_postgres::Client;
 
 use crate::config::{AnonymizeConfig, OnUnmaskedPii, RestoreConfig};
 use crate::database::sql::{ServerMessage, quote_ident};
+use crate::mask::Masked;
 pub use scan::Finding;
 pub use verify::Verification;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Anonymized {
-    /// Rows changed per table.
+    /// Rows masked per table.
     pub rows: BTreeMap<String, u64>,
     pub verification: Vec<Verification>,
     pub findings: Vec<Finding>,
@@ -34,11 +36,6 @@ pub struct Anonymized {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnonymizeError {
-    #[error(
-        "no user has the production admin email {email:?} (anonymize.prod_admin_email); \
-         nothing was changed"
-    )]
-    AdminNotFound { email: String },
     #[error("{what}")]
     Sql {
         what: String,
@@ -87,11 +84,13 @@ pub(crate) fn sql_error(what: &str) -> impl Fn(tokio_postgres::Error) -> Anonymi
     }
 }
 
-/// Anonymizes, verifies and scans the database `client` (a fresh session) is connected to,
-/// as `role`, in one transaction committed only when all of it passes.
+/// Finishes, verifies and scans the database `client` (a fresh session) restored, as
+/// `role` (`masked` says what the restore masked), in one transaction committed only when
+/// all of it passes.
 pub async fn run(
     client: &mut Client,
     cfg: &AnonymizeConfig,
+    masked: &Masked,
     role: &str,
     limits: &RestoreConfig,
 ) -> Result<Anonymized, AnonymizeError> {
@@ -118,7 +117,7 @@ pub async fn run(
     .await
     .map_err(sql_error("configuring the transaction"))?;
     let set_aside = guard::set_aside(&tx).await?;
-    let applied = rules::apply(&tx, cfg).await?;
+    rules::apply(&tx, cfg, masked).await?;
     for path in &cfg.extra_sql {
         let shown = path.display().to_string();
         let sql = std::fs::read_to_string(path).map_err(|e| AnonymizeError::ExtraSql {
@@ -137,11 +136,11 @@ pub async fn run(
             })?;
     }
     rules::finish(&tx).await?;
-    let verification = verify::run(&tx, cfg, &applied.admin_id).await?;
+    let verification = verify::run(&tx, cfg, masked).await?;
     if verification.iter().any(|c| !c.ok) {
         return Err(AnonymizeError::Verification(verification));
     }
-    let findings = scan::run(&tx, cfg).await?;
+    let findings = scan::run(&tx, cfg, masked).await?;
     if !findings.is_empty() {
         match cfg.on_unmasked_pii {
             OnUnmaskedPii::Fail => return Err(AnonymizeError::Pii(findings)),
@@ -171,7 +170,7 @@ pub async fn run(
         .await
         .map_err(sql_error("committing the anonymization"))?;
     Ok(Anonymized {
-        rows: applied.rows,
+        rows: masked.rows.clone(),
         verification,
         findings,
     })

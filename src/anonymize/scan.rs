@@ -1,6 +1,7 @@
 //! The scan for PII the rules missed, inside the anonymizing transaction: every text-like
 //! column (text, varchar, char, json, jsonb, citext, domains and arrays of them) of every user
-//! table and materialized view, except the columns the rules set. A column is reported when
+//! table and materialized view, except the columns the masking rules rewrote (`keep`
+//! columns are scanned: that is where a wrong classification shows). A column is reported when
 //! its name says PII (email, phone, token, ...) and it holds values the rules did not mask, or
 //! when sampled values look like emails, phone numbers, API tokens, IBANs or card numbers.
 //! Findings name table, column, kind and count, never a value.
@@ -12,10 +13,11 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Transaction;
 
-use super::rules::RULE_COLUMNS;
 use super::{AnonymizeError, sql_error};
 use crate::config::AnonymizeConfig;
 use crate::database::sql::quote_ident;
+use crate::mask::Masked;
+use crate::table::TableName;
 
 /// Rows sampled per table.
 const SAMPLE_ROWS: i64 = 500;
@@ -49,7 +51,7 @@ pub fn describe(findings: &[Finding]) -> String {
 }
 
 struct Table {
-    name: String,
+    name: TableName,
     pages: f64,
     columns: Vec<String>,
 }
@@ -57,6 +59,7 @@ struct Table {
 pub async fn run(
     tx: &Transaction<'_>,
     cfg: &AnonymizeConfig,
+    masked: &Masked,
 ) -> Result<Vec<Finding>, AnonymizeError> {
     let rows = tx
         .query(
@@ -84,8 +87,12 @@ pub async fn run(
     for row in rows {
         let (schema, table, column): (String, String, String) =
             (row.get(0), row.get(1), row.get(2));
-        let name = format!("{schema}.{table}");
-        if RULE_COLUMNS.contains(&(name.as_str(), column.as_str())) {
+        let name = TableName::new(&schema, &table);
+        if masked
+            .applied
+            .iter()
+            .any(|(t, c, _)| *t == name && *c == column)
+        {
             continue;
         }
         match tables.last_mut() {
@@ -100,8 +107,7 @@ pub async fn run(
     let masked_suffix = format!("%@{}", cfg.email_domain.to_lowercase());
     let mut findings = Vec::new();
     for table in &tables {
-        let (schema, name) = table.name.split_once('.').expect("schema.table");
-        let from = format!("{}.{}", quote_ident(schema), quote_ident(name));
+        let from = table.name.sql();
         for column in &table.columns {
             let Some(kind) = kind_by_name(column) else {
                 continue;
@@ -121,7 +127,7 @@ pub async fn run(
                 .get(0);
             if unmasked > 0 {
                 findings.push(Finding {
-                    table: table.name.clone(),
+                    table: table.name.to_string(),
                     column: column.clone(),
                     kind: kind.into(),
                     by: "column name".into(),
@@ -176,7 +182,7 @@ async fn sample(
     Ok(counts
         .into_iter()
         .map(|((i, kind), count)| Finding {
-            table: table.name.clone(),
+            table: table.name.to_string(),
             column: table.columns[i].clone(),
             kind: kind.into(),
             by: "sampled values".into(),
@@ -330,6 +336,10 @@ mod tests {
             email_domain: "staging.invalid".into(),
             on_unmasked_pii: OnUnmaskedPii::Warn,
             extra_sql: vec![],
+            column: vec![],
+            table: vec![],
+            mask_key_file: None,
+            unclassified: Default::default(),
         }
     }
 

@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use schema::{
-    AnonymizeConfig, BackendConfig, BucketConfig, DaemonConfig, DatabaseConfig, DecryptConfig,
-    MaintenanceConfig, MediaConfig, MetricsConfig, NotifyConfig, OnUnmaskedPii, PasswordHash,
-    RedisConfig, RestoreConfig, ScheduleConfig, Severity, SnapshotConfig, WebhookConfig,
-    WebhookKind,
+    AnonymizeConfig, BackendConfig, BucketConfig, ColumnRule, DaemonConfig, DatabaseConfig,
+    DecryptConfig, MaintenanceConfig, MediaConfig, MetricsConfig, NotifyConfig, OnUnmaskedPii,
+    PasswordHash, RedisConfig, RestoreConfig, ScheduleConfig, Severity, SnapshotConfig, TableMode,
+    TableRule, Unclassified, WebhookConfig, WebhookKind,
 };
 pub use units::MaxDelete;
 

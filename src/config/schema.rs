@@ -1,6 +1,7 @@
 //! The config file's sections, one struct each, with their defaults beside them. A new
 //! section is one struct here, one field in `Config` and one function in `validate.rs`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -131,6 +132,56 @@ pub struct AnonymizeConfig {
     pub on_unmasked_pii: OnUnmaskedPii,
     #[serde(default)]
     pub extra_sql: Vec<PathBuf>,
+    // Masking rules; `mask::rules` validates them and the kinds they name.
+    #[serde(default)]
+    pub column: Vec<ColumnRule>,
+    #[serde(default)]
+    pub table: Vec<TableRule>,
+    pub mask_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub unclassified: Unclassified,
+}
+
+/// `[[anonymize.column]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnRule {
+    pub table: String,
+    pub column: String,
+    pub mask: String,
+    /// `redact`'s constant.
+    pub value: Option<String>,
+    /// `json`'s masks by dotted path: `{ "contact.email" = "email" }`.
+    #[serde(default)]
+    pub paths: BTreeMap<String, String>,
+}
+
+/// `[[anonymize.table]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableRule {
+    pub table: String,
+    pub mode: TableMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TableMode {
+    /// Restored without rows (sessions, tokens, audit trails, mail queues).
+    Empty,
+    /// Every column classified as not personal, unless a column rule says otherwise.
+    Keep,
+}
+
+/// `anonymize.unclassified`: what a personal-looking column without a rule does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unclassified {
+    /// The run fails before any row is loaded, naming every such column.
+    #[default]
+    Fail,
+    /// A warning names them; their values are kept.
+    Warn,
 }
 
 fn default_prod_admin_email() -> String {

@@ -33,6 +33,7 @@ use crate::error::Refused;
 use crate::fault;
 use crate::journal::{Journal, MediaPass, Step};
 use crate::lock::{LockError, RunLock};
+use crate::mask::Masker;
 use crate::media::{MediaProgress, MediaReport, Mirror};
 use crate::progress::{Progress, Unit};
 use crate::recovery;
@@ -444,21 +445,38 @@ impl Run<'_> {
 
         let progress = Arc::new(Progress::new("restore", Unit::Bytes, Some(snapshot.size)));
         self.begin(Phase::Restore, Some(progress.clone()));
+        let (anonymize, state_dir) = (
+            self.config.anonymize.clone(),
+            self.config.daemon.state_dir.clone(),
+        );
+        let masker =
+            tokio::task::spawn_blocking(move || Masker::from_config(&anonymize, &state_dir))
+                .await
+                .expect("preparing the masker does not panic")
+                .doing("preparing the masking")?;
         let bucket = SourceBucket::new(self.config.snapshot.bucket_config());
         let source = restore::Source {
             bucket: &bucket,
             decrypt: self.config.snapshot.decrypt.as_ref(),
         };
+        let restoring = || format!("restoring {} into {scratch}", snapshot.name);
         let limit = self.config.restore.timeout;
-        let restored =
-            restore::restore(source, snapshot, filter, (&client, role), progress.clone());
-        let streamed = match tokio::time::timeout(limit, restored).await {
+        let restored = restore::restore(
+            source,
+            snapshot,
+            filter,
+            masker,
+            (&client, role),
+            progress.clone(),
+        );
+        let (streamed, masker) = match tokio::time::timeout(limit, restored).await {
             Ok(streamed) => streamed,
             Err(_) => Err(RestoreError::TimedOut(
                 humantime::format_duration(limit).to_string(),
             )),
         }
-        .doing(format!("restoring {} into {scratch}", snapshot.name))?;
+        .doing(restoring())?;
+        let masked = masker.finish().doing(restoring())?;
         progress.finish();
         // The anonymization gets a session of its own: nothing the restore's is left with
         // (temp objects, pending trigger events, settings) reaches it.
@@ -467,6 +485,8 @@ impl Run<'_> {
         self.report.bytes_restored = streamed.bytes_sql;
         self.report.rows_restored = streamed.rows;
         self.report.statements_filtered = streamed.filtered;
+        self.report.masked_values = masked.values.clone();
+        self.report.tables_emptied = masked.emptied.clone();
         if let Some(s) = &mut self.report.snapshot {
             s.checksum_verified = streamed.checksum_verified;
         }
@@ -483,6 +503,7 @@ impl Run<'_> {
         match anonymize::run(
             &mut client,
             &self.config.anonymize,
+            &masked,
             role,
             &self.config.restore,
         )

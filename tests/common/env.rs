@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::constants::PROD_DB;
-use super::fixtures::{dump_name, md5_hex, upload_snapshot, zstd};
+use super::fixtures::{PROD_RULES, dump_name, md5_hex, upload_snapshot, zstd};
 use super::staging::{
     OWNER, REFRESH_ROLE, SENTINEL, create_restore_role, refresh_role_url, seed_staging,
 };
@@ -138,6 +138,7 @@ owner = "{OWNER}"
 admin_email = "{ADMIN_EMAIL}"
 admin_password = "{ADMIN_PASSWORD}"
 {anonymize}
+{PROD_RULES}
 [daemon]
 state_dir = "{state}"
 control_socket = "{state}/control.sock"
