@@ -71,11 +71,6 @@ impl Server {
         &self.redacted
     }
 
-    /// The maintenance database the URL names.
-    pub fn maintenance_db(&self) -> &str {
-        self.config.get_dbname().unwrap_or("postgres")
-    }
-
     /// The host part of the URL (the first, for multi-host URLs).
     pub fn host(&self) -> String {
         first_host(&self.config)

@@ -420,6 +420,17 @@ impl Run<'_> {
             Some(owner) => owner.clone(),
             None => self.server.current_role(maintenance).await?,
         };
+        // The mask key is read (or made) before anything is created: a bad key file changes
+        // nothing.
+        let (anonymize, state_dir) = (
+            self.config.anonymize.clone(),
+            self.config.daemon.state_dir.clone(),
+        );
+        let masker =
+            tokio::task::spawn_blocking(move || Masker::from_config(&anonymize, &state_dir))
+                .await
+                .expect("preparing the masker does not panic")
+                .doing("preparing the masking")?;
         self.server
             .create(maintenance, &scratch, Some(role))
             .await?;
@@ -445,15 +456,6 @@ impl Run<'_> {
 
         let progress = Arc::new(Progress::new("restore", Unit::Bytes, Some(snapshot.size)));
         self.begin(Phase::Restore, Some(progress.clone()));
-        let (anonymize, state_dir) = (
-            self.config.anonymize.clone(),
-            self.config.daemon.state_dir.clone(),
-        );
-        let masker =
-            tokio::task::spawn_blocking(move || Masker::from_config(&anonymize, &state_dir))
-                .await
-                .expect("preparing the masker does not panic")
-                .doing("preparing the masking")?;
         let bucket = SourceBucket::new(self.config.snapshot.bucket_config());
         let source = restore::Source {
             bucket: &bucket,
