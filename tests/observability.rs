@@ -432,9 +432,17 @@ async fn the_summary_email_says_what_a_refresh_did_and_leaks_nothing() {
         "{}",
         email.text
     );
-    assert!(email.html.contains(&format!(
-        "<td style=\"padding-right: 1em\">public.&quot;user&quot;</td><td style=\"padding-right: 1em\">{users}</td><td style=\"padding-right: 1em\">{anonymized}</td>"
-    )), "{}", email.html);
+    // Names on the left, counts lined up on the right.
+    let cell = |align: &str, c: &str| {
+        format!("<td style=\"padding-right: 1em; text-align: {align}\">{c}</td>")
+    };
+    let row = format!(
+        "<tr>{}{}{}</tr>",
+        cell("left", "public.&quot;user&quot;"),
+        cell("right", &users),
+        cell("right", &anonymized)
+    );
+    assert!(email.html.contains(&row), "{row} not in {}", email.html);
     email.says("Verification: all 7 checks passed.");
     email.says("PII scan: nothing unmasked found.");
     email.says(&format!("Run {}", report["run_id"].as_str().unwrap()));
