@@ -111,7 +111,10 @@ async fn each_kind_gets_a_well_formed_message_for_ok_warning_and_failed_runs() {
         assert!(headline.starts_with("OK WITH WARNINGS: "), "{headline}");
     }
     let slack = sink.at("/slack").last().unwrap().to_string();
-    assert!(slack.contains("PII scan found"), "{slack}");
+    assert!(
+        slack.contains("Warnings: the PII scan found 1 column possibly unmasked"),
+        "{slack}"
+    );
     assert!(!slack.contains("jane@example.org"), "{slack}");
     assert!(metrics(&env).contains("staging_refresh_last_run_warnings 1"));
 

@@ -274,15 +274,10 @@ impl RunReport {
         let mut warnings = Vec::new();
         // Under `on_unmasked_pii = "fail"` the findings fail the anonymize phase: the error.
         if !self.pii_findings.is_empty() && self.failed_phase != Some(Phase::Anonymize) {
-            let columns: BTreeSet<_> = self
-                .pii_findings
-                .iter()
-                .map(|f| (&f.table, &f.column))
-                .collect();
             warnings.push(format!(
-                "the PII scan found {} possibly unmasked columns (on_unmasked_pii = \"warn\" let \
-                 them through)",
-                columns.len()
+                "the PII scan found {} possibly unmasked (on_unmasked_pii = \"warn\" let them \
+                 through)",
+                counted(self.pii_columns(), "column")
             ));
         }
         if let Some(media) = self.media.as_ref().filter(|m| m.failed > 0) {
@@ -293,6 +288,16 @@ impl RunReport {
                 .push("an earlier run had died; this one first put staging back in order".into());
         }
         warnings
+    }
+
+    /// How many columns the PII scan found something in, however many ways.
+    pub fn pii_columns(&self) -> usize {
+        let columns: BTreeSet<_> = self
+            .pii_findings
+            .iter()
+            .map(|f| (&f.table, &f.column))
+            .collect();
+        columns.len()
     }
 
     /// `failed` for every outcome but `ok`; `warning` for an `ok` run with [`Self::warnings`].
@@ -308,4 +313,9 @@ impl RunReport {
     pub fn summary(&self, config: &Config) -> String {
         Outline::of(self, config, Utc::now(), Reader::Operator).to_string()
     }
+}
+
+/// `n` and `noun`, plural unless `n` is 1: "1 column", "4 columns".
+pub fn counted(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }

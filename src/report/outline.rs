@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use indicatif::HumanBytes;
 
-use super::{Outcome, Phase, RunKind, RunReport, Severity};
+use super::{Outcome, Phase, RunKind, RunReport, Severity, counted};
 use crate::config::Config;
 use crate::media::MediaReport;
 use crate::snapshot::format_age;
@@ -381,7 +381,8 @@ fn data_section(config: &Config, report: &RunReport) -> Section {
         let columns: usize = report.masked_values.values().map(BTreeMap::len).sum();
         let values: u64 = report.masked_values.values().flat_map(|c| c.values()).sum();
         lines.push(text(format!(
-            "{values} values masked in {columns} columns before they reached staging."
+            "{values} values masked in {} before they reached staging.",
+            counted(columns, "column")
         )));
     }
     if !report.tables_emptied.is_empty() {
@@ -489,13 +490,8 @@ fn checks_section(report: &RunReport, reader: Reader) -> Section {
         lines.push(text("PII scan: nothing unmasked found."));
     } else {
         lines.push(text(format!(
-            "PII scan: {} possible unmasked columns (values are not shown):",
-            report
-                .pii_findings
-                .iter()
-                .map(|f| (&f.table, &f.column))
-                .collect::<BTreeSet<_>>()
-                .len()
+            "PII scan: {} possibly unmasked (values are not shown):",
+            counted(report.pii_columns(), "column")
         )));
         lines.push(row(["column", "looks like", "found by"]));
         // One row per column, however many ways it was found.
@@ -620,7 +616,7 @@ mod tests {
             ])
         );
         assert!(section.lines.contains(&super::text(
-            "PII scan: 1 possible unmasked columns (values are not shown):"
+            "PII scan: 1 column possibly unmasked (values are not shown):"
         )));
     }
 
