@@ -180,6 +180,19 @@ async fn a_rollback_is_a_recorded_run_in_status_metrics_and_chat() {
     let sink = Sink::start(Answer::Ok).await;
     let mut env = Env::new(prod_dump()).await;
     env.sections.push_str(&notify(&sink, ""));
+    // Nothing to roll back to yet: a failed rollback, recorded and told as one.
+    let none = env.run(&["rollback"]).await;
+    assert_eq!(none.code, 1, "{none:?}");
+    assert!(none.stderr.contains("to roll back to"), "{none:?}");
+    let told = sink.at("/slack").last().unwrap().to_string();
+    assert!(told.contains("ROLLBACK FAILED in cutover"), "{told}");
+    assert!(
+        told.contains("roll back again: `staging-refresh rollback`"),
+        "{told}"
+    );
+    let failed = r#"staging_refresh_runs_total{kind="rollback",outcome="failed"} 1"#;
+    assert!(metrics(&env).contains(failed), "{}", metrics(&env));
+
     assert_eq!(env.refresh().await.code, 0);
     let first = env.snapshot.clone();
     let taken = |metrics: &str| {

@@ -263,6 +263,13 @@ fn next_steps(report: &RunReport) -> Vec<Line> {
     };
     let mut lines = Vec::new();
     match report.outcome {
+        _ if report.kind == RunKind::Rollback => {
+            lines.push(text(
+                "`staging-refresh status` shows whether a previous database is kept; once the \
+                 cause is fixed, roll back again:",
+            ));
+            lines.push(Line::Command("staging-refresh rollback".into()));
+        }
         Outcome::Refused => {
             lines.push(text(
                 "Fix what the error names, check the configuration and targets, then run again:",
