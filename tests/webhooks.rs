@@ -32,8 +32,14 @@ fn notify(sink: &Sink, extra: &str) -> String {
     toml
 }
 
-/// What every webhook got for one run, checked for its kind's shape; returns the headlines.
-fn check_payloads(sink: &Sink, colour: &str, severity: &str) -> Vec<String> {
+/// What every webhook got for one run, checked for its kind's shape and `severity`'s colour;
+/// returns the headlines.
+fn check_payloads(sink: &Sink, severity: &str) -> Vec<String> {
+    let colour = match severity {
+        "ok" => "#2e7d32",
+        "warning" => "#b26a00",
+        _ => "#c62828",
+    };
     let mut headlines = Vec::new();
     for kind in KINDS {
         let got = sink.at(&format!("/{kind}"));
@@ -90,26 +96,34 @@ async fn env_with_pii() -> Env {
     env
 }
 
+/// A refresh in `env` with every kind of webhook posting to `sink`: it exits `code`, and each
+/// kind gets a well-formed message of `severity` whose headline starts with `headline`.
+async fn refresh_told(sink: &Sink, mut env: Env, code: i32, severity: &str, headline: &str) -> Env {
+    env.sections.push_str(&notify(sink, ""));
+    let out = env.refresh().await;
+    assert_eq!(out.code, code, "{out:?}");
+    for told in check_payloads(sink, severity) {
+        assert!(told.starts_with(headline), "{told}");
+    }
+    env
+}
+
 #[tokio::test]
 async fn each_kind_gets_a_well_formed_message_for_ok_warning_and_failed_runs() {
     let sink = Sink::start(Answer::Ok).await;
 
-    let mut env = Env::new(prod_dump()).await;
-    env.sections.push_str(&notify(&sink, ""));
-    let out = env.refresh().await;
-    assert_eq!(out.code, 0, "{out:?}");
-    for headline in check_payloads(&sink, "#2e7d32", "ok") {
-        assert!(headline.starts_with("OK: "), "{headline}");
-    }
+    let env = refresh_told(&sink, Env::new(prod_dump()).await, 0, "ok", "OK: ").await;
     assert!(metrics(&env).contains("staging_refresh_last_run_warnings 0"));
 
-    let mut env = env_with_pii().await;
-    env.sections.push_str(&notify(&sink, ""));
-    let out = env.refresh().await;
-    assert_eq!(out.code, 0, "a run with warnings still succeeds: {out:?}");
-    for headline in check_payloads(&sink, "#b26a00", "warning") {
-        assert!(headline.starts_with("OK WITH WARNINGS: "), "{headline}");
-    }
+    // A run with warnings still succeeds.
+    let env = refresh_told(
+        &sink,
+        env_with_pii().await,
+        0,
+        "warning",
+        "OK WITH WARNINGS: ",
+    )
+    .await;
     let slack = sink.at("/slack").last().unwrap().to_string();
     assert!(
         slack.contains("Warnings: the PII scan found 1 column possibly unmasked"),
@@ -118,13 +132,8 @@ async fn each_kind_gets_a_well_formed_message_for_ok_warning_and_failed_runs() {
     assert!(!slack.contains("jane@example.org"), "{slack}");
     assert!(metrics(&env).contains("staging_refresh_last_run_warnings 1"));
 
-    let mut env = Env::new(&inject(prod_dump(), "\\.", "SELECT no_such_function();")).await;
-    env.sections.push_str(&notify(&sink, ""));
-    let out = env.refresh().await;
-    assert_eq!(out.code, 1, "{out:?}");
-    for headline in check_payloads(&sink, "#c62828", "failed") {
-        assert!(headline.starts_with("FAILED in restore: "), "{headline}");
-    }
+    let failing = Env::new(&inject(prod_dump(), "\\.", "SELECT no_such_function();")).await;
+    let env = refresh_told(&sink, failing, 1, "failed", "FAILED in restore: ").await;
     let teams = sink.at("/teams").last().unwrap().to_string();
     assert!(teams.contains("What to do"), "{teams}");
     assert!(
