@@ -259,10 +259,10 @@ impl Metrics {
         if let Some(success) = &state.last_success {
             self.last_success
                 .set(timestamp(success.finished_at.unwrap_or(success.started_at)));
-            if let Some(snapshot) = &success.snapshot {
-                self.snapshot_taken.set(timestamp(snapshot.taken_at));
-                self.snapshot_size.set(snapshot.size as i64);
-            }
+        }
+        if let Some(snapshot) = state.serving() {
+            self.snapshot_taken.set(timestamp(snapshot.taken_at));
+            self.snapshot_size.set(snapshot.size as i64);
         }
         // The last cutover, even when the last run stopped before one.
         if let Some(seconds) = [&state.last, &state.last_success]

@@ -12,7 +12,7 @@ pub async fn run(config: &Config) -> anyhow::Result<Exit> {
     let state = StateFile::in_dir(&config.daemon.state_dir);
     // Which snapshots the swap exchanges, as far as the state file knows.
     let known = state.read().unwrap_or_default();
-    let from = known.last_success.and_then(|r| r.snapshot);
+    let from = known.serving().cloned();
     let recorder = Recorder::start(state);
     let report = rollback::rollback(config, from, known.previous, &recorder)
         .await
