@@ -138,14 +138,13 @@ impl Rewriter for Unchanged {
 }
 
 /// Restores `snapshot` through `rewriter` and `client` (connected to the scratch database as
-/// `role`);
-/// returns the rewriter after the last item.
+/// the restore role); returns the rewriter after the last item.
 pub async fn restore<R: Rewriter>(
     source: Source<'_>,
     snapshot: &Snapshot,
     filter: Filter,
     rewriter: R,
-    (client, role): (&tokio_postgres::Client, &str),
+    client: &tokio_postgres::Client,
     progress: Arc<Progress>,
 ) -> Result<(Streamed, R), RestoreError> {
     let consume_progress = progress.clone();
@@ -155,7 +154,7 @@ pub async fn restore<R: Rewriter>(
         filter,
         rewriter,
         progress,
-        |items| async move { loader::load(client, items, &consume_progress, role).await },
+        |items| async move { loader::load(client, items, &consume_progress).await },
     )
     .await
 }
