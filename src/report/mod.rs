@@ -201,6 +201,10 @@ pub struct RunReport {
     /// Tables restored without rows (`anonymize.table` mode "empty"), with the rows dropped.
     #[serde(default)]
     pub tables_emptied: BTreeMap<String, u64>,
+    /// Columns that could hold personal data, kept as they were: a `keep` rule classified
+    /// them as not personal.
+    #[serde(default)]
+    pub columns_kept: Vec<String>,
     pub verification: Vec<Verification>,
     pub pii_findings: Vec<Finding>,
     /// `SECURITY DEFINER` functions the dump created: they run as `database.owner` for
@@ -249,6 +253,7 @@ impl RunReport {
             rows_anonymized: BTreeMap::new(),
             masked_values: BTreeMap::new(),
             tables_emptied: BTreeMap::new(),
+            columns_kept: Vec::new(),
             verification: Vec::new(),
             pii_findings: Vec::new(),
             maintenance_seconds: None,

@@ -384,12 +384,15 @@ fn data_section(config: &Config, report: &RunReport) -> Section {
         report.rows_restored.values().sum::<u64>().to_string(),
         report.rows_anonymized.values().sum::<u64>().to_string(),
     ]));
-    if !report.masked_values.is_empty() {
+    if !report.masked_values.is_empty() || !report.columns_kept.is_empty() {
         let columns: usize = report.masked_values.values().map(BTreeMap::len).sum();
         let values: u64 = report.masked_values.values().flat_map(|c| c.values()).sum();
         lines.push(text(format!(
-            "{values} values masked in {} before they reached staging.",
-            counted(columns, "column")
+            "{values} values masked in {} before they reached staging; {} emptied; {} kept \
+             as not personal.",
+            counted(columns, "column"),
+            counted(report.tables_emptied.len(), "table"),
+            counted(report.columns_kept.len(), "column")
         )));
     }
     if !report.tables_emptied.is_empty() {
