@@ -78,6 +78,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub anonymize: AnonymizeConfig,
     #[serde(default)]
+    pub restore: RestoreConfig,
+    #[serde(default)]
     pub media: MediaConfig,
     #[serde(default)]
     pub redis: RedisConfig,
@@ -297,6 +299,14 @@ impl Default for BackendConfig {
             command_timeout: default_command_timeout(),
         }
     }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreConfig {
+    /// Sessions the post-data statements (indexes, constraints, ...) run on at once; unset:
+    /// the staging server's CPU count as it reports it, at least 2.
+    pub jobs: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -617,6 +627,12 @@ impl Config {
             validate_identifier("snapshot.database", source, 0)?;
         }
 
+        if let Some(jobs) = self.restore.jobs
+            && !(1..=64).contains(&jobs)
+        {
+            return Err(key_error("restore.jobs", "must be between 1 and 64"));
+        }
+
         let anonymize = &self.anonymize;
         for (key, email) in [
             ("anonymize.admin_email", &anonymize.admin_email),
@@ -932,6 +948,7 @@ admin_password = "correct horse"
         assert!(c.schedule.catch_up);
         assert!(c.notify.is_none());
         assert!(!c.media.enabled);
+        assert_eq!(c.restore.jobs, None);
         assert_eq!(
             c.lock_file(),
             PathBuf::from("/var/lib/staging-refresh/refresh.lock")
@@ -960,9 +977,11 @@ admin_password = "correct horse"
                 ("STAGING_REFRESH__NOTIFY__SMTP_URL", "smtp://127.0.0.1:25"),
                 ("STAGING_REFRESH__NOTIFY__FROM", "refresh@example.com"),
                 ("STAGING_REFRESH__NOTIFY__TO", "a@example.com,b@example.com"),
+                ("STAGING_REFRESH__RESTORE__JOBS", "4"),
             ],
         )
         .unwrap();
+        assert_eq!(c.restore.jobs, Some(4));
         assert_eq!(c.snapshot.bucket, "2024");
         assert!(!c.database.keep_previous);
         assert_eq!(c.notify.unwrap().to, vec!["a@example.com", "b@example.com"]);
@@ -991,6 +1010,7 @@ admin_password = "correct horse"
             ),
             ("[media]\nenabled = true\n", "media.source"),
             ("[redis]\nurl = \"http://nope\"\n", "redis.url"),
+            ("[restore]\njobs = 0\n", "restore.jobs"),
         ];
         for (extra, key) in cases {
             let err = load(&format!("{MINIMAL}{extra}"), &[]).unwrap_err();

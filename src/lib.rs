@@ -15,7 +15,7 @@
 //! | [`store`] | S3 clients; the production bucket's read-only type |
 //! | [`snapshot`] | the snapshot catalog: db-backup names, sidecars, selection |
 //! | [`database`] | the staging PostgreSQL server: sessions, scratch database, swap, markers, SQL quoting, server errors |
-//! | [`restore`] | the dump stream: download, decode, lexer and filter, loader |
+//! | [`restore`] | the dump stream: download, decode, lexer and filter, loader, parallel post-data |
 //! | [`anonymize`] | the anonymization rules, their verification, the PII scan |
 //! | [`media`] | the media mirror: merge-joined listings, server-side copies, deletes |
 //! | [`staging`] | the live environment around the database: backend commands, Redis, maintenance flag |

@@ -1,6 +1,7 @@
 //! Loads filtered dump items into the scratch database over one connection: statements in
 //! batches through the simple query protocol (one round trip per ~1 MiB of SQL), COPY data
-//! streamed through `COPY ... FROM STDIN`.
+//! streamed through `COPY ... FROM STDIN`. Post-data statements go to [`PostData`], which
+//! runs them on a pool of sessions; the loader waits for them where order matters.
 
 use std::collections::BTreeMap;
 
@@ -9,6 +10,8 @@ use futures::SinkExt;
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
+use super::postdata::{PostData, Route};
+use crate::database::DbError;
 use crate::database::sql::ServerMessage;
 use crate::progress::Progress;
 
@@ -48,6 +51,8 @@ pub enum LoadError {
         #[source]
         message: ServerMessage,
     },
+    #[error("opening a post-data session")]
+    Connect(#[source] Box<DbError>),
     /// The stream feeding the loader stopped early; the feeding side says why.
     #[error("the dump stream stopped early")]
     InputEnded,
@@ -65,6 +70,15 @@ impl Batch {
         self.sql.push_str(text);
         self.sql.push('\n');
         self.statements.push((line, start..start + text.len()));
+    }
+
+    /// Adds a statement, sending the batch once it is big enough.
+    async fn add(&mut self, client: &Client, text: &str, line: u64) -> Result<(), LoadError> {
+        self.push(text, line);
+        if self.sql.len() >= BATCH_BYTES {
+            self.flush(client).await?;
+        }
+        Ok(())
     }
 
     async fn flush(&mut self, client: &Client) -> Result<(), LoadError> {
@@ -92,11 +106,13 @@ impl Batch {
     }
 }
 
-/// Loads everything `items` delivers; returns the rows loaded per table.
+/// Loads everything `items` delivers, the post-data statements through `post_data`; returns
+/// the rows loaded per table.
 pub async fn load(
     client: &Client,
     mut items: mpsc::Receiver<Load>,
     progress: &Progress,
+    post_data: &mut PostData<'_>,
 ) -> Result<BTreeMap<String, u64>, LoadError> {
     let mut rows = BTreeMap::new();
     let mut batch = Batch {
@@ -105,17 +121,23 @@ pub async fn load(
     };
     while let Some(item) = items.recv().await {
         match item {
-            Load::Sql { text, line } => {
-                batch.push(&text, line);
-                if batch.sql.len() >= BATCH_BYTES {
+            Load::Sql { text, line } => match post_data.route(text, line) {
+                Route::Job(job) => {
                     batch.flush(client).await?;
+                    post_data.submit(job).await?;
                 }
-            }
+                Route::Setting(text) => batch.add(client, &text, line).await?,
+                Route::InOrder(text) => {
+                    post_data.finish().await?;
+                    batch.add(client, &text, line).await?;
+                }
+            },
             Load::CopyStart {
                 statement,
                 line,
                 table,
             } => {
+                post_data.finish().await?;
                 batch.flush(client).await?;
                 progress.set_message(&table);
                 let count = copy(client, &mut items, &statement)
@@ -137,6 +159,7 @@ pub async fn load(
         }
     }
     batch.flush(client).await?;
+    post_data.finish().await?;
     Ok(rows)
 }
 

@@ -5,7 +5,8 @@
 //!    sidecar at the end of the stream), progress;
 //! 2. decode (a blocking thread): zstd/gzip/plain decoding, the psql-compatible
 //!    [`lexer`], the [`filter`];
-//! 3. consume (the caller's task): the [`loader`] for a restore, a counter for a plan.
+//! 3. consume (the caller's task): the [`loader`] for a restore (its post-data statements
+//!    on a pool of [`session`]s, see [`postdata`]), a counter for a plan.
 //!
 //! When a stage fails, its neighbours see their channel close and stop; the error reported
 //! is the stage's own, not the closed channel it caused downstream or upstream.
@@ -13,6 +14,8 @@
 pub mod filter;
 pub mod lexer;
 pub mod loader;
+pub mod postdata;
+pub mod session;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -24,6 +27,7 @@ use md5::{Digest, Md5};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use crate::database::DbError;
 use crate::progress::Progress;
 use crate::snapshot::{Compression, Snapshot, parse_sidecar};
 use crate::store::{SourceBucket, StoreError};
@@ -31,6 +35,8 @@ use filter::{Action, Filter, Refusal};
 use lexer::{Item, LexError, Lexer};
 pub use loader::Load;
 use loader::LoadError;
+use postdata::PostData;
+use session::Sessions;
 
 /// Chunks in flight between stages; with download chunks and COPY chunks of at most a few
 /// hundred KiB this bounds memory (a deeper download buffer measured no faster, and bigger).
@@ -64,6 +70,8 @@ pub enum RestoreError {
     Refused(#[from] Refusal),
     #[error(transparent)]
     Load(#[from] LoadError),
+    #[error(transparent)]
+    Session(#[from] DbError),
 }
 
 /// What streaming a snapshot through found (and, for a restore, loaded).
@@ -88,17 +96,19 @@ enum Stop<E> {
     Closed,
 }
 
-/// Restores `snapshot` through `client` (connected to the scratch database).
+/// Restores `snapshot` into the scratch database `sessions` open.
 pub async fn restore(
     bucket: &SourceBucket,
     snapshot: &Snapshot,
     filter: Filter,
-    client: &tokio_postgres::Client,
+    sessions: &Sessions,
     progress: Arc<Progress>,
 ) -> Result<Streamed, RestoreError> {
+    let client = sessions.open().await?;
     let consume_progress = progress.clone();
     stream(bucket, snapshot, filter, progress, |items| async move {
-        loader::load(client, items, &consume_progress).await
+        let mut post_data = PostData::new(sessions, &consume_progress);
+        loader::load(&client, items, &consume_progress, &mut post_data).await
     })
     .await
 }

@@ -22,6 +22,11 @@ pub fn fixture_path(name: &str) -> PathBuf {
 /// Creates database `db` on `pg`, owned by [`PROD_OWNER`], filled with `users` users' worth of
 /// production-shaped data (about 22 rows per user).
 pub fn seed_prod(pg: &Postgres, db: &str, users: u64) {
+    seed_prod_with(pg, db, users, &[]);
+}
+
+/// Like [`seed_prod`], then runs the fixture files `more` the same way.
+pub fn seed_prod_with(pg: &Postgres, db: &str, users: u64, more: &[&str]) {
     for role in [PROD_OWNER, "app_readonly"] {
         // Roles are cluster-wide; a second seed on the same server finds them there.
         let _ = pg.psql("postgres", &format!("CREATE ROLE {role}"));
@@ -42,6 +47,7 @@ pub fn seed_prod(pg: &Postgres, db: &str, users: u64) {
         .args(["-d", &pg.url(db), "-c", &format!("SET ROLE {PROD_OWNER}")])
         .arg("-f")
         .arg(fixture_path("prod-shaped.sql"))
+        .args(more.iter().flat_map(|f| ["-f".into(), fixture_path(f)]))
         .stdin(Stdio::null())
         .output()
         .expect("run psql");
