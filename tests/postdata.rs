@@ -92,11 +92,18 @@ async fn four_jobs_restore_the_schema_one_job_restores() {
             env.query("SELECT count(*), sum(products) FROM category_product_counts"),
             format!("40|{}", PROD_USERS * 5)
         );
-        // The trigger works on the function from pre-data.
-        env.query("UPDATE category SET code = 'new-code' WHERE id = 40");
+        // The trigger works on the function from pre-data, the self-reference holds.
+        env.query("INSERT INTO category VALUES (41, 'new-code', 40)");
         assert_eq!(
-            env.query("SELECT code FROM category WHERE id = 40"),
+            env.query("SELECT code FROM category WHERE id = 41"),
             "NEW-CODE"
+        );
+        assert!(
+            env.pg
+                .psql(&env.db, "INSERT INTO category VALUES (42, 'x', 99)")
+                .status
+                .code()
+                != Some(0)
         );
     }
 }
