@@ -63,7 +63,8 @@ fn line_of(dump: &[u8], text: &str) -> usize {
 #[tokio::test]
 async fn four_jobs_restore_the_schema_one_job_restores() {
     let (parallel, sequential) = (env(dump(), 4).await, env(dump(), 1).await);
-    let (p, s) = tokio::join!(parallel.refresh(), sequential.refresh());
+    // One after the other: `init-target`s at once race creating the marker table.
+    let (p, s) = (parallel.refresh().await, sequential.refresh().await);
     assert_eq!(p.code, 0, "{p:?}");
     assert_eq!(s.code, 0, "{s:?}");
     // The 4 sessions were used, the 1 alone.
@@ -171,5 +172,25 @@ async fn sigterm_during_post_data_cancels_cleanly() {
             &format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{scratch}'")
         ),
         "0"
+    );
+}
+
+#[tokio::test]
+async fn the_jobs_default_to_the_servers_cpu_count_when_it_says() {
+    let superuser = Env::on(postgres(), postgres().url("postgres")).await;
+    superuser.upload(common::fixtures::zstd(dump()), None).await;
+    let refresh_role = Env::new(dump()).await;
+    // The refresh role first: the marker table it creates is then its own.
+    let (r, s) = (refresh_role.refresh().await, superuser.refresh().await);
+    assert_eq!(s.code, 0, "{s:?}");
+    assert!(
+        s.stderr
+            .contains("post-data sessions from the server's CPU count"),
+        "{s:?}"
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("jobs=2") && r.stderr.contains("from the fallback"),
+        "{r:?}"
     );
 }
