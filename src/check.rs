@@ -161,7 +161,7 @@ fn media_distinct(source: &BucketConfig, target: &BucketConfig) -> Result<String
 }
 
 async fn snapshot_bucket(config: &Config) -> Result<String, String> {
-    let bucket = SourceBucket::new(&config.snapshot.bucket_config());
+    let bucket = SourceBucket::new(config.snapshot.bucket_config());
     bucket.check().await.map_err(|e| e.to_string())?;
     let catalog = Catalog::list(&bucket, &config.snapshot, config.source_database())
         .await

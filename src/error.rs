@@ -31,10 +31,13 @@ pub struct Refused(pub String);
 
 /// Another refresh is running.
 #[derive(Debug, thiserror::Error)]
-#[error("another refresh holds the lock {path} (pid {pid}, run {run_id})")]
+#[error(
+    "another refresh holds the lock {path} (pid {}, run {run_id})",
+    crate::util::shown_pid(*.pid)
+)]
 pub struct Locked {
     pub path: String,
-    pub pid: String,
+    pub pid: Option<u32>,
     pub run_id: String,
 }
 

@@ -115,7 +115,7 @@ pub struct Recovery {
     pub at: DateTime<Utc>,
     /// The run that died, when known.
     pub run_id: Option<String>,
-    pub pid: Option<String>,
+    pub pid: Option<u32>,
     /// What it was doing when it died.
     pub step: Option<String>,
     /// One line per thing found or done.

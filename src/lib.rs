@@ -22,13 +22,14 @@
 //! | [`journal`] | the run journal a crashed run leaves, and the record of its recovery |
 //! | [`report`] | the run report every output is built from |
 //! | [`recovery`] | puts staging back in order after a run that died |
-//! | [`refresh`] | the orchestrator: one refresh, phase by phase; the cutover; the plan |
+//! | [`refresh`] | the orchestrator: one refresh, phase by phase; the cutover; the plan; the rollback |
 //! | [`logging`] | tracing to stderr or journald, with the run's fields |
 //! | [`state`] | the state file: the current run, the last reports, totals |
 //! | [`check`] | `check`: config, credentials, reachability, markers, roles |
 //! | [`metrics`] | the Prometheus endpoint, read from the state file |
 //! | [`notify`] | the summary email |
 //! | [`daemon`] | the scheduler, the control socket, systemd notification |
+//! | [`status`] | `status`: the current and last run, the daemon, the maintenance flag, the previous database |
 //! | [`cli`] | the commands of the operator contract |
 
 pub mod anonymize;
@@ -54,5 +55,6 @@ pub mod shutdown;
 pub mod snapshot;
 mod staging;
 pub mod state;
+mod status;
 pub mod store;
 mod util;

@@ -32,7 +32,8 @@ pub struct RunLock {
 /// Who a lock file names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder {
-    pub pid: String,
+    /// `None` when the file's first word is not a pid.
+    pub pid: Option<u32>,
     pub run_id: String,
 }
 
@@ -40,7 +41,7 @@ impl Holder {
     fn parse(text: &str) -> Option<Holder> {
         let mut fields = text.split_whitespace();
         Some(Holder {
-            pid: fields.next()?.to_owned(),
+            pid: fields.next()?.parse().ok(),
             run_id: fields.next().unwrap_or("unknown").to_owned(),
         })
     }
@@ -71,7 +72,7 @@ impl RunLock {
             Ok(()) => {}
             Err(fs4::TryLockError::WouldBlock) => {
                 let holder = holder.unwrap_or(Holder {
-                    pid: "unknown".into(),
+                    pid: None,
                     run_id: "unknown".into(),
                 });
                 return Err(Locked {
@@ -150,7 +151,7 @@ mod tests {
         assert_eq!(
             taken_over.stale(),
             Some(&Holder {
-                pid: "4242".into(),
+                pid: Some(4242),
                 run_id: "run-dead".into()
             })
         );

@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::media::MediaReport;
 use crate::report::{Outcome, RunReport};
 use crate::shutdown::Shutdown;
 use crate::staging::maintenance;
@@ -51,9 +52,6 @@ pub const MAINTENANCE: &str = "staging_refresh_maintenance";
 pub const MAINTENANCE_SINCE_TIMESTAMP: &str = "staging_refresh_maintenance_since_timestamp_seconds";
 pub const NEXT_RUN_TIMESTAMP: &str = "staging_refresh_next_run_timestamp_seconds";
 
-/// The media mirror's object actions, the values of `MEDIA_OBJECTS_TOTAL`'s `action` label.
-pub const MEDIA_ACTIONS: [&str; 4] = ["copied", "skipped", "deleted", "failed"];
-
 /// Every metric the endpoint serves.
 pub struct Metrics {
     registry: Registry,
@@ -82,6 +80,17 @@ pub struct Metrics {
     media_retries: IntCounter,
 }
 
+/// Builds and registers one metric: `metric!(registry => Kind, NAME, "help")`, or for a
+/// labelled one `metric!(registry => KindVec, NAME, ["label", ...], "help")`.
+macro_rules! metric {
+    ($registry:expr => $kind:ty, $name:expr, $help:expr) => {
+        register($registry, <$kind>::new($name, $help))
+    };
+    ($registry:expr => $kind:ty, $name:expr, $labels:expr, $help:expr) => {
+        register($registry, <$kind>::new(Opts::new($name, $help), &$labels))
+    };
+}
+
 /// Registers a freshly built metric and returns it.
 fn register<M: prometheus::core::Collector + Clone + 'static>(
     registry: &Registry,
@@ -100,181 +109,60 @@ fn timestamp(at: DateTime<Utc>) -> f64 {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let r = Registry::new();
-        let build_info = register(
-            &r,
-            IntGaugeVec::new(
-                Opts::new(
-                    BUILD_INFO,
-                    "Always 1; the version label says which build runs.",
-                ),
-                &["version"],
-            ),
-        );
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
+        let registry = Registry::new();
+        let r = &registry;
+        metric!(r => IntGaugeVec, BUILD_INFO, ["version"],
+            "Always 1; the version label says which build runs.")
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
         let metrics = Metrics {
-            runs: register(
-                &r,
-                IntCounterVec::new(
-                    Opts::new(RUNS_TOTAL, "Finished refreshes by outcome."),
-                    &["outcome"],
-                ),
-            ),
-            email_failures: register(
-                &r,
-                IntCounter::new(
-                    EMAIL_FAILURES_TOTAL,
-                    "Summary emails that could not be sent.",
-                ),
-            ),
-            last_run: register(
-                &r,
-                Gauge::new(LAST_RUN_TIMESTAMP, "When the last refresh finished."),
-            ),
-            last_run_outcome: register(
-                &r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        LAST_RUN_OUTCOME,
-                        "1 for the last refresh's outcome, 0 for the others.",
-                    ),
-                    &["outcome"],
-                ),
-            ),
-            last_run_duration: register(
-                &r,
-                Gauge::new(LAST_RUN_DURATION, "How long the last refresh took."),
-            ),
-            last_success: register(
-                &r,
-                Gauge::new(
-                    LAST_SUCCESS_TIMESTAMP,
-                    "When the last successful refresh finished.",
-                ),
-            ),
-            phase_duration: register(
-                &r,
-                GaugeVec::new(
-                    Opts::new(
-                        PHASE_DURATION,
-                        "How long each phase of the last refresh took.",
-                    ),
-                    &["phase"],
-                ),
-            ),
-            maintenance_window: register(
-                &r,
-                Gauge::new(
-                    MAINTENANCE_WINDOW,
-                    "How long staging was in maintenance during the last cutover.",
-                ),
-            ),
-            snapshot_taken: register(
-                &r,
-                Gauge::new(
-                    SNAPSHOT_TAKEN_TIMESTAMP,
-                    "When the production snapshot staging serves was taken.",
-                ),
-            ),
-            snapshot_size: register(
-                &r,
-                IntGauge::new(
-                    SNAPSHOT_SIZE,
-                    "Compressed size of the snapshot staging serves.",
-                ),
-            ),
-            restored_bytes: register(
-                &r,
-                IntGauge::new(
-                    RESTORED_BYTES,
-                    "Decompressed SQL bytes the last refresh restored.",
-                ),
-            ),
-            restored_rows: register(
-                &r,
-                IntGaugeVec::new(
-                    Opts::new(RESTORED_ROWS, "Rows the last refresh restored, per table."),
-                    &["table"],
-                ),
-            ),
-            anonymized_rows: register(
-                &r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        ANONYMIZED_ROWS,
-                        "Rows the last refresh anonymized, per table.",
-                    ),
-                    &["table"],
-                ),
-            ),
-            verification_failures: register(
-                &r,
-                IntGauge::new(
-                    VERIFICATION_FAILURES,
-                    "Anonymization checks that failed in the last refresh.",
-                ),
-            ),
-            pii_findings: register(
-                &r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        PII_FINDINGS,
-                        "Possible unmasked PII the last refresh's scan found: matching values \
-                         per table, column and kind.",
-                    ),
-                    &["table", "column", "kind", "found_by"],
-                ),
-            ),
-            running: register(&r, IntGauge::new(RUNNING, "1 while a refresh runs.")),
-            run_started: register(
-                &r,
-                Gauge::new(
-                    RUN_STARTED_TIMESTAMP,
-                    "When the refresh running now started; 0 when none runs.",
-                ),
-            ),
-            maintenance: register(
-                &r,
-                IntGauge::new(MAINTENANCE, "1 while the maintenance flag is raised."),
-            ),
-            maintenance_since: register(
-                &r,
-                Gauge::new(
-                    MAINTENANCE_SINCE_TIMESTAMP,
-                    "When the maintenance flag was raised; 0 when it is not.",
-                ),
-            ),
-            next_run: register(
-                &r,
-                Gauge::new(
-                    NEXT_RUN_TIMESTAMP,
-                    "When the next scheduled refresh starts; 0 when none is.",
-                ),
-            ),
-            media_objects: register(
-                &r,
-                IntCounterVec::new(
-                    Opts::new(
-                        MEDIA_OBJECTS_TOTAL,
-                        "Media objects handled by the mirror, by action.",
-                    ),
-                    &["action"],
-                ),
-            ),
-            media_copied_bytes: register(
-                &r,
-                IntCounter::new(MEDIA_COPIED_BYTES_TOTAL, "Bytes the media mirror copied."),
-            ),
-            media_retries: register(
-                &r,
-                IntCounter::new(
-                    MEDIA_RETRIES_TOTAL,
-                    "Media requests retried after a temporary error.",
-                ),
-            ),
-            registry: r,
+            runs: metric!(r => IntCounterVec, RUNS_TOTAL, ["outcome"],
+                "Finished refreshes by outcome."),
+            email_failures: metric!(r => IntCounter, EMAIL_FAILURES_TOTAL,
+                "Summary emails that could not be sent."),
+            last_run: metric!(r => Gauge, LAST_RUN_TIMESTAMP, "When the last refresh finished."),
+            last_run_outcome: metric!(r => IntGaugeVec, LAST_RUN_OUTCOME, ["outcome"],
+                "1 for the last refresh's outcome, 0 for the others."),
+            last_run_duration: metric!(r => Gauge, LAST_RUN_DURATION,
+                "How long the last refresh took."),
+            last_success: metric!(r => Gauge, LAST_SUCCESS_TIMESTAMP,
+                "When the last successful refresh finished."),
+            phase_duration: metric!(r => GaugeVec, PHASE_DURATION, ["phase"],
+                "How long each phase of the last refresh took."),
+            maintenance_window: metric!(r => Gauge, MAINTENANCE_WINDOW,
+                "How long staging was in maintenance during the last cutover."),
+            snapshot_taken: metric!(r => Gauge, SNAPSHOT_TAKEN_TIMESTAMP,
+                "When the production snapshot staging serves was taken."),
+            snapshot_size: metric!(r => IntGauge, SNAPSHOT_SIZE,
+                "Compressed size of the snapshot staging serves."),
+            restored_bytes: metric!(r => IntGauge, RESTORED_BYTES,
+                "Decompressed SQL bytes the last refresh restored."),
+            restored_rows: metric!(r => IntGaugeVec, RESTORED_ROWS, ["table"],
+                "Rows the last refresh restored, per table."),
+            anonymized_rows: metric!(r => IntGaugeVec, ANONYMIZED_ROWS, ["table"],
+                "Rows the last refresh anonymized, per table."),
+            verification_failures: metric!(r => IntGauge, VERIFICATION_FAILURES,
+                "Anonymization checks that failed in the last refresh."),
+            pii_findings: metric!(r => IntGaugeVec, PII_FINDINGS,
+                ["table", "column", "kind", "found_by"],
+                "Possible unmasked PII the last refresh's scan found: matching values per table, \
+                 column and kind."),
+            running: metric!(r => IntGauge, RUNNING, "1 while a refresh runs."),
+            run_started: metric!(r => Gauge, RUN_STARTED_TIMESTAMP,
+                "When the refresh running now started; 0 when none runs."),
+            maintenance: metric!(r => IntGauge, MAINTENANCE,
+                "1 while the maintenance flag is raised."),
+            maintenance_since: metric!(r => Gauge, MAINTENANCE_SINCE_TIMESTAMP,
+                "When the maintenance flag was raised; 0 when it is not."),
+            next_run: metric!(r => Gauge, NEXT_RUN_TIMESTAMP,
+                "When the next scheduled refresh starts; 0 when none is."),
+            media_objects: metric!(r => IntCounterVec, MEDIA_OBJECTS_TOTAL, ["action"],
+                "Media objects handled by the mirror, by action."),
+            media_copied_bytes: metric!(r => IntCounter, MEDIA_COPIED_BYTES_TOTAL,
+                "Bytes the media mirror copied."),
+            media_retries: metric!(r => IntCounter, MEDIA_RETRIES_TOTAL,
+                "Media requests retried after a temporary error."),
+            registry,
         };
         // Every outcome and media action exists from the start, so rate() and increase() see
         // the first one.
@@ -284,7 +172,7 @@ impl Metrics {
                 .last_run_outcome
                 .with_label_values(&[&outcome.to_string()]);
         }
-        for action in MEDIA_ACTIONS {
+        for action in MediaReport::ACTIONS {
             metrics.media_objects.with_label_values(&[action]);
         }
         metrics
@@ -299,7 +187,7 @@ impl Metrics {
         }
         self.email_failures.reset();
         self.email_failures.inc_by(state.totals.email_failures);
-        for action in MEDIA_ACTIONS {
+        for action in MediaReport::ACTIONS {
             let objects = self.media_objects.with_label_values(&[action]);
             objects.reset();
             objects.inc_by(state.totals.media_objects(action));

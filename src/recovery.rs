@@ -22,6 +22,7 @@ use crate::database::{Server, swap};
 use crate::journal::{self, Entry, MediaPass, Recovery, Stage, Step, Window};
 use crate::lock::RunLock;
 use crate::staging::{backend, maintenance, redis};
+use crate::util::shown_pid;
 
 #[derive(Debug, thiserror::Error)]
 #[error("recovering from {run}, which died: {message}")]
@@ -51,8 +52,8 @@ pub async fn recover(config: &Config, lock: &RunLock) -> Result<Option<Recovery>
             .or_else(|| lock.stale().map(|h| h.run_id.clone())),
         pid: entry
             .as_ref()
-            .map(|e| e.pid.to_string())
-            .or_else(|| lock.stale().map(|h| h.pid.clone())),
+            .map(|e| e.pid)
+            .or_else(|| lock.stale().and_then(|h| h.pid)),
         step: entry.as_ref().map(|e| format!("while {}", e.step)),
         actions: Vec::new(),
     };
@@ -72,7 +73,8 @@ pub async fn recover(config: &Config, lock: &RunLock) -> Result<Option<Recovery>
     if let Some(holder) = lock.stale() {
         recovery.actions.push(format!(
             "the lock file still named pid {} (run {}): the kernel released its lock when it died",
-            holder.pid, holder.run_id
+            shown_pid(holder.pid),
+            holder.run_id
         ));
     }
     let mut backend_stopped = false;

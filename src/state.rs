@@ -68,12 +68,7 @@ impl Totals {
 
     /// Adds what one run's media mirror did.
     fn add_media(&mut self, media: &MediaReport) {
-        for (action, n) in [
-            ("copied", media.copied),
-            ("skipped", media.skipped),
-            ("deleted", media.deleted),
-            ("failed", media.failed),
-        ] {
+        for (action, n) in media.actions() {
             *self.media_objects.entry(action.to_owned()).or_default() += n;
         }
         self.media_copied_bytes += media.copied_bytes;

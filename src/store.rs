@@ -422,38 +422,57 @@ where
 #[derive(Debug, Clone)]
 pub struct SourceBucket(Bucket);
 
+/// The reads both bucket types offer, forwarded to the bucket inside.
+macro_rules! reads {
+    ($bucket:ident) => {
+        pub fn new(cfg: &BucketConfig) -> $bucket {
+            $bucket(Bucket::new(cfg))
+        }
+        pub fn name(&self) -> &str {
+            &self.0.name
+        }
+        pub fn endpoint(&self) -> &str {
+            &self.0.endpoint
+        }
+        /// Every object under `prefix`, in key order, page by page.
+        pub fn list(
+            &self,
+            prefix: &str,
+        ) -> impl Stream<Item = Result<ObjectInfo, StoreError>> + '_ {
+            self.0.list(prefix)
+        }
+        /// The same bucket without the SDK's own retries (see [`StoreError::kind`] to retry).
+        pub fn without_retries(&self) -> $bucket {
+            $bucket(self.0.without_retries())
+        }
+        /// One page of objects with keys after `start_after`, in key order.
+        pub async fn list_page(
+            &self,
+            start_after: Option<&str>,
+            max_keys: i32,
+        ) -> Result<ListPage, StoreError> {
+            self.0.list_page(start_after, max_keys).await
+        }
+        /// Size, ETag and attributes of one object.
+        pub async fn head(&self, key: &str) -> Result<ObjectHead, StoreError> {
+            self.0.head(key).await
+        }
+        /// A small object read whole (checksum sidecars, markers); refuses more than `limit`
+        /// bytes.
+        pub async fn get_small(&self, key: &str, limit: usize) -> Result<Vec<u8>, StoreError> {
+            self.0.get_small(key, limit).await
+        }
+        pub async fn check(&self) -> Result<(), StoreError> {
+            self.0.check().await
+        }
+    };
+}
+
 impl SourceBucket {
-    pub fn new(cfg: &BucketConfig) -> SourceBucket {
-        SourceBucket(Bucket::new(cfg))
-    }
-    pub fn name(&self) -> &str {
-        &self.0.name
-    }
-    pub fn endpoint(&self) -> &str {
-        &self.0.endpoint
-    }
-    /// Every object under `prefix`, in key order, page by page.
-    pub fn list(&self, prefix: &str) -> impl Stream<Item = Result<ObjectInfo, StoreError>> + '_ {
-        self.0.list(prefix)
-    }
-    /// The same bucket without the SDK's own retries (see [`StoreError::kind`] to retry).
-    pub fn without_retries(&self) -> SourceBucket {
-        SourceBucket(self.0.without_retries())
-    }
-    /// One page of objects with keys after `start_after`, in key order.
-    pub async fn list_page(
-        &self,
-        start_after: Option<&str>,
-        max_keys: i32,
-    ) -> Result<ListPage, StoreError> {
-        self.0.list_page(start_after, max_keys).await
-    }
+    reads!(SourceBucket);
+
     pub async fn get(&self, key: &str) -> Result<ByteStream, StoreError> {
         self.0.get(key).await
-    }
-    /// Size, ETag and attributes of one object.
-    pub async fn head(&self, key: &str) -> Result<ObjectHead, StoreError> {
-        self.0.head(key).await
     }
     /// Starts reading `key`, or the byte `range` of it, only while its ETag is `if_match`.
     pub async fn download(
@@ -464,13 +483,6 @@ impl SourceBucket {
     ) -> Result<Download, StoreError> {
         self.0.download(key, range, if_match).await
     }
-    /// A small object read whole (checksum sidecars); refuses more than `limit` bytes.
-    pub async fn get_small(&self, key: &str, limit: usize) -> Result<Vec<u8>, StoreError> {
-        self.0.get_small(key, limit).await
-    }
-    pub async fn check(&self) -> Result<(), StoreError> {
-        self.0.check().await
-    }
 }
 
 /// A staging bucket this program may write to.
@@ -478,37 +490,10 @@ impl SourceBucket {
 pub struct TargetBucket(Bucket);
 
 impl TargetBucket {
-    pub fn new(cfg: &BucketConfig) -> TargetBucket {
-        TargetBucket(Bucket::new(cfg))
-    }
-    pub fn name(&self) -> &str {
-        &self.0.name
-    }
-    pub fn endpoint(&self) -> &str {
-        &self.0.endpoint
-    }
+    reads!(TargetBucket);
+
     pub fn client(&self) -> &Client {
         &self.0.client
-    }
-    /// The same bucket without the SDK's own retries (see [`StoreError::kind`] to retry).
-    pub fn without_retries(&self) -> TargetBucket {
-        TargetBucket(self.0.without_retries())
-    }
-    pub async fn list_page(
-        &self,
-        start_after: Option<&str>,
-        max_keys: i32,
-    ) -> Result<ListPage, StoreError> {
-        self.0.list_page(start_after, max_keys).await
-    }
-    pub fn list(&self, prefix: &str) -> impl Stream<Item = Result<ObjectInfo, StoreError>> + '_ {
-        self.0.list(prefix)
-    }
-    pub async fn get_small(&self, key: &str, limit: usize) -> Result<Vec<u8>, StoreError> {
-        self.0.get_small(key, limit).await
-    }
-    pub async fn head(&self, key: &str) -> Result<ObjectHead, StoreError> {
-        self.0.head(key).await
     }
     pub async fn put_small(&self, key: &str, body: Vec<u8>) -> Result<(), StoreError> {
         self.0
@@ -521,9 +506,6 @@ impl TargetBucket {
             .await
             .map(|_| ())
             .map_err(|e| self.0.error(format!("writing {key:?}"), e))
-    }
-    pub async fn check(&self) -> Result<(), StoreError> {
-        self.0.check().await
     }
     /// Wraps an SDK error from a request made through [`TargetBucket::client`].
     pub fn error<E>(&self, what: impl Into<String>, err: SdkError<E, HttpResponse>) -> StoreError

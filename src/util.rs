@@ -6,6 +6,11 @@ use std::path::Path;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// A process id for people; `unknown` when a lock file did not name one.
+pub fn shown_pid(pid: Option<u32>) -> String {
+    pid.map_or_else(|| "unknown".to_owned(), |pid| pid.to_string())
+}
+
 /// Writes `contents` to `path` atomically and durably, creating the directory: a temp file,
 /// flushed to disk, renamed over `path`, and the directory flushed, so after a power cut the
 /// file holds either the old contents or the new.

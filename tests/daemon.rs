@@ -15,92 +15,41 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use common::fixtures::{dump_name, upload_snapshot, zstd};
-use common::staging::{PROD_USERS, SENTINEL, prod_dump, seed_staging};
-use common::{Run, base_config, postgres, s3, test_dir, unique};
-use staging_refresh::config::Config;
+use common::constants::{PROD_USERS, SENTINEL};
+use common::env::Env;
+use common::staging::{prod_dump, seed_staging};
+use common::{postgres, test_dir, unique};
 use staging_refresh::report::RunReport;
 
 const NIGHTLY: &str = "0 0 3 * * *";
 
-/// A staging database with data of its own, a bucket holding a production snapshot named
-/// for it, and the config the daemon runs with.
-struct Env {
-    db: String,
-    snapshot: String,
-    base: String,
-    config: PathBuf,
-    state_dir: PathBuf,
-    socket: PathBuf,
+/// The test world with a production snapshot and this schedule.
+async fn scheduled(dump: &[u8], cron: &str, catch_up: bool) -> Env {
+    let mut env = Env::new(dump).await;
+    schedule(&mut env, cron, catch_up);
+    env
 }
 
-impl Env {
-    async fn new(dump: &[u8], cron: &str, catch_up: bool) -> Env {
-        let db = unique("app");
-        seed_staging(postgres(), &db);
-        let bucket = s3().bucket("snaps").await;
-        let snapshot = dump_name(&db, "prod-db", Utc::now() - chrono::Duration::hours(1));
-        upload_snapshot(s3(), &bucket, "", &snapshot, zstd(dump), true).await;
-        let base = base_config(&bucket, "", &db);
-        let config = test_dir("daemon").join("config.toml");
-        std::fs::write(&config, &base).unwrap();
-        let loaded = Config::load(&config).unwrap();
-        let env = Env {
-            db,
-            snapshot,
-            base,
-            config,
-            state_dir: loaded.daemon.state_dir,
-            socket: loaded.daemon.control_socket,
-        };
-        env.schedule(cron, catch_up);
-        env
-    }
+/// Rewrites the config with this schedule.
+fn schedule(env: &mut Env, cron: &str, catch_up: bool) {
+    env.schedule = format!("cron = \"{cron}\"\ncatch_up = {catch_up}\n");
+    env.config();
+}
 
-    /// Rewrites the config with this schedule.
-    fn schedule(&self, cron: &str, catch_up: bool) {
-        let text = format!(
-            "{}\n[schedule]\ncron = \"{cron}\"\ncatch_up = {catch_up}\n",
-            self.base
-        );
-        std::fs::write(&self.config, text).unwrap();
-    }
+fn users(env: &Env) -> String {
+    env.query("SELECT count(*) FROM \"user\"")
+}
 
-    async fn run(&self, args: &[&str]) -> Run {
-        common::run(&self.config, args).await
+/// The state file, or null while there is none.
+fn state(env: &Env) -> serde_json::Value {
+    match std::fs::read(env.state_dir().join("state.json")) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap(),
+        Err(_) => serde_json::Value::Null,
     }
+}
 
-    async fn init_target(&self) {
-        let out = self.run(&["init-target"]).await;
-        assert_eq!(out.code, 0, "{out:?}");
-    }
-
-    fn query(&self, sql: &str) -> String {
-        postgres().query(&self.db, sql)
-    }
-
-    fn users(&self) -> String {
-        self.query("SELECT count(*) FROM \"user\"")
-    }
-
-    fn database_exists(&self, name: &str) -> bool {
-        postgres().query(
-            "postgres",
-            &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'"),
-        ) == "1"
-    }
-
-    fn state(&self) -> serde_json::Value {
-        match std::fs::read(self.state_dir.join("state.json")) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap(),
-            Err(_) => serde_json::Value::Null,
-        }
-    }
-
-    /// `trigger` (and friends) as a child process, for commands that outlive a step.
-    fn spawn(&self, args: &[&str]) -> Child {
-        common::spawn(common::command(&self.config, args))
-    }
+fn control_socket(env: &Env) -> PathBuf {
+    env.loaded().daemon.control_socket
 }
 
 /// Waits (off the runtime's threads) until `ready` holds.
@@ -186,11 +135,8 @@ struct Daemon {
 impl Daemon {
     fn start(env: &Env, notify: &NotifySocket, watchdog_usec: Option<u64>) -> Daemon {
         let log = test_dir("daemon-log").join("daemon.log");
-        let mut cmd = Command::new(common::binary());
-        cmd.arg("--config")
-            .arg(&env.config)
-            .arg("daemon")
-            .env("NOTIFY_SOCKET", &notify.path)
+        let mut cmd = env.command(&["daemon"]);
+        cmd.env("NOTIFY_SOCKET", &notify.path)
             .env_remove("WATCHDOG_USEC")
             .env_remove("WATCHDOG_PID")
             .env_remove("JOURNAL_STREAM")
@@ -281,7 +227,7 @@ async fn wait_for_sleeping_restore(env: &Env) {
 
 #[tokio::test]
 async fn ready_watchdog_reload_and_stop_speak_systemds_protocol() {
-    let env = Env::new(prod_dump(), NIGHTLY, true).await;
+    let mut env = scheduled(prod_dump(), NIGHTLY, true).await;
     let notify = NotifySocket::new();
     let mut daemon = Daemon::start(&env, &notify, Some(400_000));
 
@@ -307,9 +253,10 @@ async fn ready_watchdog_reload_and_stop_speak_systemds_protocol() {
     assert!(longest < Duration::from_millis(350), "a gap of {longest:?}");
 
     // The control socket: the service's group may use it; it says which protocol it speaks.
-    let mode = std::fs::metadata(&env.socket).unwrap().permissions().mode();
+    let socket = control_socket(&env);
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o660, "{mode:o}");
-    let mut client = std::os::unix::net::UnixStream::connect(&env.socket).unwrap();
+    let mut client = std::os::unix::net::UnixStream::connect(&socket).unwrap();
     client
         .write_all(b"{\"version\":2,\"request\":\"status\"}\n")
         .unwrap();
@@ -328,7 +275,7 @@ async fn ready_watchdog_reload_and_stop_speak_systemds_protocol() {
     assert_eq!(status["daemon"]["pid"], daemon.pid());
     let next_run = status["daemon"]["next_run"].as_str().unwrap().to_owned();
     assert!(next_run.contains("T03:00:00"), "{next_run}");
-    assert_eq!(env.state()["next_run"], next_run.as_str());
+    assert_eq!(state(&env)["next_run"], next_run.as_str());
     let text = env.run(&["status"]).await.stdout;
     assert!(
         text.contains(&format!("daemon: running (pid {})", daemon.pid())),
@@ -336,12 +283,12 @@ async fn ready_watchdog_reload_and_stop_speak_systemds_protocol() {
     );
 
     // A bad config on reload: RELOADING, READY, and the old config stays.
-    env.schedule("0 0 3 * *", true);
+    schedule(&mut env, "0 0 3 * *", true);
     daemon.signal(libc::SIGHUP);
     let reloading = notify.wait_for("RELOADING=1", 1).await;
     assert!(reloading.contains("MONOTONIC_USEC="), "{reloading:?}");
     notify.wait_for("READY=1", 2).await;
-    env.schedule(NIGHTLY, true);
+    schedule(&mut env, NIGHTLY, true);
     let status = env.run(&["--json", "status"]).await.json();
     assert_eq!(status["daemon"]["schedule"], NIGHTLY);
     let log = daemon.log();
@@ -351,7 +298,7 @@ async fn ready_watchdog_reload_and_stop_speak_systemds_protocol() {
     );
 
     // A good one takes effect.
-    env.schedule("0 30 4 * * *", true);
+    schedule(&mut env, "0 30 4 * * *", true);
     daemon.signal(libc::SIGHUP);
     notify.wait_for("RELOADING=1", 2).await;
     notify.wait_for("READY=1", 3).await;
@@ -368,25 +315,24 @@ async fn ready_watchdog_reload_and_stop_speak_systemds_protocol() {
     // SIGTERM: STOPPING, a clean exit, the socket gone, no next run claimed.
     assert_eq!(daemon.stop(Duration::from_secs(10)).await, 0);
     notify.wait_for("STOPPING=1", 1).await;
-    assert!(!env.socket.exists());
-    assert!(env.state()["next_run"].is_null(), "{}", env.state());
+    assert!(!socket.exists());
+    assert!(state(&env)["next_run"].is_null(), "{}", state(&env));
     let text = env.run(&["status"]).await.stdout;
     assert!(text.contains("daemon: not running"), "{text}");
 }
 
 #[tokio::test]
 async fn a_per_second_schedule_fires_a_real_refresh_with_a_status_per_phase() {
-    let env = Env::new(prod_dump(), "* * * * * *", false).await;
+    let env = scheduled(prod_dump(), "* * * * * *", false).await;
     env.init_target().await;
     let notify = NotifySocket::new();
     let mut daemon = Daemon::start(&env, &notify, None);
     wait_until("a successful run", Duration::from_secs(120), || {
-        !env.state()["last_success"].is_null()
+        !state(&env)["last_success"].is_null()
     })
     .await;
     // The daemon serves what the run left behind, and when it runs next.
-    let listen = Config::load(&env.config).unwrap().metrics.listen;
-    let scraped = common::scrape(listen).await;
+    let scraped = common::scrape(env.metrics).await;
     assert!(common::value(&scraped, r#"staging_refresh_runs_total{outcome="ok"}"#) >= 1.0);
     let next_run = common::value(&scraped, "staging_refresh_next_run_timestamp_seconds");
     assert!(
@@ -395,7 +341,7 @@ async fn a_per_second_schedule_fires_a_real_refresh_with_a_status_per_phase() {
     );
     assert_eq!(daemon.stop(Duration::from_secs(60)).await, 0);
 
-    assert_eq!(env.users(), PROD_USERS.to_string());
+    assert_eq!(users(&env), PROD_USERS.to_string());
     let statuses = notify.statuses();
     let first_run: Vec<&str> = statuses
         .iter()
@@ -419,26 +365,26 @@ async fn a_per_second_schedule_fires_a_real_refresh_with_a_status_per_phase() {
 
 #[tokio::test]
 async fn catch_up_refreshes_at_start_after_a_missed_run_and_only_then() {
-    let env = Env::new(prod_dump(), NIGHTLY, true).await;
+    let env = scheduled(prod_dump(), NIGHTLY, true).await;
     env.init_target().await;
     // The last success was three days ago: last night's 03:00 run was missed.
     let long_ago = Utc::now() - chrono::Duration::days(3);
-    std::fs::create_dir_all(&env.state_dir).unwrap();
+    std::fs::create_dir_all(env.state_dir()).unwrap();
     let mut last = serde_json::to_value(RunReport::new("long-ago".into())).unwrap();
     last["finished_at"] = serde_json::json!(long_ago);
     std::fs::write(
-        env.state_dir.join("state.json"),
+        env.state_dir().join("state.json"),
         serde_json::json!({ "last": last, "last_success": last }).to_string(),
     )
     .unwrap();
     let notify = NotifySocket::new();
     let mut daemon = Daemon::start(&env, &notify, None);
     wait_until("the catch-up run", Duration::from_secs(120), || {
-        env.state()["last_success"]["run_id"] != "long-ago"
+        state(&env)["last_success"]["run_id"] != "long-ago"
     })
     .await;
     assert_eq!(daemon.stop(Duration::from_secs(60)).await, 0);
-    assert_eq!(env.users(), PROD_USERS.to_string());
+    assert_eq!(users(&env), PROD_USERS.to_string());
     assert!(daemon.log().contains("a scheduled run was missed"));
 
     // Up again with that success recorded: nothing was missed, nothing runs.
@@ -459,19 +405,19 @@ async fn catch_up_refreshes_at_start_after_a_missed_run_and_only_then() {
 /// A daemon whose refresh, started by `trigger --wait` (returned, still waiting), sleeps
 /// `seconds` at the end of its restore and is there now.
 async fn daemon_mid_restore(seconds: u32) -> (Env, NotifySocket, Daemon, Child) {
-    let env = Env::new(&slow_dump(seconds), NIGHTLY, false).await;
+    let env = scheduled(&slow_dump(seconds), NIGHTLY, false).await;
     env.init_target().await;
     let notify = NotifySocket::new();
     let daemon = Daemon::start(&env, &notify, None);
     notify.wait_for("READY=1", 1).await;
-    let waiting = env.spawn(&["trigger", "--wait"]);
+    let waiting = common::spawn(env.command(&["trigger", "--wait"]));
     wait_for_sleeping_restore(&env).await;
     (env, notify, daemon, waiting)
 }
 
 #[tokio::test]
 async fn trigger_during_a_run_is_already_running_and_wait_exits_with_the_outcome() {
-    let (env, notify, mut daemon, waiting) = daemon_mid_restore(3).await;
+    let (mut env, notify, mut daemon, waiting) = daemon_mid_restore(3).await;
     let status = env.run(&["--json", "status"]).await;
     assert_eq!(status.code, 0, "{status:?}");
     let running = status.json()["running"].clone();
@@ -501,25 +447,17 @@ async fn trigger_during_a_run_is_already_running_and_wait_exits_with_the_outcome
             .stderr
             .contains(&format!("phase restore: {}", env.snapshot))
             && waited.stderr.contains("phase cutover")
-            && waited.stdout.contains(&format!("run {run_id}: ok")),
+            && waited.stdout.starts_with("Staging refresh OK\n")
+            && waited.stdout.contains(&format!("Run {run_id} on ")),
         "{waited:?}"
     );
-    assert_eq!(env.users(), PROD_USERS.to_string());
+    assert_eq!(users(&env), PROD_USERS.to_string());
 
     // Reloaded onto a database that never opted in: the guard refuses, exit 3.
     let unmarked = unique("app");
     seed_staging(postgres(), &unmarked);
-    let text = std::fs::read_to_string(&env.config)
-        .unwrap()
-        .replace(
-            &format!("name = \"{}\"", env.db),
-            &format!("name = \"{unmarked}\""),
-        )
-        .replace(
-            "[snapshot]\n",
-            &format!("[snapshot]\ndatabase = \"{}\"\n", env.db),
-        );
-    std::fs::write(&env.config, text).unwrap();
+    env.db = unmarked.clone();
+    env.config();
     daemon.signal(libc::SIGHUP);
     notify.wait_for("READY=1", 2).await;
     let refused = env.run(&["trigger", "--wait"]).await;
@@ -551,7 +489,7 @@ async fn fifty_concurrent_triggers_and_statuses_during_a_run_are_all_answered() 
             } else {
                 &["trigger", "now"]
             };
-            let config = env.config.clone();
+            let config = env.config();
             tokio::spawn(async move { (args, common::run(&config, args).await) })
         })
         .collect();
@@ -573,9 +511,9 @@ async fn fifty_concurrent_triggers_and_statuses_during_a_run_are_all_answered() 
 
     let waited = common::finish(waiting).await;
     assert_eq!(waited.code, 0, "{waited:?}");
-    assert_eq!(env.users(), PROD_USERS.to_string());
+    assert_eq!(users(&env), PROD_USERS.to_string());
     // One refresh ran: the state counts exactly one run.
-    assert_eq!(env.state()["totals"]["runs"]["ok"], 1, "{}", env.state());
+    assert_eq!(state(&env)["totals"]["runs"]["ok"], 1, "{}", state(&env));
     assert_eq!(daemon.stop(Duration::from_secs(10)).await, 0);
 }
 
@@ -602,7 +540,7 @@ async fn sigterm_mid_restore_cancels_and_leaves_staging_unchanged() {
     );
     assert_eq!(env.query("SELECT note FROM sentinel"), SENTINEL);
     assert!(!env.database_exists(&format!("{}__refresh", env.db)));
-    assert_eq!(env.state()["last"]["outcome"], "cancelled");
+    assert_eq!(state(&env)["last"]["outcome"], "cancelled");
 }
 
 /// `trigger --wait` returns when the refresh ends, and the next trigger starts one at once,
@@ -610,17 +548,11 @@ async fn sigterm_mid_restore_cancels_and_leaves_staging_unchanged() {
 #[tokio::test]
 async fn the_next_trigger_starts_while_the_last_email_is_still_being_sent() {
     let silent_smtp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let env = Env::new(prod_dump(), NIGHTLY, false).await;
-    let mut config = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&env.config)
-        .unwrap();
-    writeln!(
-        config,
-        "[notify]\nsmtp_url = \"smtp://{}\"\nfrom = \"sr@staging.test\"\nto = [\"admin@staging.test\"]",
+    let mut env = scheduled(prod_dump(), NIGHTLY, false).await;
+    env.sections.push_str(&format!(
+        "\n[notify]\nsmtp_url = \"smtp://{}\"\nfrom = \"sr@staging.test\"\nto = [\"admin@staging.test\"]\n",
         silent_smtp.local_addr().unwrap()
-    )
-    .unwrap();
+    ));
     env.init_target().await;
     let notify = NotifySocket::new();
     let _daemon = Daemon::start(&env, &notify, None);
@@ -629,24 +561,25 @@ async fn the_next_trigger_starts_while_the_last_email_is_still_being_sent() {
         let out = env.run(&["trigger", "--wait"]).await;
         assert_eq!(out.code, 0, "{out:?}");
     }
-    assert_eq!(env.state()["totals"]["runs"]["ok"], 2, "{}", env.state());
+    assert_eq!(state(&env)["totals"]["runs"]["ok"], 2, "{}", state(&env));
 }
 
 #[tokio::test]
 async fn trigger_with_the_daemon_down_runs_the_refresh_itself() {
-    let env = Env::new(prod_dump(), NIGHTLY, false).await;
+    let env = scheduled(prod_dump(), NIGHTLY, false).await;
     env.init_target().await;
     // A socket left behind by a daemon that died: nobody answers on it.
-    std::fs::create_dir_all(env.socket.parent().unwrap()).unwrap();
-    drop(UnixListener::bind(&env.socket).unwrap());
-    assert!(env.socket.exists());
+    let socket = control_socket(&env);
+    std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+    drop(UnixListener::bind(&socket).unwrap());
+    assert!(socket.exists());
 
     let out = env.run(&["trigger", "--wait", "now"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("running the refresh here"), "{out:?}");
-    assert!(out.stdout.contains(": ok"), "{out:?}");
-    assert_eq!(env.users(), PROD_USERS.to_string());
-    assert_eq!(env.state()["last"]["outcome"], "ok");
+    assert!(out.stdout.starts_with("Staging refresh OK\n"), "{out:?}");
+    assert_eq!(users(&env), PROD_USERS.to_string());
+    assert_eq!(state(&env)["last"]["outcome"], "ok");
 }
 
 /// The shipped units with `ExecStart` pointing at the binary under test, in `dir`.

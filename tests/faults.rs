@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use common::constants::{PROD_USERS, SENTINEL};
 use common::env::{Env, bucket_contents, health_server, with_media};
 use common::proxy::{Proxy, ProxyOptions};
-use common::staging::{PROD_USERS, SENTINEL, create_roles, prod_dump};
+use common::staging::{create_roles, prod_dump, refresh_url};
 use common::{Postgres, Redis, s3};
 use staging_refresh::lock::RunLock;
 
@@ -62,15 +63,15 @@ fn live_oid(env: &Env) -> String {
 }
 
 /// `staging-refresh --config <config> <args>` with `fault` set, not waited for.
-fn spawn(config: &Path, args: &[&str], fault: &str) -> Child {
-    let mut cmd = common::command(config, args);
+fn spawn(env: &Env, args: &[&str], fault: &str) -> Child {
+    let mut cmd = env.command(args);
     cmd.env(staging_refresh::fault::VAR, fault);
     common::spawn(cmd)
 }
 
 /// Runs with `<point>:kill` and checks the process died there, by SIGKILL.
 async fn killed_at(env: &Env, args: &[&str], point: &str) {
-    let child = spawn(&env.config(), args, &format!("{point}:kill"));
+    let child = spawn(env, args, &format!("{point}:kill"));
     let out = common::finish(child).await;
     assert_eq!(
         out.signal,
@@ -129,10 +130,13 @@ async fn recover_only(env: &Env) -> serde_json::Value {
 fn assert_nothing_left(env: &Env) {
     assert!(!env.database_exists(&format!("{}__refresh", env.db)));
     assert!(
-        !env.dir.join("state/maintenance.json").exists(),
+        !env.state_dir().join("maintenance.json").exists(),
         "flag left"
     );
-    assert!(!env.dir.join("state/journal.json").exists(), "journal left");
+    assert!(
+        !env.state_dir().join("journal.json").exists(),
+        "journal left"
+    );
     let lock = lock_path(env);
     let taken = RunLock::acquire(&lock, "check").unwrap();
     assert_eq!(taken.stale(), None);
@@ -161,7 +165,7 @@ fn lock_path(env: &Env) -> PathBuf {
     if env.daemon.contains("lock_file") {
         env.dir.join("refresh.lock")
     } else {
-        env.dir.join("state/refresh.lock")
+        env.state_dir().join("refresh.lock")
     }
 }
 
@@ -183,8 +187,7 @@ async fn environment() -> (Env, Redis) {
         health_server().await,
         redis.url()
     ));
-    let init = env.run(&["init-target"]).await;
-    assert_eq!(init.code, 0, "{init:?}");
+    env.init_target().await;
     (env, redis)
 }
 
@@ -340,8 +343,7 @@ async fn killed_entering_the_cleanup() {
 async fn kill_media_at(point: &str, expected: Serving, found: &str) {
     let (mut env, _redis) = environment().await;
     let (prod, staging) = with_media(&mut env, None).await;
-    let init = env.run(&["init-target"]).await;
-    assert_eq!(init.code, 0, "{init:?}");
+    env.init_target().await;
     killed_at(&env, &["run"], point).await;
     let report = recover_only(&env).await;
     assert!(
@@ -399,10 +401,10 @@ async fn a_rollback_killed_between_its_renames_is_undone_and_the_next_one_succee
 async fn the_daemon_recovers_at_start_before_any_run() {
     let (env, _redis) = environment().await;
     killed_at(&env, &["run", "--skip-media"], "cutover.backend-stopped").await;
-    assert!(env.dir.join("state/maintenance.json").exists());
-    let mut daemon = spawn(&env.config(), &["daemon"], "");
+    assert!(env.state_dir().join("maintenance.json").exists());
+    let mut daemon = spawn(&env, &["daemon"], "");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while env.dir.join("state/maintenance.json").exists() {
+    while env.state_dir().join("maintenance.json").exists() {
         assert!(Instant::now() < deadline, "the daemon did not recover");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -426,18 +428,10 @@ async fn the_daemon_recovers_at_start_before_any_run() {
 async fn postgres_restarted_mid_restore_fails_the_run_and_the_next_succeeds() {
     let pg: &'static Postgres = Box::leak(Box::new(Postgres::start("postgres-restarted")));
     create_roles(pg);
-    let env = Env::on(
-        pg,
-        format!("postgres://staging_refresh@127.0.0.1:{}/postgres", pg.port),
-    )
-    .await;
+    let env = Env::on(pg, refresh_url(pg)).await;
     env.upload(common::fixtures::zstd(prod_dump()), None).await;
-    assert_eq!(env.run(&["init-target"]).await.code, 0);
-    let child = spawn(
-        &env.config(),
-        &["run", "--skip-media"],
-        "restore.copied-table:pause",
-    );
+    env.init_target().await;
+    let child = spawn(&env, &["run", "--skip-media"], "restore.copied-table:pause");
     paused(&child).await;
     pg.restart();
     signal(&child, libc::SIGCONT);
@@ -450,7 +444,7 @@ async fn postgres_restarted_mid_restore_fails_the_run_and_the_next_succeeds() {
 #[tokio::test]
 async fn a_snapshot_stream_cut_mid_object_fails_cleanly_and_the_next_run_succeeds() {
     let env = Env::new(prod_dump()).await;
-    assert_eq!(env.run(&["init-target"]).await.code, 0);
+    env.init_target().await;
     let size = common::fixtures::zstd(prod_dump()).len() as u64;
     let proxy = Proxy::start(
         s3().port,
@@ -483,7 +477,7 @@ async fn a_snapshot_stream_cut_mid_object_fails_cleanly_and_the_next_run_succeed
 #[tokio::test]
 async fn redis_down_at_a_recovered_cutover_undoes_the_swap() {
     let mut env = Env::new(prod_dump()).await;
-    assert_eq!(env.run(&["init-target"]).await.code, 0);
+    env.init_target().await;
     // Without Redis configured the swap goes through; then Redis is configured, and down.
     killed_at(&env, &["run", "--skip-media"], "cutover.swapped").await;
     let backend = env.sections.clone();
@@ -526,7 +520,7 @@ async fn a_failing_backend_start_at_cutover_leaves_the_new_data_and_the_next_run
 #[tokio::test]
 async fn a_failing_backend_start_keeps_the_flag_until_a_recovery_brings_it_back() {
     let mut env = Env::new(prod_dump()).await;
-    assert_eq!(env.run(&["init-target"]).await.code, 0);
+    env.init_target().await;
     killed_at(&env, &["run", "--skip-media"], "cutover.backend-stopped").await;
     let working = env.sections.clone();
     env.sections = working.replace("echo start >>", "exit 3; echo >>");
@@ -537,10 +531,10 @@ async fn a_failing_backend_start_keeps_the_flag_until_a_recovery_brings_it_back(
         "{out:?}"
     );
     assert!(
-        env.dir.join("state/maintenance.json").exists(),
+        env.state_dir().join("maintenance.json").exists(),
         "flag lowered on a dead backend"
     );
-    assert!(env.dir.join("state/journal.json").exists());
+    assert!(env.state_dir().join("journal.json").exists());
     env.sections = working;
     next_run_succeeds(&env, &["run", "--skip-media"]).await;
 }
@@ -582,14 +576,14 @@ async fn env_with_lock_outside() -> Env {
         "lock_file = \"{}\"\n",
         env.dir.join("refresh.lock").display()
     );
-    assert_eq!(env.run(&["init-target"]).await.code, 0);
+    env.init_target().await;
     env
 }
 
 #[tokio::test]
 async fn an_unwritable_state_dir_refuses_the_run_before_any_change() {
     let env = env_with_lock_outside().await;
-    let state = env.dir.join("state");
+    let state = env.state_dir();
     let guard = Unwritable::make(&state);
     let out = env.run(&["run", "--skip-media"]).await;
     assert_eq!(out.code, 1, "{out:?}");
@@ -610,13 +604,9 @@ async fn an_unwritable_state_dir_refuses_the_run_before_any_change() {
 #[tokio::test]
 async fn a_state_dir_turning_unwritable_mid_run_stops_it_before_the_cutover() {
     let env = env_with_lock_outside().await;
-    let child = spawn(
-        &env.config(),
-        &["run", "--skip-media"],
-        "anonymize.committed:pause",
-    );
+    let child = spawn(&env, &["run", "--skip-media"], "anonymize.committed:pause");
     paused(&child).await;
-    let guard = Unwritable::make(&env.dir.join("state"));
+    let guard = Unwritable::make(&env.state_dir());
     signal(&child, libc::SIGCONT);
     let out = common::finish(child).await;
     assert_eq!(out.code, 1, "{out:?}");

@@ -16,16 +16,17 @@ use staging_refresh::restore::filter::{Action, Filter};
 use staging_refresh::restore::lexer::{Item, Lexer};
 use staging_refresh::snapshot::{Compression, parse_name};
 
+use common::constants::OWNER;
 use common::env::Env;
-use common::staging::{OWNER, prod_dump};
+use common::staging::prod_dump;
 
 const COMPLETE: &str = "\n--\n-- PostgreSQL database dump complete\n--\n";
 
 fn filter() -> Filter {
     Filter {
         server_version: 150_000,
-        roles: HashSet::from(["staging_owner".to_owned()]),
-        owner: Some("staging_owner".into()),
+        roles: HashSet::from([OWNER.to_owned()]),
+        owner: Some(OWNER.into()),
         database: "app".into(),
     }
 }
@@ -309,7 +310,7 @@ fn quote_literal(text: &str) -> String {
 #[tokio::test]
 async fn a_snapshot_name_cannot_forge_a_log_line() {
     let env = Env::new(prod_dump()).await;
-    assert_eq!(env.run(&["init-target"]).await.code, 0);
+    env.init_target().await;
     let forged = "2026-01-01T00:00:00Z  INFO refresh finished";
     let name = format!("pgsql_app_prod_20260101-000000.sql.zst\n{forged}");
     for format in ["plain", "json"] {

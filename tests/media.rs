@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_sdk_s3::primitives::ByteStream;
 use futures::StreamExt;
 
+use common::constants::{ADMIN_EMAIL, ADMIN_PASSWORD, S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY};
 use common::proxy::{Proxy, ProxyOptions};
 use common::s3;
-use common::services::{S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY};
 use staging_refresh::config::{BucketConfig, MaxDelete, MediaConfig, Secret};
 use staging_refresh::error::{Exit, exit_for};
 use staging_refresh::media::{
@@ -483,8 +483,11 @@ async fn a_shutdown_stops_the_copy_pass_part_way() {
     let (trigger, stop) = shutdown::channel();
     let progress = MediaProgress::new();
     let pass = mirror.copy_pass(&progress, &stop);
+    // Stop once the pass is under way (a fixed delay raced the listing on a loaded machine).
     let (result, ()) = tokio::join!(pass, async {
-        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        while progress.snapshot().copied == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         trigger.trigger();
     });
     assert!(matches!(result, Err(MediaError::Cancelled)), "{result:?}");
@@ -495,6 +498,7 @@ async fn a_shutdown_stops_the_copy_pass_part_way() {
 
 #[tokio::test]
 async fn check_reports_both_media_buckets_and_the_marker() {
+    // No database to reach (port 1): only the bucket checks matter, and no PostgreSQL starts.
     let snapshots = s3().bucket("snaps").await;
     let source = s3().bucket("chk-src").await;
     let target = s3().bucket("chk-tgt").await;
@@ -504,8 +508,8 @@ async fn check_reports_both_media_buckets_and_the_marker() {
 [database]
 url = "postgres://refresh@127.0.0.1:1/postgres"
 [anonymize]
-admin_email = "admin@staging.example.com"
-admin_password = "staging-admin-password"
+admin_email = "{ADMIN_EMAIL}"
+admin_password = "{ADMIN_PASSWORD}"
 [media]
 enabled = true
 [media.source]

@@ -5,21 +5,21 @@ mod common;
 
 use common::{scrape, value};
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 
-use common::fixtures::{dump_name, upload_snapshot, zstd};
-use common::services::{S3_SECRET_KEY, free_port};
-use common::staging::{SENTINEL, prod_dump, seed_staging};
-use common::{Run, base_config, postgres, s3, smtp, unique, write_config};
+use common::constants::{ADMIN_PASSWORD, S3_SECRET_KEY, SENTINEL};
+use common::env::Env;
+use common::fixtures::zstd;
+use common::services::free_port;
+use common::staging::prod_dump;
+use common::{smtp, unique};
 use staging_refresh::config::Config;
 use staging_refresh::metrics::{self, Metrics, Sources};
 use staging_refresh::shutdown;
 use staging_refresh::state::StateFile;
 
-const ADMIN_PASSWORD: &str = "staging-admin-password";
 /// Values of the production fixture (tests/fixtures/prod-shaped.sql) no email may carry.
 const PRODUCTION_VALUES: &[&str] = &[
     "example-customer.com",
@@ -32,46 +32,20 @@ const PRODUCTION_VALUES: &[&str] = &[
     "$2b$12$KIXQJ1bQ8ZpvVh5YnYJrUe",
 ];
 
-/// A staging database of its own, a snapshot bucket and a config (plus `extra` sections).
-struct Staging {
-    db: String,
-    bucket: String,
-    config: PathBuf,
+/// The test world with `extra` sections in its config.
+async fn staging_with(extra: &str) -> Env {
+    let mut env = Env::empty().await;
+    env.sections.push_str(extra);
+    env
 }
 
-impl Staging {
-    async fn new(extra: &str) -> Staging {
-        let db = unique("obs");
-        seed_staging(postgres(), &db);
-        let bucket = s3().bucket("obs-snaps").await;
-        let config = write_config(&format!("{}\n{extra}", base_config(&bucket, "", &db)));
-        Staging { db, bucket, config }
-    }
-
-    /// Uploads `dump` (plain SQL) as a snapshot taken `age` ago; returns its name and time.
-    async fn upload(&self, dump: &[u8], age: Duration) -> (String, DateTime<Utc>, u64) {
-        let taken_at = Utc::now() - age;
-        let name = dump_name(&self.db, "prod-db", taken_at);
-        let body = zstd(dump);
-        let size = body.len() as u64;
-        upload_snapshot(s3(), &self.bucket, "", &name, body, true).await;
-        // The name holds whole seconds.
-        let taken_at = DateTime::from_timestamp(taken_at.timestamp(), 0).unwrap();
-        (name, taken_at, size)
-    }
-
-    async fn run(&self, args: &[&str]) -> Run {
-        common::run(&self.config, args).await
-    }
-
-    async fn init_target(&self) {
-        let init = self.run(&["init-target"]).await;
-        assert_eq!(init.code, 0, "{init:?}");
-    }
-
-    fn loaded(&self) -> Config {
-        Config::load(&self.config).unwrap()
-    }
+/// Uploads `dump` (plain SQL) as a snapshot taken `age` ago; returns its name, time and size.
+async fn upload(env: &Env, dump: &[u8], age: Duration) -> (String, DateTime<Utc>, u64) {
+    // The name holds whole seconds.
+    let taken_at = DateTime::from_timestamp((Utc::now() - age).timestamp(), 0).unwrap();
+    let body = zstd(dump);
+    let size = body.len() as u64;
+    (env.upload_taken(body, taken_at, true).await, taken_at, size)
 }
 
 /// `[notify]` sending to `to` through `smtp_url`.
@@ -106,7 +80,7 @@ async fn serve(config: &Config) -> (metrics::Endpoint, shutdown::ShutdownTrigger
 
 #[tokio::test]
 async fn metrics_tell_what_the_runs_did_and_survive_a_restart() {
-    let staging = Staging::new("").await;
+    let staging = staging_with("").await;
     let config = staging.loaded();
     staging.init_target().await;
     let (endpoint, stop) = serve(&config).await;
@@ -137,7 +111,7 @@ async fn metrics_tell_what_the_runs_did_and_survive_a_restart() {
     assert_eq!(value(&before, &version), 1.0);
 
     // A successful refresh.
-    let (_, good_taken, good_size) = staging.upload(prod_dump(), Duration::hours(2)).await;
+    let (_, good_taken, good_size) = upload(&staging, prod_dump(), Duration::hours(2)).await;
     let out = staging.run(&["--json", "run", "--skip-media"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     let report = out.json();
@@ -215,17 +189,13 @@ async fn metrics_tell_what_the_runs_did_and_survive_a_restart() {
 
     // A newer snapshot that is broken: the refresh fails; staging keeps serving `good`.
     let broken = zstd(prod_dump());
-    let taken = Utc::now() - Duration::minutes(10);
-    let bad = dump_name(&staging.db, "prod-db", taken);
-    upload_snapshot(
-        s3(),
-        &staging.bucket,
-        "",
-        &bad,
-        broken[..broken.len() / 2].to_vec(),
-        false,
-    )
-    .await;
+    staging
+        .upload_taken(
+            broken[..broken.len() / 2].to_vec(),
+            Utc::now() - Duration::minutes(10),
+            false,
+        )
+        .await;
     let out = staging.run(&["--json", "run", "--skip-media"]).await;
     assert_eq!(out.code, 1, "{out:?}");
     assert_eq!(out.json()["failed_phase"], "restore");
@@ -405,9 +375,9 @@ impl Email {
 #[tokio::test]
 async fn the_summary_email_says_what_a_refresh_did_and_leaks_nothing() {
     let to = recipient();
-    let staging = Staging::new(&notify(&smtp().url(), &to)).await;
+    let staging = staging_with(&notify(&smtp().url(), &to)).await;
     staging.init_target().await;
-    let (name, taken_at, _) = staging.upload(prod_dump(), Duration::hours(3)).await;
+    let (name, taken_at, _) = upload(&staging, prod_dump(), Duration::hours(3)).await;
     let out = staging.run(&["--json", "run", "--skip-media"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     let report = out.json();
@@ -467,9 +437,9 @@ async fn a_failure_email_names_the_phase_and_the_way_back_without_production_val
         1,
     );
     let to = recipient();
-    let staging = Staging::new(&notify(&smtp().url(), &to)).await;
+    let staging = staging_with(&notify(&smtp().url(), &to)).await;
     staging.init_target().await;
-    let (name, _, _) = staging.upload(dump.as_bytes(), Duration::hours(1)).await;
+    let (name, _, _) = upload(&staging, dump.as_bytes(), Duration::hours(1)).await;
     let out = staging.run(&["run", "--skip-media"]).await;
     assert_eq!(out.code, 1, "{out:?}");
     // The whole error (stderr, the state file) quotes the value; the email must not.
@@ -478,10 +448,7 @@ async fn a_failure_email_names_the_phase_and_the_way_back_without_production_val
             && out.stderr.contains("customer5@example-customer.com"),
         "{out:?}"
     );
-    assert_eq!(
-        postgres().query(&staging.db, "SELECT note FROM sentinel"),
-        SENTINEL
-    );
+    assert_eq!(staging.query("SELECT note FROM sentinel"), SENTINEL);
 
     let email = received(&to);
     email.subject_starts_with(&format!("[staging-refresh] FAILED in restore: {name} ("));
@@ -498,7 +465,7 @@ async fn a_failure_email_names_the_phase_and_the_way_back_without_production_val
 #[tokio::test]
 async fn a_refused_run_is_emailed_as_refused() {
     let to = recipient();
-    let staging = Staging::new(&notify(&smtp().url(), &to)).await;
+    let staging = staging_with(&notify(&smtp().url(), &to)).await;
     // No init-target: the guard refuses.
     let out = staging.run(&["run", "--skip-media"]).await;
     assert_eq!(out.code, 3, "{out:?}");
@@ -514,9 +481,9 @@ async fn a_refused_run_is_emailed_as_refused() {
 async fn an_unreachable_or_insecure_smtp_server_is_counted_and_never_changes_the_outcome() {
     let to = recipient();
     let dead = format!("smtp://127.0.0.1:{}", free_port());
-    let staging = Staging::new(&notify(&dead, &to)).await;
+    let staging = staging_with(&notify(&dead, &to)).await;
     staging.init_target().await;
-    staging.upload(prod_dump(), Duration::hours(1)).await;
+    upload(&staging, prod_dump(), Duration::hours(1)).await;
     let out = staging.run(&["run", "--skip-media"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
@@ -528,11 +495,11 @@ async fn an_unreachable_or_insecure_smtp_server_is_counted_and_never_changes_the
     assert_eq!(state.totals.email_failures, 1);
 
     // STARTTLS required, and the sink offers none: nothing goes out in clear.
-    let insecure = staging.config.with_file_name("insecure.toml");
-    let text = std::fs::read_to_string(&staging.config)
-        .unwrap()
-        .replace(&dead, &format!("{}?tls=required", smtp().url()));
-    std::fs::write(&insecure, text).unwrap();
+    let insecure = common::write_config(
+        &staging
+            .config_text()
+            .replace(&dead, &format!("{}?tls=required", smtp().url())),
+    );
     let out = common::run(
         &insecure,
         &["run", "--skip-media", "--snapshot", "no-such-snapshot"],
@@ -562,12 +529,12 @@ async fn an_unreachable_or_insecure_smtp_server_is_counted_and_never_changes_the
 async fn a_failure_after_the_swap_says_the_new_data_is_live_and_how_to_roll_back() {
     let to = recipient();
     let backend = format!(
-        "[backend]\nhealth_url = \"http://127.0.0.1:{}/health\"\nhealth_timeout = \"1s\"\n",
+        "health_url = \"http://127.0.0.1:{}/health\"\nhealth_timeout = \"1s\"\n",
         free_port()
     );
-    let staging = Staging::new(&format!("{backend}\n{}", notify(&smtp().url(), &to))).await;
+    let staging = staging_with(&format!("{backend}\n{}", notify(&smtp().url(), &to))).await;
     staging.init_target().await;
-    let (name, _, _) = staging.upload(prod_dump(), Duration::hours(1)).await;
+    let (name, _, _) = upload(&staging, prod_dump(), Duration::hours(1)).await;
     let out = staging.run(&["--json", "run", "--skip-media"]).await;
     assert_eq!(out.code, 1, "{out:?}");
     let report = out.json();

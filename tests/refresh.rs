@@ -9,11 +9,12 @@ use std::str::FromStr;
 
 use chrono::Utc;
 
-use common::env::{
-    ADMIN_EMAIL, ADMIN_PASSWORD, Env, bucket_contents, health_server, inject, with_media,
+use common::constants::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, OWNER, PROD_ADMIN_EMAIL, PROD_DB, PROD_USERS, SENTINEL,
 };
-use common::fixtures::{PROD_ADMIN_EMAIL, dump_name, md5_hex, zstd};
-use common::staging::{OWNER, SENTINEL, prod_dump};
+use common::env::{Env, bucket_contents, health_server, inject, with_media};
+use common::fixtures::{md5_hex, zstd};
+use common::staging::prod_dump;
 use common::{Redis, postgres, prod_postgres, s3, test_dir, unique};
 use staging_refresh::lock::RunLock;
 
@@ -27,7 +28,7 @@ const TABLES: &[&str] = &[
 ];
 
 fn prod_count(table: &str) -> String {
-    prod_postgres().query("app", &format!("SELECT count(*) FROM {table}"))
+    prod_postgres().query(PROD_DB, &format!("SELECT count(*) FROM {table}"))
 }
 
 #[tokio::test]
@@ -74,7 +75,7 @@ async fn a_refresh_replaces_staging_with_anonymized_production_and_rollback_brin
     }
     // The admin keeps its id, gets the staging email and a hash of the configured password.
     let admin_id = prod_postgres().query(
-        "app",
+        PROD_DB,
         &format!("SELECT id FROM \"user\" WHERE email = '{PROD_ADMIN_EMAIL}'"),
     );
     let admin = env.query(&format!(
@@ -91,7 +92,7 @@ async fn a_refresh_replaces_staging_with_anonymized_production_and_rollback_brin
                 count(DISTINCT hashed_password)
          FROM \"user\" WHERE id <> '{admin_id}'"
     ));
-    let n = common::staging::PROD_USERS - 1;
+    let n = PROD_USERS - 1;
     assert_eq!(others, format!("{n}|{n}|{n}"));
     for hash in env
         .query(&format!(
@@ -114,7 +115,7 @@ async fn a_refresh_replaces_staging_with_anonymized_production_and_rollback_brin
     );
     assert_eq!(
         env.query("SELECT count(*) FROM product_counts"),
-        prod_postgres().query("app", "SELECT count(*) FROM product_counts")
+        prod_postgres().query(PROD_DB, "SELECT count(*) FROM product_counts")
     );
     assert_eq!(
         env.query(
@@ -124,7 +125,7 @@ async fn a_refresh_replaces_staging_with_anonymized_production_and_rollback_brin
     );
     assert_eq!(env.query("SELECT count(*) FROM pg_trigger WHERE tgname = 'user_touch_updated_at' AND tgenabled = 'O'"), "1");
     let fks = "SELECT count(*) FROM pg_constraint WHERE contype = 'f'";
-    assert_eq!(env.query(fks), prod_postgres().query("app", fks));
+    assert_eq!(env.query(fks), prod_postgres().query(PROD_DB, fks));
     assert_eq!(
         env.query("SELECT count(*) FROM generation g LEFT JOIN shooting s ON s.id = g.shooting_id WHERE s.id IS NULL"),
         "0"
@@ -138,11 +139,11 @@ async fn a_refresh_replaces_staging_with_anonymized_production_and_rollback_brin
     );
     // Text with tabs, backslashes and "\." lines survived byte for byte.
     let text = "SELECT md5(string_agg(description, '|' ORDER BY id)) FROM product";
-    assert_eq!(env.query(text), prod_postgres().query("app", text));
+    assert_eq!(env.query(text), prod_postgres().query(PROD_DB, text));
     // Redis was flushed, the backend stopped then started, the flag is gone.
     assert_eq!(redis.cli(&["DBSIZE"]), "0");
     assert_eq!(env.backend_log(), "stop\nstart\n");
-    assert!(!env.dir.join("state/maintenance.json").exists());
+    assert!(!env.state_dir().join("maintenance.json").exists());
     // The old data is kept as <name>__previous.
     let previous = format!("{}__previous", env.db);
     assert_eq!(
@@ -168,7 +169,7 @@ async fn a_refresh_replaces_staging_with_anonymized_production_and_rollback_brin
         ADMIN_EMAIL
     );
     assert_eq!(env.backend_log(), "stop\nstart\nstop\nstart\n");
-    assert!(!env.dir.join("state/maintenance.json").exists());
+    assert!(!env.state_dir().join("maintenance.json").exists());
 }
 
 #[tokio::test]
@@ -208,7 +209,7 @@ async fn plan_shows_what_would_happen_and_changes_nothing() {
         plan["rows"]["public.generation"].to_string(),
         prod_count("generation")
     );
-    assert_eq!(plan["users_to_anonymize"], common::staging::PROD_USERS - 1);
+    assert_eq!(plan["users_to_anonymize"], PROD_USERS - 1);
     assert_eq!(plan["target_marked"], false);
     let steps = plan["databases"].to_string();
     assert!(
@@ -241,7 +242,7 @@ async fn check_covers_the_database_marker_role_and_redis() {
         "{before:?}"
     );
     assert!(before.stdout.contains("ok    redis"), "{before:?}");
-    assert_eq!(env.run(&["init-target"]).await.code, 0);
+    env.init_target().await;
     let after = env.run(&["check"]).await;
     assert_eq!(after.code, 0, "{after:?}");
 }
@@ -364,7 +365,7 @@ async fn unmasked_pii_fails_when_configured_to() {
 #[tokio::test]
 async fn unreachable_s3_and_postgres_fail_cleanly() {
     let env = Env::new(prod_dump()).await;
-    assert_eq!(env.run(&["init-target"]).await.code, 0);
+    env.init_target().await;
     let dead = format!("http://127.0.0.1:{}", common::services::free_port());
     let config = std::fs::read_to_string(env.config())
         .unwrap()
@@ -386,8 +387,8 @@ async fn unreachable_s3_and_postgres_fail_cleanly() {
 async fn sigterm_mid_restore_cancels_cleanly() {
     let dump = inject(prod_dump(), "\\.", "SELECT pg_sleep(60);");
     let env = Env::new(&dump).await;
-    assert_eq!(env.run(&["init-target"]).await.code, 0);
-    let child = common::spawn(common::command(&env.config(), &["run", "--skip-media"]));
+    env.init_target().await;
+    let child = common::spawn(env.command(&["run", "--skip-media"]));
     let scratch = format!("{}__refresh", env.db);
     let deadline = Instant::now() + Duration::from_secs(60);
     while postgres().query(
@@ -398,7 +399,7 @@ async fn sigterm_mid_restore_cancels_cleanly() {
         assert!(Instant::now() < deadline, "the restore never reached pg_sleep");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let state = std::fs::read_to_string(env.dir.join("state/state.json")).unwrap();
+    let state = std::fs::read_to_string(env.state_dir().join("state.json")).unwrap();
     assert!(state.contains("\"phase\": \"restore\""), "{state}");
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let started = Instant::now();
@@ -434,13 +435,10 @@ async fn a_target_that_is_the_snapshot_source_is_refused_with_exit_3() {
         env.db,
         Utc::now().format("%Y%m%d-%H%M%S")
     );
+    env.snapshot_database = env.db.clone();
     env.upload(zstd(prod_dump()), None).await;
-    let config = std::fs::read_to_string(env.config())
-        .unwrap()
-        .replace("database = \"app\"", &format!("database = \"{}\"", env.db));
-    let config = common::write_config(&config);
-    assert_eq!(common::run(&config, &["init-target"]).await.code, 0);
-    let out = common::run(&config, &["run", "--skip-media"]).await;
+    env.init_target().await;
+    let out = env.run(&["run", "--skip-media"]).await;
     assert_eq!(out.code, 3, "{out:?}");
     assert!(
         out.stderr.contains("snapshot's own server and database"),
@@ -452,7 +450,7 @@ async fn a_target_that_is_the_snapshot_source_is_refused_with_exit_3() {
 #[tokio::test]
 async fn a_second_run_exits_4_naming_the_holder() {
     let env = Env::new(prod_dump()).await;
-    let lock = RunLock::acquire(&env.dir.join("state/refresh.lock"), "run-held-by-test").unwrap();
+    let lock = RunLock::acquire(&env.state_dir().join("refresh.lock"), "run-held-by-test").unwrap();
     let out = env.refresh().await;
     assert_eq!(out.code, 4, "{out:?}");
     assert!(
@@ -527,15 +525,12 @@ async fn password_hash_bcrypt_writes_real_hashes_of_unknown_secrets() {
     common::fixtures::seed_prod(prod, &source, 6);
     let dump = common::fixtures::dump_sql(prod, &source);
     let mut env = Env::empty().await;
-    env.snapshot = dump_name(&source, "prod-db", Utc::now() - chrono::Duration::hours(1));
-    env.upload(zstd(&dump), None).await;
+    env.snapshot_database = source.clone();
+    env.upload_taken(zstd(&dump), Utc::now() - chrono::Duration::hours(1), true)
+        .await;
     env.anonymize = "password_hash = \"bcrypt\"\n".into();
-    let config = std::fs::read_to_string(env.config())
-        .unwrap()
-        .replace("database = \"app\"", &format!("database = \"{source}\""));
-    let config = common::write_config(&config);
-    assert_eq!(common::run(&config, &["init-target"]).await.code, 0);
-    let out = common::run(&config, &["run", "--skip-media"]).await;
+    env.init_target().await;
+    let out = env.run(&["run", "--skip-media"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     let hashes =
         env.query("SELECT hashed_password FROM \"user\" WHERE full_name = 'Anonymized User'");
@@ -567,7 +562,7 @@ async fn a_redis_failure_at_cutover_undoes_the_swap() {
     assert_eq!(env.query("SELECT note FROM sentinel"), SENTINEL);
     assert!(!env.database_exists(&format!("{}__refresh", env.db)));
     assert!(!env.database_exists(&format!("{}__previous", env.db)));
-    assert!(!env.dir.join("state/maintenance.json").exists());
+    assert!(!env.state_dir().join("maintenance.json").exists());
     assert_eq!(env.backend_log(), "stop\nstart\n");
     assert_eq!(out.json()["failed_phase"], "cutover");
 }
@@ -606,10 +601,9 @@ async fn a_full_run_mirrors_media_beside_the_database_and_deletes_after_cutover(
     let plan = plan.json();
     assert_eq!(plan["media"]["copy"], 30, "{plan}");
     assert_eq!(plan["media"]["delete"], 1, "{plan}");
-    assert_eq!(plan["users_to_anonymize"], common::staging::PROD_USERS - 1);
+    assert_eq!(plan["users_to_anonymize"], PROD_USERS - 1);
 
-    let init = env.run(&["init-target"]).await;
-    assert_eq!(init.code, 0, "{init:?}");
+    let init = env.init_target().await;
     assert!(init.stdout.contains("as a media target"), "{init:?}");
     let out = env.run(&["--json", "run"]).await;
     assert_eq!(out.code, 0, "{out:?}");
@@ -688,8 +682,7 @@ async fn a_full_run_mirrors_media_beside_the_database_and_deletes_after_cutover(
 async fn skip_db_mirrors_media_and_leaves_the_database_alone() {
     let mut env = Env::new(prod_dump()).await;
     let (_, staging) = with_media(&mut env, None).await;
-    let init = env.run(&["init-target"]).await;
-    assert_eq!(init.code, 0, "{init:?}");
+    env.init_target().await;
 
     let dry = env.run(&["--json", "run", "--dry-run", "--skip-db"]).await;
     assert_eq!(dry.code, 0, "{dry:?}");
@@ -709,7 +702,10 @@ async fn skip_db_mirrors_media_and_leaves_the_database_alone() {
     assert_eq!(env.backend_log(), "", "the backend was touched");
     let status = env.run(&["status"]).await;
     assert!(
-        status.stdout.contains("media: copied 30 objects"),
+        status
+            .stdout
+            .lines()
+            .any(|l| l.trim_start().starts_with("copied ") && l.contains(" 30 objects, ")),
         "{status:?}"
     );
 }
@@ -718,8 +714,7 @@ async fn skip_db_mirrors_media_and_leaves_the_database_alone() {
 async fn a_media_target_without_its_marker_refuses_the_whole_run() {
     let mut env = Env::new(prod_dump()).await;
     // Only the database opts in: init-target runs before the media bucket is configured.
-    let init = env.run(&["init-target"]).await;
-    assert_eq!(init.code, 0, "{init:?}");
+    env.init_target().await;
     let (_, staging) = with_media(&mut env, None).await;
     let out = env.run(&["run"]).await;
     assert_eq!(out.code, 3, "{out:?}");
@@ -741,8 +736,7 @@ async fn an_unreachable_media_source_fails_the_run_before_cutover() {
     let mut env = Env::new(prod_dump()).await;
     let port = common::services::free_port();
     with_media(&mut env, Some(format!("http://127.0.0.1:{port}"))).await;
-    let init = env.run(&["init-target"]).await;
-    assert_eq!(init.code, 0, "{init:?}");
+    env.init_target().await;
     let out = env.run(&["--json", "run"]).await;
     env.assert_failed_cleanly(&out, "listing the media buckets");
     assert_eq!(out.json()["failed_phase"], "media");

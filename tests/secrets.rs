@@ -7,13 +7,13 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 
+use common::constants::{ADMIN_PASSWORD, OWNER, S3_ACCESS_KEY, S3_SECRET_KEY};
 use common::env::{Env, with_media};
-use common::staging::{OWNER, prod_dump};
+use common::staging::prod_dump;
 use common::{Redis, postgres, smtp, unique};
 
 const DB_PASSWORD: &str = "db-pw-7f3a91";
 const REDIS_PASSWORD: &str = "redis-pw-2c8e44";
-const ADMIN_PASSWORD: &str = "staging-admin-password";
 const SNAPSHOT_KEY_ID: &str = "snap-key-id-5d1b";
 const SNAPSHOT_SECRET: &str = "snap-secret-9e0c77";
 const MEDIA_SECRET: &str = "media-secret-4a6f02";
@@ -77,17 +77,14 @@ async fn secrets_appear_in_no_log_report_state_metric_or_email() {
     // Distinctive credentials (moto takes any): the snapshot bucket's and the media target's.
     let config = std::fs::read_to_string(env.config())
         .unwrap()
-        .replacen(common::services::S3_ACCESS_KEY, SNAPSHOT_KEY_ID, 1)
-        .replacen(common::services::S3_SECRET_KEY, SNAPSHOT_SECRET, 1)
+        .replacen(S3_ACCESS_KEY, SNAPSHOT_KEY_ID, 1)
+        .replacen(S3_SECRET_KEY, SNAPSHOT_SECRET, 1)
         .replace(
             &format!(
-                "bucket = \"{staging}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"",
-                common::services::S3_ACCESS_KEY,
-                common::services::S3_SECRET_KEY
+                "bucket = \"{staging}\"\naccess_key_id = \"{S3_ACCESS_KEY}\"\nsecret_access_key = \"{S3_SECRET_KEY}\""
             ),
             &format!(
-                "bucket = \"{staging}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{MEDIA_SECRET}\"",
-                common::services::S3_ACCESS_KEY
+                "bucket = \"{staging}\"\naccess_key_id = \"{S3_ACCESS_KEY}\"\nsecret_access_key = \"{MEDIA_SECRET}\""
             ),
         );
     for secret in SECRETS {

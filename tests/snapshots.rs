@@ -5,8 +5,9 @@ mod common;
 use chrono::{Duration, Utc};
 use futures::StreamExt;
 
+use common::env::Env;
 use common::fixtures::dump_name;
-use common::{base_config, run, s3, write_config};
+use common::{run, s3, write_config};
 
 /// A snapshot-sized stand-in: the catalog reads names and sizes, never bodies.
 const BODY: &[u8] = b"-- not a real dump\n";
@@ -28,7 +29,7 @@ fn names(run: &common::Run) -> Vec<String> {
 
 #[tokio::test]
 async fn lists_more_than_a_thousand_snapshots_newest_first_across_days_and_hosts() {
-    let bucket = s3().bucket("snaps").await;
+    let mut env = Env::empty().await;
     let prefix = "snapshots/backend/production/";
     let start = Utc::now() - Duration::hours(1200);
     let hosts = ["db_primary_1", "db-replica", "host_with_many_parts"];
@@ -43,16 +44,13 @@ async fn lists_more_than_a_thousand_snapshots_newest_first_across_days_and_hosts
         }
         expected.push(name);
     }
-    put_all(&bucket, keys).await;
+    put_all(&env.bucket, keys).await;
     expected.reverse();
 
     // Staging's database is named differently: snapshot.database names production's.
-    let config = base_config(&bucket, prefix, "staging_app").replace(
-        &format!("prefix = \"{prefix}\""),
-        &format!("prefix = \"{prefix}\"\ndatabase = \"my_app\""),
-    );
-    let config = write_config(&config);
-    let out = run(&config, &["--json", "snapshots"]).await;
+    env.prefix = prefix.into();
+    env.snapshot_database = "my_app".into();
+    let out = env.run(&["--json", "snapshots"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     let listed = names(&out);
     assert_eq!(listed.len(), 1100);
@@ -70,13 +68,13 @@ async fn lists_more_than_a_thousand_snapshots_newest_first_across_days_and_hosts
             .ends_with(".sql.zst.md5")
     );
 
-    let limited = run(&config, &["--json", "snapshots", "--limit", "3"]).await;
+    let limited = env.run(&["--json", "snapshots", "--limit", "3"]).await;
     assert_eq!(names(&limited), expected[..3]);
 }
 
 #[tokio::test]
 async fn skips_what_does_not_parse_and_says_why() {
-    let bucket = s3().bucket("snaps").await;
+    let env = Env::empty().await;
     let now = Utc::now();
     let good = dump_name("app", "db", now - Duration::hours(1));
     let lonely_dump = dump_name("app", "db", now - Duration::hours(2));
@@ -91,10 +89,9 @@ async fn skips_what_does_not_parse_and_says_why() {
         "pgsql_analytics_db_20261120-030000.sql.zst".into(),
         "README.txt".into(),
     ];
-    put_all(&bucket, keys).await;
-    let config = write_config(&base_config(&bucket, "", "app"));
+    put_all(&env.bucket, keys).await;
 
-    let out = run(&config, &["--verbose", "snapshots"]).await;
+    let out = env.run(&["--verbose", "snapshots"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     let table: Vec<&str> = out.stdout.lines().collect();
     assert!(table[0].starts_with("NAME"), "{}", out.stdout);
@@ -134,7 +131,7 @@ async fn skips_what_does_not_parse_and_says_why() {
         );
     }
 
-    let quiet = run(&config, &["snapshots"]).await;
+    let quiet = env.run(&["snapshots"]).await;
     assert!(
         quiet
             .stdout
@@ -145,13 +142,13 @@ async fn skips_what_does_not_parse_and_says_why() {
 
 #[tokio::test]
 async fn pattern_and_max_age_choose_what_counts() {
-    let bucket = s3().bucket("snaps").await;
+    let env = Env::empty().await;
     let now = Utc::now();
     let stale = dump_name("app", "db", now - Duration::hours(30));
     let manual = dump_name("app", "manual", now - Duration::hours(1));
-    put_all(&bucket, vec![stale.clone(), manual.clone()]).await;
+    put_all(&env.bucket, vec![stale.clone(), manual.clone()]).await;
 
-    let pattern = base_config(&bucket, "", "app").replace(
+    let pattern = env.config_text().replace(
         "prefix = \"\"",
         "prefix = \"\"\npattern = \"pgsql_app_db_*\"",
     );
@@ -188,23 +185,24 @@ async fn pattern_and_max_age_choose_what_counts() {
 
 #[tokio::test]
 async fn an_empty_prefix_is_a_clear_error() {
-    let bucket = s3().bucket("snaps").await;
+    let mut env = Env::empty().await;
     s3().put(
-        &bucket,
+        &env.bucket,
         "elsewhere/pgsql_app_db_20261120-030000.sql.zst",
         BODY,
     )
     .await;
-    let config = write_config(&base_config(&bucket, "snapshots/production/", "app"));
-    let out = run(&config, &["snapshots"]).await;
+    env.prefix = "snapshots/production/".into();
+    let out = env.run(&["snapshots"]).await;
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
         out.stderr.contains(&format!(
-            "no objects under s3://{bucket}/snapshots/production/"
+            "no objects under s3://{}/snapshots/production/",
+            env.bucket
         )),
         "{out:?}"
     );
-    let check = run(&config, &["check"]).await;
+    let check = env.run(&["check"]).await;
     assert_eq!(check.code, 1, "{check:?}");
     assert!(check.stdout.contains("no objects under"), "{check:?}");
 }
@@ -213,9 +211,13 @@ async fn an_empty_prefix_is_a_clear_error() {
 async fn wrong_credentials_are_named_without_printing_the_secret() {
     let strict = common::services::s3_checking_credentials();
     let secret = "very-secret-value-9f8e7d";
-    let config = base_config("any-bucket", "", "app")
+    let mut env = Env::empty().await;
+    // The strict server refuses the credentials before it looks for the bucket.
+    env.bucket = "any-bucket".into();
+    let config = env
+        .config_text()
         .replace(&s3().endpoint(), &strict.endpoint())
-        .replace(common::services::S3_SECRET_KEY, secret);
+        .replace(common::constants::S3_SECRET_KEY, secret);
     let config = write_config(&config);
     for args in [&["snapshots"][..], &["check"][..]] {
         let out = run(&config, args).await;
@@ -233,7 +235,9 @@ async fn wrong_credentials_are_named_without_printing_the_secret() {
 #[tokio::test]
 async fn an_unreachable_server_is_named() {
     let port = common::services::free_port();
-    let config = base_config("snaps", "", "app")
+    let config = Env::empty()
+        .await
+        .config_text()
         .replace(&s3().endpoint(), &format!("http://127.0.0.1:{port}"));
     let out = run(&write_config(&config), &["snapshots"]).await;
     assert_eq!(out.code, 1, "{out:?}");
@@ -245,7 +249,7 @@ async fn an_unreachable_server_is_named() {
 
 #[tokio::test]
 async fn a_bad_config_exits_2_naming_the_key() {
-    let base = base_config("snaps", "", "app");
+    let base = Env::empty().await.config_text();
     let cases = [
         (
             base.replace("prefix = \"\"", "prefix = \"\"\nmax_age = \"soon\""),

@@ -59,7 +59,7 @@ pub enum Reply {
     /// A refresh is already running (the daemon's, or a `run` holding the lock).
     Busy {
         run_id: String,
-        pid: String,
+        pid: Option<u32>,
     },
     Status {
         status: Box<DaemonStatus>,

@@ -68,7 +68,7 @@ pub enum Started {
         events: broadcast::Receiver<Reply>,
     },
     /// A refresh is running already (this daemon's, or another process's holding the lock).
-    Busy { run_id: String, pid: String },
+    Busy { run_id: String, pid: Option<u32> },
 }
 
 pub struct Daemon {
@@ -400,7 +400,8 @@ impl Daemon {
                     tracing::info!(run_id, "scheduled refresh started")
                 }
                 Ok(Started::Busy { run_id, pid }) => tracing::warn!(
-                    "scheduled refresh skipped: run {run_id} (pid {pid}) is still going"
+                    "scheduled refresh skipped: run {run_id} (pid {}) is still going",
+                    crate::util::shown_pid(pid)
                 ),
                 Err(e) => tracing::error!("scheduled refresh not started: {e:#}"),
             }
@@ -417,7 +418,7 @@ impl Daemon {
         if let Some(run) = active.as_ref().filter(|run| run.running()) {
             return Ok(Started::Busy {
                 run_id: run.recorder.current().map(|c| c.run_id).unwrap_or_default(),
-                pid: std::process::id().to_string(),
+                pid: Some(std::process::id()),
             });
         }
         let config = self.config();
@@ -516,5 +517,74 @@ impl DaemonObserver {
         let _ = self.events.send(Reply::Finished {
             report: Box::new(report.clone()),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn runs_in_process_until_its_shutdown_future_completes() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            format!(
+                r#"[snapshot]
+endpoint = "http://127.0.0.1:9"
+bucket = "prod"
+access_key_id = "key"
+secret_access_key = "secret"
+
+[database]
+url = "postgres://refresh@127.0.0.1:9/postgres"
+
+[anonymize]
+admin_email = "admin@staging.example.com"
+admin_password = "staging-admin-password"
+
+[media]
+enabled = false
+
+[maintenance]
+flag_file = "{0}/maintenance.json"
+
+[daemon]
+state_dir = "{0}"
+control_socket = "{0}/control.sock"
+
+[metrics]
+listen = "127.0.0.1:0"
+"#,
+                state.display()
+            ),
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap();
+        let socket = config.daemon.control_socket.clone();
+        let control = bind(&socket).unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let daemon = tokio::spawn(async move {
+            run(&path, config, control, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+
+        let status = control::Client::connect(&socket)
+            .await
+            .unwrap()
+            .status()
+            .await
+            .unwrap();
+        assert_eq!(status.pid, std::process::id());
+        assert!(status.running.is_none(), "{status:?}");
+        assert!(status.next_run.is_some(), "{status:?}");
+
+        stop.send(()).unwrap();
+        daemon.await.unwrap().unwrap();
+        assert!(!socket.exists(), "the control socket is removed at stop");
     }
 }

@@ -16,9 +16,15 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS public.staging_refresh_ta
 
 /// Marks `database` as a refresh target.
 pub async fn mark(server: &Server, client: &Client, database: &str) -> Result<(), DbError> {
-    // Two concurrent CREATE TABLE IF NOT EXISTS can collide; the loser finds the table.
+    // Two concurrent CREATE TABLE IF NOT EXISTS can collide, on the catalog's unique index
+    // or as "type ... already exists"; the loser finds the table.
+    let collided = [
+        SqlState::UNIQUE_VIOLATION,
+        SqlState::DUPLICATE_OBJECT,
+        SqlState::DUPLICATE_TABLE,
+    ];
     if let Err(e) = client.batch_execute(CREATE_TABLE).await
-        && e.code() != Some(&SqlState::UNIQUE_VIOLATION)
+        && !e.code().is_some_and(|code| collided.contains(code))
     {
         return Err(server.error("creating public.staging_refresh_target", &e));
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio_postgres::Client;
 use tokio_postgres::config::SslMode;
 
-use crate::config::{Secret, redacted_postgres};
+use crate::config::Secret;
 use sql::{ServerMessage, quote_ident};
 
 #[derive(Debug, thiserror::Error)]
@@ -59,8 +59,8 @@ impl Server {
             config.options("-c client_min_messages=warning");
         }
         Server {
+            redacted: redacted_postgres(&config),
             config,
-            redacted: redacted_postgres(url),
         }
     }
 
@@ -76,11 +76,7 @@ impl Server {
 
     /// The host part of the URL (the first, for multi-host URLs).
     pub fn host(&self) -> String {
-        match self.config.get_hosts().first() {
-            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
-            None => "localhost".into(),
-        }
+        first_host(&self.config)
     }
 
     pub fn error(&self, what: impl Into<String>, err: &tokio_postgres::Error) -> DbError {
@@ -261,6 +257,26 @@ impl Server {
     }
 }
 
+/// A PostgreSQL connection string with the password removed, for logs and errors.
+fn redacted_postgres(config: &tokio_postgres::Config) -> String {
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "postgres://{}@{}:{port}/{}",
+        config.get_user().unwrap_or(""),
+        first_host(config),
+        config.get_dbname().unwrap_or("")
+    )
+}
+
+/// The host a connection URL names first (the socket directory for a Unix socket).
+fn first_host(config: &tokio_postgres::Config) -> String {
+    match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    }
+}
+
 /// Runs a connection until it closes.
 async fn drive<S, T>(connection: tokio_postgres::Connection<S, T>)
 where
@@ -269,5 +285,17 @@ where
 {
     if let Err(e) = connection.await {
         tracing::debug!(error = %e, "PostgreSQL connection closed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacted_postgres_hides_the_password() {
+        let url = Secret::new("postgres://refresh:hunter2@db.internal:6543/postgres");
+        let shown = redacted_postgres(&url.expose().parse().unwrap());
+        assert_eq!(shown, "postgres://refresh@db.internal:6543/postgres");
     }
 }

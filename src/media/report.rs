@@ -277,6 +277,16 @@ pub struct MediaReport {
 }
 
 impl MediaReport {
+    /// What the mirror does with an object: the state file's totals and the metrics' `action`
+    /// label use these names.
+    pub const ACTIONS: [&'static str; 4] = ["copied", "skipped", "deleted", "failed"];
+
+    /// How many objects each of [`MediaReport::ACTIONS`] concerned.
+    pub fn actions(&self) -> [(&'static str, u64); 4] {
+        let counts = [self.copied, self.skipped, self.deleted, self.failed];
+        std::array::from_fn(|i| (Self::ACTIONS[i], counts[i]))
+    }
+
     /// No object failed.
     pub fn ok(&self) -> bool {
         self.failed == 0

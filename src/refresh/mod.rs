@@ -13,6 +13,7 @@ pub mod cutover;
 mod error;
 mod observer;
 pub mod plan;
+pub mod rollback;
 
 pub use error::{Doing, RunError};
 pub use observer::Observer;
@@ -116,7 +117,7 @@ pub(crate) async fn select_snapshot(
     config: &Config,
     selection: &Selection,
 ) -> Result<(SourceBucket, Snapshot), RunError> {
-    let bucket = SourceBucket::new(&config.snapshot.bucket_config());
+    let bucket = SourceBucket::new(config.snapshot.bucket_config());
     let catalog = Catalog::list(&bucket, &config.snapshot, config.source_database())
         .await
         .doing("listing snapshots")?;
@@ -391,7 +392,7 @@ impl Run<'_> {
 
         let progress = Arc::new(Progress::new("restore", Unit::Bytes, Some(snapshot.size)));
         self.begin(Phase::Restore, Some(progress.clone()));
-        let bucket = SourceBucket::new(&self.config.snapshot.bucket_config());
+        let bucket = SourceBucket::new(self.config.snapshot.bucket_config());
         let streamed = restore::restore(&bucket, snapshot, filter, &sessions, progress.clone())
             .await
             .doing(format!("restoring {} into {scratch}", snapshot.name))?;

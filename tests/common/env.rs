@@ -1,19 +1,23 @@
-//! One refresh test's world: a staging database with data of its own, a snapshot bucket
-//! holding a production dump, the config pointing at both, and what the tests check after a
-//! run (the refresh and fault-injection suites share it).
+//! The test world every integration test builds on: a staging database with data of its own,
+//! a snapshot bucket for production dumps, and the config pointing at both, built from the
+//! sections each test varies; then running the binary on it and checking what a run left.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::Command;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::fixtures::{dump_name, md5_hex, zstd};
+use super::constants::PROD_DB;
+use super::fixtures::{dump_name, md5_hex, upload_snapshot, zstd};
 use super::staging::{OWNER, SENTINEL, refresh_role_url, seed_staging};
-use super::{Postgres, Run, postgres, s3, test_dir, unique};
+use super::{Postgres, Run, postgres, s3, services, test_dir, unique};
+use staging_refresh::config::Config;
 use staging_refresh::lock::RunLock;
 
-pub const ADMIN_EMAIL: &str = "admin@staging.example.com";
-pub const ADMIN_PASSWORD: &str = "staging-admin-password";
+// Test files import the admin account from here too.
+pub use super::constants::{ADMIN_EMAIL, ADMIN_PASSWORD};
 
 /// One test's staging database, snapshot bucket and config.
 pub struct Env {
@@ -23,12 +27,22 @@ pub struct Env {
     pub db: String,
     pub bucket: String,
     pub dir: PathBuf,
+    /// The snapshot [`Env::upload`] puts in the bucket: a dump of [`PROD_DB`], an hour old.
     pub snapshot: String,
+    /// `snapshot.prefix`: where in the bucket the snapshots are.
+    pub prefix: String,
+    /// `snapshot.database`: the production database the snapshots are dumps of.
+    pub snapshot_database: String,
     /// Lines added to the `[anonymize]` section.
     pub anonymize: String,
     /// Lines added to the `[daemon]` section.
     pub daemon: String,
-    /// Whole sections appended to the config.
+    /// The lines of a `[schedule]` section, left out while empty.
+    pub schedule: String,
+    /// `metrics.listen`: a free port of the test's own, for the daemon it may start.
+    pub metrics: SocketAddr,
+    /// The `[backend]` section (stop and start commands that log to `backend.log`), then
+    /// whole sections appended: a test adds `[backend]` keys first, then its sections.
     pub sections: String,
 }
 
@@ -41,6 +55,7 @@ impl Env {
         env
     }
 
+    /// A staging database with data of its own and an empty snapshot bucket.
     pub async fn empty() -> Env {
         Env::on(postgres(), refresh_role_url(postgres())).await
     }
@@ -54,10 +69,14 @@ impl Env {
             pg,
             url,
             db,
-            daemon: String::new(),
             bucket: s3().bucket("snaps").await,
-            snapshot: dump_name("app", "prod-db", Utc::now() - chrono::Duration::hours(1)),
+            snapshot: dump_name(PROD_DB, "prod-db", Utc::now() - chrono::Duration::hours(1)),
+            prefix: String::new(),
+            snapshot_database: PROD_DB.into(),
             anonymize: String::new(),
+            daemon: String::new(),
+            schedule: String::new(),
+            metrics: SocketAddr::from(([127, 0, 0, 1], services::free_port())),
             sections: format!(
                 "[backend]\nstop = [\"sh\", \"-c\", \"echo stop >> {log}\"]\n\
                  start = [\"sh\", \"-c\", \"echo start >> {log}\"]\n",
@@ -69,17 +88,36 @@ impl Env {
 
     /// Uploads the snapshot; `sidecar` overrides the `.md5` file's text.
     pub async fn upload(&self, body: Vec<u8>, sidecar: Option<String>) {
+        let key = format!("{}{}", self.prefix, self.snapshot);
         let sidecar = sidecar.unwrap_or_else(|| format!("{}  {}\n", md5_hex(&body), self.snapshot));
-        s3().put(&self.bucket, &format!("{}.md5", self.snapshot), sidecar)
-            .await;
-        s3().put(&self.bucket, &self.snapshot, body).await;
+        s3().put(&self.bucket, &format!("{key}.md5"), sidecar).await;
+        s3().put(&self.bucket, &key, body).await;
     }
 
-    pub fn config(&self) -> PathBuf {
-        let text = format!(
+    /// Uploads `body` as a dump of `snapshot.database` taken at `taken_at`, with its `.md5`
+    /// sidecar when `sidecar`; returns the snapshot's name.
+    pub async fn upload_taken(
+        &self,
+        body: Vec<u8>,
+        taken_at: DateTime<Utc>,
+        sidecar: bool,
+    ) -> String {
+        let name = dump_name(&self.snapshot_database, "prod-db", taken_at);
+        upload_snapshot(s3(), &self.bucket, &self.prefix, &name, body, sidecar).await;
+        name
+    }
+
+    /// The config file's text.
+    pub fn config_text(&self) -> String {
+        let schedule = if self.schedule.is_empty() {
+            String::new()
+        } else {
+            format!("[schedule]\n{}\n", self.schedule)
+        };
+        format!(
             r#"[snapshot]
-{bucket}prefix = ""
-database = "app"
+{bucket}prefix = "{prefix}"
+database = "{snapshot_database}"
 
 [database]
 url = "{url}"
@@ -94,28 +132,59 @@ admin_password = "{ADMIN_PASSWORD}"
 state_dir = "{state}"
 control_socket = "{state}/control.sock"
 {daemon}
-{sections}"#,
+[metrics]
+listen = "{metrics}"
+
+{schedule}{sections}"#,
             bucket = s3().bucket_toml(&self.bucket),
+            prefix = self.prefix,
+            snapshot_database = self.snapshot_database,
             url = self.url,
-            daemon = self.daemon,
             db = self.db,
             anonymize = self.anonymize,
-            state = self.dir.join("state").display(),
+            state = self.state_dir().display(),
+            daemon = self.daemon,
+            metrics = self.metrics,
             sections = self.sections,
-        );
+        )
+    }
+
+    /// Writes the config file (`config.toml` in the test's directory) and returns its path.
+    pub fn config(&self) -> PathBuf {
         let path = self.dir.join("config.toml");
-        std::fs::write(&path, text).unwrap();
+        std::fs::write(&path, self.config_text()).unwrap();
         path
+    }
+
+    /// The config as the binary loads it.
+    pub fn loaded(&self) -> Config {
+        Config::load(&self.config()).unwrap()
+    }
+
+    /// `daemon.state_dir`.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    /// `staging-refresh --config <config> <args>`, for a test that starts it itself.
+    pub fn command(&self, args: &[&str]) -> Command {
+        super::command(&self.config(), args)
     }
 
     pub async fn run(&self, args: &[&str]) -> Run {
         super::run(&self.config(), args).await
     }
 
-    /// `init-target`, then `run --skip-media --json`.
-    pub async fn refresh(&self) -> Run {
+    /// `init-target`, which must succeed.
+    pub async fn init_target(&self) -> Run {
         let init = self.run(&["init-target"]).await;
         assert_eq!(init.code, 0, "{init:?}");
+        init
+    }
+
+    /// `init-target`, then `run --skip-media --json`.
+    pub async fn refresh(&self) -> Run {
+        self.init_target().await;
         self.run(&["--json", "run", "--skip-media"]).await
     }
 
@@ -141,8 +210,8 @@ control_socket = "{state}/control.sock"
         assert!(out.stderr.contains(cause), "expected {cause:?} in {out:?}");
         assert_eq!(self.query("SELECT note FROM sentinel"), SENTINEL);
         assert!(!self.database_exists(&format!("{}__refresh", self.db)));
-        RunLock::acquire(&self.dir.join("state/refresh.lock"), "check").unwrap();
-        assert!(!self.dir.join("state/maintenance.json").exists());
+        RunLock::acquire(&self.state_dir().join("refresh.lock"), "check").unwrap();
+        assert!(!self.state_dir().join("maintenance.json").exists());
         assert_eq!(self.backend_log(), "", "the backend was touched");
     }
 }

@@ -9,9 +9,8 @@ use md5::{Digest, Md5};
 
 use super::services::{Postgres, S3};
 
-/// The role that owns the production database; staging does not have it.
-pub const PROD_OWNER: &str = "app_prod";
-pub const PROD_ADMIN_EMAIL: &str = "info@shootify.io";
+// Test files import the production names from here too.
+pub use super::constants::{PROD_ADMIN_EMAIL, PROD_OWNER};
 
 pub fn fixture_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -1,7 +1,13 @@
 //! Shared by every integration test binary, the demo sandbox and the benchmarks.
-//! Not every binary uses every helper.
-#![allow(dead_code)]
+//!
+//! A test builds on the test world, [`env::Env`]: its own staging database and snapshot
+//! bucket on the services started once per binary (`services`), and a config made of the
+//! sections the test varies (its fields), then `run`, `refresh`, `init_target` and `query`.
+//! The names and secrets that config and the fixtures use are in `constants`.
+//! Not every binary uses every helper or re-export.
+#![allow(dead_code, unused_imports)]
 
+pub mod constants;
 pub mod env;
 pub mod fixtures;
 pub mod proxy;
@@ -15,7 +21,6 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, Output, Stdio};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-#[allow(unused_imports)]
 pub use services::{Postgres, Redis, postgres, prod_postgres, s3, smtp, unique, unique_bucket};
 
 /// The built `staging-refresh` binary (Cargo names it for tests; examples find it beside them).
@@ -115,36 +120,6 @@ pub fn write_config(text: &str) -> PathBuf {
     let path = test_dir("config").join("config.toml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-/// The config sections every test needs; `snapshot_bucket`/`prefix` on the shared S3 server,
-/// database URL on the shared staging Postgres, state under the test's own directory.
-pub fn base_config(snapshot_bucket: &str, prefix: &str, database: &str) -> String {
-    let state = test_dir("state");
-    format!(
-        r#"[snapshot]
-{bucket}prefix = "{prefix}"
-
-[database]
-url = "{url}"
-name = "{database}"
-
-[anonymize]
-admin_email = "admin@staging.example.com"
-admin_password = "staging-admin-password"
-
-[daemon]
-state_dir = "{state}"
-control_socket = "{state}/control.sock"
-
-[metrics]
-listen = "127.0.0.1:{metrics_port}"
-"#,
-        bucket = s3().bucket_toml(snapshot_bucket),
-        url = postgres().url("postgres"),
-        state = state.display(),
-        metrics_port = services::free_port(),
-    )
 }
 
 /// GET `path` over HTTP/1.1; returns the status line, the content type and the body.

@@ -15,6 +15,9 @@ use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+// Test files import the S3 credentials from here too.
+pub use super::constants::{S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY};
+
 /// Processes and directories to clean up at exit.
 static CLEANUP: Mutex<Vec<Cleanup>> = Mutex::new(Vec::new());
 static ROOT: OnceLock<PathBuf> = OnceLock::new();
@@ -380,10 +383,6 @@ pub struct S3 {
     pub port: u16,
     pid: u32,
 }
-
-pub const S3_ACCESS_KEY: &str = "test-access-key";
-pub const S3_SECRET_KEY: &str = "test-secret-key";
-pub const S3_REGION: &str = "us-east-1";
 
 impl S3 {
     /// `check_credentials`: reject every request whose access key moto does not know

@@ -7,20 +7,20 @@ use std::sync::OnceLock;
 use super::fixtures::{dump_sql, seed_prod};
 use super::services::{Postgres, prod_postgres};
 
-/// The role that owns staging's app database (`database.owner`).
-pub const OWNER: &str = "staging_owner";
-/// The role the refresh connects as: not a superuser.
-pub const REFRESH_ROLE: &str = "staging_refresh";
-/// The row every staging database starts with, to tell its data from production's.
-pub const SENTINEL: &str = "staging before the refresh";
-/// Users in the production database the tests restore.
-pub const PROD_USERS: u64 = 200;
+// Test files import the staging names from here too.
+use super::constants::PROD_DB;
+pub use super::constants::{OWNER, PROD_USERS, REFRESH_ROLE, SENTINEL};
 
-/// Creates the refresh and owner roles on the staging server `pg` (once per process);
+/// Creates the refresh and owner roles on the shared staging server `pg` (once per process);
 /// returns the maintenance URL for the refresh role.
 pub fn refresh_role_url(pg: &Postgres) -> String {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| create_roles(pg));
+    refresh_url(pg)
+}
+
+/// The maintenance URL for the refresh role on `pg`, once [`create_roles`] made it there.
+pub fn refresh_url(pg: &Postgres) -> String {
     format!("postgres://{REFRESH_ROLE}@127.0.0.1:{}/postgres", pg.port)
 }
 
@@ -53,13 +53,13 @@ pub fn seed_staging(pg: &Postgres, db: &str) {
     );
 }
 
-/// The production database `app` (prod-shaped, [`PROD_USERS`] users) on the production
+/// The production database [`PROD_DB`] (prod-shaped, [`PROD_USERS`] users) on the production
 /// server, dumped as plain SQL once per process.
 pub fn prod_dump() -> &'static [u8] {
     static DUMP: OnceLock<Vec<u8>> = OnceLock::new();
     DUMP.get_or_init(|| {
         let prod = prod_postgres();
-        seed_prod(prod, "app", PROD_USERS);
-        dump_sql(prod, "app")
+        seed_prod(prod, PROD_DB, PROD_USERS);
+        dump_sql(prod, PROD_DB)
     })
 }

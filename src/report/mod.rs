@@ -1,5 +1,8 @@
 //! The run report: everything a refresh did, as one serializable value. `run --json`,
-//! `status`, the state file, the metrics and the summary email are all built from it.
+//! `status`, the state file, metrics and the summary email are all built from it; people read
+//! it through its [`outline`].
+
+pub mod outline;
 
 use std::collections::BTreeMap;
 
@@ -8,10 +11,12 @@ use indicatif::HumanBytes;
 use serde::{Deserialize, Serialize};
 
 use crate::anonymize::{Finding, Verification};
+use crate::config::Config;
 use crate::error::Exit;
 use crate::journal::Recovery;
 use crate::media::MediaReport;
 use crate::snapshot::Snapshot;
+use outline::{Outline, Reader};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -141,7 +146,8 @@ pub struct RunReport {
     pub failed_phase: Option<Phase>,
     /// The error, with its causes; never a secret.
     pub error: Option<String>,
-    /// The error without the parts that can quote production rows (for email and chat).
+    /// The error without the parts that can quote production rows (for email and chat; see
+    /// [`outline::Reader`]).
     #[serde(default)]
     pub error_without_values: Option<String>,
     pub snapshot: Option<SnapshotReport>,
@@ -206,86 +212,8 @@ impl RunReport {
             .map(|p| p.seconds)
     }
 
-    /// A few lines for a person: outcome, snapshot, durations, what changed.
-    pub fn summary(&self) -> String {
-        let mut lines = vec![format!("run {}: {}", self.run_id, self.outcome)];
-        if let Some(recovered) = &self.recovered {
-            lines.push(recovered.summary());
-        }
-        if let Some(error) = &self.error {
-            let phase = self
-                .failed_phase
-                .map(|p| format!(" in {p}"))
-                .unwrap_or_default();
-            lines.push(format!("error{phase}: {error}"));
-        }
-        if let Some(s) = &self.snapshot {
-            lines.push(s.describe());
-        }
-        if !self.phases.is_empty() {
-            let phases: Vec<String> = self
-                .phases
-                .iter()
-                .map(|p| format!("{} {:.1}s", p.phase, p.seconds))
-                .collect();
-            lines.push(format!("phases: {}", phases.join(", ")));
-        }
-        if !self.rows_restored.is_empty() {
-            let rows: u64 = self.rows_restored.values().sum();
-            lines.push(format!(
-                "restored {rows} rows in {} tables ({} of SQL)",
-                self.rows_restored.len(),
-                HumanBytes(self.bytes_restored)
-            ));
-        }
-        if !self.rows_anonymized.is_empty() {
-            let rows: Vec<String> = self
-                .rows_anonymized
-                .iter()
-                .map(|(t, n)| format!("{t} {n}"))
-                .collect();
-            lines.push(format!("anonymized: {}", rows.join(", ")));
-        }
-        let failed: Vec<&str> = self
-            .verification
-            .iter()
-            .filter(|v| !v.ok)
-            .map(|v| v.name.as_str())
-            .collect();
-        if !self.verification.is_empty() {
-            lines.push(if failed.is_empty() {
-                format!(
-                    "verification: all {} checks passed",
-                    self.verification.len()
-                )
-            } else {
-                format!("verification FAILED: {}", failed.join(", "))
-            });
-        }
-        if !self.pii_findings.is_empty() {
-            lines.push(format!(
-                "PII findings: {}",
-                crate::anonymize::scan::describe(&self.pii_findings)
-            ));
-        }
-        if let Some(m) = self.maintenance_seconds {
-            lines.push(format!(
-                "maintenance window {m:.2}s; redis {}; previous database {}",
-                if self.redis_flushed {
-                    "flushed"
-                } else {
-                    "not flushed"
-                },
-                if self.previous_kept {
-                    "kept"
-                } else {
-                    "dropped"
-                }
-            ));
-        }
-        if let Some(media) = &self.media {
-            lines.push(format!("media: {}", media.summary()));
-        }
-        lines.join("\n")
+    /// The report for the operator: its [`Outline`] as plain text, the whole error included.
+    pub fn summary(&self, config: &Config) -> String {
+        Outline::of(self, config, Utc::now(), Reader::Operator).to_string()
     }
 }

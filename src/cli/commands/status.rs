@@ -1,0 +1,108 @@
+//! `status`: the library's [`Status`] as text, or as the `--json` document.
+
+use indicatif::HumanBytes;
+
+use crate::cli::print_json;
+use crate::config::Config;
+use crate::error::Exit;
+use crate::status::{self, Status};
+
+pub async fn run(config: &Config, json: bool) -> anyhow::Result<Exit> {
+    let status = status::gather(config).await?;
+    if json {
+        print_json(&status)?;
+    } else {
+        print_text(config, &status);
+    }
+    Ok(Exit::Success)
+}
+
+fn print_text(config: &Config, status: &Status) {
+    match &status.running {
+        Some(r) => {
+            let progress = r
+                .progress
+                .as_ref()
+                .map(|p| match p.total {
+                    Some(total) => format!(
+                        ", {} of {} ({})",
+                        HumanBytes(p.done),
+                        HumanBytes(total),
+                        p.message
+                    ),
+                    None => format!(", {} ({})", HumanBytes(p.done), p.message),
+                })
+                .unwrap_or_default();
+            let snapshot = r
+                .snapshot
+                .as_ref()
+                .map(|s| format!(", snapshot {s}"))
+                .unwrap_or_default();
+            println!(
+                "running: {} (pid {}), phase {}{progress}{snapshot}",
+                r.run_id, r.pid, r.phase
+            );
+            if let Some(m) = &r.media {
+                println!(
+                    "media: listed {} source / {} target, copied {} of {} ({}), {} unchanged, \
+                     deleted {}, {} failed, {:.0} objects/s",
+                    m.listed_source,
+                    m.listed_target,
+                    m.copied,
+                    m.to_copy,
+                    HumanBytes(m.copied_bytes),
+                    m.unchanged,
+                    m.deleted,
+                    m.failed,
+                    m.objects_per_second
+                );
+            }
+        }
+        None => println!("running: no"),
+    }
+    match (&status.daemon, &status.daemon_error) {
+        (Some(d), _) => {
+            let next = match &d.next_run_local {
+                Some(at) => format!("next refresh {at}"),
+                None => "no next refresh".into(),
+            };
+            println!(
+                "daemon: running (pid {}), schedule \"{}\" in {}, {next}",
+                d.pid, d.schedule, d.time_zone
+            );
+        }
+        (None, Some(e)) => println!("daemon: cannot ask it ({e})"),
+        (None, None) => println!(
+            "daemon: not running (nothing listens on {}); no scheduled refresh",
+            config.daemon.control_socket.display()
+        ),
+    }
+    match &status.last {
+        Some(report) => {
+            println!("last run:");
+            for line in report.summary(config).lines() {
+                match line {
+                    "" => println!(),
+                    line => println!("  {line}"),
+                }
+            }
+        }
+        None => println!("last run: none recorded"),
+    }
+    match &status.maintenance_flag {
+        Some(flag) => println!("maintenance flag: RAISED {flag}"),
+        None => println!("maintenance flag: not raised"),
+    }
+    match (&status.previous_kept, &status.previous_error) {
+        (Some(true), _) => println!(
+            "previous database: {} kept (rollback possible)",
+            status.previous_database
+        ),
+        (Some(false), _) => println!("previous database: none"),
+        (None, Some(e)) => println!("previous database: unknown ({e})"),
+        (None, None) => {}
+    }
+    if let Some(recovered) = &status.recovered {
+        println!("{}", recovered.summary());
+    }
+}

@@ -1,0 +1,334 @@
+//! The config file's sections, one struct each, with their defaults beside them. A new
+//! section is one struct here, one field in `Config` and one function in `validate.rs`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::Secret;
+use super::units::{GIB, MIB, MaxDelete, de_duration, de_size, de_time_zone};
+
+fn yes() -> bool {
+    true
+}
+
+/// Where an S3-compatible bucket is and how to reach it: `[media.source]`, `[media.target]`,
+/// and the same keys written flat in `[snapshot]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketConfig {
+    pub endpoint: Option<String>,
+    #[serde(default = "default_region")]
+    pub region: String,
+    pub bucket: String,
+    pub access_key_id: Option<Secret>,
+    pub secret_access_key: Option<Secret>,
+}
+
+impl BucketConfig {
+    /// Its fields' names, which `[snapshot]` takes flat beside its own: keep them in step.
+    pub(super) const KEYS: [&str; 5] = [
+        "endpoint",
+        "region",
+        "bucket",
+        "access_key_id",
+        "secret_access_key",
+    ];
+}
+
+fn default_region() -> String {
+    "auto".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotConfig {
+    /// The bucket's keys sit flat in `[snapshot]` beside the ones below; loading moves them
+    /// into this table (`super::nest_snapshot_store`).
+    store: BucketConfig,
+    #[serde(default)]
+    pub prefix: String,
+    /// Production database name in the dump file names; defaults to `database.name`.
+    pub database: Option<String>,
+    #[serde(default = "default_pattern")]
+    pub pattern: String,
+    #[serde(default = "default_max_age", deserialize_with = "de_duration")]
+    pub max_age: Duration,
+    #[serde(default)]
+    pub require_checksum: bool,
+}
+
+impl SnapshotConfig {
+    pub fn bucket_config(&self) -> &BucketConfig {
+        &self.store
+    }
+}
+
+fn default_pattern() -> String {
+    "pgsql_*".into()
+}
+fn default_max_age() -> Duration {
+    Duration::from_secs(26 * 3600)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Maintenance connection (e.g. `postgres://refresh@host/postgres`), never the app DB.
+    pub url: Secret,
+    #[serde(default = "default_db_name")]
+    pub name: String,
+    pub owner: Option<String>,
+    #[serde(default = "yes")]
+    pub keep_previous: bool,
+}
+
+fn default_db_name() -> String {
+    "app".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PasswordHash {
+    /// A unique, well-formed bcrypt string no password hashes to.
+    Unusable,
+    /// A real bcrypt cost-12 hash of a random secret nobody knows (slow: ~0.2 s per user).
+    Bcrypt,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnUnmaskedPii {
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnonymizeConfig {
+    #[serde(default = "default_prod_admin_email")]
+    pub prod_admin_email: String,
+    pub admin_email: String,
+    pub admin_password: Secret,
+    #[serde(default = "default_password_hash")]
+    pub password_hash: PasswordHash,
+    #[serde(default = "default_email_domain")]
+    pub email_domain: String,
+    #[serde(default = "default_on_unmasked_pii")]
+    pub on_unmasked_pii: OnUnmaskedPii,
+    #[serde(default)]
+    pub extra_sql: Vec<PathBuf>,
+}
+
+fn default_prod_admin_email() -> String {
+    "info@shootify.io".into()
+}
+fn default_password_hash() -> PasswordHash {
+    PasswordHash::Unusable
+}
+fn default_email_domain() -> String {
+    "staging.invalid".into()
+}
+fn default_on_unmasked_pii() -> OnUnmaskedPii {
+    OnUnmaskedPii::Warn
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_media_concurrency")]
+    pub concurrency: usize,
+    #[serde(default = "default_max_delete")]
+    pub max_delete: MaxDelete,
+    /// Objects larger than this are copied in parts (S3 copies at most 5 GiB in one request).
+    #[serde(default = "default_multipart_threshold", deserialize_with = "de_size")]
+    pub multipart_threshold: u64,
+    /// The size of every part but the last of a multipart copy (R2 wants them equal).
+    #[serde(default = "default_part_size", deserialize_with = "de_size")]
+    pub part_size: u64,
+    pub source: Option<BucketConfig>,
+    pub target: Option<BucketConfig>,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            enabled: false,
+            concurrency: default_media_concurrency(),
+            max_delete: default_max_delete(),
+            multipart_threshold: default_multipart_threshold(),
+            part_size: default_part_size(),
+            source: None,
+            target: None,
+        }
+    }
+}
+
+fn default_media_concurrency() -> usize {
+    32
+}
+fn default_max_delete() -> MaxDelete {
+    MaxDelete::Percent(10.0)
+}
+fn default_multipart_threshold() -> u64 {
+    5 * GIB
+}
+fn default_part_size() -> u64 {
+    512 * MIB
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// Absent: no Redis flush at cutover.
+    pub url: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// argv run to stop the staging backend at cutover (empty: nothing to stop).
+    #[serde(default)]
+    pub stop: Vec<String>,
+    #[serde(default)]
+    pub start: Vec<String>,
+    pub health_url: Option<String>,
+    #[serde(default = "default_health_timeout", deserialize_with = "de_duration")]
+    pub health_timeout: Duration,
+    /// Limit for each of `stop` and `start`; a command still running is killed.
+    #[serde(default = "default_command_timeout", deserialize_with = "de_duration")]
+    pub command_timeout: Duration,
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        BackendConfig {
+            stop: Vec::new(),
+            start: Vec::new(),
+            health_url: None,
+            health_timeout: default_health_timeout(),
+            command_timeout: default_command_timeout(),
+        }
+    }
+}
+
+fn default_health_timeout() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_command_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreConfig {
+    /// Sessions the post-data statements (indexes, constraints, ...) run on at once; unset:
+    /// the staging server's CPU count as it reports it, at least 2.
+    pub jobs: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceConfig {
+    /// Defaults to `<daemon.state_dir>/maintenance.json`.
+    pub flag_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    #[serde(default = "default_cron")]
+    pub cron: String,
+    #[serde(default = "default_time_zone", deserialize_with = "de_time_zone")]
+    pub time_zone: chrono_tz::Tz,
+    #[serde(default = "yes")]
+    pub catch_up: bool,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig {
+            cron: default_cron(),
+            time_zone: default_time_zone(),
+            catch_up: true,
+        }
+    }
+}
+
+impl ScheduleConfig {
+    /// The parsed 6-field (seconds first) cron expression.
+    pub fn parsed_cron(&self) -> Result<croner::Cron, croner::errors::CronError> {
+        croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Required)
+            .dom_and_dow(true)
+            .build()
+            .parse(&self.cron)
+    }
+}
+
+fn default_cron() -> String {
+    "0 0 3 * * *".into()
+}
+fn default_time_zone() -> chrono_tz::Tz {
+    chrono_tz::UTC
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    #[serde(default = "default_metrics_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: default_metrics_listen(),
+        }
+    }
+}
+
+fn default_metrics_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9797))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// `smtp://`, `smtps://` (implicit TLS) or `smtp://...?tls=required` (STARTTLS).
+    pub smtp_url: Secret,
+    pub from: String,
+    pub to: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    #[serde(default = "default_control_socket")]
+    pub control_socket: PathBuf,
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// Defaults to `<state_dir>/refresh.lock`.
+    pub lock_file: Option<PathBuf>,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            control_socket: default_control_socket(),
+            state_dir: default_state_dir(),
+            lock_file: None,
+        }
+    }
+}
+
+fn default_control_socket() -> PathBuf {
+    "/run/staging-refresh/control.sock".into()
+}
+fn default_state_dir() -> PathBuf {
+    "/var/lib/staging-refresh".into()
+}
