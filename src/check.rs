@@ -10,7 +10,8 @@ use serde::Serialize;
 use crate::config::{BucketConfig, Config};
 use crate::database::{Server, markers};
 use crate::media::{self, MARKER_KEY};
-use crate::snapshot::{Catalog, Selection, format_age};
+use crate::restore;
+use crate::snapshot::{Catalog, Selection, Snapshot, format_age};
 use crate::staging::redis;
 use crate::store::{SourceBucket, TargetBucket};
 
@@ -40,8 +41,8 @@ pub async fn run(config: &Config, path: &Path) -> Vec<CheckResult> {
     let mut results = vec![
         CheckResult::from("config", Ok("valid".into())),
         CheckResult::from("config file mode", config_mode(path)),
-        CheckResult::from("snapshot bucket", snapshot_bucket(config).await),
     ];
+    results.extend(snapshots(config).await);
     results.extend(database(config).await);
     if let Some(url) = &config.redis.url {
         let reachable = redis::ping(url).await.map(|()| "reachable".to_owned());
@@ -160,19 +161,46 @@ fn media_distinct(source: &BucketConfig, target: &BucketConfig) -> Result<String
     }
 }
 
-async fn snapshot_bucket(config: &Config) -> Result<String, String> {
+/// The snapshot bucket and its newest snapshot; an encrypted one must open with the
+/// configured secret.
+async fn snapshots(config: &Config) -> Vec<CheckResult> {
     let bucket = SourceBucket::new(config.snapshot.bucket_config());
+    let newest = match newest_snapshot(config, &bucket).await {
+        Ok(newest) => newest,
+        Err(e) => return vec![CheckResult::from("snapshot bucket", Err(e))],
+    };
+    let mut results = vec![CheckResult::from("snapshot bucket", Ok(newest.1))];
+    let snapshot = newest.0;
+    if snapshot.encrypted {
+        let source = restore::Source {
+            bucket: &bucket,
+            decrypt: config.snapshot.decrypt.as_ref(),
+        };
+        let opened = restore::probe(source, &snapshot)
+            .await
+            .map(|()| format!("[snapshot.decrypt] opens {}", snapshot.name))
+            .map_err(|e| e.to_string());
+        results.push(CheckResult::from("snapshot decryption", opened));
+    }
+    results
+}
+
+async fn newest_snapshot(
+    config: &Config,
+    bucket: &SourceBucket,
+) -> Result<(Snapshot, String), String> {
     bucket.check().await.map_err(|e| e.to_string())?;
-    let catalog = Catalog::list(&bucket, &config.snapshot, config.source_database())
+    let catalog = Catalog::list(bucket, &config.snapshot, config.source_database())
         .await
         .map_err(|e| e.to_string())?;
     let newest = catalog
         .select(&Selection::Latest, Utc::now())
         .map_err(|e| e.to_string())?;
-    Ok(format!(
+    let detail = format!(
         "{} snapshots; newest {} ({} old)",
         catalog.snapshots.len(),
         newest.name,
         format_age(newest.age(Utc::now()))
-    ))
+    );
+    Ok((newest.clone(), detail))
 }

@@ -1,11 +1,13 @@
 //! The snapshot catalog: which production dumps exist, newest first.
 //!
-//! Dumps are named by db-backup as `pgsql_<db>_<host>_<YYYYMMDD-HHMMSS>.sql[.zst|.gz]`, with an
-//! optional `<name>.md5` sidecar holding `<hex>  <name>`. Names are parsed from the right; the
-//! database part is the configured production database name, so both it and the host may
-//! contain `_`.
+//! Dumps are named by db-backup as `pgsql_<db>_<host>_<YYYYMMDD-HHMMSS>.sql[.zst|.gz|.bz2|.xz]`,
+//! then `.gpg` when encrypted, with an optional `<name>.md5` or `<name>.sha1` sidecar holding
+//! `<hex>  <name>`. Names are parsed from the right; the database part is the configured
+//! production database name, so both it and the host may contain `_`. Cluster dumps
+//! (`pgsql_all_...`, `pgsql_globals_...`) are listed for what they are and never restored.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -15,14 +17,109 @@ use serde::Serialize;
 use crate::config::SnapshotConfig;
 use crate::store::{SourceBucket, StoreError};
 
-const SIDECAR_SUFFIX: &str = ".md5";
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     Zstd,
     Gzip,
+    Bzip2,
+    Xz,
     None,
+}
+
+impl Compression {
+    const ALL: [Compression; 5] = [
+        Compression::Zstd,
+        Compression::Gzip,
+        Compression::Bzip2,
+        Compression::Xz,
+        Compression::None,
+    ];
+
+    /// The end of a dump's name (before `.gpg`) that says this compression.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Compression::Zstd => ".sql.zst",
+            Compression::Gzip => ".sql.gz",
+            Compression::Bzip2 => ".sql.bz2",
+            Compression::Xz => ".sql.xz",
+            Compression::None => ".sql",
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Compression::Zstd => "zstd",
+            Compression::Gzip => "gzip",
+            Compression::Bzip2 => "bzip2",
+            Compression::Xz => "xz",
+            Compression::None => "none",
+        })
+    }
+}
+
+/// What a dump holds, by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Content {
+    /// `pgsql_<db>_...`: `pg_dump` of the production database.
+    Database,
+    /// `pgsql_all_...`: `pg_dumpall` of every database on the server.
+    Cluster,
+    /// `pgsql_globals_...`: `pg_dumpall --globals-only` (roles, tablespaces).
+    Globals,
+}
+
+impl Content {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Content::Database => "database dump",
+            Content::Cluster => "cluster dump (pg_dumpall)",
+            Content::Globals => "globals dump (roles, tablespaces)",
+        }
+    }
+}
+
+/// The kind of a checksum sidecar, by its suffix; stronger kinds sort later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChecksumKind {
+    Md5,
+    Sha1,
+}
+
+impl ChecksumKind {
+    const ALL: [ChecksumKind; 2] = [ChecksumKind::Md5, ChecksumKind::Sha1];
+
+    pub fn suffix(self) -> &'static str {
+        match self {
+            ChecksumKind::Md5 => ".md5",
+            ChecksumKind::Sha1 => ".sha1",
+        }
+    }
+
+    /// The digest's length in hex digits.
+    pub fn hex_len(self) -> usize {
+        match self {
+            ChecksumKind::Md5 => 32,
+            ChecksumKind::Sha1 => 40,
+        }
+    }
+}
+
+impl fmt::Display for ChecksumKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.suffix()[1..])
+    }
+}
+
+/// A dump's checksum sidecar.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Sidecar {
+    pub kind: ChecksumKind,
+    pub key: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -30,13 +127,16 @@ pub struct Snapshot {
     /// The file name, e.g. `pgsql_app_db1_20261125-030000.sql.zst`.
     pub name: String,
     pub key: String,
+    pub content: Content,
     pub database: String,
     pub host: String,
     pub taken_at: DateTime<Utc>,
     pub size: u64,
     pub compression: Compression,
-    /// Key of the `.md5` sidecar, when there is one.
-    pub checksum_key: Option<String>,
+    /// Named `.gpg`: OpenPGP-encrypted.
+    pub encrypted: bool,
+    /// The `.md5` or `.sha1` sidecar, when there is one (the stronger when both are).
+    pub checksum: Option<Sidecar>,
 }
 
 impl Snapshot {
@@ -95,8 +195,15 @@ pub enum CatalogError {
         age: String,
         max_age: String,
     },
-    #[error("snapshot {name} has no .md5 sidecar and snapshot.require_checksum is set")]
+    #[error("snapshot {name} has no .md5 or .sha1 sidecar and snapshot.require_checksum is set")]
     NoChecksum { name: String },
+    #[error(
+        "snapshot {name} is a {}: only single-database dumps restore; set db-backup to dump \
+         the production database on its own (DBnn_NAME set to it, or DBnn_SPLIT_DB=TRUE with \
+         ALL), which writes pgsql_<db>_<host>_<time>.sql files",
+        .content.describe()
+    )]
+    NotADatabase { name: String, content: Content },
 }
 
 /// Which snapshot to restore.
@@ -121,23 +228,24 @@ impl std::str::FromStr for Selection {
 /// The parts of a dump's file name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedName {
+    pub content: Content,
     pub database: String,
     pub host: String,
     pub taken_at: DateTime<Utc>,
     pub compression: Compression,
+    pub encrypted: bool,
 }
 
 /// Parses a db-backup file name for `database`; the error says why the name does not fit.
 pub fn parse_name(name: &str, database: &str) -> Result<ParsedName, String> {
-    let (stem, compression) = if let Some(s) = name.strip_suffix(".sql.zst") {
-        (s, Compression::Zstd)
-    } else if let Some(s) = name.strip_suffix(".sql.gz") {
-        (s, Compression::Gzip)
-    } else if let Some(s) = name.strip_suffix(".sql") {
-        (s, Compression::None)
-    } else {
-        return Err("unknown extension (expected .sql.zst, .sql.gz or .sql)".into());
+    let (unencrypted, encrypted) = match name.strip_suffix(".gpg") {
+        Some(s) => (s, true),
+        None => (name, false),
     };
+    let (stem, compression) = Compression::ALL
+        .into_iter()
+        .find_map(|c| unencrypted.strip_suffix(c.suffix()).map(|s| (s, c)))
+        .ok_or("unknown extension (expected .sql, .sql.zst, .sql.gz, .sql.bz2 or .sql.xz, each optionally .gpg)")?;
     let (rest, stamp) = stem
         .rsplit_once('_')
         .ok_or("no _<YYYYMMDD-HHMMSS> timestamp")?;
@@ -152,16 +260,27 @@ pub fn parse_name(name: &str, database: &str) -> Result<ParsedName, String> {
     let rest = rest
         .strip_prefix("pgsql_")
         .ok_or("not a pgsql_ dump name")?;
-    let host = rest
-        .strip_prefix(database)
-        .and_then(|h| h.strip_prefix('_'))
-        .filter(|h| !h.is_empty())
-        .ok_or_else(|| format!("not a dump of database {database:?}"))?;
+    let host_after = |prefix: &str| {
+        rest.strip_prefix(prefix)
+            .and_then(|h| h.strip_prefix('_'))
+            .filter(|h| !h.is_empty())
+    };
+    let (content, host) = if let Some(host) = host_after(database) {
+        (Content::Database, host)
+    } else if let Some(host) = host_after("all") {
+        (Content::Cluster, host)
+    } else if let Some(host) = host_after("globals") {
+        (Content::Globals, host)
+    } else {
+        return Err(format!("not a dump of database {database:?}"));
+    };
     Ok(ParsedName {
+        content,
         database: database.to_owned(),
         host: host.to_owned(),
         taken_at,
         compression,
+        encrypted,
     })
 }
 
@@ -176,15 +295,20 @@ impl Catalog {
             .expect("validated at config load")
             .compile_matcher();
         let mut dumps = Vec::new();
-        let mut sidecars = HashSet::new();
+        // Dump name → the strongest sidecar kind listed for it.
+        let mut sidecars: HashMap<String, ChecksumKind> = HashMap::new();
         let mut skipped = Vec::new();
         let mut listed = 0usize;
         let mut objects = std::pin::pin!(bucket.list(&cfg.prefix));
         while let Some(object) = objects.try_next().await? {
             listed += 1;
             let name = object.key.rsplit('/').next().unwrap_or_default().to_owned();
-            if let Some(dump) = name.strip_suffix(SIDECAR_SUFFIX) {
-                sidecars.insert(dump.to_owned());
+            if let Some((dump, kind)) = ChecksumKind::ALL
+                .into_iter()
+                .find_map(|k| name.strip_suffix(k.suffix()).map(|d| (d, k)))
+            {
+                let strongest = sidecars.entry(dump.to_owned()).or_insert(kind);
+                *strongest = (*strongest).max(kind);
                 continue;
             }
             let skip = |reason: String| Skipped {
@@ -202,12 +326,14 @@ impl Catalog {
                 Ok(p) => dumps.push(Snapshot {
                     name,
                     key: object.key.clone(),
+                    content: p.content,
                     database: p.database,
                     host: p.host,
                     taken_at: p.taken_at,
                     size: object.size,
                     compression: p.compression,
-                    checksum_key: None,
+                    encrypted: p.encrypted,
+                    checksum: None,
                 }),
                 Err(reason) => skipped.push(skip(reason)),
             }
@@ -219,14 +345,17 @@ impl Catalog {
             });
         }
         for dump in &mut dumps {
-            if sidecars.remove(&dump.name) {
-                dump.checksum_key = Some(format!("{}{SIDECAR_SUFFIX}", dump.key));
+            if let Some(kind) = sidecars.remove(&dump.name) {
+                dump.checksum = Some(Sidecar {
+                    kind,
+                    key: format!("{}{}", dump.key, kind.suffix()),
+                });
             }
         }
         let mut orphans: Vec<_> = sidecars.into_iter().collect();
         orphans.sort();
-        skipped.extend(orphans.into_iter().map(|dump| Skipped {
-            key: format!("{}{dump}{SIDECAR_SUFFIX}", prefix_dir(&cfg.prefix)),
+        skipped.extend(orphans.into_iter().map(|(dump, kind)| Skipped {
+            key: format!("{}{dump}{}", prefix_dir(&cfg.prefix), kind.suffix()),
             reason: "checksum sidecar without its dump".into(),
         }));
         dumps.sort_by(|a, b| {
@@ -244,8 +373,9 @@ impl Catalog {
         })
     }
 
-    /// Picks the snapshot to restore: the newest (refused when older than `max_age`) or one by
-    /// name (its file name or full key).
+    /// Picks the snapshot to restore: the newest database or cluster dump (refused when older
+    /// than `max_age`; a globals dump, written beside per-database ones, is never the newest)
+    /// or one by name (its file name or full key). Only a database dump is restored.
     pub fn select(
         &self,
         selection: &Selection,
@@ -255,7 +385,8 @@ impl Catalog {
             Selection::Latest => {
                 let newest = self
                     .snapshots
-                    .first()
+                    .iter()
+                    .find(|s| s.content != Content::Globals)
                     .ok_or_else(|| CatalogError::NoneUsable {
                         bucket: self.bucket.clone(),
                         prefix: self.prefix.clone(),
@@ -281,7 +412,13 @@ impl Catalog {
                     prefix: self.prefix.clone(),
                 })?,
         };
-        if self.require_checksum && snapshot.checksum_key.is_none() {
+        if snapshot.content != Content::Database {
+            return Err(CatalogError::NotADatabase {
+                name: snapshot.name.clone(),
+                content: snapshot.content,
+            });
+        }
+        if self.require_checksum && snapshot.checksum.is_none() {
             return Err(CatalogError::NoChecksum {
                 name: snapshot.name.clone(),
             });
@@ -296,15 +433,6 @@ fn prefix_dir(prefix: &str) -> &str {
         Some(i) => &prefix[..=i],
         None => "",
     }
-}
-
-/// Parses a `.md5` sidecar (`<32 hex>  <name>` or just the hex) into the digest.
-pub fn parse_sidecar(text: &[u8]) -> Option<[u8; 16]> {
-    let text = std::str::from_utf8(text).ok()?;
-    let hex_digest = text.split_whitespace().next()?;
-    let mut digest = [0u8; 16];
-    hex::decode_to_slice(hex_digest, &mut digest).ok()?;
-    Some(digest)
 }
 
 /// A short human age: `3d 4h`, `5h 12m`, `42s`.
@@ -340,12 +468,44 @@ mod tests {
                 .compression,
             Compression::Gzip
         );
-        assert_eq!(
-            parse_name("pgsql_app_h_20260101-000000.sql", "app")
-                .unwrap()
-                .compression,
-            Compression::None
-        );
+        for (name, compression, encrypted) in [
+            ("pgsql_app_h_20260101-000000.sql", Compression::None, false),
+            (
+                "pgsql_app_h_20260101-000000.sql.bz2",
+                Compression::Bzip2,
+                false,
+            ),
+            (
+                "pgsql_app_h_20260101-000000.sql.xz.gpg",
+                Compression::Xz,
+                true,
+            ),
+            (
+                "pgsql_app_h_20260101-000000.sql.gpg",
+                Compression::None,
+                true,
+            ),
+        ] {
+            let p = parse_name(name, "app").unwrap();
+            assert_eq!(
+                (p.compression, p.encrypted),
+                (compression, encrypted),
+                "{name}"
+            );
+            assert_eq!(
+                (p.content, p.host.as_str()),
+                (Content::Database, "h"),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn cluster_dumps_are_named_for_what_they_are() {
+        let all = parse_name("pgsql_all_db_1_20260101-000000.sql.zst", "app").unwrap();
+        assert_eq!((all.content, all.host.as_str()), (Content::Cluster, "db_1"));
+        let globals = parse_name("pgsql_globals_db_20260101-000000.sql.gz", "app").unwrap();
+        assert_eq!(globals.content, Content::Globals);
     }
 
     #[test]
@@ -353,7 +513,11 @@ mod tests {
         let cases = [
             ("pgsql_app_h_20261325-030000.sql.zst", "bad timestamp"),
             ("pgsql_app_h_2026112-030000.sql.zst", "bad timestamp"),
-            ("pgsql_app_h_20261125-030000.sql.bz2", "unknown extension"),
+            ("pgsql_app_h_20261125-030000.sql.lz4", "unknown extension"),
+            (
+                "pgsql_app_h_20261125-030000.sql.zst.gpg.gz",
+                "unknown extension",
+            ),
             ("pgsql_app_h_20261125-030000.tar", "unknown extension"),
             ("mysql_app_h_20261125-030000.sql", "not a pgsql_"),
             (
@@ -370,18 +534,6 @@ mod tests {
             let err = parse_name(name, "app").unwrap_err();
             assert!(err.contains(reason), "{name}: {err}");
         }
-    }
-
-    #[test]
-    fn sidecars_parse_with_or_without_a_name() {
-        let d = parse_sidecar(
-            b"9e107d9d372bb6826bd81d3542a419d6  pgsql_app_h_20261125-030000.sql.zst\n",
-        )
-        .unwrap();
-        assert_eq!(hex::encode(d), "9e107d9d372bb6826bd81d3542a419d6");
-        assert!(parse_sidecar(b"9e107d9d372bb6826bd81d3542a419d6").is_some());
-        assert!(parse_sidecar(b"not-hex").is_none());
-        assert!(parse_sidecar(b"").is_none());
     }
 
     #[test]

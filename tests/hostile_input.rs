@@ -14,7 +14,7 @@ use proptest::prelude::*;
 
 use staging_refresh::restore::filter::{Action, Filter};
 use staging_refresh::restore::lexer::{Item, Lexer};
-use staging_refresh::snapshot::{Compression, parse_name};
+use staging_refresh::snapshot::{Compression, Content, parse_name};
 
 use common::constants::OWNER;
 use common::env::Env;
@@ -133,7 +133,7 @@ enum Hiding {
 }
 
 /// A db-backup file name's parts.
-fn name_parts() -> impl Strategy<Value = (String, String, DateTime<Utc>, Compression)> {
+fn name_parts() -> impl Strategy<Value = (String, String, DateTime<Utc>, (Compression, bool))> {
     let taken = (
         2000i32..2100,
         1u32..13,
@@ -152,25 +152,29 @@ fn name_parts() -> impl Strategy<Value = (String, String, DateTime<Utc>, Compres
     let compression = prop_oneof![
         Just(Compression::Zstd),
         Just(Compression::Gzip),
+        Just(Compression::Bzip2),
+        Just(Compression::Xz),
         Just(Compression::None)
     ];
     (
         "[a-z][a-z0-9_]{0,11}",
         "[a-z0-9][a-z0-9_.-]{0,15}",
         taken,
-        compression,
+        (compression, any::<bool>()),
     )
 }
 
-fn form_name(db: &str, host: &str, taken: DateTime<Utc>, compression: Compression) -> String {
-    let extension = match compression {
-        Compression::Zstd => ".sql.zst",
-        Compression::Gzip => ".sql.gz",
-        Compression::None => ".sql",
-    };
+fn form_name(
+    db: &str,
+    host: &str,
+    taken: DateTime<Utc>,
+    (compression, encrypted): (Compression, bool),
+) -> String {
     format!(
-        "pgsql_{db}_{host}_{}{extension}",
-        taken.format("%Y%m%d-%H%M%S")
+        "pgsql_{db}_{host}_{}{}{}",
+        taken.format("%Y%m%d-%H%M%S"),
+        compression.suffix(),
+        if encrypted { ".gpg" } else { "" }
     )
 }
 
@@ -232,15 +236,22 @@ proptest! {
     fn the_name_parser_accepts_the_names_db_backup_forms((db, host, taken, compression) in name_parts()) {
         let name = form_name(&db, &host, taken, compression);
         let parsed = parse_name(&name, &db).unwrap();
+        prop_assert_eq!(parsed.content, Content::Database);
         prop_assert_eq!(parsed.host, host);
         prop_assert_eq!(parsed.taken_at, taken);
-        prop_assert_eq!(parsed.compression, compression);
+        prop_assert_eq!((parsed.compression, parsed.encrypted), compression);
     }
 
     #[test]
     fn the_name_parser_accepts_only_names_it_can_form_again(name in "\\PC{0,60}", db in "[a-z_]{1,8}") {
         if let Ok(parsed) = parse_name(&name, &db) {
-            let formed = form_name(&db, &parsed.host, parsed.taken_at, parsed.compression);
+            let named = match parsed.content {
+                Content::Database => db.as_str(),
+                Content::Cluster => "all",
+                Content::Globals => "globals",
+            };
+            let kind = (parsed.compression, parsed.encrypted);
+            let formed = form_name(named, &parsed.host, parsed.taken_at, kind);
             prop_assert_eq!(formed, name);
         }
     }

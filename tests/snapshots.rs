@@ -60,9 +60,9 @@ async fn lists_more_than_a_thousand_snapshots_newest_first_across_days_and_hosts
     assert_eq!(first["database"], "my_app");
     assert_eq!(first["host"], hosts[1099 % 3]);
     // Every other dump (even i) has a sidecar; the newest is i = 1099 (odd).
-    assert!(first["checksum_key"].is_null());
+    assert!(first["checksum"].is_null());
     assert!(
-        json["snapshots"][1]["checksum_key"]
+        json["snapshots"][1]["checksum"]["key"]
             .as_str()
             .unwrap()
             .ends_with(".sql.zst.md5")
@@ -83,7 +83,7 @@ async fn skips_what_does_not_parse_and_says_why() {
         format!("{good}.md5"),
         lonely_dump.clone(),
         "pgsql_app_db_20261399-250000.sql.zst".into(),
-        "pgsql_app_db_20261120-030000.sql.bz2".into(),
+        "pgsql_app_db_20261120-030000.sql.lz4".into(),
         "pgsql_app_db_20261120-030000.sql.zst.partial".into(),
         "pgsql_app_db_20261119-030000.sql.zst.md5".into(),
         "pgsql_analytics_db_20261120-030000.sql.zst".into(),
@@ -107,7 +107,7 @@ async fn skips_what_does_not_parse_and_says_why() {
     );
     for (key, reason) in [
         ("pgsql_app_db_20261399-250000.sql.zst", "bad timestamp"),
-        ("pgsql_app_db_20261120-030000.sql.bz2", "unknown extension"),
+        ("pgsql_app_db_20261120-030000.sql.lz4", "unknown extension"),
         (
             "pgsql_app_db_20261120-030000.sql.zst.partial",
             "unknown extension",

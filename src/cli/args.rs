@@ -37,7 +37,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// List snapshots, newest first: name, taken at, age, size, checksum present.
+    /// List snapshots, newest first: name, taken at, age, size, compression, encryption, checksum.
     Snapshots {
         /// Show at most this many.
         #[arg(long)]

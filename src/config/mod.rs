@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use schema::{
-    AnonymizeConfig, BackendConfig, BucketConfig, DaemonConfig, DatabaseConfig, MaintenanceConfig,
-    MediaConfig, MetricsConfig, NotifyConfig, OnUnmaskedPii, PasswordHash, RedisConfig,
-    RestoreConfig, ScheduleConfig, SnapshotConfig,
+    AnonymizeConfig, BackendConfig, BucketConfig, DaemonConfig, DatabaseConfig, DecryptConfig,
+    MaintenanceConfig, MediaConfig, MetricsConfig, NotifyConfig, OnUnmaskedPii, PasswordHash,
+    RedisConfig, RestoreConfig, ScheduleConfig, SnapshotConfig,
 };
 pub use units::MaxDelete;
 
@@ -30,6 +30,7 @@ const SECRET_KEYS: &[&str] = &[
     "url",
     "admin_password",
     "smtp_url",
+    "passphrase",
 ];
 /// Environment keys parsed as comma-separated lists.
 const LIST_KEYS: &[&str] = &[

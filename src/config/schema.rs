@@ -58,6 +58,17 @@ pub struct SnapshotConfig {
     pub max_age: Duration,
     #[serde(default)]
     pub require_checksum: bool,
+    /// How to open `.gpg` snapshots.
+    pub decrypt: Option<DecryptConfig>,
+}
+
+/// `[snapshot.decrypt]`: a passphrase for `gpg -c` files, or an OpenPGP secret key (armored or
+/// binary) for files encrypted to it; with both, the passphrase unlocks the key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecryptConfig {
+    pub passphrase: Option<Secret>,
+    pub key_file: Option<PathBuf>,
 }
 
 impl SnapshotConfig {

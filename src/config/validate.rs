@@ -38,6 +38,15 @@ fn snapshot(s: &SnapshotConfig) -> Result<(), ConfigError> {
     if s.max_age.is_zero() {
         return Err(key_error("snapshot.max_age", "must be greater than zero"));
     }
+    if let Some(decrypt) = &s.decrypt
+        && decrypt.passphrase.is_none()
+        && decrypt.key_file.is_none()
+    {
+        return Err(key_error(
+            "snapshot.decrypt",
+            "set passphrase, passphrase_file or key_file",
+        ));
+    }
     if let Some(source) = &s.database {
         identifier("snapshot.database", source, 0)?;
     }
@@ -291,6 +300,7 @@ mod tests {
             ("[media]\nenabled = true\n", "media.source"),
             ("[redis]\nurl = \"http://nope\"\n", "redis.url"),
             ("[restore]\njobs = 0\n", "restore.jobs"),
+            ("[snapshot.decrypt]\n", "snapshot.decrypt"),
         ];
         for (extra, key) in cases {
             let err = load(&format!("{MINIMAL}{extra}"), &[]).unwrap_err();

@@ -393,7 +393,11 @@ impl Run<'_> {
         let progress = Arc::new(Progress::new("restore", Unit::Bytes, Some(snapshot.size)));
         self.begin(Phase::Restore, Some(progress.clone()));
         let bucket = SourceBucket::new(self.config.snapshot.bucket_config());
-        let streamed = restore::restore(&bucket, snapshot, filter, &sessions, progress.clone())
+        let source = restore::Source {
+            bucket: &bucket,
+            decrypt: self.config.snapshot.decrypt.as_ref(),
+        };
+        let streamed = restore::restore(source, snapshot, filter, &sessions, progress.clone())
             .await
             .doing(format!("restoring {} into {scratch}", snapshot.name))?;
         progress.finish();

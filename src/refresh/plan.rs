@@ -71,7 +71,11 @@ async fn database_plan(config: &Config, selection: &Selection) -> Result<Databas
     let (bucket, snapshot) = select_snapshot(config, selection).await?;
     let filter = restore_filter(config, &server, &client, &snapshot).await?;
     let progress = Arc::new(Progress::new("plan", Unit::Bytes, Some(snapshot.size)));
-    let streamed = restore::plan(&bucket, &snapshot, filter, progress)
+    let source = restore::Source {
+        bucket: &bucket,
+        decrypt: config.snapshot.decrypt.as_ref(),
+    };
+    let streamed = restore::plan(source, &snapshot, filter, progress)
         .await
         .doing(format!("reading {}", snapshot.name))?;
 

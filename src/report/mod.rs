@@ -97,7 +97,7 @@ pub struct SnapshotReport {
     pub taken_at: DateTime<Utc>,
     /// Compressed size in the bucket.
     pub size: u64,
-    /// True when an `.md5` sidecar existed and matched the downloaded bytes.
+    /// True when an `.md5` or `.sha1` sidecar existed and matched the downloaded bytes.
     pub checksum_verified: bool,
 }
 
@@ -112,7 +112,7 @@ impl SnapshotReport {
             if self.checksum_verified {
                 "verified"
             } else {
-                "not verified: no .md5 sidecar"
+                "not verified: no checksum sidecar"
             }
         )
     }

@@ -1,16 +1,17 @@
 //! Streams a snapshot from the bucket into a database, with no temporary file and bounded
 //! memory. Three stages overlap, joined by bounded channels:
 //!
-//! 1. download (async task): S3 GET, MD5 of the raw bytes (checked against the `.md5`
-//!    sidecar at the end of the stream), progress;
-//! 2. decode (a blocking thread): zstd/gzip/plain decoding, the psql-compatible
-//!    [`lexer`], the [`filter`];
+//! 1. download (async task): S3 GET, the checksum of the raw bytes (checked against the
+//!    `.md5` or `.sha1` sidecar at the end of the stream), progress;
+//! 2. decode (a blocking thread): [`decode`] (decryption, decompression), the
+//!    psql-compatible [`lexer`], the [`filter`];
 //! 3. consume (the caller's task): the [`loader`] for a restore (its post-data statements
 //!    on a pool of [`session`]s, see [`postdata`]), a counter for a plan.
 //!
 //! When a stage fails, its neighbours see their channel close and stop; the error reported
 //! is the stage's own, not the closed channel it caused downstream or upstream.
 
+pub mod decode;
 pub mod filter;
 pub mod lexer;
 pub mod loader;
@@ -23,14 +24,15 @@ use std::io::Read;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use md5::{Digest, Md5};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use crate::config::DecryptConfig;
 use crate::database::DbError;
 use crate::progress::Progress;
-use crate::snapshot::{Compression, Snapshot, parse_sidecar};
+use crate::snapshot::Snapshot;
 use crate::store::{SourceBucket, StoreError};
+use decode::{Checksum, DecodeError, Secrets};
 use filter::{Action, Filter, Refusal};
 use lexer::{Item, LexError, Lexer};
 pub use loader::Load;
@@ -42,28 +44,15 @@ use session::Sessions;
 /// hundred KiB this bounds memory (a deeper download buffer measured no faster, and bigger).
 const CHANNEL_DEPTH: usize = 16;
 const SIDECAR_LIMIT: usize = 4096;
+/// Enough of a snapshot's first bytes to decrypt and decompress its start.
+const PROBE_BYTES: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
     #[error("downloading the snapshot: {0}")]
     Download(StoreError),
-    #[error("the checksum sidecar {key} is not \"<32 hex digits>  <file name>\"")]
-    BadSidecar { key: String },
-    #[error(
-        "checksum mismatch for {name}: the .md5 sidecar says {expected}, the downloaded bytes \
-         hash to {actual}; the snapshot is corrupt or incomplete"
-    )]
-    Checksum {
-        name: String,
-        expected: String,
-        actual: String,
-    },
-    #[error("decompressing {name} ({compression:?}): {message}")]
-    Decode {
-        name: String,
-        compression: Compression,
-        message: String,
-    },
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
     #[error("{0}")]
     Syntax(String),
     #[error(transparent)]
@@ -80,12 +69,30 @@ pub struct Streamed {
     pub bytes_downloaded: u64,
     /// Decompressed SQL bytes.
     pub bytes_sql: u64,
-    /// Whether an `.md5` sidecar existed and matched.
+    /// Whether an `.md5` or `.sha1` sidecar existed and matched.
     pub checksum_verified: bool,
     /// Rows per table (as the COPY statement names it).
     pub rows: BTreeMap<String, u64>,
     /// Statements and meta-commands dropped or rewritten by the filter, by reason.
     pub filtered: BTreeMap<String, u64>,
+}
+
+/// Why the decode stage failed: [`RestoreError`]'s causes that stage has (its loader errors
+/// are large).
+enum DecodeFailure {
+    Decode(DecodeError),
+    Syntax(String),
+    Refused(Refusal),
+}
+
+impl From<DecodeFailure> for RestoreError {
+    fn from(failure: DecodeFailure) -> RestoreError {
+        match failure {
+            DecodeFailure::Decode(e) => e.into(),
+            DecodeFailure::Syntax(message) => RestoreError::Syntax(message),
+            DecodeFailure::Refused(r) => r.into(),
+        }
+    }
 }
 
 /// Why a stage stopped.
@@ -96,9 +103,16 @@ enum Stop<E> {
     Closed,
 }
 
+/// Where and how to read a snapshot: its bucket and `[snapshot.decrypt]`.
+#[derive(Clone, Copy)]
+pub struct Source<'a> {
+    pub bucket: &'a SourceBucket,
+    pub decrypt: Option<&'a DecryptConfig>,
+}
+
 /// Restores `snapshot` into the scratch database `sessions` open.
 pub async fn restore(
-    bucket: &SourceBucket,
+    source: Source<'_>,
     snapshot: &Snapshot,
     filter: Filter,
     sessions: &Sessions,
@@ -106,7 +120,7 @@ pub async fn restore(
 ) -> Result<Streamed, RestoreError> {
     let client = sessions.open().await?;
     let consume_progress = progress.clone();
-    stream(bucket, snapshot, filter, progress, |items| async move {
+    stream(source, snapshot, filter, progress, |items| async move {
         let mut post_data = PostData::new(sessions, &consume_progress);
         loader::load(&client, items, &consume_progress, &mut post_data).await
     })
@@ -116,12 +130,12 @@ pub async fn restore(
 /// Streams `snapshot` through checksum, decoding and the filter without loading anything:
 /// the rows per table come from the COPY blocks.
 pub async fn plan(
-    bucket: &SourceBucket,
+    source: Source<'_>,
     snapshot: &Snapshot,
     filter: Filter,
     progress: Arc<Progress>,
 ) -> Result<Streamed, RestoreError> {
-    stream(bucket, snapshot, filter, progress, |mut items| async move {
+    stream(source, snapshot, filter, progress, |mut items| async move {
         let mut rows = BTreeMap::new();
         let mut table = String::new();
         while let Some(item) = items.recv().await {
@@ -137,7 +151,7 @@ pub async fn plan(
 }
 
 async fn stream<F, Fut>(
-    bucket: &SourceBucket,
+    Source { bucket, decrypt }: Source<'_>,
     snapshot: &Snapshot,
     filter: Filter,
     progress: Arc<Progress>,
@@ -147,16 +161,19 @@ where
     F: FnOnce(mpsc::Receiver<Load>) -> Fut,
     Fut: Future<Output = Result<BTreeMap<String, u64>, LoadError>>,
 {
-    let expected = match &snapshot.checksum_key {
-        Some(key) => {
+    let secrets = secrets(snapshot, decrypt)?;
+    let checksum = match &snapshot.checksum {
+        Some(sidecar) => {
             let text = bucket
-                .get_small(key, SIDECAR_LIMIT)
+                .get_small(&sidecar.key, SIDECAR_LIMIT)
                 .await
                 .map_err(RestoreError::Download)?;
-            Some(
-                parse_sidecar(&text)
-                    .ok_or_else(|| RestoreError::BadSidecar { key: key.clone() })?,
-            )
+            Some(Checksum::from_sidecar(
+                sidecar.kind,
+                &sidecar.key,
+                &snapshot.name,
+                &text,
+            )?)
         }
         None => None,
     };
@@ -170,15 +187,20 @@ where
     let download = AbortOnDrop(tokio::spawn(download(
         body,
         raw_tx,
-        expected,
+        checksum,
         snapshot.clone(),
         (bucket.name().to_owned(), bucket.endpoint().to_owned()),
         progress,
     )));
-    let name = snapshot.name.clone();
-    let compression = snapshot.compression;
+    let decoded_snapshot = snapshot.clone();
     let decode = AbortOnDrop(tokio::task::spawn_blocking(move || {
-        decode(ChannelReader::new(raw_rx), compression, &filter, &load_tx)
+        decode(
+            ChannelReader::new(raw_rx),
+            &decoded_snapshot,
+            secrets.as_ref(),
+            &filter,
+            &load_tx,
+        )
     }));
     let consumed = consume(load_rx).await;
     let decoded = decode.join().await;
@@ -191,17 +213,7 @@ where
     };
     let (bytes_sql, filtered) = match decoded {
         Ok(d) => d,
-        Err(Stop::Failed(DecodeError::Input(message))) => {
-            return Err(RestoreError::Decode {
-                name,
-                compression,
-                message,
-            });
-        }
-        Err(Stop::Failed(DecodeError::Syntax(message))) => {
-            return Err(RestoreError::Syntax(message));
-        }
-        Err(Stop::Failed(DecodeError::Refused(r))) => return Err(r.into()),
+        Err(Stop::Failed(e)) => return Err(e.into()),
         Err(Stop::Closed) => (0, BTreeMap::new()),
     };
     let rows = consumed?;
@@ -236,79 +248,126 @@ impl<T, E> AbortOnDrop<Result<T, Stop<E>>> {
 async fn download(
     mut body: aws_sdk_s3::primitives::ByteStream,
     out: mpsc::Sender<std::io::Result<Bytes>>,
-    expected: Option<[u8; 16]>,
+    mut checksum: Option<Checksum>,
     snapshot: Snapshot,
     (bucket, endpoint): (String, String),
     progress: Arc<Progress>,
 ) -> Result<(u64, bool), Stop<RestoreError>> {
-    let mut md5 = Md5::new();
     let mut bytes = 0u64;
     loop {
         let chunk = match body.try_next().await {
             Ok(Some(chunk)) => chunk,
             Ok(None) => break,
             Err(e) => {
-                let message = aws_sdk_s3::error::DisplayErrorContext(&e).to_string();
                 let _ = out
                     .send(Err(std::io::Error::other("download failed")))
                     .await;
-                return Err(Stop::Failed(RestoreError::Download(StoreError {
-                    kind: crate::store::ErrorKind::Temporary,
-                    what: format!("reading {:?} after {bytes} bytes", snapshot.key),
-                    bucket,
-                    endpoint,
-                    message,
-                })));
+                return Err(Stop::Failed(RestoreError::Download(read_failed(
+                    e,
+                    &snapshot.key,
+                    bytes,
+                    (bucket, endpoint),
+                ))));
             }
         };
-        md5.update(&chunk);
+        if let Some(checksum) = &mut checksum {
+            checksum.update(&chunk);
+        }
         bytes += chunk.len() as u64;
         progress.inc(chunk.len() as u64);
         if out.send(Ok(chunk)).await.is_err() {
             return Err(Stop::Closed);
         }
     }
-    let actual: [u8; 16] = md5.finalize().into();
-    if let Some(expected) = expected
-        && expected != actual
-    {
+    let verified = checksum.is_some();
+    if let Some(Err(e)) = checksum.map(|c| c.verify(&snapshot.name)) {
         let _ = out
             .send(Err(std::io::Error::other("checksum mismatch")))
             .await;
-        return Err(Stop::Failed(RestoreError::Checksum {
-            name: snapshot.name,
-            expected: hex::encode(expected),
-            actual: hex::encode(actual),
-        }));
+        return Err(Stop::Failed(e.into()));
     }
-    Ok((bytes, expected.is_some()))
+    Ok((bytes, verified))
 }
 
-enum DecodeError {
-    Input(String),
-    Syntax(String),
-    Refused(Refusal),
+/// The failure to read an object's body after `bytes` bytes.
+fn read_failed(
+    e: impl std::error::Error + 'static,
+    key: &str,
+    bytes: u64,
+    (bucket, endpoint): (String, String),
+) -> StoreError {
+    StoreError {
+        kind: crate::store::ErrorKind::Temporary,
+        what: format!("reading {key:?} after {bytes} bytes"),
+        bucket,
+        endpoint,
+        message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+    }
+}
+
+/// Opens the first bytes of `snapshot` as a restore would (decryption, decompression, the
+/// checks of what they are) and loads nothing: `check` proves the secret opens it.
+pub async fn probe(source: Source<'_>, snapshot: &Snapshot) -> Result<(), RestoreError> {
+    let secrets = secrets(snapshot, source.decrypt)?;
+    let bucket = source.bucket;
+    let mut body = bucket
+        .get(&snapshot.key)
+        .await
+        .map_err(RestoreError::Download)?;
+    let mut head = Vec::new();
+    while head.len() < PROBE_BYTES {
+        match body.try_next().await {
+            Ok(Some(chunk)) => head.extend_from_slice(&chunk),
+            Ok(None) => break,
+            Err(e) => {
+                let place = (bucket.name().to_owned(), bucket.endpoint().to_owned());
+                let failed = read_failed(e, &snapshot.key, head.len() as u64, place);
+                return Err(RestoreError::Download(failed));
+            }
+        }
+    }
+    let snapshot = snapshot.clone();
+    let opened = tokio::task::spawn_blocking(move || {
+        decode::sql(std::io::Cursor::new(head), &snapshot, secrets.as_ref()).map(drop)
+    })
+    .await
+    .expect("opening a snapshot does not panic");
+    Ok(opened?)
+}
+
+/// Reads `[snapshot.decrypt]`'s secrets when `snapshot` needs them.
+fn secrets(
+    snapshot: &Snapshot,
+    decrypt: Option<&DecryptConfig>,
+) -> Result<Option<Secrets>, DecodeError> {
+    match decrypt {
+        Some(cfg) if snapshot.encrypted => Secrets::load(cfg).map(Some),
+        _ => Ok(None),
+    }
 }
 
 /// Decodes, splits and filters on a blocking thread; returns the SQL bytes read and the
 /// filter's counts.
 fn decode(
     input: ChannelReader,
-    compression: Compression,
+    snapshot: &Snapshot,
+    secrets: Option<&Secrets>,
     filter: &Filter,
     out: &mpsc::Sender<Load>,
-) -> Result<(u64, BTreeMap<String, u64>), Stop<DecodeError>> {
+) -> Result<(u64, BTreeMap<String, u64>), Stop<DecodeFailure>> {
     let upstream_failed = input.failed.clone();
-    let decoder: Box<dyn Read + Send> = match compression {
-        Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::new(input)
-                .map_err(|e| Stop::Failed(DecodeError::Input(e.to_string())))?,
-        ),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
-        Compression::None => Box::new(input),
+    // A decoder's failure after the download failed is the download's consequence.
+    let failed = |e: DecodeFailure| {
+        if upstream_failed.load(std::sync::atomic::Ordering::Relaxed) {
+            Stop::Closed
+        } else {
+            Stop::Failed(e)
+        }
     };
+    let sql =
+        decode::sql(input, snapshot, secrets).map_err(|e| failed(DecodeFailure::Decode(e)))?;
     let counted = Counted {
-        inner: decoder,
+        inner: sql,
         bytes: 0,
     };
     let mut lexer = Lexer::new(counted);
@@ -319,19 +378,19 @@ fn decode(
         let item = match lexer.next_item() {
             Ok(Some(item)) => item,
             Ok(None) => break,
-            Err(_) if upstream_failed.load(std::sync::atomic::Ordering::Relaxed) => {
-                return Err(Stop::Closed);
+            Err(LexError::Input(e)) => {
+                let cause = DecodeError::from_io(e, &snapshot.name);
+                return Err(failed(DecodeFailure::Decode(cause)));
             }
-            Err(LexError::Input(e)) => return Err(Stop::Failed(DecodeError::Input(e.to_string()))),
             Err(e @ LexError::Syntax { .. }) => {
-                return Err(Stop::Failed(DecodeError::Syntax(e.to_string())));
+                return Err(failed(DecodeFailure::Syntax(e.to_string())));
             }
         };
         match item {
             Item::Meta { command, line } => match filter.meta(&command, line) {
                 Ok(Action::Drop(reason)) => count(reason),
                 Ok(_) => unreachable!("meta-commands are dropped or refused"),
-                Err(r) => return Err(Stop::Failed(DecodeError::Refused(r))),
+                Err(r) => return Err(Stop::Failed(DecodeFailure::Refused(r))),
             },
             Item::Statement(s) => {
                 let text = match filter.statement(&s) {
@@ -344,7 +403,7 @@ fn decode(
                         count(reason);
                         continue;
                     }
-                    Err(r) => return Err(Stop::Failed(DecodeError::Refused(r))),
+                    Err(r) => return Err(Stop::Failed(DecodeFailure::Refused(r))),
                 };
                 if s.is_copy_from_stdin() {
                     send(Load::CopyStart {
@@ -364,6 +423,7 @@ fn decode(
 }
 
 /// Reads what the download task sends; an error it sends ends the stream with that error.
+#[derive(Debug)]
 struct ChannelReader {
     rx: mpsc::Receiver<std::io::Result<Bytes>>,
     chunk: Bytes,

@@ -96,18 +96,22 @@ pub fn dump_zstd_to(pg: &Postgres, db: &str, path: &Path) {
 
 /// Compresses with the zstd command line tool, as db-backup does.
 pub fn zstd(data: &[u8]) -> Vec<u8> {
-    let mut child = Command::new("zstd")
-        .args(["-q", "-c", "-3"])
+    pipe(Command::new("zstd").args(["-q", "-c", "-3"]), data)
+}
+
+/// What `cmd` prints for `data` on its standard input; it must succeed.
+pub fn pipe(cmd: &mut Command, data: &[u8]) -> Vec<u8> {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
-        .expect("run zstd");
+        .unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
     let mut stdin = child.stdin.take().unwrap();
     let input = data.to_vec();
     let writer = std::thread::spawn(move || stdin.write_all(&input));
     let out = child.wait_with_output().unwrap();
     writer.join().unwrap().unwrap();
-    assert!(out.status.success());
+    assert!(out.status.success(), "{cmd:?} failed");
     out.stdout
 }
 

@@ -10,6 +10,7 @@
 pub mod constants;
 pub mod env;
 pub mod fixtures;
+pub mod gpg;
 pub mod proxy;
 pub mod services;
 pub mod staging;

@@ -1,4 +1,5 @@
-//! `snapshots`: the usable snapshots, newest first, and how many objects were skipped.
+//! `snapshots`: the usable snapshots, newest first, each with its compression, encryption and
+//! checksum kind, and how many objects were skipped.
 
 use anyhow::Context;
 use chrono::Utc;
@@ -7,7 +8,7 @@ use indicatif::HumanBytes;
 use crate::cli::print_json;
 use crate::config::Config;
 use crate::error::Exit;
-use crate::snapshot::{Catalog, format_age};
+use crate::snapshot::{Catalog, Content, format_age};
 use crate::store::SourceBucket;
 
 pub async fn run(
@@ -36,26 +37,28 @@ pub async fn run(
         .unwrap_or(4)
         .max(4);
     println!(
-        "{:<width$}  {:<19}  {:>7}  {:>10}  CHECKSUM",
-        "NAME", "TAKEN AT (UTC)", "AGE", "SIZE"
+        "{:<width$}  {:<19}  {:>7}  {:>10}  {:<11}  {:<10}  CHECKSUM",
+        "NAME", "TAKEN AT (UTC)", "AGE", "SIZE", "COMPRESSION", "ENCRYPTION"
     );
     for s in &catalog.snapshots {
-        let too_old = if s.age(now) > config.snapshot.max_age {
-            " (older than max_age)"
-        } else {
-            ""
-        };
+        let mut notes = String::new();
+        if s.content != Content::Database {
+            notes.push_str(&format!(" ({}: not restorable)", s.content.describe()));
+        }
+        if s.age(now) > config.snapshot.max_age {
+            notes.push_str(" (older than max_age)");
+        }
         println!(
-            "{:<width$}  {:<19}  {:>7}  {:>10}  {}{too_old}",
+            "{:<width$}  {:<19}  {:>7}  {:>10}  {:<11}  {:<10}  {}{notes}",
             s.name,
             s.taken_at.format("%Y-%m-%d %H:%M:%S"),
             format_age(s.age(now)),
             HumanBytes(s.size).to_string(),
-            if s.checksum_key.is_some() {
-                "md5"
-            } else {
-                "none"
-            },
+            s.compression.to_string(),
+            if s.encrypted { "gpg" } else { "none" },
+            s.checksum
+                .as_ref()
+                .map_or("none".to_owned(), |c| c.kind.to_string()),
         );
     }
     if catalog.snapshots.is_empty() {
