@@ -125,7 +125,7 @@ owner = "{OWNER}"
 prod_admin_email = "{PROD_ADMIN_EMAIL}"
 admin_email = "admin@staging.example.com"
 admin_password = "sandbox-admin-password"
-
+{rules}
 [media]
 enabled = true
 # The sandbox's staging bucket starts nearly empty: allow its stale object to go.
@@ -155,6 +155,7 @@ state_dir = "{state}"
 control_socket = "{state}/control.sock"
 "#,
             snapshot_bucket = s3.bucket_toml(&snapshots),
+            rules = common::fixtures::PROD_RULES,
             backend_log = args.dir.join("backend.log").display(),
             media_source = s3.bucket_toml(&media_prod),
             media_target = s3.bucket_toml(&media_staging),

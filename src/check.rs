@@ -6,8 +6,11 @@ use std::path::Path;
 
 use chrono::Utc;
 use serde::Serialize;
+use tokio_postgres::Client;
 
 use crate::config::{BucketConfig, Config};
+use crate::database::restore_role::{self, Fitness};
+use crate::database::sql::quote_ident;
 use crate::database::{Server, markers};
 use crate::media::{self, MARKER_KEY};
 use crate::restore;
@@ -110,18 +113,107 @@ async fn database(config: &Config) -> Vec<CheckResult> {
     };
     let role = match server.is_superuser(&client).await {
         Ok(true) => Ok(
-            "warning: the role is a superuser, and the dump runs with its rights; \
-                        prefer a role with CREATEDB that is a member of database.owner"
+            "warning: the role is a superuser; the dump runs as the restore role all the same, \
+             but prefer a role with CREATEDB that is a member of database.owner"
                 .to_owned(),
         ),
         Ok(false) => Ok("not a superuser".to_owned()),
         Err(e) => Err(e.to_string()),
     };
-    vec![
+    let mut results = vec![
         CheckResult::from("database", reachable),
         CheckResult::from("target marker", marker),
         CheckResult::from("database role", role),
-    ]
+    ];
+    let restore = restore_role(&server, &client, name).await;
+    results.push(CheckResult::from("restore role", restore));
+    results.push(CheckResult::from(
+        "role privileges",
+        privileges(&client, config.database.owner.as_deref())
+            .await
+            .unwrap_or_else(|e| Err(e.to_string())),
+    ));
+    results
+}
+
+/// The restore role is fit, or the connected role may create it (or this is the SQL to).
+async fn restore_role(server: &Server, client: &Client, name: &str) -> Result<String, String> {
+    let role = restore_role::name(name);
+    match restore_role::fitness(server, client, &role).await {
+        Ok(Fitness::Fit) => match restore_role::may_set_password(server, client).await {
+            Ok(true) => Ok(format!(
+                "{role} is a member of nothing; the restore logs in as it for each run"
+            )),
+            Ok(false) => Ok(format!(
+                "warning: {role} is reached with SET ROLE, which code in the dump can undo \
+                 (set_config('role', 'none', false) returns to this role's rights); a role that \
+                 may set its password (CREATEROLE) logs in as it instead"
+            )),
+            Err(e) => Err(e.to_string()),
+        },
+        Ok(Fitness::Unfit(why)) => Err(why),
+        Ok(Fitness::Missing) => {
+            let may_create = restore_role::may_set_password(server, client).await;
+            let refresh_role = server.current_role(client).await;
+            match (may_create, refresh_role) {
+                (Ok(true), _) => Ok(format!(
+                    "{role} does not exist yet; the first run creates it"
+                )),
+                (Ok(false), Ok(refresh_role)) => Err(format!(
+                    "{role} does not exist and {refresh_role} may not create it; as a superuser \
+                     run: {}",
+                    restore_role::create_sql(&role, &refresh_role)
+                )),
+                (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
+            }
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// What the cutover and the hand-over need: ending other roles' sessions on the live
+/// database, and membership in `database.owner`.
+async fn privileges(
+    client: &Client,
+    owner: Option<&str>,
+) -> Result<Result<String, String>, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT current_user::text,
+                 pg_catalog.pg_has_role(current_user, 'pg_signal_backend', 'USAGE'),
+                 $1::text IS NULL OR pg_catalog.pg_has_role(current_user, $1::text, 'MEMBER')",
+            &[&owner],
+        )
+        .await?;
+    let (role, can_signal, in_owner): (String, bool, bool) = (row.get(0), row.get(1), row.get(2));
+    let mut missing = Vec::new();
+    if !can_signal {
+        missing.push(format!(
+            "{role} cannot end the live database's sessions at cutover (GRANT pg_signal_backend \
+             TO {})",
+            quote_ident(&role)
+        ));
+    }
+    if let (false, Some(owner)) = (in_owner, owner) {
+        missing.push(format!(
+            "{role} is not a member of database.owner {owner} (GRANT {} TO {})",
+            quote_ident(owner),
+            quote_ident(&role)
+        ));
+    }
+    Ok(if !missing.is_empty() {
+        Err(missing.join("; "))
+    } else if owner.is_none() {
+        Ok(format!(
+            "warning: database.owner is not set, so staging's objects are handed to {role}, and \
+             the dump's SECURITY DEFINER functions run as it; set database.owner"
+        ))
+    } else {
+        Ok(format!(
+            "{role} may end other roles' sessions (not a superuser's) and is a member of \
+             database.owner"
+        ))
+    })
 }
 
 /// Listing is all `check` does, so the read-only bucket type serves for either side.

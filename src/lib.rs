@@ -15,7 +15,9 @@
 //! | [`store`] | S3 clients; the production bucket's read-only type |
 //! | [`snapshot`] | the snapshot catalog: db-backup names, sidecars, selection |
 //! | [`database`] | the staging PostgreSQL server: sessions, scratch database, swap, markers, SQL quoting, server errors |
+//! | [`table`] | a table's name: a (schema, name) pair, parsed from the config, quoted for SQL |
 //! | [`restore`] | the dump stream: download, decode, lexer and filter, loader, parallel post-data |
+//! | [`mask`] | masking in the restore stream: rules, mask kinds, COPY rows, the key, the admin row |
 //! | [`anonymize`] | the anonymization rules, their verification, the PII scan |
 //! | [`media`] | the media mirror: merge-joined listings, server-side copies, deletes |
 //! | [`staging`] | the live environment around the database: backend commands, Redis, maintenance flag |
@@ -43,6 +45,7 @@ pub mod fault;
 mod journal;
 pub mod lock;
 pub mod logging;
+pub mod mask;
 pub mod media;
 pub mod metrics;
 mod notify;
@@ -57,4 +60,5 @@ mod staging;
 pub mod state;
 mod status;
 pub mod store;
+pub mod table;
 mod util;

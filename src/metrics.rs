@@ -43,6 +43,7 @@ pub const RESTORED_ROWS: &str = "staging_refresh_restored_rows";
 pub const ANONYMIZED_ROWS: &str = "staging_refresh_anonymized_rows";
 pub const VERIFICATION_FAILURES: &str = "staging_refresh_verification_failures";
 pub const PII_FINDINGS: &str = "staging_refresh_pii_findings";
+pub const MASKED_VALUES_TOTAL: &str = "staging_refresh_masked_values_total";
 pub const MEDIA_OBJECTS_TOTAL: &str = "staging_refresh_media_objects_total";
 pub const MEDIA_COPIED_BYTES_TOTAL: &str = "staging_refresh_media_copied_bytes_total";
 pub const MEDIA_RETRIES_TOTAL: &str = "staging_refresh_media_retries_total";
@@ -76,6 +77,7 @@ pub struct Metrics {
     maintenance_since: Gauge,
     next_run: Gauge,
     media_objects: IntCounterVec,
+    masked_values: IntCounterVec,
     media_copied_bytes: IntCounter,
     media_retries: IntCounter,
 }
@@ -158,6 +160,8 @@ impl Metrics {
                 "When the next scheduled refresh starts; 0 when none is."),
             media_objects: metric!(r => IntCounterVec, MEDIA_OBJECTS_TOTAL, ["action"],
                 "Media objects handled by the mirror, by action."),
+            masked_values: metric!(r => IntCounterVec, MASKED_VALUES_TOTAL, ["table", "column"],
+                "Values masked in the restore stream, by table and column."),
             media_copied_bytes: metric!(r => IntCounter, MEDIA_COPIED_BYTES_TOTAL,
                 "Bytes the media mirror copied."),
             media_retries: metric!(r => IntCounter, MEDIA_RETRIES_TOTAL,
@@ -191,6 +195,14 @@ impl Metrics {
             let objects = self.media_objects.with_label_values(&[action]);
             objects.reset();
             objects.inc_by(state.totals.media_objects(action));
+        }
+        self.masked_values.reset();
+        for (table, columns) in &state.totals.masked_values {
+            for (column, n) in columns {
+                self.masked_values
+                    .with_label_values(&[table, column])
+                    .inc_by(*n);
+            }
         }
         for (counter, total) in [
             (&self.media_copied_bytes, state.totals.media_copied_bytes),

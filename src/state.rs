@@ -55,6 +55,9 @@ pub struct Totals {
     /// Recoveries from runs that died.
     #[serde(default)]
     pub recoveries: u64,
+    /// Values masked in the restore stream, per table and column.
+    #[serde(default)]
+    pub masked_values: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 impl Totals {
@@ -275,6 +278,12 @@ impl Observer for Recorder {
             *s.totals.runs.entry(report.outcome).or_default() += 1;
             if let Some(media) = &report.media {
                 s.totals.add_media(media);
+            }
+            for (table, columns) in &report.masked_values {
+                let total = s.totals.masked_values.entry(table.clone()).or_default();
+                for (column, n) in columns {
+                    *total.entry(column.clone()).or_default() += n;
+                }
             }
             if report.outcome == Outcome::Ok {
                 s.last_success = Some(report.clone());

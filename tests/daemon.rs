@@ -200,7 +200,8 @@ fn slow_dump(seconds: u32) -> Vec<u8> {
     let dump = std::str::from_utf8(prod_dump()).unwrap();
     let end = dump.rfind("-- PostgreSQL database dump complete").unwrap();
     format!(
-        "{}SELECT pg_sleep({seconds});\n{}",
+        // A bare SELECT is refused: a materialized view's query runs when it is created.
+        "{}CREATE MATERIALIZED VIEW public.pause AS SELECT 1 AS x FROM pg_catalog.pg_sleep({seconds});\n{}",
         &dump[..end],
         &dump[end..]
     )

@@ -23,18 +23,13 @@ use common::staging::prod_dump;
 const COMPLETE: &str = "\n--\n-- PostgreSQL database dump complete\n--\n";
 
 fn filter() -> Filter {
-    Filter {
-        server_version: 150_000,
-        roles: HashSet::from([OWNER.to_owned()]),
-        owner: Some(OWNER.into()),
-        database: "app".into(),
-    }
+    Filter::new(150_000, HashSet::from([OWNER.to_owned()]), "app".into())
 }
 
 /// Lexes and filters `dump` as the restore's decode stage does; the statements let through,
 /// or the first error.
 fn lex_and_filter(dump: &[u8]) -> Result<Vec<String>, String> {
-    let filter = filter();
+    let mut filter = filter();
     let mut lexer = Lexer::new(dump);
     let mut kept = Vec::new();
     while let Some(item) = lexer.next_item().map_err(|e| e.to_string())? {
@@ -44,13 +39,24 @@ fn lex_and_filter(dump: &[u8]) -> Result<Vec<String>, String> {
             }
             Item::Statement(s) => match filter.statement(&s).map_err(|e| e.to_string())? {
                 Action::Keep => kept.push(s.text),
-                Action::Rewrite(text, _) => kept.push(text),
                 Action::Drop(_) => {}
             },
             Item::CopyData(_) | Item::CopyEnd { .. } => {}
         }
     }
     Ok(kept)
+}
+
+/// The statements the lexer splits `dump` into (no filter: it refuses a bare SELECT).
+fn split(dump: &[u8]) -> Result<Vec<String>, String> {
+    let mut lexer = Lexer::new(dump);
+    let mut statements = Vec::new();
+    while let Some(item) = lexer.next_item().map_err(|e| e.to_string())? {
+        if let Item::Statement(s) = item {
+            statements.push(s.text);
+        }
+    }
+    Ok(statements)
 }
 
 /// Text built from the pieces that switch the lexer's states.
@@ -204,7 +210,7 @@ proptest! {
             dump.push_str(sep);
         }
         dump.push_str(COMPLETE);
-        prop_assert_eq!(lex_and_filter(dump.as_bytes()), Ok(statements));
+        prop_assert_eq!(split(dump.as_bytes()), Ok(statements));
     }
 
     #[test]
@@ -278,6 +284,7 @@ async fn a_database_name_with_quotes_line_breaks_and_unicode_is_refreshed() {
             staging_refresh::database::sql::quote_ident(&name)
         ),
     );
+    common::staging::create_restore_role(env.pg, &name, common::staging::REFRESH_ROLE);
     let toml_name = serde_json::to_string(&name).unwrap();
     let config = std::fs::read_to_string(env.config()).unwrap().replace(
         &format!("name = \"{}\"", env.db),

@@ -420,7 +420,7 @@ async fn the_summary_email_says_what_a_refresh_did_and_leaks_nothing() {
     assert!(email.html.contains(&format!(
         "<td style=\"padding-right: 1em\">public.&quot;user&quot;</td><td style=\"padding-right: 1em\">{users}</td><td style=\"padding-right: 1em\">{anonymized}</td>"
     )), "{}", email.html);
-    email.says("Verification: all 6 checks passed.");
+    email.says("Verification: all 7 checks passed.");
     email.says("PII scan: nothing unmasked found.");
     email.says(&format!("Run {}", report["run_id"].as_str().unwrap()));
     assert!(!email.text.contains("What to do"), "{}", email.text);
@@ -429,11 +429,20 @@ async fn the_summary_email_says_what_a_refresh_did_and_leaks_nothing() {
 
 #[tokio::test]
 async fn a_failure_email_names_the_phase_and_the_way_back_without_production_values() {
-    // A duplicated customer email: the unique index fails, and PostgreSQL's DETAIL quotes it.
-    let dump = std::str::from_utf8(prod_dump()).unwrap().replacen(
+    // A duplicated row id: the primary key fails, and PostgreSQL's DETAIL quotes the value.
+    // (Users' rows cannot be injected: an INSERT setting masked columns is refused.)
+    let dump = std::str::from_utf8(prod_dump()).unwrap();
+    let row = common::prod_postgres().query(
+        "app",
+        "SELECT id, owner_id FROM organization ORDER BY id LIMIT 1",
+    );
+    let (org, owner) = row.split_once('|').unwrap();
+    let dump = dump.replacen(
         "\n\\.\n",
-        "\n\\.\nINSERT INTO public.\"user\" (id, email, hashed_password) VALUES \
-         ('00000000-0000-0000-0000-000000000001', 'customer5@example-customer.com', 'x');\n",
+        &format!(
+            "\n\\.\nINSERT INTO public.organization (id, owner_id, name, plan) \
+             VALUES ('{org}', '{owner}', 'Duplicate', 'free');\n"
+        ),
         1,
     );
     let to = recipient();
@@ -444,8 +453,7 @@ async fn a_failure_email_names_the_phase_and_the_way_back_without_production_val
     assert_eq!(out.code, 1, "{out:?}");
     // The whole error (stderr, the state file) quotes the value; the email must not.
     assert!(
-        out.stderr.contains("could not create unique index")
-            && out.stderr.contains("customer5@example-customer.com"),
+        out.stderr.contains("could not create unique index") && out.stderr.contains(org),
         "{out:?}"
     );
     assert_eq!(staging.query("SELECT note FROM sentinel"), SENTINEL);
@@ -459,7 +467,7 @@ async fn a_failure_email_names_the_phase_and_the_way_back_without_production_val
     email.says("systemctl start staging-refresh@now");
     email.says("none: staging stayed up");
     email.leaks_nothing();
-    assert!(!email.raw.contains("customer5"), "{}", email.raw);
+    assert!(!email.raw.contains(org), "{}", email.raw);
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! Parallel post-data: a dump with post-data of every kind (tests/fixtures/postdata.sql on
 //! top of the production-shaped database) restored on 4 sessions gives staging the schema a
-//! sequential restore gives it; a failing statement fails the run with its dump line; a
-//! signal during post-data cancels the run cleanly.
+//! sequential restore gives it; a failing statement fails the run with its dump line; what
+//! the dump runs in its own transaction stays in it; a signal during post-data cancels the
+//! run cleanly.
 
 mod common;
 
@@ -124,6 +125,27 @@ async fn a_failing_unique_index_fails_the_run_with_its_dump_line() {
     assert!(
         out.stderr.contains("could not create unique index"),
         "{out:?}"
+    );
+}
+
+#[tokio::test]
+async fn statements_inside_the_dumps_own_transaction_run_in_it() {
+    // On a job's session the index would not see the table, created in the transaction and
+    // not yet committed.
+    let dump = inject(
+        dump(),
+        "    ADD CONSTRAINT category_pkey PRIMARY KEY (id);",
+        "BEGIN;\n\
+         CREATE TABLE public.in_transaction (id integer);\n\
+         CREATE INDEX in_transaction_id_idx ON public.in_transaction USING btree (id);\n\
+         COMMIT;",
+    );
+    let env = env(&dump, 4).await;
+    let out = env.refresh().await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        env.query("SELECT indexdef FROM pg_indexes WHERE indexname = 'in_transaction_id_idx'"),
+        "CREATE INDEX in_transaction_id_idx ON public.in_transaction USING btree (id)"
     );
 }
 

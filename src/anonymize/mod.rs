@@ -1,8 +1,16 @@
-//! Anonymization of the scratch database, in one transaction: the [`rules`] (the runbook's
-//! three steps, flaws fixed), `extra_sql`, materialized views refreshed, then [`verify`] and
-//! [`scan`] inside the same transaction. Anything wrong rolls everything back, and the
-//! scratch database is dropped by the caller: nothing un-anonymized is ever committed.
+//! What follows the masked restore, in one transaction: `extra_sql` (with production's
+//! triggers off, see [`rules`]), bcrypt hashes when configured, materialized views
+//! refreshed, then [`verify`] and [`scan`] inside the same transaction. Anything wrong rolls
+//! everything back, and the scratch database is dropped by the caller: nothing
+//! un-anonymized is ever committed.
+//!
+//! The transaction is the refresh's own, on a fresh session (nothing the restore left, no
+//! temp objects, no pending trigger events), run as the restore role (code of the dump's
+//! that an UPDATE fires has no more rights than during the restore), with
+//! `search_path = pg_catalog, pg_temp` (no function or operator of the dump's stands in for
+//! pg_catalog's in our SQL) and row-level security and rules set aside ([`guard`]).
 
+mod guard;
 pub mod rules;
 pub mod scan;
 pub mod verify;
@@ -12,14 +20,15 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use crate::config::{AnonymizeConfig, OnUnmaskedPii};
-use crate::database::sql::ServerMessage;
+use crate::config::{AnonymizeConfig, OnUnmaskedPii, RestoreConfig};
+use crate::database::sql::{ServerMessage, quote_ident};
+use crate::mask::Masked;
 pub use scan::Finding;
 pub use verify::Verification;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Anonymized {
-    /// Rows changed per table.
+    /// Rows masked per table.
     pub rows: BTreeMap<String, u64>,
     pub verification: Vec<Verification>,
     pub findings: Vec<Finding>,
@@ -27,11 +36,6 @@ pub struct Anonymized {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnonymizeError {
-    #[error(
-        "no user has the production admin email {email:?} (anonymize.prod_admin_email); \
-         nothing was changed"
-    )]
-    AdminNotFound { email: String },
     #[error("{what}")]
     Sql {
         what: String,
@@ -80,25 +84,50 @@ pub(crate) fn sql_error(what: &str) -> impl Fn(tokio_postgres::Error) -> Anonymi
     }
 }
 
-/// Anonymizes, verifies and scans the database `client` is connected to, in one transaction
-/// committed only when all of it passes.
-pub async fn run(client: &mut Client, cfg: &AnonymizeConfig) -> Result<Anonymized, AnonymizeError> {
+/// Finishes, verifies and scans the database `client` (a fresh session) restored, as
+/// `role` (`masked` says what the restore masked), in one transaction committed only when
+/// all of it passes.
+pub async fn run(
+    client: &mut Client,
+    cfg: &AnonymizeConfig,
+    masked: &Masked,
+    role: &str,
+    limits: &RestoreConfig,
+) -> Result<Anonymized, AnonymizeError> {
+    client
+        .batch_execute("RESET ALL")
+        .await
+        .map_err(sql_error("resetting the session"))?;
     let tx = client
         .transaction()
         .await
         .map_err(sql_error("starting the transaction"))?;
     // The restore ran with synchronous_commit off; this commit flushes all of it, so a
     // crash after cutover can never bring back un-anonymized rows.
-    tx.batch_execute("SET LOCAL synchronous_commit = on")
-        .await
-        .map_err(sql_error("setting synchronous_commit"))?;
-    let applied = rules::apply(&tx, cfg).await?;
+    tx.batch_execute(&format!(
+        "SET LOCAL synchronous_commit = on;
+         SET LOCAL search_path = pg_catalog, pg_temp;
+         SET LOCAL statement_timeout = {};
+         SET LOCAL lock_timeout = {};
+         SET LOCAL ROLE {}",
+        limits.statement_timeout.as_millis(),
+        limits.lock_timeout.as_millis(),
+        quote_ident(role)
+    ))
+    .await
+    .map_err(sql_error("configuring the transaction"))?;
+    let set_aside = guard::set_aside(&tx).await?;
+    rules::apply(&tx, cfg, masked).await?;
     for path in &cfg.extra_sql {
         let shown = path.display().to_string();
         let sql = std::fs::read_to_string(path).map_err(|e| AnonymizeError::ExtraSql {
             path: shown.clone(),
             message: ServerMessage::plain(e.to_string()),
         })?;
+        // The operator's SQL names tables as a session does by default.
+        let sql = format!(
+            "SET LOCAL search_path TO DEFAULT;\n{sql}\n;SET LOCAL search_path = pg_catalog, pg_temp"
+        );
         tx.batch_execute(&sql)
             .await
             .map_err(|e| AnonymizeError::ExtraSql {
@@ -107,11 +136,11 @@ pub async fn run(client: &mut Client, cfg: &AnonymizeConfig) -> Result<Anonymize
             })?;
     }
     rules::finish(&tx).await?;
-    let verification = verify::run(&tx, cfg, &applied.admin_id).await?;
+    let verification = verify::run(&tx, cfg, masked).await?;
     if verification.iter().any(|c| !c.ok) {
         return Err(AnonymizeError::Verification(verification));
     }
-    let findings = scan::run(&tx, cfg).await?;
+    let findings = scan::run(&tx, cfg, masked).await?;
     if !findings.is_empty() {
         match cfg.on_unmasked_pii {
             OnUnmaskedPii::Fail => return Err(AnonymizeError::Pii(findings)),
@@ -121,12 +150,27 @@ pub async fn run(client: &mut Client, cfg: &AnonymizeConfig) -> Result<Anonymize
             ),
         }
     }
+    set_aside.put_back(&tx).await?;
+    // Code of the dump's can leave a role reached by SET ROLE; then nothing here is trusted.
+    let current: String = tx
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .map_err(sql_error("checking the session's role"))?
+        .get(0);
+    if current != role {
+        return Err(AnonymizeError::Sql {
+            what: "checking the session's role".into(),
+            message: ServerMessage::plain(format!(
+                "code in the database switched the session from {role:?} to {current:?}"
+            )),
+        });
+    }
     crate::fault::point("anonymize.before-commit");
     tx.commit()
         .await
         .map_err(sql_error("committing the anonymization"))?;
     Ok(Anonymized {
-        rows: applied.rows,
+        rows: masked.rows.clone(),
         verification,
         findings,
     })

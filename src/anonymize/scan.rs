@@ -1,6 +1,7 @@
 //! The scan for PII the rules missed, inside the anonymizing transaction: every text-like
 //! column (text, varchar, char, json, jsonb, citext, domains and arrays of them) of every user
-//! table and materialized view, except the columns the rules set. A column is reported when
+//! table and materialized view, except the columns the masking rules rewrote (`keep`
+//! columns are scanned: that is where a wrong classification shows). A column is reported when
 //! its name says PII (email, phone, token, ...) and it holds values the rules did not mask, or
 //! when sampled values look like emails, phone numbers, API tokens, IBANs or card numbers.
 //! Findings name table, column, kind and count, never a value.
@@ -12,10 +13,11 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Transaction;
 
-use super::rules::RULE_COLUMNS;
 use super::{AnonymizeError, sql_error};
 use crate::config::AnonymizeConfig;
 use crate::database::sql::quote_ident;
+use crate::mask::Masked;
+use crate::table::TableName;
 
 /// Rows sampled per table.
 const SAMPLE_ROWS: i64 = 500;
@@ -49,7 +51,7 @@ pub fn describe(findings: &[Finding]) -> String {
 }
 
 struct Table {
-    name: String,
+    name: TableName,
     pages: f64,
     columns: Vec<String>,
 }
@@ -57,6 +59,7 @@ struct Table {
 pub async fn run(
     tx: &Transaction<'_>,
     cfg: &AnonymizeConfig,
+    masked: &Masked,
 ) -> Result<Vec<Finding>, AnonymizeError> {
     let rows = tx
         .query(
@@ -84,8 +87,12 @@ pub async fn run(
     for row in rows {
         let (schema, table, column): (String, String, String) =
             (row.get(0), row.get(1), row.get(2));
-        let name = format!("{schema}.{table}");
-        if RULE_COLUMNS.contains(&(name.as_str(), column.as_str())) {
+        let name = TableName::new(&schema, &table);
+        if masked
+            .applied
+            .iter()
+            .any(|(t, c, _)| *t == name && *c == column)
+        {
             continue;
         }
         match tables.last_mut() {
@@ -100,8 +107,7 @@ pub async fn run(
     let masked_suffix = format!("%@{}", cfg.email_domain.to_lowercase());
     let mut findings = Vec::new();
     for table in &tables {
-        let (schema, name) = table.name.split_once('.').expect("schema.table");
-        let from = format!("{}.{}", quote_ident(schema), quote_ident(name));
+        let from = table.name.sql();
         for column in &table.columns {
             let Some(kind) = kind_by_name(column) else {
                 continue;
@@ -121,7 +127,7 @@ pub async fn run(
                 .get(0);
             if unmasked > 0 {
                 findings.push(Finding {
-                    table: table.name.clone(),
+                    table: table.name.to_string(),
                     column: column.clone(),
                     kind: kind.into(),
                     by: "column name".into(),
@@ -176,7 +182,7 @@ async fn sample(
     Ok(counts
         .into_iter()
         .map(|((i, kind), count)| Finding {
-            table: table.name.clone(),
+            table: table.name.to_string(),
             column: table.columns[i].clone(),
             kind: kind.into(),
             by: "sampled values".into(),
@@ -216,8 +222,18 @@ static TOKEN: LazyLock<Regex> = LazyLock::new(|| {
 static IBAN: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b").unwrap()
 });
-static CARD: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\b[2-6](?:[ -]?[0-9]){12,18}\b").unwrap());
+/// Card numbers as they are written: one run of digits, or groups of four (Amex 4-6-5)
+/// separated all by spaces or all by dashes.
+static CARD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"\b(?:[0-9]{13,19}|[0-9]{4}(?: [0-9]{4}){2} [0-9]{1,7}|[0-9]{4}(?:-[0-9]{4}){2}-[0-9]{1,7}|3[47][0-9]{2} [0-9]{6} [0-9]{5}|3[47][0-9]{2}-[0-9]{6}-[0-9]{5})\b",
+    )
+    .unwrap()
+});
+/// A UUID's digits can pass the Luhn check: UUIDs are taken out before looking for cards.
+static UUID: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}").unwrap()
+});
 
 /// The kinds of PII a value contains.
 fn kinds_in_value(value: &str, cfg: &AnonymizeConfig) -> Vec<&'static str> {
@@ -241,7 +257,11 @@ fn kinds_in_value(value: &str, cfg: &AnonymizeConfig) -> Vec<&'static str> {
     if IBAN.find_iter(value).any(|m| iban_valid(m.as_str())) {
         kinds.push("iban");
     }
-    if CARD.find_iter(value).any(|m| luhn_valid(m.as_str())) {
+    let without_uuids = UUID.replace_all(value, " ");
+    if CARD
+        .find_iter(&without_uuids)
+        .any(|m| card_prefix(m.as_str()) && luhn_valid(m.as_str()))
+    {
         kinds.push("card");
     }
     kinds
@@ -265,6 +285,20 @@ fn iban_valid(text: &str) -> bool {
         }
     }
     remainder == 1
+}
+
+/// Whether the number starts as the card networks' numbers do (Visa, Mastercard, Amex,
+/// Discover, JCB, Diners, UnionPay).
+fn card_prefix(text: &str) -> bool {
+    let digits: String = text.chars().filter(char::is_ascii_digit).take(4).collect();
+    let prefix = |n: usize| digits[..n].parse::<u32>().unwrap_or(0);
+    digits.starts_with('4')
+        || (51..=55).contains(&prefix(2))
+        || (2221..=2720).contains(&prefix(4))
+        || [34, 37, 36, 38, 35, 62, 65].contains(&prefix(2))
+        || prefix(4) == 6011
+        || (300..=305).contains(&prefix(3))
+        || (644..=649).contains(&prefix(3))
 }
 
 fn luhn_valid(text: &str) -> bool {
@@ -302,6 +336,10 @@ mod tests {
             email_domain: "staging.invalid".into(),
             on_unmasked_pii: OnUnmaskedPii::Warn,
             extra_sql: vec![],
+            column: vec![],
+            table: vec![],
+            mask_key_file: None,
+            unclassified: Default::default(),
         }
     }
 
@@ -322,7 +360,14 @@ mod tests {
             ("customer cus_NffrFeUfNV2Hib", &["token"]),
             ("IBAN DE89 3704 0044 0532 0130 00", &["iban"]),
             ("card 4111 1111 1111 1111", &["card"]),
+            ("card 4111-1111-1111-1111", &["card"]),
+            ("4111111111111111", &["card"]),
+            ("amex 3782 822463 10005", &["card"]),
             ("card 4111 1111 1111 1112", &[]),
+            // Luhn-valid digits that are no card: inside UUIDs, mixed separators, no network.
+            ("id 32580007-6623-4424-8680-400175019672", &[]),
+            ("ref 4111-1111 1111-1111", &[]),
+            ("order 2000 0000 0000 0006", &[]),
             ("media/3f2b8c1e-1d2a-4b5c-9e8f-0a1b2c3d4e5f/file.png", &[]),
             ("Plain product description 12345", &[]),
             ("{\"seed\": 1234567, \"steps\": 30}", &[]),

@@ -1,12 +1,15 @@
-//! Verification inside the anonymizing transaction: the rules (and `extra_sql`) left what
+//! Verification inside the anonymizing transaction: the masking (and `extra_sql`) left what
 //! staging promises, or nothing commits.
 
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Transaction;
 
-use super::rules::{INTEGRATIONS, USERS};
 use super::{AnonymizeError, sql_error};
 use crate::config::AnonymizeConfig;
+use crate::database::sql::quote_ident;
+use crate::mask::rules::{integrations, users};
+use crate::mask::{Mask, Masked};
+use crate::table::display_ident;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verification {
@@ -26,14 +29,16 @@ fn check(name: &str, ok: bool, detail: String) -> Verification {
 pub async fn run(
     tx: &Transaction<'_>,
     cfg: &AnonymizeConfig,
-    admin_id: &str,
+    masked: &Masked,
 ) -> Result<Vec<Verification>, AnonymizeError> {
+    let admin_id = &masked.admin_id;
+    let (users, integrations) = (users().sql(), integrations().sql());
     let suffix = format!("@{}", cfg.email_domain.to_lowercase());
     let suffix_len = suffix.chars().count() as i32;
     let outside: i64 = tx
         .query_one(
             &format!(
-                "SELECT count(*) FROM {USERS} WHERE id::text <> $1
+                "SELECT count(*) FROM {users} WHERE id::text <> $1
                  AND (email IS NULL OR right(lower(email), $3) <> $2)"
             ),
             &[&admin_id, &suffix, &suffix_len],
@@ -44,7 +49,7 @@ pub async fn run(
     let credentials: i64 = tx
         .query_one(
             &format!(
-                "SELECT count(*) FROM {INTEGRATIONS} WHERE push_products
+                "SELECT count(*) FROM {integrations} WHERE push_products
                  OR push_service_base_url IS NOT NULL OR push_service_api_key IS NOT NULL"
             ),
             &[],
@@ -54,7 +59,7 @@ pub async fn run(
         .get(0);
     let admin = tx
         .query_opt(
-            &format!("SELECT email, hashed_password FROM {USERS} WHERE id::text = $1"),
+            &format!("SELECT email, hashed_password FROM {users} WHERE id::text = $1"),
             &[&admin_id],
         )
         .await
@@ -70,25 +75,28 @@ pub async fn run(
         .query_one(
             &format!(
                 "SELECT count(*) FILTER (WHERE id::text <> $1), count(*) FILTER (WHERE id::text = $1)
-                 FROM {USERS} WHERE is_superuser AND is_active"
+                 FROM {users} WHERE is_superuser AND is_active"
             ),
             &[&admin_id],
         )
         .await
         .map_err(sql_error("verifying"))?;
     let (other_superusers, admin_superuser): (i64, i64) = (superusers.get(0), superusers.get(1));
+    // Masked hashes carry the key's marker salt; any other hash could be production's.
+    let prefix = &masked.password_prefix;
     let kept_production_hash: i64 = tx
         .query_one(
             &format!(
-                "SELECT count(*) FROM {USERS} WHERE is_active AND id::text <> $1
-                 AND hashed_password IN (SELECT hashed_password FROM staging_refresh_production_hashes)"
+                "SELECT count(*) FROM {users} WHERE is_active AND id::text <> $1
+                 AND left(hashed_password, $3) <> $2"
             ),
-            &[&admin_id],
+            &[&admin_id, prefix, &(prefix.chars().count() as i32)],
         )
         .await
         .map_err(sql_error("verifying"))?
         .get(0);
     let login_capable = kept_production_hash + i64::from(verifies);
+    let outside_masks = outside_masks(tx, cfg, masked).await?;
     Ok(vec![
         check(
             "non-admin emails in the reserved domain",
@@ -126,10 +134,70 @@ pub async fn run(
             "exactly one login-capable account",
             login_capable == 1,
             format!(
-                "{kept_production_hash} active non-admin users keep a production password hash"
+                "{kept_production_hash} active non-admin users have a password hash the masking \
+                 did not write"
             ),
         ),
+        check(
+            "masked columns hold masked values",
+            outside_masks.is_empty(),
+            if outside_masks.is_empty() {
+                format!("{} masked columns checked", masked.applied.len())
+            } else {
+                outside_masks.join(", ")
+            },
+        ),
     ])
+}
+
+/// The masked columns (`table.column: count`) holding values their mask never writes;
+/// checked for the masks whose every output has a shape SQL can test. The admin's row is
+/// the admin's.
+async fn outside_masks(
+    tx: &Transaction<'_>,
+    cfg: &AnonymizeConfig,
+    masked: &Masked,
+) -> Result<Vec<String>, AnonymizeError> {
+    let mut outside = Vec::new();
+    for (table, column, mask) in &masked.applied {
+        // $1 is the pattern, $2 the admin's id.
+        let (shape, pattern) = match mask {
+            Mask::Null => ("false", String::new()),
+            Mask::Email => (
+                "{v} ~ $1::text",
+                format!("^anon_[0-9a-f]{{16}}@{}$", regex::escape(&cfg.email_domain)),
+            ),
+            Mask::Hash => ("{v} ~ $1::text", "^[0-9a-f]{64}$".into()),
+            Mask::Password => (
+                "left({v}, length($1::text)) = $1::text",
+                masked.password_prefix.clone(),
+            ),
+            _ => continue,
+        };
+        let value = format!("{}::text", quote_ident(column));
+        let shape = shape.replace("{v}", &value);
+        let not_admin = if *table == users() {
+            "id::text <> $2::text"
+        } else {
+            "$2::text IS NOT NULL"
+        };
+        let count: i64 = tx
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM {} WHERE {value} IS NOT NULL AND NOT ({shape}) \
+                     AND $1::text IS NOT NULL AND {not_admin}",
+                    table.sql()
+                ),
+                &[&pattern, &masked.admin_id],
+            )
+            .await
+            .map_err(sql_error("verifying the masked columns"))?
+            .get(0);
+        if count > 0 {
+            outside.push(format!("{table}.{}: {count}", display_ident(column)));
+        }
+    }
+    Ok(outside)
 }
 
 /// An email safe to report: the staging admin's, or only its domain.

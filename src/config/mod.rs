@@ -15,9 +15,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use schema::{
-    AnonymizeConfig, BackendConfig, BucketConfig, DaemonConfig, DatabaseConfig, DecryptConfig,
-    MaintenanceConfig, MediaConfig, MetricsConfig, NotifyConfig, OnUnmaskedPii, PasswordHash,
-    RedisConfig, RestoreConfig, ScheduleConfig, SnapshotConfig,
+    AnonymizeConfig, BackendConfig, BucketConfig, ColumnRule, DaemonConfig, DatabaseConfig,
+    DecryptConfig, MaintenanceConfig, MediaConfig, MetricsConfig, NotifyConfig, OnUnmaskedPii,
+    PasswordHash, RedisConfig, RestoreConfig, ScheduleConfig, SnapshotConfig, TableMode, TableRule,
+    Unclassified,
 };
 pub use units::MaxDelete;
 

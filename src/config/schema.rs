@@ -1,6 +1,7 @@
 //! The config file's sections, one struct each, with their defaults beside them. A new
 //! section is one struct here, one field in `Config` and one function in `validate.rs`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -131,6 +132,56 @@ pub struct AnonymizeConfig {
     pub on_unmasked_pii: OnUnmaskedPii,
     #[serde(default)]
     pub extra_sql: Vec<PathBuf>,
+    // Masking rules; `mask::rules` validates them and the kinds they name.
+    #[serde(default)]
+    pub column: Vec<ColumnRule>,
+    #[serde(default)]
+    pub table: Vec<TableRule>,
+    pub mask_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub unclassified: Unclassified,
+}
+
+/// `[[anonymize.column]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnRule {
+    pub table: String,
+    pub column: String,
+    pub mask: String,
+    /// `redact`'s constant.
+    pub value: Option<String>,
+    /// `json`'s masks by dotted path: `{ "contact.email" = "email" }`.
+    #[serde(default)]
+    pub paths: BTreeMap<String, String>,
+}
+
+/// `[[anonymize.table]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableRule {
+    pub table: String,
+    pub mode: TableMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TableMode {
+    /// Restored without rows (sessions, tokens, audit trails, mail queues).
+    Empty,
+    /// Every column classified as not personal, unless a column rule says otherwise.
+    Keep,
+}
+
+/// `anonymize.unclassified`: what a personal-looking column without a rule does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unclassified {
+    /// The run fails before any row is loaded, naming every such column.
+    #[default]
+    Fail,
+    /// A warning names them; their values are kept.
+    Warn,
 }
 
 fn default_prod_admin_email() -> String {
@@ -199,6 +250,50 @@ pub struct RedisConfig {
     pub url: Option<Secret>,
 }
 
+/// The restore's sessions, and its time limits: a dump (or code it runs) that hangs fails
+/// the run instead of holding it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreConfig {
+    /// Sessions the post-data statements (indexes, constraints, ...) run on at once; unset:
+    /// the staging server's CPU count as it reports it, at least 2.
+    #[serde(default)]
+    pub jobs: Option<usize>,
+    /// Each statement of the dump, and each of the refresh's own.
+    #[serde(
+        default = "default_statement_timeout",
+        deserialize_with = "de_duration"
+    )]
+    pub statement_timeout: Duration,
+    /// The whole restore.
+    #[serde(default = "default_restore_timeout", deserialize_with = "de_duration")]
+    pub timeout: Duration,
+    /// Waiting for a lock in the refresh's own SQL (anonymization, verification, swap).
+    #[serde(default = "default_lock_timeout", deserialize_with = "de_duration")]
+    pub lock_timeout: Duration,
+}
+
+impl Default for RestoreConfig {
+    fn default() -> Self {
+        RestoreConfig {
+            jobs: None,
+            statement_timeout: default_statement_timeout(),
+            timeout: default_restore_timeout(),
+            lock_timeout: default_lock_timeout(),
+        }
+    }
+}
+
+fn default_statement_timeout() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_restore_timeout() -> Duration {
+    Duration::from_secs(12 * 3600)
+}
+fn default_lock_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
@@ -232,14 +327,6 @@ fn default_health_timeout() -> Duration {
 }
 fn default_command_timeout() -> Duration {
     Duration::from_secs(300)
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RestoreConfig {
-    /// Sessions the post-data statements (indexes, constraints, ...) run on at once; unset:
-    /// the staging server's CPU count as it reports it, at least 2.
-    pub jobs: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

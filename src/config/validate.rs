@@ -110,6 +110,14 @@ fn anonymize(a: &AnonymizeConfig) -> Result<(), ConfigError> {
             "must not be in anonymize.email_domain (verification tells the admin apart by it)",
         ));
     }
+    if let Some(path) = &a.mask_key_file {
+        std::fs::metadata(path).map_err(|e| {
+            key_error(
+                "anonymize.mask_key_file",
+                format!("{}: {e}", path.display()),
+            )
+        })?;
+    }
     for (i, path) in a.extra_sql.iter().enumerate() {
         std::fs::metadata(path).map_err(|e| {
             key_error(

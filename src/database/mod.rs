@@ -3,6 +3,8 @@
 //! opt-in markers.
 
 pub mod markers;
+pub mod restore_role;
+pub mod settings;
 pub mod sql;
 pub mod swap;
 mod tls;
@@ -69,11 +71,6 @@ impl Server {
         &self.redacted
     }
 
-    /// The maintenance database the URL names.
-    pub fn maintenance_db(&self) -> &str {
-        self.config.get_dbname().unwrap_or("postgres")
-    }
-
     /// The host part of the URL (the first, for multi-host URLs).
     pub fn host(&self) -> String {
         first_host(&self.config)
@@ -93,6 +90,25 @@ impl Server {
         if let Some(db) = database {
             config.dbname(db);
         }
+        self.connect_with(config).await
+    }
+
+    /// Connects to `database` as `user`, with `password`, on the URL's host.
+    pub async fn connect_as(
+        &self,
+        database: &str,
+        user: &str,
+        password: &crate::config::Secret,
+    ) -> Result<Client, DbError> {
+        let mut config = self.config.clone();
+        config
+            .dbname(database)
+            .user(user)
+            .password(password.expose());
+        self.connect_with(config).await
+    }
+
+    async fn connect_with(&self, config: tokio_postgres::Config) -> Result<Client, DbError> {
         let name = config.get_dbname().unwrap_or("postgres").to_owned();
         let error = |e| self.error(format!("connecting to database {name:?}"), &e);
         // The connection task is spawned either way; only its stream type differs.
@@ -242,6 +258,15 @@ impl Server {
             .map(|r| r.get::<_, String>(0))
             .collect();
         Ok((version.parse().unwrap_or(0), roles))
+    }
+
+    /// The connected role's name.
+    pub async fn current_role(&self, client: &Client) -> Result<String, DbError> {
+        client
+            .query_one("SELECT current_user::text", &[])
+            .await
+            .map(|r| r.get(0))
+            .map_err(|e| self.error("reading the role's name", &e))
     }
 
     /// Whether the connected role is a superuser.

@@ -24,10 +24,12 @@ pub async fn rename_all(
         for from in &initial {
             client
                 .execute(
-                    // Client sessions only: the rename itself stops autovacuum workers.
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                     WHERE datname = $1 AND pid <> pg_backend_pid()
-                       AND backend_type = 'client backend'",
+                    // Sessions of a role only (autovacuum workers have none; the rename
+                    // stops them). Not by backend_type: a role without pg_read_all_stats
+                    // sees it NULL for every other role's session.
+                    "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity
+                     WHERE datname = $1 AND pid <> pg_catalog.pg_backend_pid()
+                       AND usesysid IS NOT NULL",
                     &[from],
                 )
                 .await

@@ -26,18 +26,20 @@ use tokio_postgres::Client;
 
 use crate::anonymize::{self, AnonymizeError};
 use crate::config::Config;
+use crate::database::restore_role::{self, Reach};
 use crate::database::sql::chain_without_values;
-use crate::database::{Server, markers};
+use crate::database::{Server, markers, settings};
 use crate::error::Refused;
 use crate::fault;
 use crate::journal::{Journal, MediaPass, Step};
 use crate::lock::{LockError, RunLock};
+use crate::mask::Masker;
 use crate::media::{MediaProgress, MediaReport, Mirror};
 use crate::progress::{Progress, Unit};
 use crate::recovery;
 use crate::report::{Phase, PhaseTiming, RunReport, SnapshotReport};
-use crate::restore::session::{self, Sessions};
-use crate::restore::{self, filter::Filter};
+use crate::restore::session::Sessions;
+use crate::restore::{self, RestoreError, filter::Filter};
 use crate::shutdown::Shutdown;
 use crate::snapshot::{Catalog, Selection, Snapshot};
 use crate::store::SourceBucket;
@@ -127,18 +129,16 @@ pub(crate) async fn select_snapshot(
 
 /// The restore filter for `snapshot` on this staging server (its version and roles).
 pub(crate) async fn restore_filter(
-    config: &Config,
     server: &Server,
     maintenance: &Client,
     snapshot: &Snapshot,
 ) -> Result<Filter, RunError> {
     let (server_version, roles) = server.facts(maintenance).await?;
-    Ok(Filter {
+    Ok(Filter::new(
         server_version,
         roles,
-        owner: config.database.owner.clone(),
-        database: snapshot.database.clone(),
-    })
+        snapshot.database.clone(),
+    ))
 }
 
 struct Run<'a> {
@@ -194,6 +194,20 @@ impl Run<'_> {
             return self.mirror_only(&mirror).await;
         }
         let maintenance = self.server.connect(None).await?;
+        // The refresh's own statements (creating, dropping and renaming databases) are
+        // bounded too: a lock held elsewhere fails the run instead of holding it.
+        let limits = &self.config.restore;
+        self.server
+            .execute(
+                &maintenance,
+                "limiting the refresh's own statements",
+                &format!(
+                    "SET statement_timeout = {}; SET lock_timeout = {}",
+                    limits.statement_timeout.as_millis(),
+                    limits.lock_timeout.as_millis()
+                ),
+            )
+            .await?;
         let snapshot = self.guards_and_snapshot(&maintenance, selection).await?;
 
         // Phase 1, cancellable: a signal drops the work in flight, then the scratch database.
@@ -367,28 +381,69 @@ impl Run<'_> {
         Ok(snapshot)
     }
 
-    /// Restores into a fresh scratch database and anonymizes it.
+    /// Restores into a fresh scratch database as the restore role and anonymizes it, then
+    /// hands it to `database.owner` (the connected role when none is set).
     async fn prepare_database(
         &mut self,
         maintenance: &Client,
         snapshot: &Snapshot,
     ) -> Result<(), RunError> {
         let scratch = self.config.scratch_db();
-        let filter = restore_filter(self.config, &self.server, maintenance, snapshot).await?;
+        let filter = restore_filter(&self.server, maintenance, snapshot).await?;
+        let role = restore_role::name(&self.config.database.name);
         self.journal.step(Step::Restore {
             scratch: scratch.clone(),
         })?;
         // A scratch database left by a crashed run is ours by name.
         self.server.drop(maintenance, &scratch).await?;
+        let reach = restore_role::ensure(&self.server, maintenance, &role).await?;
+        let prepared = self
+            .restore_and_anonymize(maintenance, snapshot, filter, (&role, &reach))
+            .await;
+        if let Reach::Login(_) = reach {
+            let released = restore_role::release(&self.server, maintenance, &role).await;
+            prepared?;
+            released?;
+            return Ok(());
+        }
+        prepared
+    }
+
+    async fn restore_and_anonymize(
+        &mut self,
+        maintenance: &Client,
+        snapshot: &Snapshot,
+        filter: Filter,
+        (role, reach): (&str, &Reach),
+    ) -> Result<(), RunError> {
+        let scratch = self.config.scratch_db();
+        let owner = match &self.config.database.owner {
+            Some(owner) => owner.clone(),
+            None => self.server.current_role(maintenance).await?,
+        };
+        // The mask key is read (or made) before anything is created: a bad key file changes
+        // nothing.
+        let (anonymize, state_dir) = (
+            self.config.anonymize.clone(),
+            self.config.daemon.state_dir.clone(),
+        );
+        let masker =
+            tokio::task::spawn_blocking(move || Masker::from_config(&anonymize, &state_dir))
+                .await
+                .expect("preparing the masker does not panic")
+                .doing("preparing the masking")?;
+        let sessions = Sessions::new(
+            &self.server,
+            maintenance,
+            &scratch,
+            (role, reach),
+            &self.config.restore,
+        )
+        .await?;
         self.server
-            .create(maintenance, &scratch, self.config.database.owner.as_deref())
+            .create(maintenance, &scratch, Some(role))
             .await?;
         fault::point("restore.scratch-created");
-        let sessions = Sessions {
-            server: self.server.clone(),
-            database: scratch.clone(),
-            jobs: session::jobs(self.config.restore.jobs, &self.server, maintenance).await?,
-        };
 
         let progress = Arc::new(Progress::new("restore", Unit::Bytes, Some(snapshot.size)));
         self.begin(Phase::Restore, Some(progress.clone()));
@@ -397,14 +452,31 @@ impl Run<'_> {
             bucket: &bucket,
             decrypt: self.config.snapshot.decrypt.as_ref(),
         };
-        let streamed = restore::restore(source, snapshot, filter, &sessions, progress.clone())
-            .await
-            .doing(format!("restoring {} into {scratch}", snapshot.name))?;
+        let restoring = || format!("restoring {} into {scratch}", snapshot.name);
+        let limit = self.config.restore.timeout;
+        let restored = restore::restore(
+            source,
+            snapshot,
+            filter,
+            masker,
+            &sessions,
+            progress.clone(),
+        );
+        let (streamed, masker) = match tokio::time::timeout(limit, restored).await {
+            Ok(streamed) => streamed,
+            Err(_) => Err(RestoreError::TimedOut(
+                humantime::format_duration(limit).to_string(),
+            )),
+        }
+        .doing(restoring())?;
+        let masked = masker.finish().doing(restoring())?;
         progress.finish();
         self.report.bytes_downloaded = streamed.bytes_downloaded;
         self.report.bytes_restored = streamed.bytes_sql;
         self.report.rows_restored = streamed.rows;
         self.report.statements_filtered = streamed.filtered;
+        self.report.masked_values = masked.values.clone();
+        self.report.tables_emptied = masked.emptied.clone();
         if let Some(s) = &mut self.report.snapshot {
             s.checksum_verified = streamed.checksum_verified;
         }
@@ -413,24 +485,49 @@ impl Run<'_> {
         self.journal.step(Step::Anonymize {
             scratch: scratch.clone(),
         })?;
-        // A session of its own: none of the settings the dump made (search_path emptied...).
-        let mut client = self.server.connect(Some(&scratch)).await?;
-        match anonymize::run(&mut client, &self.config.anonymize).await {
+        // What the dump's code did to the database itself (as its owner) is undone before
+        // any session of ours reads its settings.
+        self.report.database_settings_reset =
+            settings::reset(&self.server, maintenance, &scratch, (role, &owner)).await?;
+        // The anonymization gets a session of its own (the restore's are closed): nothing
+        // they were left with (temp objects, pending trigger events, settings) reaches it.
+        let mut client = restore_role::connect(&self.server, &scratch, role, reach).await?;
+        match anonymize::run(
+            &mut client,
+            &self.config.anonymize,
+            &masked,
+            role,
+            &self.config.restore,
+        )
+        .await
+        {
             Ok(done) => {
                 self.report.rows_anonymized = done.rows;
                 self.report.verification = done.verification;
                 self.report.pii_findings = done.findings;
-                self.journal.step(Step::Anonymized { scratch })?;
-                fault::point("anonymize.committed");
-                Ok(())
             }
             Err(err) => {
                 let (verification, findings) = AnonymizeError::results(&err);
                 self.report.verification = verification;
                 self.report.pii_findings = findings;
-                Err(err).doing(format!("anonymizing {scratch}"))
+                return Err(err).doing(format!("anonymizing {scratch}"));
             }
         }
+        drop(client);
+        // Handing over takes the refresh role's own rights on both roles.
+        let client = self.server.connect(Some(&scratch)).await?;
+        restore_role::hand_over(&self.server, &client, role, &owner).await?;
+        self.report.security_definer_functions =
+            restore_role::security_definers(&self.server, &client).await?;
+        if !self.report.security_definer_functions.is_empty() {
+            tracing::warn!(
+                functions = %self.report.security_definer_functions.join(", "),
+                "the dump holds SECURITY DEFINER functions: they run as {owner:?} for any caller"
+            );
+        }
+        self.journal.step(Step::Anonymized { scratch })?;
+        fault::point("anonymize.committed");
+        Ok(())
     }
 
     /// Drops the scratch database over a connection of its own (the run's may be what

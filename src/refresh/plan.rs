@@ -69,7 +69,7 @@ async fn database_plan(config: &Config, selection: &Selection) -> Result<Databas
     let name = &config.database.name;
     let target_marked = markers::marked_at(&server, &client, name).await?.is_some();
     let (bucket, snapshot) = select_snapshot(config, selection).await?;
-    let filter = restore_filter(config, &server, &client, &snapshot).await?;
+    let filter = restore_filter(&server, &client, &snapshot).await?;
     let progress = Arc::new(Progress::new("plan", Unit::Bytes, Some(snapshot.size)));
     let source = restore::Source {
         bucket: &bucket,

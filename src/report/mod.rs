@@ -159,8 +159,21 @@ pub struct RunReport {
     /// Dump statements dropped or rewritten by the filter, by reason.
     pub statements_filtered: BTreeMap<String, u64>,
     pub rows_anonymized: BTreeMap<String, u64>,
+    /// Values masked in the restore stream, per table and column.
+    #[serde(default)]
+    pub masked_values: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Tables restored without rows (`anonymize.table` mode "empty"), with the rows dropped.
+    #[serde(default)]
+    pub tables_emptied: BTreeMap<String, u64>,
     pub verification: Vec<Verification>,
     pub pii_findings: Vec<Finding>,
+    /// `SECURITY DEFINER` functions the dump created: they run as `database.owner` for
+    /// whoever calls them.
+    #[serde(default)]
+    pub security_definer_functions: Vec<String>,
+    /// What the dump had changed in the scratch database's own settings, undone before cutover.
+    #[serde(default)]
+    pub database_settings_reset: Vec<String>,
     /// How long staging was in maintenance (backend stopped), when it was.
     pub maintenance_seconds: Option<f64>,
     /// Whether the replaced database is kept as `<name>__previous`.
@@ -193,7 +206,11 @@ impl RunReport {
             bytes_restored: 0,
             rows_restored: BTreeMap::new(),
             statements_filtered: BTreeMap::new(),
+            security_definer_functions: Vec::new(),
+            database_settings_reset: Vec::new(),
             rows_anonymized: BTreeMap::new(),
+            masked_values: BTreeMap::new(),
+            tables_emptied: BTreeMap::new(),
             verification: Vec::new(),
             pii_findings: Vec::new(),
             maintenance_seconds: None,

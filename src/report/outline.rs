@@ -343,6 +343,24 @@ fn data_section(config: &Config, report: &RunReport) -> Section {
         report.rows_restored.values().sum::<u64>().to_string(),
         report.rows_anonymized.values().sum::<u64>().to_string(),
     ]));
+    if !report.masked_values.is_empty() {
+        let columns: usize = report.masked_values.values().map(BTreeMap::len).sum();
+        let values: u64 = report.masked_values.values().flat_map(|c| c.values()).sum();
+        lines.push(text(format!(
+            "{values} values masked in {columns} columns before they reached staging."
+        )));
+    }
+    if !report.tables_emptied.is_empty() {
+        let tables: Vec<String> = report
+            .tables_emptied
+            .iter()
+            .map(|(t, n)| format!("{t} ({n} rows)"))
+            .collect();
+        lines.push(text(format!(
+            "Restored without rows: {}.",
+            tables.join(", ")
+        )));
+    }
     lines.push(text(format!(
         "{} of SQL restored from {} downloaded.",
         HumanBytes(report.bytes_restored),

@@ -1,24 +1,83 @@
 //! What of a production dump may run on staging. Dumps come from production, which can be
-//! compromised: anything pg_dump never emits for one database and that reaches beyond it
-//! (roles, the server's config, files, programs, other databases, role switches) is refused
-//! with the line it is on. What real dumps contain and staging lacks is dropped or rewritten:
-//! `\restrict` lines, `SET transaction_timeout` on servers before 17, and owners and grants
-//! naming roles that exist only on production.
+//! compromised, so outside COPY data only the statements pg_dump writes are let through (an
+//! allowlist); anything else is refused with the line it is on, and so is what pg_dump never
+//! emits for one database and that reaches beyond it (roles, the server's config, files,
+//! programs, other databases, role switches, transactions left open, settings the lexer
+//! depends on). What real dumps contain and staging lacks is dropped: `\restrict` lines,
+//! `SET transaction_timeout` on servers before 17, owners (everything is handed to
+//! `database.owner` after the restore) and grants naming roles that exist only on production.
 
 use std::collections::HashSet;
 
 use super::lexer::{Statement, TokenKind, meta_name};
-use crate::database::sql::quote_ident;
 
 /// PostgreSQL 17, the first server to know `transaction_timeout`.
 const PG17: u32 = 170_000;
+
+/// The parameters pg_dump `SET`s (older dumps included). The lexer depends on two of them,
+/// which must keep the values the lexer reads the dump with.
+const DUMP_PARAMETERS: &[&str] = &[
+    "statement_timeout",
+    "lock_timeout",
+    "idle_in_transaction_session_timeout",
+    "transaction_timeout",
+    "client_encoding",
+    "standard_conforming_strings",
+    "check_function_bodies",
+    "xmloption",
+    "client_min_messages",
+    "row_security",
+    "default_tablespace",
+    "default_table_access_method",
+    "default_with_oids",
+    "escape_string_warning",
+    "search_path",
+];
+
+/// Client encodings whose multi-byte characters can hold the bytes of `'` and `\`: a lexer
+/// reading bytes would split the dump differently from the server.
+/// Names as [`encoding`] normalizes them, aliases included.
+const UNSAFE_ENCODINGS: &[&str] = &[
+    "sjis",
+    "shiftjis",
+    "mskanji",
+    "win932",
+    "windows932",
+    "big5",
+    "win950",
+    "windows950",
+    "gbk",
+    "win936",
+    "windows936",
+    "cp936",
+    "uhc",
+    "win949",
+    "windows949",
+    "gb18030",
+    "johab",
+];
+
+/// The functions pg_dump calls with `SELECT pg_catalog.f(<literals>)`.
+const DUMP_FUNCTIONS: &[&str] = &[
+    "set_config",
+    "setval",
+    "lo_create",
+    "lo_open",
+    "lo_close",
+    "lowrite",
+    "lo_unlink",
+];
+
+/// The statements pg_dump writes, by first keyword (each is judged further below).
+const DUMP_STATEMENTS: &[&str] = &[
+    "create", "alter", "drop", "comment", "security", "grant", "revoke", "copy", "set", "select",
+    "insert", "refresh", "begin", "commit",
+];
 
 /// What happens to one statement or meta-command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Keep,
-    /// Run this text instead; the reason is counted.
-    Rewrite(String, &'static str),
     /// Skip it; the reason is counted.
     Drop(&'static str),
 }
@@ -31,24 +90,33 @@ pub struct Refusal {
     pub why: &'static str,
 }
 
-/// The staging server's facts the filter decides by.
+/// The staging server's facts the filter decides by, and the transaction the dump has open.
 #[derive(Debug, Clone)]
 pub struct Filter {
     /// `server_version_num` of the staging server.
-    pub server_version: u32,
+    server_version: u32,
     /// Every role on the staging server.
-    pub roles: HashSet<String>,
-    /// `database.owner`: who owns objects whose production owner is missing here.
-    pub owner: Option<String>,
+    roles: HashSet<String>,
     /// The production database the dump is of (`\connect` to it is harmless).
-    pub database: String,
+    database: String,
+    /// The line of the dump's `BEGIN` while its transaction is open.
+    open_transaction: Option<u64>,
 }
 
 /// Role names that always exist.
 const PSEUDO_ROLES: &[&str] = &["public", "current_user", "current_role", "session_user"];
 
 impl Filter {
-    pub fn statement(&self, s: &Statement) -> Result<Action, Refusal> {
+    pub fn new(server_version: u32, roles: HashSet<String>, database: String) -> Filter {
+        Filter {
+            server_version,
+            roles,
+            database,
+            open_transaction: None,
+        }
+    }
+
+    pub fn statement(&mut self, s: &Statement) -> Result<Action, Refusal> {
         let refuse = |why: &'static str| {
             let words: Vec<&str> = (0..3).filter_map(|i| s.token_text(i)).collect();
             Err(Refusal {
@@ -68,6 +136,9 @@ impl Filter {
         if ddl && w(1, "database") {
             return refuse("a single-database dump never creates, alters or drops databases");
         }
+        if ddl && w(1, "tablespace") {
+            return refuse("a single-database dump never manages tablespaces");
+        }
         if w(0, "copy") && !s.is_copy_from_stdin() {
             return refuse("only COPY ... FROM stdin belongs in a dump (no files, no programs)");
         }
@@ -86,25 +157,36 @@ impl Filter {
         {
             return refuse("a dump must not switch roles");
         }
-        if w(0, "set") && s.name(1).as_deref() == Some("standard_conforming_strings") {
-            let value = s
-                .token_text(3)
-                .unwrap_or_default()
-                .trim_matches('\'')
-                .to_ascii_lowercase();
-            if ["off", "false", "0", "no"].contains(&value.as_str()) {
-                return refuse(
-                    "the dump is read with standard_conforming_strings on, as pg_dump writes it",
-                );
-            }
-        }
-        if w(0, "set")
-            && s.name(1).as_deref() == Some("transaction_timeout")
-            && self.server_version < PG17
+        if [
+            "begin",
+            "start",
+            "commit",
+            "end",
+            "rollback",
+            "abort",
+            "savepoint",
+            "release",
+        ]
+        .iter()
+        .any(|word| w(0, word))
+            || (w(0, "prepare") && w(1, "transaction"))
         {
-            return Ok(Action::Drop(
-                "SET transaction_timeout (server older than 17)",
-            ));
+            return self.transaction(s).or_else(&refuse);
+        }
+        if !DUMP_STATEMENTS.iter().any(|word| w(0, word)) {
+            return refuse("pg_dump never writes it, and only what a dump holds runs on staging");
+        }
+        if w(0, "set") {
+            return self.set(s, usize::from(scoped) + 1).or_else(&refuse);
+        }
+        if w(0, "select") {
+            return select(s).or_else(&refuse);
+        }
+        if w(0, "insert") && !is_insert_of_literals(s) {
+            return refuse("pg_dump --inserts writes INSERT INTO <table> VALUES (<literals>) only");
+        }
+        if w(0, "refresh") && !w(1, "materialized") {
+            return refuse("pg_dump refreshes materialized views only");
         }
         // Production's credentials for other servers stay in production: a user mapping's
         // options hold a foreign server's password, a subscription's conninfo production's.
@@ -118,40 +200,108 @@ impl Filter {
                 "a subscription (its conninfo holds production's credentials)",
             ));
         }
+        if (w(0, "comment") || w(0, "security"))
+            && let Some(on) = (1..5).find(|&i| w(i, "on"))
+            && ["role", "database", "tablespace"]
+                .iter()
+                .any(|kind| w(on + 1, kind))
+        {
+            return refuse("a single-database dump describes only objects inside the database");
+        }
         if w(0, "grant") || w(0, "revoke") {
-            if !(0..s.tokens.len()).any(|i| w(i, "on")) {
+            let Some(on) = (0..s.tokens.len()).find(|&i| w(i, "on")) else {
                 return refuse("granting role membership is not part of a single-database dump");
+            };
+            if ["database", "tablespace", "parameter"]
+                .iter()
+                .any(|kind| w(on + 1, kind))
+            {
+                return refuse("a single-database dump grants only on objects inside the database");
             }
             return Ok(self.drop_if_missing(s, "GRANT/REVOKE naming a role staging lacks"));
         }
         if s.starts_with(&["alter", "default", "privileges"]) {
-            return Ok(
-                self.drop_if_missing(s, "ALTER DEFAULT PRIVILEGES naming a role staging lacks")
-            );
+            return Ok(Action::Drop(
+                "ALTER DEFAULT PRIVILEGES (the restore role sets no other role's defaults)",
+            ));
         }
-        if w(0, "alter")
-            && let Some(i) = (1..s.tokens.len()).find(|&i| w(i, "owner") && w(i + 1, "to"))
-            && let Some(role) = s.name(i + 2)
-            && !self.has_role(&role)
-        {
-            return Ok(match &self.owner {
-                Some(owner) => {
-                    let t = s.tokens[i + 2];
-                    let text = format!(
-                        "{}{}{}",
-                        &s.text[..t.start],
-                        quote_ident(owner),
-                        &s.text[t.end..]
-                    );
-                    Action::Rewrite(
-                        text,
-                        "OWNER TO a role staging lacks, given to database.owner",
-                    )
-                }
-                None => Action::Drop("OWNER TO a role staging lacks"),
-            });
+        // The restore role owns what it creates; the refresh hands all of it to
+        // database.owner afterwards, whatever role production had it owned by.
+        if w(0, "alter") && (1..s.tokens.len()).any(|i| w(i, "owner") && w(i + 1, "to")) {
+            return Ok(Action::Drop(
+                "OWNER TO (everything restored is handed to database.owner)",
+            ));
         }
         Ok(Action::Keep)
+    }
+
+    /// At the end of the dump: a transaction it opened and never committed is refused.
+    pub fn finish(&self) -> Result<(), Refusal> {
+        match self.open_transaction {
+            Some(line) => Err(Refusal {
+                line,
+                what: "\"BEGIN\"".into(),
+                why: "the dump ends inside this transaction; pg_dump commits every one it opens",
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// pg_dump writes a bare `BEGIN;` ... `COMMIT;` around large objects, nothing else.
+    fn transaction(&mut self, s: &Statement) -> Result<Action, &'static str> {
+        let bare = s.tokens.len() == 2;
+        match (
+            s.is_word(0, "begin") && bare,
+            s.is_word(0, "commit") && bare,
+        ) {
+            (true, _) if self.open_transaction.is_none() => {
+                self.open_transaction = Some(s.line);
+                Ok(Action::Keep)
+            }
+            (true, _) => Err("a transaction is already open"),
+            (_, true) if self.open_transaction.is_some() => {
+                self.open_transaction = None;
+                Ok(Action::Keep)
+            }
+            (_, true) => Err("no transaction is open"),
+            _ => Err("transaction control pg_dump never writes"),
+        }
+    }
+
+    /// `SET [SESSION | LOCAL] <parameter> ...`, the parameter's name at token `at`.
+    fn set(&self, s: &Statement, at: usize) -> Result<Action, &'static str> {
+        let Some(name) = s.name(at) else {
+            return Err("pg_dump sets only the parameters a dump needs");
+        };
+        if !DUMP_PARAMETERS.contains(&name.as_str()) {
+            return Err("pg_dump sets only the parameters a dump needs");
+        }
+        // A single plain value: `on`, `'UTF8'` (no E'' or U&'' spellings to decode).
+        let value = match (s.tokens.get(at + 2), s.token_text(at + 2)) {
+            (Some(t), Some(text)) if t.kind == TokenKind::Word => text.to_ascii_lowercase(),
+            (Some(t), Some(text)) if t.kind == TokenKind::String && text.starts_with('\'') => {
+                text.trim_matches('\'').to_ascii_lowercase()
+            }
+            _ => String::new(),
+        };
+        let single = s.tokens.len() == at + 4 && !value.is_empty();
+        match name.as_str() {
+            "standard_conforming_strings" if !(single && value == "on") => {
+                Err("the dump is read with standard_conforming_strings on, as pg_dump writes it")
+            }
+            "client_encoding"
+                if !single || UNSAFE_ENCODINGS.contains(&encoding(&value).as_str()) =>
+            {
+                Err("in this client encoding the server would split the dump differently")
+            }
+            "statement_timeout" => Ok(Action::Drop(
+                "SET statement_timeout (restore.statement_timeout applies)",
+            )),
+            "transaction_timeout" if self.server_version < PG17 => Ok(Action::Drop(
+                "SET transaction_timeout (server older than 17)",
+            )),
+            _ => Ok(Action::Keep),
+        }
     }
 
     /// A psql meta-command line: only what pg_dump writes is let through (and dropped).
@@ -226,6 +376,67 @@ impl Filter {
     }
 }
 
+/// `SELECT pg_catalog.<f>(<literals>);` for the functions pg_dump calls; `set_config` only
+/// of `search_path`.
+fn select(s: &Statement) -> Result<Action, &'static str> {
+    let n = s.tokens.len();
+    let call = n >= 7
+        && s.is_word(1, "pg_catalog")
+        && s.token_text(2) == Some(".")
+        && s.name(3)
+            .is_some_and(|f| DUMP_FUNCTIONS.contains(&f.as_str()))
+        && s.token_text(4) == Some("(")
+        && s.token_text(n - 2) == Some(")")
+        && s.token_text(n - 1) == Some(";")
+        && literals(s, 5..n - 2);
+    if !call {
+        return Err("pg_dump selects only pg_catalog's set_config, setval and lo_* of literals");
+    }
+    if s.is_word(3, "set_config") && s.token_text(5) != Some("'search_path'") {
+        return Err("pg_dump's set_config sets search_path only");
+    }
+    Ok(Action::Keep)
+}
+
+/// `INSERT INTO <table> [(<columns>)] VALUES (<literals>), ... [ON CONFLICT DO NOTHING];`
+fn is_insert_of_literals(s: &Statement) -> bool {
+    let Some(values) = (2..s.tokens.len()).find(|&i| s.is_word(i, "values")) else {
+        return false;
+    };
+    let target = (2..values).all(|i| {
+        matches!(s.tokens[i].kind, TokenKind::Word | TokenKind::Quoted)
+            || matches!(s.token_text(i), Some("." | "(" | ")" | ","))
+    });
+    let mut end = s.tokens.len() - 1;
+    if end >= 4
+        && ["on", "conflict", "do", "nothing"]
+            .iter()
+            .enumerate()
+            .all(|(k, word)| s.is_word(end - 4 + k, word))
+    {
+        end -= 4;
+    }
+    s.is_word(1, "into") && target && literals(s, values + 1..end)
+}
+
+/// Whether the tokens are constants, separated and grouped: no names, so nothing is called.
+fn literals(s: &Statement, range: std::ops::Range<usize>) -> bool {
+    range.into_iter().all(|i| match s.tokens[i].kind {
+        TokenKind::String | TokenKind::Number => true,
+        TokenKind::Punct => matches!(s.token_text(i), Some("," | "-" | "(" | ")")),
+        TokenKind::Word => ["true", "false", "null"].iter().any(|w| s.is_word(i, w)),
+        TokenKind::Quoted => false,
+    })
+}
+
+/// An encoding name as the server compares them: lower case, letters and digits only.
+fn encoding(name: &str) -> String {
+    name.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
 /// The database a `\connect` argument names: `app`, `"app"` or `"dbname='app'"`.
 fn connect_target(arg: &str) -> String {
     let arg = arg.trim_matches('"');
@@ -241,15 +452,14 @@ mod tests {
     use super::*;
 
     fn filter() -> Filter {
-        Filter {
-            server_version: 150_018,
-            roles: ["staging_owner", "postgres"]
+        Filter::new(
+            150_018,
+            ["staging_owner", "postgres"]
                 .iter()
                 .map(|r| r.to_string())
                 .collect(),
-            owner: Some("staging_owner".into()),
-            database: "app".into(),
-        }
+            "app".into(),
+        )
     }
 
     fn parse(sql: &str) -> Statement {
@@ -286,6 +496,33 @@ mod tests {
             "SET standard_conforming_strings = off;",
             "SET standard_conforming_strings TO 'off';",
             "GRANT postgres TO staging_owner;",
+            // Not what pg_dump writes: the allowlist.
+            "SELECT public.f();",
+            "SELECT pg_catalog.setval('s', public.f(), true);",
+            "SELECT pg_catalog.set_config('role', 'postgres', false);",
+            "SELECT pg_catalog.set_config('standard_conforming_strings', 'off', false);",
+            "CALL public.p();",
+            "ALTER DATABASE app SET default_transaction_read_only = on;",
+            "SET default_transaction_read_only = on;",
+            "SET SESSION standard_conforming_strings = off;",
+            "SET standard_conforming_strings = of;",
+            "SET standard_conforming_strings = E'off';",
+            "SET client_encoding = 'SJIS';",
+            "SET client_encoding = 'Shift_JIS';",
+            "RESET ALL;",
+            "VACUUM;",
+            "NOTIFY x;",
+            "INSERT INTO public.t SELECT public.f();",
+            "START TRANSACTION;",
+            "ROLLBACK;",
+            "SAVEPOINT s;",
+            "PREPARE TRANSACTION 'x';",
+            "COMMIT;",
+            "BEGIN ISOLATION LEVEL SERIALIZABLE;",
+            "GRANT ALL ON DATABASE app TO PUBLIC;",
+            "GRANT SET ON PARAMETER work_mem TO PUBLIC;",
+            "COMMENT ON ROLE staging_owner IS 'x';",
+            "CREATE TABLESPACE t LOCATION '/tmp';",
         ] {
             let err = act(sql).expect_err(sql);
             assert_eq!(err.line, 1, "{sql}");
@@ -303,10 +540,17 @@ mod tests {
             "SET transaction_timeout = 0;",
             "SELECT pg_catalog.set_config('search_path', '', false);",
             "COPY public.\"user\" (id, email) FROM stdin;",
-            "ALTER TABLE public.t OWNER TO staging_owner;",
             "GRANT SELECT ON TABLE public.t TO staging_owner, PUBLIC;",
             "REVOKE ALL ON SCHEMA public FROM PUBLIC;",
             "CREATE TABLE public.copy (\"to\" text);",
+            "SET client_encoding = 'UTF8';",
+            "SET SESSION check_function_bodies = false;",
+            "SELECT pg_catalog.setval('public.t_id_seq', 42, true);",
+            "SELECT pg_catalog.lo_create('16385');",
+            "SELECT pg_catalog.lowrite(0, '\\x0102');",
+            "INSERT INTO public.t (id, note) VALUES (1, 'a'), (-2, NULL) ON CONFLICT DO NOTHING;",
+            "REFRESH MATERIALIZED VIEW public.m;",
+            "CREATE FUNCTION public.f() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';",
         ] {
             let expected = if sql.starts_with("SET transaction_timeout") {
                 Action::Drop("SET transaction_timeout (server older than 17)")
@@ -315,7 +559,7 @@ mod tests {
             };
             assert_eq!(act(sql).unwrap(), expected, "{sql}");
         }
-        let pg17 = Filter {
+        let mut pg17 = Filter {
             server_version: 170_002,
             ..filter()
         };
@@ -327,26 +571,36 @@ mod tests {
     }
 
     #[test]
-    fn missing_roles_are_rewritten_or_dropped() {
-        match act("ALTER TABLE public.\"user\" OWNER TO app_prod;").unwrap() {
-            Action::Rewrite(text, _) => {
-                assert_eq!(
-                    text,
-                    "ALTER TABLE public.\"user\" OWNER TO \"staging_owner\";"
-                )
-            }
-            other => panic!("{other:?}"),
+    fn transactions_are_the_large_object_blocks_pg_dump_writes() {
+        let mut f = filter();
+        for sql in [
+            "BEGIN;",
+            "SELECT pg_catalog.lo_open('16385', 131072);",
+            "COMMIT;",
+        ] {
+            assert_eq!(f.statement(&parse(sql)).unwrap(), Action::Keep, "{sql}");
         }
-        let no_owner = Filter {
-            owner: None,
-            ..filter()
-        };
-        assert!(matches!(
-            no_owner
-                .statement(&parse("ALTER FUNCTION public.f() OWNER TO app_prod;"))
-                .unwrap(),
-            Action::Drop(_)
-        ));
+        assert!(f.finish().is_ok());
+        f.statement(&parse("BEGIN;")).unwrap();
+        let nested = f.statement(&parse("BEGIN;")).unwrap_err();
+        assert!(nested.to_string().contains("already open"), "{nested}");
+        let open = f.finish().unwrap_err();
+        assert!(
+            open.to_string().starts_with("dump line 1: refusing"),
+            "{open}"
+        );
+    }
+
+    #[test]
+    fn owners_and_missing_roles_are_dropped() {
+        for sql in [
+            "ALTER TABLE public.\"user\" OWNER TO app_prod;",
+            "ALTER FUNCTION public.f() OWNER TO staging_owner;",
+            "ALTER SCHEMA public OWNER TO postgres;",
+            "ALTER DEFAULT PRIVILEGES FOR ROLE staging_owner GRANT SELECT ON TABLES TO PUBLIC;",
+        ] {
+            assert!(matches!(act(sql).unwrap(), Action::Drop(_)), "{sql}");
+        }
         for sql in [
             "GRANT SELECT ON TABLE public.t TO app_readonly;",
             "GRANT SELECT ON TABLE public.t TO staging_owner, \"App_Readonly\";",

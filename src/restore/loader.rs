@@ -1,14 +1,16 @@
 //! Loads filtered dump items into the scratch database over one connection: statements in
 //! batches through the simple query protocol (one round trip per ~1 MiB of SQL), COPY data
 //! streamed through `COPY ... FROM STDIN`. Post-data statements go to [`PostData`], which
-//! runs them on a pool of sessions; the loader waits for them where order matters.
+//! runs them on a pool of sessions; the loader waits for them where order matters. At the
+//! end every session must be as the dump found it: outside any transaction and still the
+//! restore role, whatever code the dump ran.
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use futures::SinkExt;
 use tokio::sync::mpsc;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::postdata::{PostData, Route};
 use crate::database::DbError;
@@ -56,6 +58,24 @@ pub enum LoadError {
     /// The stream feeding the loader stopped early; the feeding side says why.
     #[error("the dump stream stopped early")]
     InputEnded,
+    #[error(
+        "after dump line {line}: the dump left a transaction open; it would take in the \
+         refresh's own work"
+    )]
+    TransactionOpen { line: u64 },
+    #[error(
+        "after dump line {line}: the dump switched the session from {expected:?} to {actual:?}"
+    )]
+    RoleSwitched {
+        line: u64,
+        expected: String,
+        actual: String,
+    },
+    #[error("checking the session after the dump")]
+    Session {
+        #[source]
+        message: ServerMessage,
+    },
 }
 
 struct Batch {
@@ -89,8 +109,10 @@ impl Batch {
         let statements = std::mem::take(&mut self.statements);
         let sql = std::mem::take(&mut self.sql);
         let Err(err) = result else { return Ok(()) };
-        // The batch ran as one implicit transaction and rolled back whole: replay it one
-        // statement at a time to name the line that fails.
+        // The batch ran as one implicit transaction and rolled back whole (a BEGIN of the
+        // dump's in it left a failed transaction: end it): replay it one statement at a time
+        // to name the line that fails.
+        let _ = client.batch_execute("ROLLBACK").await;
         for (line, span) in &statements {
             if let Err(e) = client.batch_execute(&sql[span.clone()]).await {
                 return Err(LoadError::Statement {
@@ -106,14 +128,16 @@ impl Batch {
     }
 }
 
-/// Loads everything `items` delivers, the post-data statements through `post_data`; returns
-/// the rows loaded per table.
+/// Loads everything `items` delivers as `role`, the post-data statements through
+/// `post_data`; returns the rows loaded per table.
 pub async fn load(
     client: &Client,
     mut items: mpsc::Receiver<Load>,
     progress: &Progress,
     post_data: &mut PostData<'_>,
+    role: &str,
 ) -> Result<BTreeMap<String, u64>, LoadError> {
+    let mut line = 0;
     let mut rows = BTreeMap::new();
     let mut batch = Batch {
         sql: String::with_capacity(BATCH_BYTES + 4096),
@@ -121,22 +145,26 @@ pub async fn load(
     };
     while let Some(item) = items.recv().await {
         match item {
-            Load::Sql { text, line } => match post_data.route(text, line) {
-                Route::Job(job) => {
-                    batch.flush(client).await?;
-                    post_data.submit(job).await?;
+            Load::Sql { text, line: at } => {
+                line = at;
+                match post_data.route(text, line) {
+                    Route::Job(job) => {
+                        batch.flush(client).await?;
+                        post_data.submit(job).await?;
+                    }
+                    Route::Setting(text) => batch.add(client, &text, line).await?,
+                    Route::InOrder(text) => {
+                        post_data.finish().await?;
+                        batch.add(client, &text, line).await?;
+                    }
                 }
-                Route::Setting(text) => batch.add(client, &text, line).await?,
-                Route::InOrder(text) => {
-                    post_data.finish().await?;
-                    batch.add(client, &text, line).await?;
-                }
-            },
+            }
             Load::CopyStart {
                 statement,
-                line,
+                line: at,
                 table,
             } => {
+                line = at;
                 post_data.finish().await?;
                 batch.flush(client).await?;
                 progress.set_message(&table);
@@ -160,7 +188,54 @@ pub async fn load(
     }
     batch.flush(client).await?;
     post_data.finish().await?;
+    session_unchanged(client, line, role).await?;
     Ok(rows)
+}
+
+/// The session is outside a transaction (a simple query of its own starts one, so its start
+/// is the transaction's) and still `role`.
+pub(super) async fn session_unchanged(
+    client: &Client,
+    line: u64,
+    role: &str,
+) -> Result<(), LoadError> {
+    let messages = client
+        .simple_query(
+            "SELECT pg_catalog.transaction_timestamp() = pg_catalog.statement_timestamp(),
+                 current_user",
+        )
+        .await
+        .map_err(|e| match e.code() {
+            // "current transaction is aborted": a transaction is open, and failed.
+            Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION) => {
+                LoadError::TransactionOpen { line }
+            }
+            _ => LoadError::Session { message: e.into() },
+        })?;
+    let row = messages.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(row) => Some(row),
+        _ => None,
+    });
+    let Some(row) = row else {
+        return Err(LoadError::Session {
+            message: ServerMessage::plain("no row"),
+        });
+    };
+    let (idle, actual) = (
+        row.get(0) == Some("t"),
+        row.get(1).unwrap_or_default().to_owned(),
+    );
+    if !idle {
+        return Err(LoadError::TransactionOpen { line });
+    }
+    if actual != role {
+        return Err(LoadError::RoleSwitched {
+            line,
+            expected: role.to_owned(),
+            actual,
+        });
+    }
+    Ok(())
 }
 
 /// Streams one table's COPY data; returns the row count the server reports. The error is

@@ -4,7 +4,8 @@
 //! 1. download (async task): S3 GET, the checksum of the raw bytes (checked against the
 //!    `.md5` or `.sha1` sidecar at the end of the stream), progress;
 //! 2. decode (a blocking thread): [`decode`] (decryption, decompression), the
-//!    psql-compatible [`lexer`], the [`filter`];
+//!    psql-compatible [`lexer`], the [`filter`], and for a restore a [`Rewriter`] (the
+//!    masking: no raw personal value leaves this thread);
 //! 3. consume (the caller's task): the [`loader`] for a restore (its post-data statements
 //!    on a pool of [`session`]s, see [`postdata`]), a counter for a plan.
 //!
@@ -34,7 +35,7 @@ use crate::snapshot::Snapshot;
 use crate::store::{SourceBucket, StoreError};
 use decode::{Checksum, DecodeError, Secrets};
 use filter::{Action, Filter, Refusal};
-use lexer::{Item, LexError, Lexer};
+use lexer::{Item, LexError, Lexer, Statement};
 pub use loader::Load;
 use loader::LoadError;
 use postdata::PostData;
@@ -59,6 +60,10 @@ pub enum RestoreError {
     Refused(#[from] Refusal),
     #[error(transparent)]
     Load(#[from] LoadError),
+    #[error("the restore took longer than restore.timeout ({0})")]
+    TimedOut(String),
+    #[error(transparent)]
+    Rewrite(RewriteError),
     #[error(transparent)]
     Session(#[from] DbError),
 }
@@ -83,6 +88,7 @@ enum DecodeFailure {
     Decode(DecodeError),
     Syntax(String),
     Refused(Refusal),
+    Rewrite(RewriteError),
 }
 
 impl From<DecodeFailure> for RestoreError {
@@ -91,6 +97,7 @@ impl From<DecodeFailure> for RestoreError {
             DecodeFailure::Decode(e) => e.into(),
             DecodeFailure::Syntax(message) => RestoreError::Syntax(message),
             DecodeFailure::Refused(r) => r.into(),
+            DecodeFailure::Rewrite(e) => RestoreError::Rewrite(e),
         }
     }
 }
@@ -110,20 +117,64 @@ pub struct Source<'a> {
     pub decrypt: Option<&'a DecryptConfig>,
 }
 
-/// Restores `snapshot` into the scratch database `sessions` open.
-pub async fn restore(
+/// A stage between the filter and the loader that rewrites or drops what passes: the
+/// masking (`crate::mask`, which builds on this module).
+pub trait Rewriter: Send + 'static {
+    /// Sees every statement the filter kept; false drops it.
+    fn statement(&mut self, s: &Statement) -> Result<bool, RewriteError>;
+    /// A chunk of COPY data: passed on (maybe rewritten), or `None` to hold it back.
+    fn copy_data(&mut self, data: Bytes) -> Result<Option<Bytes>, RewriteError>;
+    /// The end of a COPY: what is left of its data, if anything.
+    fn copy_end(&mut self) -> Result<Option<Bytes>, RewriteError>;
+}
+
+pub type RewriteError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Passes everything unchanged (a plan loads nothing, so it masks nothing).
+struct Unchanged;
+
+impl Rewriter for Unchanged {
+    fn statement(&mut self, _: &Statement) -> Result<bool, RewriteError> {
+        Ok(true)
+    }
+    fn copy_data(&mut self, data: Bytes) -> Result<Option<Bytes>, RewriteError> {
+        Ok(Some(data))
+    }
+    fn copy_end(&mut self) -> Result<Option<Bytes>, RewriteError> {
+        Ok(None)
+    }
+}
+
+/// Restores `snapshot` through `rewriter` into the scratch database `sessions` open; returns
+/// the rewriter after the last item.
+pub async fn restore<R: Rewriter>(
     source: Source<'_>,
     snapshot: &Snapshot,
     filter: Filter,
-    sessions: &Sessions,
+    rewriter: R,
+    sessions: &Sessions<'_>,
     progress: Arc<Progress>,
-) -> Result<Streamed, RestoreError> {
+) -> Result<(Streamed, R), RestoreError> {
     let client = sessions.open().await?;
     let consume_progress = progress.clone();
-    stream(source, snapshot, filter, progress, |items| async move {
-        let mut post_data = PostData::new(sessions, &consume_progress);
-        loader::load(&client, items, &consume_progress, &mut post_data).await
-    })
+    stream(
+        source,
+        snapshot,
+        filter,
+        rewriter,
+        progress,
+        |items| async move {
+            let mut post_data = PostData::new(sessions, &consume_progress);
+            loader::load(
+                &client,
+                items,
+                &consume_progress,
+                &mut post_data,
+                sessions.role,
+            )
+            .await
+        },
+    )
     .await
 }
 
@@ -135,28 +186,37 @@ pub async fn plan(
     filter: Filter,
     progress: Arc<Progress>,
 ) -> Result<Streamed, RestoreError> {
-    stream(source, snapshot, filter, progress, |mut items| async move {
-        let mut rows = BTreeMap::new();
-        let mut table = String::new();
-        while let Some(item) = items.recv().await {
-            match item {
-                Load::CopyStart { table: t, .. } => table = t,
-                Load::CopyEnd { rows: n } => *rows.entry(table.clone()).or_insert(0) += n,
-                Load::Sql { .. } | Load::CopyData(_) => {}
+    let planned = stream(
+        source,
+        snapshot,
+        filter,
+        Unchanged,
+        progress,
+        |mut items| async move {
+            let mut rows = BTreeMap::new();
+            let mut table = String::new();
+            while let Some(item) = items.recv().await {
+                match item {
+                    Load::CopyStart { table: t, .. } => table = t,
+                    Load::CopyEnd { rows: n } => *rows.entry(table.clone()).or_insert(0) += n,
+                    Load::Sql { .. } | Load::CopyData(_) => {}
+                }
             }
-        }
-        Ok(rows)
-    })
-    .await
+            Ok(rows)
+        },
+    )
+    .await?;
+    Ok(planned.0)
 }
 
-async fn stream<F, Fut>(
+async fn stream<R: Rewriter, F, Fut>(
     Source { bucket, decrypt }: Source<'_>,
     snapshot: &Snapshot,
     filter: Filter,
+    rewriter: R,
     progress: Arc<Progress>,
     consume: F,
-) -> Result<Streamed, RestoreError>
+) -> Result<(Streamed, R), RestoreError>
 where
     F: FnOnce(mpsc::Receiver<Load>) -> Fut,
     Fut: Future<Output = Result<BTreeMap<String, u64>, LoadError>>,
@@ -198,7 +258,8 @@ where
             ChannelReader::new(raw_rx),
             &decoded_snapshot,
             secrets.as_ref(),
-            &filter,
+            filter,
+            rewriter,
             &load_tx,
         )
     }));
@@ -211,19 +272,24 @@ where
         Err(Stop::Failed(e)) => return Err(e),
         Err(Stop::Closed) => (0, false),
     };
-    let (bytes_sql, filtered) = match decoded {
+    let Decoded {
+        bytes_sql,
+        filtered,
+        rewriter,
+    } = match decoded {
         Ok(d) => d,
         Err(Stop::Failed(e)) => return Err(e.into()),
-        Err(Stop::Closed) => (0, BTreeMap::new()),
+        Err(Stop::Closed) => return Err(consumed.err().unwrap_or(LoadError::InputEnded).into()),
     };
     let rows = consumed?;
-    Ok(Streamed {
+    let streamed = Streamed {
         bytes_downloaded,
         bytes_sql,
         checksum_verified,
         rows,
         filtered,
-    })
+    };
+    Ok((streamed, rewriter))
 }
 
 /// Aborts the task when the restore is dropped (cancelled).
@@ -346,15 +412,22 @@ fn secrets(
     }
 }
 
-/// Decodes, splits and filters on a blocking thread; returns the SQL bytes read and the
-/// filter's counts.
-fn decode(
+/// What the decode stage read and did: SQL bytes, the filter's counts, the rewriter.
+struct Decoded<R> {
+    bytes_sql: u64,
+    filtered: BTreeMap<String, u64>,
+    rewriter: R,
+}
+
+/// Decodes, splits, filters and rewrites on a blocking thread.
+fn decode<R: Rewriter>(
     input: ChannelReader,
     snapshot: &Snapshot,
     secrets: Option<&Secrets>,
-    filter: &Filter,
+    mut filter: Filter,
+    mut rewriter: R,
     out: &mpsc::Sender<Load>,
-) -> Result<(u64, BTreeMap<String, u64>), Stop<DecodeFailure>> {
+) -> Result<Decoded<R>, Stop<DecodeFailure>> {
     let upstream_failed = input.failed.clone();
     // A decoder's failure after the download failed is the download's consequence.
     let failed = |e: DecodeFailure| {
@@ -374,6 +447,7 @@ fn decode(
     let mut filtered = BTreeMap::new();
     let mut count = |reason: &str| *filtered.entry(reason.to_owned()).or_insert(0u64) += 1;
     let send = |load: Load| out.blocking_send(load).map_err(|_| Stop::Closed);
+    let rewrite = |e: RewriteError| Stop::Failed(DecodeFailure::Rewrite(e));
     loop {
         let item = match lexer.next_item() {
             Ok(Some(item)) => item,
@@ -395,16 +469,16 @@ fn decode(
             Item::Statement(s) => {
                 let text = match filter.statement(&s) {
                     Ok(Action::Keep) => s.text.clone(),
-                    Ok(Action::Rewrite(text, reason)) => {
-                        count(reason);
-                        text
-                    }
                     Ok(Action::Drop(reason)) => {
                         count(reason);
                         continue;
                     }
                     Err(r) => return Err(Stop::Failed(DecodeFailure::Refused(r))),
                 };
+                if !rewriter.statement(&s).map_err(rewrite)? {
+                    count("INSERT into a table emptied by anonymize.table");
+                    continue;
+                }
                 if s.is_copy_from_stdin() {
                     send(Load::CopyStart {
                         statement: text,
@@ -415,11 +489,27 @@ fn decode(
                     send(Load::Sql { text, line: s.line })?;
                 }
             }
-            Item::CopyData(data) => send(Load::CopyData(data))?,
-            Item::CopyEnd { rows } => send(Load::CopyEnd { rows })?,
+            Item::CopyData(data) => {
+                if let Some(data) = rewriter.copy_data(data).map_err(rewrite)? {
+                    send(Load::CopyData(data))?;
+                }
+            }
+            Item::CopyEnd { rows } => {
+                if let Some(tail) = rewriter.copy_end().map_err(rewrite)? {
+                    send(Load::CopyData(tail))?;
+                }
+                send(Load::CopyEnd { rows })?;
+            }
         }
     }
-    Ok((lexer.into_inner().bytes, filtered))
+    filter
+        .finish()
+        .map_err(|r| Stop::Failed(DecodeFailure::Refused(r)))?;
+    Ok(Decoded {
+        bytes_sql: lexer.into_inner().bytes,
+        filtered,
+        rewriter,
+    })
 }
 
 /// Reads what the download task sends; an error it sends ends the stream with that error.

@@ -12,9 +12,13 @@
 //! locked in that order cannot deadlock. A statement that deadlocks anyway (through a
 //! function reading other tables) runs again alone.
 //!
-//! The pool's sessions follow the dump's session settings (`SET`, `set_config`, `RESET`):
-//! each job carries how many of them precede it, and runs on a session that has run those
-//! (a session that has run more is replaced by a new one).
+//! Only what the filter let through reaches this module, and a statement runs in the
+//! context the filter judged it in: inside the dump's own `BEGIN` ... `COMMIT` everything
+//! runs in order on the loader's session; the pool's sessions follow the dump's session
+//! settings (`SET`, `set_config`): each job carries how many of them precede it, and runs on
+//! a session that has run those (a session that has run more is replaced by a new one).
+//! After each job its session is checked as the loader's is at the end (outside any
+//! transaction, still the restore role) before it runs anything else.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -25,7 +29,7 @@ use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
 use super::lexer::{Item, Lexer, Statement, TokenKind};
-use super::loader::LoadError;
+use super::loader::{self, LoadError};
 use super::session::Sessions;
 use crate::database::sql::quote_ident;
 use crate::progress::Progress;
@@ -85,17 +89,28 @@ struct Worker {
 struct Finished {
     id: usize,
     worker: Worker,
-    result: Result<(), tokio_postgres::Error>,
+    result: Result<(), Failure>,
 }
 
-/// A job failed: its dump line and the server's error.
-struct Failed(u64, tokio_postgres::Error);
+/// Why a job failed.
+enum Failure {
+    /// The server refused its statement (or the settings before it).
+    Statement(tokio_postgres::Error),
+    /// It ran, and left its session other than the restore needs it.
+    Session(Box<LoadError>),
+}
+
+/// A job failed: its dump line and why.
+struct Failed(u64, Failure);
 
 impl From<Failed> for LoadError {
-    fn from(Failed(line, e): Failed) -> LoadError {
-        LoadError::Statement {
-            line,
-            message: e.into(),
+    fn from(Failed(line, failure): Failed) -> LoadError {
+        match failure {
+            Failure::Statement(e) => LoadError::Statement {
+                line,
+                message: e.into(),
+            },
+            Failure::Session(e) => *e,
         }
     }
 }
@@ -108,7 +123,7 @@ struct Holders {
 }
 
 pub struct PostData<'a> {
-    sessions: &'a Sessions,
+    sessions: &'a Sessions<'a>,
     progress: &'a Progress,
     idle: Vec<Worker>,
     opened: usize,
@@ -119,6 +134,8 @@ pub struct PostData<'a> {
     indexes: HashMap<String, String>,
     /// The dump's session settings so far, in order.
     settings: Vec<String>,
+    /// The dump's own transaction is open: everything runs in order, inside it.
+    in_transaction: bool,
     submitted: usize,
     done: usize,
     /// The most sessions open at once.
@@ -127,7 +144,7 @@ pub struct PostData<'a> {
 }
 
 impl<'a> PostData<'a> {
-    pub fn new(sessions: &'a Sessions, progress: &'a Progress) -> PostData<'a> {
+    pub fn new(sessions: &'a Sessions<'a>, progress: &'a Progress) -> PostData<'a> {
         PostData {
             sessions,
             progress,
@@ -139,6 +156,7 @@ impl<'a> PostData<'a> {
             tables: HashMap::new(),
             indexes: HashMap::new(),
             settings: Vec::new(),
+            in_transaction: false,
             submitted: 0,
             done: 0,
             peak: 0,
@@ -150,25 +168,34 @@ impl<'a> PostData<'a> {
     pub fn route(&mut self, text: String, line: u64) -> Route {
         let first = text.split_ascii_whitespace().next().unwrap_or_default();
         let candidate = [
-            "create", "alter", "comment", "grant", "revoke", "set", "reset", "select",
+            "create", "alter", "comment", "grant", "revoke", "set", "select", "begin", "commit",
         ]
         .iter()
-        .any(|w| first.eq_ignore_ascii_case(w));
+        .any(|w| {
+            first
+                .get(..w.len())
+                .is_some_and(|f| f.eq_ignore_ascii_case(w))
+        });
         let Some(s) = candidate.then(|| parse(&text)).flatten() else {
             return Route::InOrder(text);
         };
+        // The filter lets through pg_dump's bare BEGIN and COMMIT (around large objects).
+        if s.is_word(0, "begin") || s.is_word(0, "commit") {
+            self.in_transaction = s.is_word(0, "begin");
+            return Route::InOrder(text);
+        }
         if is_setting(&s) {
             self.settings.push(text.clone());
             return Route::Setting(text);
         }
         match classify(&s, &self.indexes) {
-            Some(claim) => Route::Job(Job {
+            Some(claim) if !self.in_transaction => Route::Job(Job {
                 label: label(&s),
                 text,
                 line,
                 claim,
             }),
-            None => Route::InOrder(text),
+            _ => Route::InOrder(text),
         }
     }
 
@@ -291,15 +318,25 @@ impl<'a> PostData<'a> {
 
     fn start(&mut self, id: usize, waiting: Waiting, worker: Worker) {
         let settings = self.settings[worker.settings..waiting.settings].join("\n");
-        let text = waiting.job.text.clone();
+        let (text, line) = (waiting.job.text.clone(), waiting.job.line);
+        let role = self.sessions.role.to_owned();
         let client = worker.client;
         let applied = waiting.settings;
         self.running.spawn(async move {
             let result = async {
                 if !settings.is_empty() {
-                    client.batch_execute(&settings).await?;
+                    client
+                        .batch_execute(&settings)
+                        .await
+                        .map_err(Failure::Statement)?;
                 }
-                client.batch_execute(&text).await
+                client
+                    .batch_execute(&text)
+                    .await
+                    .map_err(Failure::Statement)?;
+                loader::session_unchanged(&client, line, &role)
+                    .await
+                    .map_err(|e| Failure::Session(Box::new(e)))
             }
             .await;
             Finished {
@@ -329,7 +366,9 @@ impl<'a> PostData<'a> {
         let mut waiting = running.waiting;
         match finished.result {
             Ok(()) => self.done += 1,
-            Err(e) if e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED) && !waiting.alone => {
+            Err(Failure::Statement(e))
+                if e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED) && !waiting.alone =>
+            {
                 tracing::info!(
                     line = waiting.job.line,
                     "a post-data statement deadlocked with another: it runs again alone"
@@ -338,7 +377,7 @@ impl<'a> PostData<'a> {
                 waiting.after.clear();
                 self.waiting.insert(finished.id, waiting);
             }
-            Err(e) => return Err(Failed(waiting.job.line, e)),
+            Err(failure) => return Err(Failed(waiting.job.line, failure)),
         }
         self.idle.push(finished.worker);
         self.show_progress();
@@ -386,7 +425,7 @@ fn parse(text: &str) -> Option<Statement> {
     }
 }
 
-/// `SET` (not `LOCAL`, not a transaction's), `RESET`, or pg_dump's
+/// `SET` (not `LOCAL`, not a transaction's) or pg_dump's
 /// `SELECT pg_catalog.set_config('name', 'value', false);`.
 fn is_setting(s: &Statement) -> bool {
     let w = |i: usize, word: &str| s.is_word(i, word);
@@ -395,9 +434,6 @@ fn is_setting(s: &Statement) -> bool {
             || w(1, "transaction")
             || w(1, "constraints")
             || (w(1, "session") && w(2, "characteristics")));
-    }
-    if w(0, "reset") {
-        return true;
     }
     let texts: Vec<&str> = (0..s.tokens.len())
         .filter_map(|i| s.token_text(i))
@@ -731,7 +767,6 @@ mod tests {
         for (sql, setting) in [
             ("SET default_tablespace = '';", true),
             ("SET search_path = public, pg_catalog;", true),
-            ("RESET ALL;", true),
             (
                 "SELECT pg_catalog.set_config('search_path', '', false);",
                 true,

@@ -1,8 +1,13 @@
 //! The restore's sessions on the scratch database: the loader's and each post-data job's are
-//! opened and set up here alike, so what one session may do every session may do.
+//! opened and set up here alike, as the restore role, so what one session may do every
+//! session may do.
+
+use std::time::Duration;
 
 use tokio_postgres::Client;
 
+use crate::config::RestoreConfig;
+use crate::database::restore_role::{self, Reach};
 use crate::database::{DbError, Server};
 
 /// Index builds sort in memory up to `maintenance_work_mem`: a restore may use this much (or
@@ -15,30 +20,67 @@ const MIN_MAINTENANCE_MEM_KB: u64 = 1024;
 const FALLBACK_JOBS: usize = 2;
 
 /// How to open a restore session on the scratch database.
-#[derive(Debug, Clone)]
-pub struct Sessions {
-    pub server: Server,
-    pub database: String,
-    /// Sessions building indexes at once, sharing [`MAINTENANCE_MEM_KB`].
+pub struct Sessions<'a> {
+    server: Server,
+    database: &'a str,
+    /// The restore role, and how a session becomes it.
+    pub role: &'a str,
+    reach: &'a Reach,
+    /// Sessions building indexes at once.
     pub jobs: usize,
+    statement_timeout: Duration,
+    /// Each session's share of [`MAINTENANCE_MEM_KB`] (or of the server's setting).
+    maintenance_mem_kb: u64,
 }
 
-impl Sessions {
-    /// A session on the scratch database, configured for restoring.
+impl<'a> Sessions<'a> {
+    /// The sessions of a restore into `database` as `role`, sized on the server's settings
+    /// as `maintenance` (the refresh role's session) reads them.
+    pub async fn new(
+        server: &Server,
+        maintenance: &Client,
+        database: &'a str,
+        (role, reach): (&'a str, &'a Reach),
+        config: &RestoreConfig,
+    ) -> Result<Sessions<'a>, DbError> {
+        let jobs = jobs(config.jobs, server, maintenance).await?;
+        let setting: i64 = maintenance
+            .query_one(
+                "SELECT setting::pg_catalog.int8 FROM pg_catalog.pg_settings
+                 WHERE name = 'maintenance_work_mem'",
+                &[],
+            )
+            .await
+            .map_err(|e| server.error("reading maintenance_work_mem", &e))?
+            .get(0);
+        let total = u64::try_from(setting).unwrap_or(0).max(MAINTENANCE_MEM_KB);
+        Ok(Sessions {
+            server: server.clone(),
+            database,
+            role,
+            reach,
+            jobs,
+            statement_timeout: config.statement_timeout,
+            maintenance_mem_kb: (total / jobs as u64).max(MIN_MAINTENANCE_MEM_KB),
+        })
+    }
+
+    /// A session on the scratch database as the restore role, configured for restoring.
     pub async fn open(&self) -> Result<Client, DbError> {
-        let client = self.server.connect(Some(&self.database)).await?;
+        let client =
+            restore_role::connect(&self.server, self.database, self.role, self.reach).await?;
         // Durability comes at the anonymization's commit, which flushes everything before it.
+        // Plain SETs: nothing the dump defined (a function, an operator) can take part.
         self.server
             .execute(
                 &client,
                 "configuring the restore session",
                 &format!(
                     "SET synchronous_commit = off;
-                     SELECT set_config('maintenance_work_mem',
-                        greatest(greatest(setting::bigint, {MAINTENANCE_MEM_KB}) / {jobs},
-                                 {MIN_MAINTENANCE_MEM_KB})::text, false)
-                     FROM pg_settings WHERE name = 'maintenance_work_mem'",
-                    jobs = self.jobs.max(1),
+                     SET statement_timeout = {};
+                     SET maintenance_work_mem = {}",
+                    self.statement_timeout.as_millis(),
+                    self.maintenance_mem_kb
                 ),
             )
             .await?;
@@ -48,7 +90,7 @@ impl Sessions {
 
 /// `restore.jobs` when set; else the server's CPU count as it reports it, at least 2, or
 /// [`FALLBACK_JOBS`] when it does not.
-pub async fn jobs(
+async fn jobs(
     configured: Option<usize>,
     server: &Server,
     client: &Client,

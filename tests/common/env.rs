@@ -5,13 +5,16 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
+use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::constants::PROD_DB;
-use super::fixtures::{dump_name, md5_hex, upload_snapshot, zstd};
-use super::staging::{OWNER, SENTINEL, refresh_role_url, seed_staging};
+use super::fixtures::{PROD_RULES, dump_name, md5_hex, upload_snapshot, zstd};
+use super::staging::{
+    OWNER, REFRESH_ROLE, SENTINEL, create_restore_role, refresh_role_url, seed_staging,
+};
 use super::{Postgres, Run, postgres, s3, services, test_dir, unique};
 use staging_refresh::config::Config;
 use staging_refresh::lock::RunLock;
@@ -64,6 +67,13 @@ impl Env {
     pub async fn on(pg: &'static Postgres, url: String) -> Env {
         let db = unique("app");
         seed_staging(pg, &db);
+        let user = tokio_postgres::Config::from_str(&url)
+            .unwrap()
+            .get_user()
+            .map(str::to_owned);
+        if let Some(user) = user.filter(|u| u != REFRESH_ROLE && u != "postgres") {
+            create_restore_role(pg, &db, &user);
+        }
         let dir = test_dir("refresh");
         Env {
             pg,
@@ -128,6 +138,7 @@ owner = "{OWNER}"
 admin_email = "{ADMIN_EMAIL}"
 admin_password = "{ADMIN_PASSWORD}"
 {anonymize}
+{PROD_RULES}
 [daemon]
 state_dir = "{state}"
 control_socket = "{state}/control.sock"

@@ -9,6 +9,32 @@ use md5::{Digest, Md5};
 
 use super::services::{Postgres, S3};
 
+/// Masking rules for the prod-shaped schema's text columns the built-in rules leave (none
+/// of them personal), appended to the `[anonymize]` section; `etc/config.toml` ships them.
+pub const PROD_RULES: &str = r#"
+[[anonymize.table]]
+table = "public.organization"
+mode = "keep"
+
+[[anonymize.table]]
+table = "public.product"
+mode = "keep"
+
+[[anonymize.table]]
+table = "public.generation"
+mode = "keep"
+
+[[anonymize.column]]
+table = "public.user"
+column = "settings"
+mask = "keep"
+
+[[anonymize.column]]
+table = "public.external_system_integration"
+column = "name"
+mask = "keep"
+"#;
+
 // Test files import the production names from here too.
 pub use super::constants::{PROD_ADMIN_EMAIL, PROD_OWNER};
 

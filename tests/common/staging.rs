@@ -1,6 +1,7 @@
 //! Staging as the refresh tests, the demo and the benchmark set it up: a least-privileged
-//! refresh role (CREATEDB, member of the owner role, may end sessions), an app database with
-//! data of its own, and the production dump to restore.
+//! refresh role (CREATEDB, member of the owner role, may end sessions), the app database's
+//! restore role granted to it (as the README has the operator create it), an app database
+//! with data of its own, and the production dump to restore.
 
 use std::sync::OnceLock;
 
@@ -37,9 +38,19 @@ pub fn create_roles(pg: &Postgres) {
     }
 }
 
-/// A staging app database owned by [`OWNER`], holding one [`SENTINEL`] row.
+/// Creates `<db>_restore` (NOLOGIN, a member of nothing) and grants it to `grantee`.
+pub fn create_restore_role(pg: &Postgres, db: &str, grantee: &str) {
+    let role = staging_refresh::database::sql::quote_ident(&format!("{db}_restore"));
+    // A second grantee finds the role there.
+    let _ = pg.psql("postgres", &format!("CREATE ROLE {role} NOLOGIN"));
+    pg.query("postgres", &format!("GRANT {role} TO \"{grantee}\""));
+}
+
+/// A staging app database owned by [`OWNER`], holding one [`SENTINEL`] row, and its restore
+/// role granted to [`REFRESH_ROLE`].
 pub fn seed_staging(pg: &Postgres, db: &str) {
     refresh_role_url(pg);
+    create_restore_role(pg, db, REFRESH_ROLE);
     pg.query(
         "postgres",
         &format!("CREATE DATABASE \"{db}\" OWNER {OWNER}"),

@@ -1,0 +1,272 @@
+//! The masking rules: `[[anonymize.column]]` and `[[anonymize.table]]` from the config, plus
+//! the runbook's own rules for the users and integrations tables, which every run applies.
+//! Validated when the command line loads the config (and again when a run starts), every
+//! error naming the key at fault.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::kinds::Mask;
+use crate::config::{AnonymizeConfig, ColumnRule, ConfigError, TableMode, Unclassified};
+use crate::table::TableName;
+
+/// The runbook's tables.
+pub fn users() -> TableName {
+    TableName::new("public", "user")
+}
+pub fn integrations() -> TableName {
+    TableName::new("public", "external_system_integration")
+}
+
+/// The admin's columns in the users table, and the placeholder name other users get.
+pub const EMAIL: &str = "email";
+pub const FULL_NAME: &str = "full_name";
+pub const PASSWORD: &str = "hashed_password";
+pub const SUPERUSER: &str = "is_superuser";
+pub const ACTIVE: &str = "is_active";
+pub const ID: &str = "id";
+pub const ANONYMIZED_NAME: &str = "Anonymized User";
+pub const ADMIN_NAME: &str = "Staging Admin";
+
+/// The runbook's steps as rules: users get reserved-domain emails, a placeholder name, an
+/// unusable password hash and no superuser flag; integrations stop pushing and lose their
+/// URL and key. The admin row is handled apart (see `mask::Admin`).
+fn runbook() -> Vec<(TableName, &'static str, Mask)> {
+    vec![
+        (users(), EMAIL, Mask::Email),
+        (users(), FULL_NAME, Mask::Redact(ANONYMIZED_NAME.into())),
+        (users(), PASSWORD, Mask::Password),
+        (users(), SUPERUSER, Mask::Redact("f".into())),
+        (integrations(), "push_products", Mask::Redact("f".into())),
+        (integrations(), "push_service_base_url", Mask::Null),
+        (integrations(), "push_service_api_key", Mask::Null),
+    ]
+}
+
+/// Every rule, by table.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    pub columns: HashMap<TableName, BTreeMap<String, Mask>>,
+    pub tables: HashMap<TableName, TableMode>,
+    pub unclassified: Unclassified,
+}
+
+impl Rules {
+    /// The rules of `cfg`; an error names the config key at fault.
+    pub fn from_config(cfg: &AnonymizeConfig) -> Result<Rules, ConfigError> {
+        let mut rules = Rules {
+            unclassified: cfg.unclassified,
+            ..Rules::default()
+        };
+        for (table, column, mask) in runbook() {
+            rules
+                .columns
+                .entry(table)
+                .or_default()
+                .insert(column.to_owned(), mask);
+        }
+        for (i, rule) in cfg.table.iter().enumerate() {
+            let key = |field: &str| format!("anonymize.table[{i}].{field}");
+            let table = TableName::parse(&rule.table).map_err(|m| error(key("table"), m))?;
+            if rule.mode == TableMode::Empty && (table == users() || table == integrations()) {
+                return Err(error(
+                    key("mode"),
+                    format!(
+                        "{table} cannot be emptied: the admin and the runbook's rules need its rows"
+                    ),
+                ));
+            }
+            if rules.tables.insert(table.clone(), rule.mode).is_some() {
+                return Err(error(
+                    key("table"),
+                    format!("{table} has a table rule already"),
+                ));
+            }
+        }
+        for (i, rule) in cfg.column.iter().enumerate() {
+            let key = |field: &str| format!("anonymize.column[{i}].{field}");
+            let table = TableName::parse(&rule.table).map_err(|m| error(key("table"), m))?;
+            let mask = column_mask(rule).map_err(|(field, m)| error(key(field), m))?;
+            if rules.tables.get(&table) == Some(&TableMode::Empty) {
+                return Err(error(
+                    key("table"),
+                    format!("{table} is emptied (anonymize.table), so its columns need no rules"),
+                ));
+            }
+            let columns = rules.columns.entry(table.clone()).or_default();
+            if columns.contains_key(&rule.column) {
+                let why = if runbook()
+                    .iter()
+                    .any(|(t, c, _)| *t == table && *c == rule.column)
+                {
+                    "is masked by the built-in runbook rules"
+                } else {
+                    "has a rule already"
+                };
+                return Err(error(
+                    key("column"),
+                    format!("{table}.{} {why}", rule.column),
+                ));
+            }
+            columns.insert(rule.column.clone(), mask);
+        }
+        Ok(rules)
+    }
+
+    /// The mask of `table.column`: its column rule, else `keep` in a kept table.
+    pub fn mask(&self, table: &TableName, column: &str) -> Option<&Mask> {
+        match self.columns.get(table).and_then(|c| c.get(column)) {
+            Some(mask) => Some(mask),
+            None if self.tables.get(table) == Some(&TableMode::Keep) => Some(&Mask::Keep),
+            None => None,
+        }
+    }
+
+    pub fn table_mode(&self, table: &TableName) -> Option<TableMode> {
+        self.tables.get(table).copied()
+    }
+}
+
+fn error(key: String, message: impl Into<String>) -> ConfigError {
+    ConfigError::Key {
+        key,
+        message: message.into(),
+    }
+}
+
+/// The rule's mask; the error names the field at fault.
+fn column_mask(rule: &ColumnRule) -> Result<Mask, (&'static str, String)> {
+    if rule.column.is_empty() {
+        return Err(("column", "is empty".into()));
+    }
+    let mask = Mask::parse(&rule.mask, rule.value.as_deref()).map_err(|m| ("mask", m))?;
+    if rule.value.is_some() && !matches!(mask, Mask::Redact(_)) {
+        return Err(("value", "only a \"redact\" mask takes a value".into()));
+    }
+    match mask {
+        Mask::Json(_) => {
+            if rule.paths.is_empty() {
+                return Err((
+                    "paths",
+                    "a \"json\" mask needs paths = { \"a.b\" = \"email\" }".into(),
+                ));
+            }
+            let mut paths = Vec::new();
+            for (path, kind) in &rule.paths {
+                let inner =
+                    Mask::parse(kind, None).map_err(|m| ("paths", format!("{path:?}: {m}")))?;
+                if matches!(inner, Mask::Json(_) | Mask::Keep) {
+                    return Err((
+                        "paths",
+                        format!("{path:?}: {kind:?} does not apply inside JSON"),
+                    ));
+                }
+                let parts: Vec<String> = path.split('.').map(str::to_owned).collect();
+                if parts.iter().any(String::is_empty) {
+                    return Err(("paths", format!("{path:?} is not a dotted path of keys")));
+                }
+                paths.push((parts, inner));
+            }
+            Ok(Mask::Json(paths))
+        }
+        _ if !rule.paths.is_empty() => Err(("paths", "only a \"json\" mask takes paths".into())),
+        mask => Ok(mask),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(extra: serde_json::Value) -> Result<Rules, ConfigError> {
+        let mut cfg = serde_json::json!({
+            "admin_email": "admin@staging.example.com",
+            "admin_password": "staging-admin-password",
+        });
+        cfg.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        Rules::from_config(&serde_json::from_value(cfg).unwrap())
+    }
+
+    fn key_error(extra: serde_json::Value) -> String {
+        rules(extra).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn rules_combine_with_the_runbook_and_table_modes() {
+        let r = rules(serde_json::json!({
+            "column": [
+                {"table": "shop.customer", "column": "contact", "mask": "json",
+                 "paths": {"contact.email": "email", "phones": "phone"}},
+                {"table": "customer", "column": "name", "mask": "redact", "value": "X"},
+            ],
+            "table": [{"table": "shop.customer", "mode": "keep"}, {"table": "session", "mode": "empty"}],
+        }))
+        .unwrap();
+        let shop = TableName::new("shop", "customer");
+        assert_eq!(r.mask(&shop, "id"), Some(&Mask::Keep));
+        assert!(matches!(r.mask(&shop, "contact"), Some(Mask::Json(paths)) if paths.len() == 2));
+        assert_eq!(
+            r.mask(&TableName::new("public", "customer"), "name"),
+            Some(&Mask::Redact("X".into()))
+        );
+        assert_eq!(r.mask(&users(), "email"), Some(&Mask::Email));
+        assert_eq!(r.mask(&users(), "phone"), None);
+        assert_eq!(
+            r.table_mode(&TableName::new("public", "session")),
+            Some(TableMode::Empty)
+        );
+        assert_eq!(r.unclassified, crate::config::Unclassified::Fail);
+    }
+
+    #[test]
+    fn bad_rules_name_their_key() {
+        let cases = [
+            (
+                serde_json::json!({"column": [{"table": "t", "column": "c", "mask": "scramble"}]}),
+                "anonymize.column[0].mask: unknown mask \"scramble\"",
+            ),
+            (
+                serde_json::json!({"column": [{"table": "a.b.c", "column": "c", "mask": "keep"}]}),
+                "anonymize.column[0].table: \"a.b.c\" is not a table name",
+            ),
+            (
+                serde_json::json!({"column": [{"table": "user", "column": "email", "mask": "keep"}]}),
+                "anonymize.column[0].column: public.user.email is masked by the built-in runbook rules",
+            ),
+            (
+                serde_json::json!({"column": [{"table": "t", "column": "c", "mask": "json"}]}),
+                "anonymize.column[0].paths: a \"json\" mask needs paths",
+            ),
+            (
+                serde_json::json!({"column": [{"table": "t", "column": "c", "mask": "json",
+                                               "paths": {"a..b": "email"}}]}),
+                "anonymize.column[0].paths: \"a..b\" is not a dotted path",
+            ),
+            (
+                serde_json::json!({"column": [{"table": "t", "column": "c", "mask": "email", "value": "x"}]}),
+                "anonymize.column[0].value: only a \"redact\" mask takes a value",
+            ),
+            (
+                serde_json::json!({"column": [{"table": "t", "column": "c", "mask": "keep"},
+                                              {"table": "public.t", "column": "c", "mask": "null"}]}),
+                "anonymize.column[1].column: public.t.c has a rule already",
+            ),
+            (
+                serde_json::json!({"table": [{"table": "s", "mode": "empty"}],
+                                   "column": [{"table": "s", "column": "c", "mask": "keep"}]}),
+                "anonymize.column[0].table: public.s is emptied",
+            ),
+            (
+                serde_json::json!({"table": [{"table": "user", "mode": "empty"}]}),
+                "anonymize.table[0].mode: public.user cannot be emptied",
+            ),
+        ];
+        for (extra, expected) in cases {
+            let err = key_error(extra);
+            let (key, message) = expected.split_once(": ").unwrap();
+            let expected = format!("config key `{key}`: {message}");
+            assert!(err.starts_with(&expected), "{err}\nexpected {expected}");
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! A hostile dump, as production compromised would write it: whatever it makes the server run
+//! is refused or contained. The live database, its settings, other databases, other sessions
+//! and the roles stay as they were; staging gets only anonymized rows, owned by
+//! `database.owner`, in a database with the settings the refresh gives it. With the role the
+//! README recommends, and with a superuser configuration.
+
+mod common;
+
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+use common::Postgres;
+use common::env::Env;
+use common::fixtures::zstd;
+use common::staging::{OWNER, prod_dump};
+
+/// `dump` with `sql` added at its end, before pg_dump's closing comment.
+fn append(dump: &[u8], sql: &str) -> Vec<u8> {
+    let text = std::str::from_utf8(dump).unwrap();
+    let end = text
+        .find("\n--\n-- PostgreSQL database dump complete")
+        .expect("a complete dump");
+    format!("{}\n{sql}\n{}", &text[..end], &text[end..]).into_bytes()
+}
+
+/// A staging server of its own for the superuser configuration: the opt-in marker table
+/// it creates is the superuser's, which the refresh role could not write to.
+fn superuser_server() -> &'static Postgres {
+    static PG: OnceLock<Postgres> = OnceLock::new();
+    PG.get_or_init(|| Postgres::start("postgres-superuser"))
+}
+
+async fn env_with(dump: &[u8], superuser: bool) -> Env {
+    let env = if superuser {
+        let pg = superuser_server();
+        common::staging::create_roles(pg);
+        Env::on(pg, pg.url("postgres")).await
+    } else {
+        Env::empty().await
+    };
+    env.upload(zstd(dump), None).await;
+    env
+}
+
+/// The dump line `needle` starts on.
+fn line_of(dump: &[u8], needle: &str) -> usize {
+    std::str::from_utf8(dump)
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with(needle))
+        .unwrap()
+        + 1
+}
+
+#[tokio::test]
+async fn a_dump_ending_inside_its_own_transaction_is_refused() {
+    // Left open, the anonymization would join this transaction and the deferred trigger
+    // would write production's emails back at its COMMIT.
+    let dump = append(
+        prod_dump(),
+        "CREATE TABLE public.saved AS SELECT id, email FROM public.\"user\";\n\
+         CREATE FUNCTION public.put_back() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN \
+         UPDATE public.\"user\" u SET email = s.email FROM public.saved s WHERE s.id = u.id; \
+         RETURN NULL; END $f$;\n\
+         BEGIN;\n\
+         CREATE CONSTRAINT TRIGGER put_back AFTER UPDATE ON public.\"user\" \
+         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.put_back();",
+    );
+    let env = env_with(&dump, false).await;
+    let out = env.refresh().await;
+    env.assert_failed_cleanly(
+        &out,
+        &format!(
+            "dump line {}: refusing to restore \"BEGIN\": the dump ends inside this transaction",
+            line_of(&dump, "BEGIN;")
+        ),
+    );
+}
+
+#[tokio::test]
+async fn settings_the_lexer_depends_on_cannot_be_changed() {
+    for set in [
+        "SET standard_conforming_strings = of;",
+        "SET SESSION standard_conforming_strings = off;",
+        "SELECT pg_catalog.set_config('standard_conforming_strings', 'off', false);",
+        "SET client_encoding = 'SJIS';",
+    ] {
+        // After the SET, the lexer would see one statement where the server sees two.
+        let dump = append(
+            prod_dump(),
+            &format!(
+                "{set}\nSELECT 'a\\' , ' ; ALTER ROLE staging_refresh CONNECTION LIMIT 1 ; -- ';"
+            ),
+        );
+        let env = env_with(&dump, false).await;
+        let out = env.refresh().await;
+        env.assert_failed_cleanly(
+            &out,
+            &format!("dump line {}: refusing to restore", line_of(&dump, set)),
+        );
+    }
+}
+
+/// What the refresh must never change: the roles, another database and its settings.
+fn outside(pg: &Postgres, other: &str) -> String {
+    pg.query(
+        "postgres",
+        &format!(
+            "SELECT string_agg(format('%s %s %s %s %s %s', rolname, rolsuper, rolcreatedb,
+                 rolcanlogin, rolconnlimit, coalesce(rolpassword, '-')), '; ' ORDER BY rolname)
+             FROM pg_authid WHERE rolname IN ('staging_refresh', '{OWNER}', 'postgres', 'backdoor')
+             UNION ALL
+             SELECT (SELECT count(*) FROM pg_db_role_setting)::text
+             UNION ALL
+             SELECT format('%s %s %s %s', datname, pg_get_userbyid(datdba), datconnlimit, datacl)
+             FROM pg_database WHERE datname = '{other}'"
+        ),
+    )
+}
+
+/// A database's own settings: owner, connection limit, parameters, ACL.
+fn database_settings(pg: &Postgres, db: &str) -> String {
+    pg.query(
+        "postgres",
+        &format!(
+            "SELECT format('%s %s %s %s', pg_get_userbyid(d.datdba), d.datconnlimit,
+                 (SELECT setconfig FROM pg_db_role_setting WHERE setdatabase = d.oid AND setrole = 0),
+                 (SELECT string_agg(a::text, ',' ORDER BY a::text)
+                  FROM unnest(coalesce(d.datacl, acldefault('d', d.datdba))) a))
+             FROM pg_database d WHERE datname = '{db}'"
+        ),
+    )
+}
+
+/// A plpgsql function that tries to reach beyond the scratch database, swallowing each
+/// refusal so that the next attempt runs too; first, when `escape`, it leaves the role the
+/// session was switched to (a superuser configuration logs in as the restore role, so there
+/// is nothing to go back to).
+fn hostile_function(live: &str, other: &str, escape: bool) -> String {
+    let escape =
+        escape.then_some("PERFORM pg_catalog.set_config('role', 'none', false)".to_owned());
+    let attempts = escape.into_iter().chain([
+        "PERFORM pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity \
+         WHERE pid <> pg_catalog.pg_backend_pid()"
+            .to_owned(),
+        format!("EXECUTE 'ALTER DATABASE \"{live}\" CONNECTION LIMIT 0'"),
+        format!("EXECUTE 'ALTER DATABASE \"{live}\" SET default_transaction_read_only = on'"),
+        format!("EXECUTE 'ALTER DATABASE \"{live}\" RENAME TO \"{live}_gone\"'"),
+        format!("EXECUTE 'ALTER DATABASE \"{other}\" CONNECTION LIMIT 0'"),
+        "EXECUTE 'ALTER ROLE staging_refresh PASSWORD ''pwned'''".to_owned(),
+        format!("EXECUTE 'ALTER ROLE {OWNER} SET work_mem = ''1MB'''"),
+        "EXECUTE 'CREATE ROLE backdoor SUPERUSER LOGIN'".to_owned(),
+        // The scratch database's own settings, which its owner may change.
+        "EXECUTE pg_catalog.format('ALTER DATABASE %I CONNECTION LIMIT 0', \
+         pg_catalog.current_database())"
+            .to_owned(),
+        "EXECUTE pg_catalog.format('ALTER DATABASE %I SET default_transaction_read_only = on', \
+         pg_catalog.current_database())"
+            .to_owned(),
+        "EXECUTE pg_catalog.format('REVOKE ALL ON DATABASE %I FROM PUBLIC', \
+         pg_catalog.current_database())"
+            .to_owned(),
+    ]);
+    let body: String = attempts
+        .map(|a| format!("BEGIN {a}; EXCEPTION WHEN OTHERS THEN NULL; END;\n"))
+        .collect();
+    format!(
+        "CREATE FUNCTION public.evil() RETURNS integer LANGUAGE plpgsql AS $f$\n\
+         BEGIN\n{body}RETURN 1;\nEND $f$;\n\
+         CREATE FUNCTION public.evil_immutable() RETURNS integer LANGUAGE plpgsql IMMUTABLE \
+         AS $f$ BEGIN RETURN public.evil(); END $f$;\n\
+         CREATE FUNCTION public.backdoor(sql text) RETURNS void LANGUAGE plpgsql \
+         SECURITY DEFINER AS $f$ BEGIN EXECUTE sql; END $f$;\n\
+         CREATE TABLE public.evil_default (id integer, v integer DEFAULT public.evil());\n\
+         CREATE TABLE public.evil_check (v integer CHECK (public.evil() = 1));\n\
+         COPY public.evil_default (id) FROM stdin;\n1\n\\.\n\
+         COPY public.evil_check (v) FROM stdin;\n1\n\\.\n\
+         CREATE INDEX evil_index ON public.evil_default ((v + public.evil_immutable()));\n\
+         CREATE MATERIALIZED VIEW public.evil_view AS SELECT public.evil() AS v WITH NO DATA;\n\
+         REFRESH MATERIALIZED VIEW public.evil_view;"
+    )
+}
+
+async fn hostile_functions_are_contained(superuser: bool) {
+    let mut env = env_with(b"", superuser).await;
+    let pg = env.pg;
+    let other = format!("{}_other", env.db);
+    pg.create_db(&other);
+    let dump = append(prod_dump(), &hostile_function(&env.db, &other, superuser));
+    env.upload(zstd(&dump), None).await;
+    // A session of another role on the live database (it sees backend_type NULL) and one
+    // on another database.
+    let backend = common::unique("backend");
+    pg.query("postgres", &format!("CREATE ROLE {backend} LOGIN"));
+    let url = |db: &str, role: &str| format!("postgres://{role}@127.0.0.1:{}/{db}", pg.port);
+    let connect = |url: String| async move {
+        let (client, connection) = tokio_postgres::Config::from_str(&url)
+            .unwrap()
+            .connect(tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+    };
+    let _live_session = connect(url(&env.db, &backend)).await;
+    let other_session = connect(url(&other, "staging_refresh")).await;
+    let before = outside(pg, &other);
+    let live_before = database_settings(pg, &env.db);
+    env.sections
+        .push_str("\n[restore]\nstatement_timeout = \"5min\"\n");
+
+    let out = env.refresh().await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let report = out.json();
+
+    // Nothing outside the scratch database changed; the other session lives on.
+    assert_eq!(outside(pg, &other), before);
+    other_session.simple_query("SELECT 1").await.unwrap();
+    assert_eq!(
+        database_settings(pg, &format!("{}__previous", env.db)),
+        live_before
+    );
+    // What the dump did to the scratch database itself was reported and undone.
+    let reset = report["database_settings_reset"].to_string();
+    for found in [
+        "connection limit was 0",
+        "default_transaction_read_only",
+        "privileges",
+    ] {
+        assert!(reset.contains(found), "{found}: {reset}");
+    }
+    assert_eq!(
+        database_settings(pg, &env.db),
+        format!("{OWNER} -1  =Tc/{OWNER},{OWNER}=CTc/{OWNER}")
+    );
+    // Everything is owned by database.owner; the restore role keeps nothing.
+    assert_eq!(
+        env.query(&format!(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = 'public' AND c.relowner <> '{OWNER}'::regrole
+             UNION ALL SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+             WHERE n.nspname = 'public' AND p.proowner <> '{OWNER}'::regrole"
+        )),
+        "0\n0"
+    );
+    assert_eq!(
+        pg.query(
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_shdepend WHERE refobjid = '{}_restore'::regrole",
+                env.db
+            )
+        ),
+        "0"
+    );
+    assert_eq!(
+        report["security_definer_functions"],
+        serde_json::json!(["backdoor(text)"])
+    );
+    // The backend's role writes.
+    pg.query(
+        &env.db,
+        &format!("SET ROLE {OWNER}; CREATE TABLE public.written (x int); INSERT INTO public.written VALUES (1)"),
+    );
+}
+
+#[tokio::test]
+async fn hostile_functions_reach_nothing_beyond_the_scratch_database() {
+    hostile_functions_are_contained(false).await;
+}
+
+#[tokio::test]
+async fn hostile_functions_reach_nothing_beyond_the_scratch_database_as_a_superuser() {
+    hostile_functions_are_contained(true).await;
+}
+
+#[tokio::test]
+async fn row_security_rules_and_shadowed_functions_hide_no_row_from_the_anonymization() {
+    let dump = append(
+        prod_dump(),
+        "ALTER TABLE public.\"user\" ALTER COLUMN email TYPE character varying;\n\
+         CREATE FUNCTION public.lower(character varying) RETURNS text LANGUAGE sql IMMUTABLE \
+         AS $f$SELECT 'x@staging.invalid'$f$;\n\
+         CREATE RULE keep_emails AS ON UPDATE TO public.\"user\" DO INSTEAD NOTHING;\n\
+         CREATE POLICY hide ON public.\"user\" \
+         USING (CURRENT_USER::text NOT LIKE '%restore' OR id::text < '8');\n\
+         ALTER TABLE public.\"user\" ENABLE ROW LEVEL SECURITY;\n\
+         ALTER TABLE public.\"user\" FORCE ROW LEVEL SECURITY;",
+    );
+    for superuser in [false, true] {
+        let env = env_with(&dump, superuser).await;
+        let out = env.refresh().await;
+        assert_eq!(out.code, 0, "{out:?}");
+        // As the server's superuser, who no policy hides a row from.
+        assert_eq!(
+            env.query(
+                "SELECT count(*) FROM \"user\" WHERE email NOT LIKE 'anon\\_%' \
+                 AND full_name <> 'Staging Admin'"
+            ),
+            "0"
+        );
+        // Staging keeps production's policy and rule.
+        assert_eq!(
+            env.query(
+                "SELECT relrowsecurity, relforcerowsecurity, \
+                 (SELECT ev_enabled FROM pg_rewrite WHERE rulename = 'keep_emails') \
+                 FROM pg_class WHERE oid = 'public.\"user\"'::regclass"
+            ),
+            "t|t|O"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_hung_statement_fails_with_the_statement_timeout() {
+    let hang =
+        "CREATE MATERIALIZED VIEW public.hang AS SELECT 1 AS x FROM pg_catalog.pg_sleep(100000);";
+    let dump = append(prod_dump(), hang);
+    let mut env = env_with(&dump, false).await;
+    env.sections
+        .push_str("\n[restore]\nstatement_timeout = \"2s\"\n");
+    let out = env.refresh().await;
+    env.assert_failed_cleanly(
+        &out,
+        &format!(
+            "dump line {}: ERROR: canceling statement due to statement timeout",
+            line_of(&dump, hang)
+        ),
+    );
+}
+
+#[tokio::test]
+async fn a_dump_that_lifts_the_statement_timeout_fails_with_the_restore_timeout() {
+    let dump = append(
+        prod_dump(),
+        "CREATE FUNCTION public.untimed() RETURNS integer LANGUAGE sql \
+         AS $f$SELECT pg_catalog.set_config('statement_timeout', '0', false)::integer$f$;\n\
+         CREATE TABLE public.untimed (id integer, v integer DEFAULT public.untimed());\n\
+         COPY public.untimed (id) FROM stdin;\n1\n\\.\n\
+         CREATE MATERIALIZED VIEW public.hang AS SELECT 1 AS x FROM pg_catalog.pg_sleep(100000);",
+    );
+    let mut env = env_with(&dump, false).await;
+    env.sections
+        .push_str("\n[restore]\nstatement_timeout = \"1h\"\ntimeout = \"5s\"\n");
+    let out = env.refresh().await;
+    env.assert_failed_cleanly(&out, "the restore took longer than restore.timeout (5s)");
+}
