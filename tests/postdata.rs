@@ -155,6 +155,32 @@ async fn statements_inside_the_dumps_own_transaction_run_in_it() {
 }
 
 #[tokio::test]
+async fn a_dump_ending_the_restores_other_sessions_fails_the_run_cleanly() {
+    // A superuser configuration logs in as the restore role: every session of the restore is
+    // that role, so the dump's code may end the others. That fails the run, nothing else.
+    let hostile = "CREATE FUNCTION public.end_others() RETURNS integer LANGUAGE plpgsql \
+                   IMMUTABLE AS $f$ BEGIN PERFORM pg_catalog.pg_terminate_backend(pid) \
+                   FROM pg_catalog.pg_stat_activity WHERE usename = CURRENT_USER \
+                   AND pid <> pg_catalog.pg_backend_pid(); RETURN 0; END $f$;\n\
+                   CREATE INDEX category_end_others_idx ON public.category \
+                   USING btree ((id + public.end_others()));";
+    let dump = inject(
+        dump(),
+        "    ADD CONSTRAINT category_pkey PRIMARY KEY (id);",
+        hostile,
+    );
+    let mut env = Env::on(postgres(), postgres().url("postgres")).await;
+    env.upload(common::fixtures::zstd(&dump), None).await;
+    env.sections.push_str(KEEP_FIXTURE_TABLES);
+    env.sections.push_str("\n[restore]\njobs = 4\n");
+    let out = env.refresh().await;
+    env.assert_failed_cleanly(
+        &out,
+        "FATAL: terminating connection due to administrator command",
+    );
+}
+
+#[tokio::test]
 async fn sigterm_during_post_data_cancels_cleanly() {
     let slow = "ALTER TABLE ONLY public.studio_booking \
                 ADD CONSTRAINT studio_booking_slow CHECK (pg_catalog.pg_sleep(60) IS NOT NULL);";
