@@ -112,8 +112,9 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
     let mut found = Vec::new();
     let mut pending = vec![dir.to_owned()];
     while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
+        // The server removes temporary files (other tests' sorts) while this walks.
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
             if path.is_dir() {
                 pending.push(path);
             } else if let Ok(bytes) = std::fs::read(&path)
