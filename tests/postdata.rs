@@ -1,7 +1,8 @@
 //! Parallel post-data: a dump with post-data of every kind (tests/fixtures/postdata.sql on
 //! top of the production-shaped database) restored on 4 sessions gives staging the schema a
 //! sequential restore gives it; a failing statement fails the run with its dump line; what
-//! the dump runs in its own transaction stays in it; a signal during post-data cancels the
+//! the dump runs in its own transaction stays in it; code of the dump's that ends the
+//! restore's other sessions fails the run cleanly; a signal during post-data cancels the
 //! run cleanly.
 
 mod common;
