@@ -20,7 +20,7 @@ use indicatif::HumanBytes;
 
 use common::fixtures::{PROD_ADMIN_EMAIL, dump_name, dump_zstd_to, seed_prod, upload_snapshot};
 use common::services::{Redis, postgres, prod_postgres, s3, smtp};
-use common::staging::{OWNER, refresh_role_url, seed_staging};
+use common::staging::{OWNER, RESTORE_PASSWORD, refresh_role_url, seed_staging};
 
 #[derive(Parser)]
 struct Args {
@@ -120,6 +120,8 @@ async fn main() {
 url = "{staging_url}"
 name = "app"
 owner = "{OWNER}"
+# The refresh role may not set the restore role's password: the operator gives it.
+restore_password = "{RESTORE_PASSWORD}"
 
 [anonymize]
 prod_admin_email = "{PROD_ADMIN_EMAIL}"

@@ -125,7 +125,7 @@ async fn database(config: &Config) -> Vec<CheckResult> {
         CheckResult::from("target marker", marker),
         CheckResult::from("database role", role),
     ];
-    let restore = restore_role(&server, &client, name).await;
+    let restore = restore_role(&server, &client, config).await;
     results.push(CheckResult::from("restore role", restore));
     results.push(CheckResult::from(
         "role privileges",
@@ -136,38 +136,41 @@ async fn database(config: &Config) -> Vec<CheckResult> {
     results
 }
 
-/// The restore role is fit, or the connected role may create it (or this is the SQL to).
-async fn restore_role(server: &Server, client: &Client, name: &str) -> Result<String, String> {
-    let role = restore_role::name(name);
-    match restore_role::fitness(server, client, &role).await {
-        Ok(Fitness::Fit) => match restore_role::may_set_password(server, client).await {
-            Ok(true) => Ok(format!(
-                "{role} is a member of nothing; the restore logs in as it for each run"
-            )),
-            Ok(false) => Ok(format!(
-                "warning: {role} is reached with SET ROLE, which code in the dump can undo \
-                 (set_config('role', 'none', false) returns to this role's rights); a role that \
-                 may set its password (CREATEROLE) logs in as it instead"
-            )),
-            Err(e) => Err(e.to_string()),
-        },
-        Ok(Fitness::Unfit(why)) => Err(why),
-        Ok(Fitness::Missing) => {
-            let may_create = restore_role::may_set_password(server, client).await;
-            let refresh_role = server.current_role(client).await;
-            match (may_create, refresh_role) {
-                (Ok(true), _) => Ok(format!(
-                    "{role} does not exist yet; the first run creates it"
-                )),
-                (Ok(false), Ok(refresh_role)) => Err(format!(
-                    "{role} does not exist and {refresh_role} may not create it; as a superuser \
-                     run: {}",
-                    restore_role::create_sql(&role, &refresh_role)
-                )),
-                (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
-            }
+/// The restore can log in as the restore role, which is fit, or the connected role may
+/// create it (or this is the SQL to).
+async fn restore_role(server: &Server, client: &Client, config: &Config) -> Result<String, String> {
+    let role = restore_role::name(&config.database.name);
+    let configured = config.database.restore_password.is_some();
+    let error = |e: crate::database::DbError| e.to_string();
+    if let Some(why) = restore_role::cannot_log_in(server, client, &role, configured)
+        .await
+        .map_err(error)?
+    {
+        return Err(why);
+    }
+    let login = if configured {
+        "with database.restore_password_file"
+    } else {
+        "with a password set for each run"
+    };
+    match restore_role::fitness(server, client, &role)
+        .await
+        .map_err(error)?
+    {
+        Fitness::Fit => Ok(format!(
+            "{role} is a member of nothing; the restore logs in as it {login}"
+        )),
+        Fitness::Unfit(why) => Err(why),
+        Fitness::Missing if configured => {
+            let refresh_role = server.current_role(client).await.map_err(error)?;
+            Err(format!(
+                "{role} does not exist; as a superuser run: {}",
+                restore_role::create_sql(&role, &refresh_role)
+            ))
         }
-        Err(e) => Err(e.to_string()),
+        Fitness::Missing => Ok(format!(
+            "{role} does not exist yet; the first run creates it"
+        )),
     }
 }
 

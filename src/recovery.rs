@@ -2,7 +2,8 @@
 //! rollback, and when the daemon starts, whoever takes the lock reads the dead run's
 //! [`journal`] and puts staging back in order before doing anything else.
 //!
-//! - A scratch database is dropped: its run will never swap it in.
+//! - A scratch database is dropped: its run will never swap it in, and the restore role's
+//!   login for that run is taken back.
 //! - A maintenance window is settled: the swap committed or not (its renames are one
 //!   transaction; the databases' oids say which). Committed, it is completed (Redis flushed,
 //!   or the swap undone when Redis cannot be); not, the scratch database goes. Either way
@@ -18,7 +19,7 @@
 use chrono::Utc;
 
 use crate::config::Config;
-use crate::database::{Server, swap};
+use crate::database::{Server, restore_role, swap};
 use crate::journal::{self, Entry, MediaPass, Recovery, Stage, Step, Window};
 use crate::lock::RunLock;
 use crate::staging::{backend, maintenance, redis};
@@ -141,6 +142,23 @@ async fn repair(config: &Config, entry: &Entry, actions: &mut Vec<String>) -> Re
         .end_sessions_of(&client, entry.pid)
         .await
         .map_err(|e| e.to_string())?;
+    // A run that died before the cutover may have left the restore role its login for the run.
+    if scratch.is_some()
+        && config.database.restore_password.is_none()
+        && restore_role::may_set_password(&server, &client)
+            .await
+            .map_err(|e| e.to_string())?
+    {
+        let role = restore_role::name(&config.database.name);
+        if restore_role::release(&server, &client, &role)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            actions.push(format!(
+                "took back the restore role {role:?}'s login for the run"
+            ));
+        }
+    }
     let (scratch, backend_stopped) = match (&entry.step, scratch) {
         (Step::Cutover(window), _) => {
             let swapped = settle(config, &server, &client, window, actions).await?;

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use common::Postgres;
 use common::env::Env;
 use common::fixtures::zstd;
-use common::staging::{OWNER, prod_dump};
+use common::staging::{OWNER, REFRESH_ROLE, prod_dump};
 
 /// `dump` with `sql` added at its end, before pg_dump's closing comment.
 fn append(dump: &[u8], sql: &str) -> Vec<u8> {
@@ -133,13 +133,13 @@ fn database_settings(pg: &Postgres, db: &str) -> String {
 }
 
 /// A plpgsql function that tries to reach beyond the scratch database, swallowing each
-/// refusal so that the next attempt runs too; first, when `escape`, it leaves the role the
-/// session was switched to (a superuser configuration logs in as the restore role, so there
-/// is nothing to go back to).
-fn hostile_function(live: &str, other: &str, escape: bool) -> String {
-    let escape =
-        escape.then_some("PERFORM pg_catalog.set_config('role', 'none', false)".to_owned());
-    let attempts = escape.into_iter().chain([
+/// refusal so that the next attempt runs too; first it tries to leave the restore role for
+/// the session's login role or the refresh role (the restore logs in as the restore role,
+/// so there is nothing to go back to).
+fn hostile_function(live: &str, other: &str) -> String {
+    let attempts = [
+        "PERFORM pg_catalog.set_config('role', 'none', false)".to_owned(),
+        format!("PERFORM pg_catalog.set_config('role', '{REFRESH_ROLE}', false)"),
         "PERFORM pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity \
          WHERE pid <> pg_catalog.pg_backend_pid()"
             .to_owned(),
@@ -160,8 +160,9 @@ fn hostile_function(live: &str, other: &str, escape: bool) -> String {
         "EXECUTE pg_catalog.format('REVOKE ALL ON DATABASE %I FROM PUBLIC', \
          pg_catalog.current_database())"
             .to_owned(),
-    ]);
+    ];
     let body: String = attempts
+        .iter()
         .map(|a| format!("BEGIN {a}; EXCEPTION WHEN OTHERS THEN NULL; END;\n"))
         .collect();
     format!(
@@ -186,7 +187,7 @@ async fn hostile_functions_are_contained(superuser: bool) {
     let pg = env.pg;
     let other = format!("{}_other", env.db);
     pg.create_db(&other);
-    let dump = append(prod_dump(), &hostile_function(&env.db, &other, superuser));
+    let dump = append(prod_dump(), &hostile_function(&env.db, &other));
     env.upload(zstd(&dump), None).await;
     // A session of another role on the live database (it sees backend_type NULL) and one
     // on another database.
@@ -202,20 +203,41 @@ async fn hostile_functions_are_contained(superuser: bool) {
         tokio::spawn(connection);
         client
     };
-    let _live_session = connect(url(&env.db, &backend)).await;
+    let live_session = connect(url(&env.db, &backend)).await;
     let other_session = connect(url(&other, "staging_refresh")).await;
     let before = outside(pg, &other);
     let live_before = database_settings(pg, &env.db);
+    let login_before = restore_login(&env);
     env.sections
         .push_str("\n[restore]\nstatement_timeout = \"5min\"\n");
 
-    let out = env.refresh().await;
+    // Held once the dump ran and the anonymization committed, before the cutover.
+    env.init_target().await;
+    let mut run = env.command(&["--json", "run", "--skip-media"]);
+    run.env(staging_refresh::fault::VAR, "anonymize.committed:pause");
+    let child = common::spawn(run);
+    common::paused(&child).await;
+    // Nothing outside the scratch database changed; every other session lives on.
+    assert_eq!(outside(pg, &other), before);
+    assert_eq!(database_settings(pg, &env.db), live_before);
+    live_session.simple_query("SELECT 1").await.unwrap();
+    other_session.simple_query("SELECT 1").await.unwrap();
+    unsafe { libc::kill(child.id() as i32, libc::SIGCONT) };
+    let out = common::finish(child).await;
     assert_eq!(out.code, 0, "{out:?}");
     let report = out.json();
 
-    // Nothing outside the scratch database changed; the other session lives on.
+    // The cutover ended the live database's sessions, and nothing else changed.
     assert_eq!(outside(pg, &other), before);
     other_session.simple_query("SELECT 1").await.unwrap();
+    // The recommended role logs in with the operator's password, which stays; a superuser
+    // sets one for the run and takes it back.
+    assert_eq!(env.restore_password_file.is_some(), !superuser);
+    if superuser {
+        assert_eq!(restore_login(&env), "f -");
+    } else {
+        assert_eq!(restore_login(&env), login_before);
+    }
     assert_eq!(
         database_settings(pg, &format!("{}__previous", env.db)),
         live_before
@@ -344,4 +366,83 @@ async fn a_dump_that_lifts_the_statement_timeout_fails_with_the_restore_timeout(
         .push_str("\n[restore]\nstatement_timeout = \"1h\"\ntimeout = \"5s\"\n");
     let out = env.refresh().await;
     env.assert_failed_cleanly(&out, "the restore took longer than restore.timeout (5s)");
+}
+
+/// Whether `env`'s restore role may log in, and its password hash (`-` for none).
+fn restore_login(env: &Env) -> String {
+    env.pg.query(
+        "postgres",
+        &format!(
+            "SELECT format('%s %s', rolcanlogin, coalesce(rolpassword, '-')) FROM pg_authid \
+             WHERE rolname = '{}_restore'",
+            env.db
+        ),
+    )
+}
+
+#[tokio::test]
+async fn without_a_restore_password_or_createrole_a_run_is_refused_before_any_change() {
+    let mut env = env_with(prod_dump(), false).await;
+    env.restore_password_file = None;
+    env.init_target().await;
+    let role_before = restore_login(&env);
+    let out = env.run(&["run", "--skip-media"]).await;
+    assert_eq!(out.code, 3, "{out:?}");
+    let role = format!("{}_restore", env.db);
+    for fix in [
+        "database.restore_password_file".to_owned(),
+        format!(
+            "CREATE ROLE \"{role}\" LOGIN PASSWORD '...'; GRANT \"{role}\" TO \"{REFRESH_ROLE}\";"
+        ),
+        format!("ALTER ROLE \"{REFRESH_ROLE}\" CREATEROLE;"),
+    ] {
+        assert!(out.stderr.contains(&fix), "{fix} in {out:?}");
+    }
+    assert_eq!(
+        env.query("SELECT note FROM sentinel"),
+        common::staging::SENTINEL
+    );
+    assert!(!env.database_exists(&format!("{}__refresh", env.db)));
+    assert_eq!(env.backend_log(), "");
+    assert_eq!(restore_login(&env), role_before);
+
+    let check = env.run(&["check"]).await;
+    assert_eq!(check.code, 1, "{check:?}");
+    let line = check
+        .stdout
+        .lines()
+        .find(|l| l.contains("restore role"))
+        .unwrap();
+    assert!(
+        line.starts_with("FAIL") && line.contains("database.restore_password_file"),
+        "{check:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_run_takes_back_the_restore_roles_login() {
+    // A superuser sets the restore role a password for each run; it starts without one, as
+    // the README has a CREATEROLE setup create it.
+    let dump = append(
+        prod_dump(),
+        "CREATE MATERIALIZED VIEW public.slow AS SELECT 1 AS x FROM pg_catalog.pg_sleep(60);",
+    );
+    let env = env_with(&dump, true).await;
+    env.pg.query(
+        "postgres",
+        &format!("ALTER ROLE \"{}_restore\" NOLOGIN PASSWORD NULL", env.db),
+    );
+    env.init_target().await;
+    let mut run = env.command(&["run", "--skip-media"]);
+    run.env(staging_refresh::fault::VAR, "restore.scratch-created:pause");
+    let child = common::spawn(run);
+    common::paused(&child).await;
+    let during = restore_login(&env);
+    assert!(during.starts_with("t SCRAM-SHA-256$"), "{during}");
+    // Cancelled as the restore goes on: the signal waits for the process to continue.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    unsafe { libc::kill(child.id() as i32, libc::SIGCONT) };
+    let out = common::finish(child).await;
+    env.assert_failed_cleanly(&out, "cancelled by a signal before cutover");
+    assert_eq!(restore_login(&env), "f -");
 }

@@ -17,7 +17,7 @@ use common::constants::{PROD_USERS, SENTINEL};
 use common::env::{Env, bucket_contents, health_server, with_media};
 use common::proxy::{Proxy, ProxyOptions};
 use common::staging::{create_roles, prod_dump, refresh_url};
-use common::{Postgres, Redis, s3};
+use common::{Postgres, Redis, paused, s3};
 use staging_refresh::lock::RunLock;
 
 /// Production emails that must never be visible in staging.
@@ -83,25 +83,6 @@ async fn killed_at(env: &Env, args: &[&str], point: &str) {
             .contains(&format!("fault injection: kill at {point}")),
         "{out:?}"
     );
-}
-
-/// Waits until `child` has stopped itself at its `pause` point.
-async fn paused(child: &Child) {
-    let stat = format!("/proc/{}/stat", child.id());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = std::fs::read_to_string(&stat).unwrap_or_default();
-        // "pid (comm) S ...": the state follows the command name.
-        if text
-            .rsplit(") ")
-            .next()
-            .is_some_and(|rest| rest.starts_with('T'))
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "never paused: {text}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn signal(child: &Child, signal: i32) {
@@ -619,4 +600,39 @@ async fn a_state_dir_turning_unwritable_mid_run_stops_it_before_the_cutover() {
     assert_eq!(env.backend_log(), "", "the backend was touched");
     drop(guard);
     next_run_succeeds(&env, &["run", "--skip-media"]).await;
+}
+
+#[tokio::test]
+async fn a_run_killed_mid_restore_has_its_restore_login_taken_back_at_the_next_start() {
+    // A superuser sets the restore role a password for each run (a server of its own: the
+    // opt-in marker table it creates is the superuser's).
+    let pg: &'static Postgres = Box::leak(Box::new(Postgres::start("postgres-superuser")));
+    create_roles(pg);
+    let env = Env::on(pg, pg.url("postgres")).await;
+    env.upload(common::fixtures::zstd(prod_dump()), None).await;
+    env.init_target().await;
+    let login = || {
+        pg.query(
+            "postgres",
+            &format!(
+                "SELECT rolcanlogin FROM pg_roles WHERE rolname = '{}_restore'",
+                env.db
+            ),
+        )
+    };
+    pg.query(
+        "postgres",
+        &format!("ALTER ROLE \"{}_restore\" NOLOGIN PASSWORD NULL", env.db),
+    );
+    killed_at(&env, &["run", "--skip-media"], "restore.scratch-created").await;
+    assert_eq!(login(), "t");
+    let report = recover_only(&env).await;
+    assert!(
+        report["recovered"]
+            .to_string()
+            .contains("took back the restore role"),
+        "{report}"
+    );
+    assert_eq!(login(), "f");
+    assert_nothing_left(&env);
 }

@@ -247,6 +247,45 @@ async fn check_covers_the_database_marker_role_and_redis() {
     assert_eq!(after.code, 0, "{after:?}");
 }
 
+#[tokio::test]
+async fn a_live_database_the_backend_role_cannot_write_in_is_an_unhealthy_cutover() {
+    let env = Env::new(prod_dump()).await;
+    // database.owner, read-only by default: staging would come up refusing every write.
+    let owner = unique("readonly_owner");
+    postgres().query(
+        "postgres",
+        &format!(
+            "CREATE ROLE {owner} NOLOGIN; GRANT {owner} TO {}; \
+             ALTER ROLE {owner} SET default_transaction_read_only = on",
+            common::constants::REFRESH_ROLE
+        ),
+    );
+    let config = common::write_config(&std::fs::read_to_string(env.config()).unwrap().replace(
+        &format!("owner = \"{OWNER}\""),
+        &format!("owner = \"{owner}\""),
+    ));
+    env.init_target().await;
+    let out = common::run(&config, &["--json", "run", "--skip-media"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    for said in [
+        format!(
+            "checking that the backend's role may write in \"{}\"",
+            env.db
+        ),
+        format!("default_transaction_read_only is on for the role (role {owner})"),
+        "the new data is in place".to_owned(),
+    ] {
+        assert!(out.stderr.contains(&said), "{said} in {out:?}");
+    }
+    assert_eq!(out.json()["snapshot_live"], true);
+    assert_eq!(env.backend_log(), "stop\nstart\n");
+    assert_eq!(
+        env.query("SELECT count(*) FROM \"user\""),
+        PROD_USERS.to_string()
+    );
+    assert!(env.database_exists(&format!("{}__previous", env.db)));
+}
+
 // The failure matrix: each leaves staging serving its data, and cleans up after itself.
 
 #[tokio::test]

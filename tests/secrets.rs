@@ -7,7 +7,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 
-use common::constants::{ADMIN_PASSWORD, OWNER, S3_ACCESS_KEY, S3_SECRET_KEY};
+use common::constants::{ADMIN_PASSWORD, OWNER, RESTORE_PASSWORD, S3_ACCESS_KEY, S3_SECRET_KEY};
 use common::env::{Env, with_media};
 use common::staging::prod_dump;
 use common::{Redis, postgres, smtp, unique};
@@ -17,8 +17,9 @@ const REDIS_PASSWORD: &str = "redis-pw-2c8e44";
 const SNAPSHOT_KEY_ID: &str = "snap-key-id-5d1b";
 const SNAPSHOT_SECRET: &str = "snap-secret-9e0c77";
 const MEDIA_SECRET: &str = "media-secret-4a6f02";
-const SECRETS: [&str; 6] = [
+const SECRETS: [&str; 7] = [
     DB_PASSWORD,
+    RESTORE_PASSWORD,
     REDIS_PASSWORD,
     ADMIN_PASSWORD,
     SNAPSHOT_KEY_ID,
@@ -45,15 +46,21 @@ fn password_role() -> String {
     ] {
         pg.query("postgres", &sql);
     }
+    require_password(&role);
+    role
+}
+
+/// Makes `role` give its password (scram) to log in over TCP.
+fn require_password(role: &str) {
+    let pg = postgres();
     let hba = pg.dir.join("data/pg_hba.conf");
     let rules = std::fs::read_to_string(&hba).unwrap();
     std::fs::write(
         &hba,
-        format!("host all {role} 127.0.0.1/32 scram-sha-256\n{rules}"),
+        format!("host all \"{role}\" 127.0.0.1/32 scram-sha-256\n{rules}"),
     )
     .unwrap();
     pg.query("postgres", "SELECT pg_reload_conf()");
-    role
 }
 
 #[tokio::test]
@@ -64,6 +71,8 @@ async fn secrets_appear_in_no_log_report_state_metric_or_email() {
         postgres().port
     );
     let mut env = Env::on(postgres(), url.clone()).await;
+    // The restore logs in as the restore role, with its password.
+    require_password(&format!("{}_restore", env.db));
     env.upload(common::fixtures::zstd(prod_dump()), None).await;
     let (_, staging) = with_media(&mut env, None).await;
     let redis = Redis::start_with(&["--requirepass", REDIS_PASSWORD]);
@@ -75,8 +84,14 @@ async fn secrets_appear_in_no_log_report_state_metric_or_email() {
         smtp().url()
     ));
     // Distinctive credentials (moto takes any): the snapshot bucket's and the media target's.
+    // The restore role's password is given inline, so that the config holds every secret.
+    assert!(env.restore_password_file.take().is_some());
     let config = std::fs::read_to_string(env.config())
         .unwrap()
+        .replace(
+            "[database]\n",
+            &format!("[database]\nrestore_password = \"{RESTORE_PASSWORD}\"\n"),
+        )
         .replacen(S3_ACCESS_KEY, SNAPSHOT_KEY_ID, 1)
         .replacen(S3_SECRET_KEY, SNAPSHOT_SECRET, 1)
         .replace(

@@ -1,6 +1,6 @@
 //! What follows the masked restore, in one transaction: `extra_sql` (with production's
 //! triggers off, see [`rules`]), bcrypt hashes when configured, materialized views
-//! refreshed, then [`verify`] and [`scan`] inside the same transaction. Anything wrong rolls
+//! refreshed when either changed rows, then [`verify`] and [`scan`] inside the same transaction. Anything wrong rolls
 //! everything back, and the scratch database is dropped by the caller: nothing
 //! un-anonymized is ever committed.
 //!
@@ -18,10 +18,10 @@ pub mod verify;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Transaction};
 
 use crate::config::{AnonymizeConfig, OnUnmaskedPii, RestoreConfig};
-use crate::database::sql::{ServerMessage, quote_ident};
+use crate::database::sql::ServerMessage;
 use crate::mask::Masked;
 pub use scan::Finding;
 pub use verify::Verification;
@@ -84,14 +84,13 @@ pub(crate) fn sql_error(what: &str) -> impl Fn(tokio_postgres::Error) -> Anonymi
     }
 }
 
-/// Finishes, verifies and scans the database `client` (a fresh session) restored, as
-/// `role` (`masked` says what the restore masked), in one transaction committed only when
-/// all of it passes.
+/// Finishes, verifies and scans the database `client` (a fresh session, logged in as the
+/// restore role) restored (`masked` says what the restore masked), in one transaction
+/// committed only when all of it passes.
 pub async fn run(
     client: &mut Client,
     cfg: &AnonymizeConfig,
     masked: &Masked,
-    role: &str,
     limits: &RestoreConfig,
 ) -> Result<Anonymized, AnonymizeError> {
     client
@@ -108,16 +107,50 @@ pub async fn run(
         "SET LOCAL synchronous_commit = on;
          SET LOCAL search_path = pg_catalog, pg_temp;
          SET LOCAL statement_timeout = {};
-         SET LOCAL lock_timeout = {};
-         SET LOCAL ROLE {}",
+         SET LOCAL lock_timeout = {}",
         limits.statement_timeout.as_millis(),
         limits.lock_timeout.as_millis(),
-        quote_ident(role)
     ))
     .await
     .map_err(sql_error("configuring the transaction"))?;
     let set_aside = guard::set_aside(&tx).await?;
-    rules::apply(&tx, cfg, masked).await?;
+    if rules::changes_data(cfg) {
+        change_data(&tx, cfg, masked).await?;
+    }
+    let verification = verify::run(&tx, cfg, masked).await?;
+    if verification.iter().any(|c| !c.ok) {
+        return Err(AnonymizeError::Verification(verification));
+    }
+    let findings = scan::run(&tx, cfg, masked).await?;
+    if !findings.is_empty() {
+        match cfg.on_unmasked_pii {
+            OnUnmaskedPii::Fail => return Err(AnonymizeError::Pii(findings)),
+            OnUnmaskedPii::Warn => tracing::warn!(
+                findings = %scan::describe(&findings),
+                "unmasked PII found (anonymize.on_unmasked_pii = \"warn\")"
+            ),
+        }
+    }
+    set_aside.put_back(&tx).await?;
+    crate::fault::point("anonymize.before-commit");
+    tx.commit()
+        .await
+        .map_err(sql_error("committing the anonymization"))?;
+    Ok(Anonymized {
+        rows: masked.rows.clone(),
+        verification,
+        findings,
+    })
+}
+
+/// What changes rows after the masked restore, with production's triggers off: real bcrypt
+/// hashes and `extra_sql`; then the materialized views are refreshed to show it.
+async fn change_data(
+    tx: &Transaction<'_>,
+    cfg: &AnonymizeConfig,
+    masked: &Masked,
+) -> Result<(), AnonymizeError> {
+    rules::apply(tx, cfg, masked).await?;
     for path in &cfg.extra_sql {
         let shown = path.display().to_string();
         let sql = std::fs::read_to_string(path).map_err(|e| AnonymizeError::ExtraSql {
@@ -135,43 +168,5 @@ pub async fn run(
                 message: e.into(),
             })?;
     }
-    rules::finish(&tx).await?;
-    let verification = verify::run(&tx, cfg, masked).await?;
-    if verification.iter().any(|c| !c.ok) {
-        return Err(AnonymizeError::Verification(verification));
-    }
-    let findings = scan::run(&tx, cfg, masked).await?;
-    if !findings.is_empty() {
-        match cfg.on_unmasked_pii {
-            OnUnmaskedPii::Fail => return Err(AnonymizeError::Pii(findings)),
-            OnUnmaskedPii::Warn => tracing::warn!(
-                findings = %scan::describe(&findings),
-                "unmasked PII found (anonymize.on_unmasked_pii = \"warn\")"
-            ),
-        }
-    }
-    set_aside.put_back(&tx).await?;
-    // Code of the dump's can leave a role reached by SET ROLE; then nothing here is trusted.
-    let current: String = tx
-        .query_one("SELECT current_user::text", &[])
-        .await
-        .map_err(sql_error("checking the session's role"))?
-        .get(0);
-    if current != role {
-        return Err(AnonymizeError::Sql {
-            what: "checking the session's role".into(),
-            message: ServerMessage::plain(format!(
-                "code in the database switched the session from {role:?} to {current:?}"
-            )),
-        });
-    }
-    crate::fault::point("anonymize.before-commit");
-    tx.commit()
-        .await
-        .map_err(sql_error("committing the anonymization"))?;
-    Ok(Anonymized {
-        rows: masked.rows.clone(),
-        verification,
-        findings,
-    })
+    rules::finish(tx).await
 }

@@ -32,6 +32,7 @@ const SECRET_KEYS: &[&str] = &[
     "admin_password",
     "smtp_url",
     "passphrase",
+    "restore_password",
 ];
 /// Environment keys parsed as comma-separated lists.
 const LIST_KEYS: &[&str] = &[
@@ -464,5 +465,34 @@ admin_password = "correct horse"
             "{err}"
         );
         assert_eq!(key_of(err), "anonymize.admin_password_file");
+    }
+
+    #[test]
+    fn the_restore_password_comes_from_its_file_and_may_not_be_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("restore-password");
+        let with = |password: &str| {
+            std::fs::write(&file, password).unwrap();
+            let key = format!("restore_password_file = {:?}", file.display().to_string());
+            load(
+                &MINIMAL.replace("[anonymize]", &format!("{key}\n[anonymize]")),
+                &[],
+            )
+        };
+        let c = with("restore-secret\n").unwrap();
+        let password = c.database.restore_password.as_ref().unwrap();
+        assert_eq!(password.expose(), "restore-secret");
+        assert!(!format!("{c:?}").contains("restore-secret"));
+        assert_eq!(
+            key_of(with("\n").unwrap_err()),
+            "database.restore_password_file"
+        );
+        assert!(
+            load(MINIMAL, &[])
+                .unwrap()
+                .database
+                .restore_password
+                .is_none()
+        );
     }
 }

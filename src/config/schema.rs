@@ -95,6 +95,9 @@ pub struct DatabaseConfig {
     pub owner: Option<String>,
     #[serde(default = "yes")]
     pub keep_previous: bool,
+    /// The password of `<name>_restore`, created `LOGIN PASSWORD` by the operator; needed
+    /// when the refresh role may not set it for each run (neither superuser nor CREATEROLE).
+    pub restore_password: Option<Secret>,
 }
 
 fn default_db_name() -> String {

@@ -64,6 +64,15 @@ fn database(d: &DatabaseConfig) -> Result<(), ConfigError> {
     if let Some(owner) = &d.owner {
         identifier("database.owner", owner, 0)?;
     }
+    if d.restore_password
+        .as_ref()
+        .is_some_and(|p| p.expose().is_empty())
+    {
+        return Err(key_error(
+            "database.restore_password_file",
+            "the restore role's password is empty",
+        ));
+    }
     Ok(())
 }
 

@@ -8,6 +8,7 @@ pub mod settings;
 pub mod sql;
 pub mod swap;
 mod tls;
+pub mod writable;
 
 use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;

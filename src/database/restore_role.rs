@@ -4,12 +4,12 @@
 //! run has its rights: the scratch database's, nothing else. Once the anonymization
 //! committed, everything it owns is handed to `database.owner`.
 //!
-//! Code can leave a role reached by `SET ROLE` (`set_config('role', 'none', false)` in a
-//! function returns to the session's login role), so when the refresh role may set the
-//! restore role's password (a superuser, or CREATEROLE) the restore logs in as the restore
-//! role itself, with a random password and LOGIN for the run only ([`Reach::Login`]).
-//! Otherwise it is reached by `SET ROLE`, and the session is checked to still be it after
-//! the dump ([`Reach::SetRole`]).
+//! The restore's sessions always log in as the restore role: a session that reached it with
+//! `SET ROLE` could go back to the login role's rights (`set_config('role', 'none', false)`
+//! in a function of the dump's), and one logged in as it has nowhere to go. It logs in with
+//! the operator's password (`database.restore_password_file`, [`Reach::Configured`]) or,
+//! when the refresh role may set passwords (a superuser, or CREATEROLE), with a random one
+//! set for the run only ([`Reach::ForRun`], taken back by [`release`]).
 
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
@@ -25,11 +25,40 @@ pub fn name(database: &str) -> String {
     format!("{database}_restore")
 }
 
-/// The SQL an operator runs (as a superuser) when the refresh role may not create the
-/// restore role itself.
+/// Why the restore could not log in as `role`, if it could not: no password is `configured`
+/// and the connected role may not set one. The text gives the two ways to fix it.
+pub async fn cannot_log_in(
+    server: &Server,
+    client: &Client,
+    role: &str,
+    configured: bool,
+) -> Result<Option<String>, DbError> {
+    if configured || may_set_password(server, client).await? {
+        return Ok(None);
+    }
+    let refresh_role = server.current_role(client).await?;
+    Ok(Some(no_login(role, &refresh_role)))
+}
+
+fn no_login(role: &str, refresh_role: &str) -> String {
+    format!(
+        "the restore must log in as {role} (a session that switched to it with SET ROLE can \
+         switch back to {refresh}'s rights), and {refresh} may not set its password, nor is \
+         database.restore_password_file set; either create the role with a password, as a \
+         superuser: {create} (or, if it exists: ALTER ROLE {role} LOGIN PASSWORD '...';) and \
+         set database.restore_password_file to a file holding that password; or let \
+         {refresh} set one for each run, as a superuser: ALTER ROLE {refresh} CREATEROLE;",
+        create = create_sql(role, refresh_role),
+        role = quote_ident(role),
+        refresh = quote_ident(refresh_role),
+    )
+}
+
+/// The SQL an operator runs (as a superuser) to create the restore role with a password
+/// (`database.restore_password_file`).
 pub fn create_sql(role: &str, refresh_role: &str) -> String {
     format!(
-        "CREATE ROLE {role} NOLOGIN; GRANT {role} TO {refresh};",
+        "CREATE ROLE {role} LOGIN PASSWORD '...'; GRANT {role} TO {refresh};",
         role = quote_ident(role),
         refresh = quote_ident(refresh_role)
     )
@@ -42,9 +71,9 @@ pub enum Fitness {
     Unfit(String),
 }
 
-/// Checks the restore role: no attribute but LOGIN (which a run gives it for its length), a
-/// member of nothing, owning and holding nothing, and reachable with `SET ROLE` by the
-/// connected role.
+/// Checks the restore role: no attribute but LOGIN, a member of nothing, owning and holding
+/// nothing, and granted to the connected role (which creates the scratch database for it and
+/// takes over what it owns).
 pub async fn fitness(server: &Server, client: &Client, role: &str) -> Result<Fitness, DbError> {
     let row = client
         .query_opt(
@@ -98,42 +127,56 @@ pub async fn fitness(server: &Server, client: &Client, role: &str) -> Result<Fit
         Fitness::Fit
     } else {
         Fitness::Unfit(format!(
-            "the restore role {role:?} must have no attributes, be a member of nothing, own \
-             nothing outside a restore and be granted to the refresh role, but it {}",
+            "the restore role {role:?} must have no attribute but LOGIN, be a member of \
+             nothing, own nothing outside a restore and be granted to the refresh role, but it \
+             {}",
             wrong.join("; ")
         ))
     })
 }
 
-/// How the restore's sessions become the restore role.
+/// How the restore's sessions log in as the restore role.
 pub enum Reach {
-    /// Log in as it with this password (set for this run).
-    Login(Secret),
-    /// `SET ROLE` to it from a session of the refresh role.
-    SetRole,
+    /// With the password `database.restore_password_file` holds; the role keeps its LOGIN.
+    Configured(Secret),
+    /// With a random password set for this run; [`release`] takes it back.
+    ForRun(Secret),
 }
 
-/// Makes sure the restore role exists and is fit, creating it when the connected role may,
-/// and lets it log in for this run when the connected role may set its password.
-pub async fn ensure(server: &Server, client: &Client, role: &str) -> Result<Reach, DbError> {
+/// Makes sure the restore role exists and is fit, creating it when the connected role may;
+/// without a `configured` password, lets it log in for this run with a random one.
+pub async fn ensure(
+    server: &Server,
+    client: &Client,
+    role: &str,
+    configured: Option<&Secret>,
+) -> Result<Reach, DbError> {
     let error = |message: String| DbError {
         what: format!("preparing the restore role {role:?}"),
         server: server.redacted().to_owned(),
         message: ServerMessage::plain(message),
     };
+    if let Some(why) = cannot_log_in(server, client, role, configured.is_some()).await? {
+        return Err(error(why));
+    }
     if let Fitness::Missing = fitness(server, client, role).await? {
+        // A role whose password the operator configured is the operator's to create.
+        if configured.is_some() {
+            let refresh_role = server.current_role(client).await?;
+            return Err(error(format!(
+                "it does not exist; as a superuser run: {}",
+                create_sql(role, &refresh_role)
+            )));
+        }
         let sql = format!(
             "CREATE ROLE {role} NOLOGIN; GRANT {role} TO CURRENT_USER",
             role = quote_ident(role)
         );
         if let Err(e) = client.batch_execute(&sql).await {
-            let refresh_role = server.current_role(client).await?;
             return Err(match e.code() {
-                Some(&SqlState::INSUFFICIENT_PRIVILEGE) => error(format!(
-                    "it does not exist and {refresh_role:?} may not create it; as a superuser \
-                     run: {}",
-                    create_sql(role, &refresh_role)
-                )),
+                Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
+                    error("it does not exist and may not be created".into())
+                }
                 _ => server.error(format!("creating the restore role {role:?}"), &e),
             });
         }
@@ -143,8 +186,8 @@ pub async fn ensure(server: &Server, client: &Client, role: &str) -> Result<Reac
         Fitness::Missing => return Err(error("it vanished while being created".into())),
         Fitness::Unfit(why) => return Err(error(why)),
     }
-    if !may_set_password(server, client).await? {
-        return Ok(Reach::SetRole);
+    if let Some(password) = configured {
+        return Ok(Reach::Configured(password.clone()));
     }
     let mut random = [0u8; 24];
     getrandom::fill(&mut random).expect("the OS random source works");
@@ -160,7 +203,7 @@ pub async fn ensure(server: &Server, client: &Client, role: &str) -> Result<Reac
             ),
         )
         .await?;
-    Ok(Reach::Login(password))
+    Ok(Reach::ForRun(password))
 }
 
 /// Whether the connected role may create roles and change their passwords.
@@ -175,38 +218,40 @@ pub async fn may_set_password(server: &Server, client: &Client) -> Result<bool, 
         .map_err(|e| server.error("reading the role's attributes", &e))
 }
 
-/// Takes back what [`ensure`] gave for the run: the restore role may not log in again.
-pub async fn release(server: &Server, client: &Client, role: &str) -> Result<(), DbError> {
+/// Takes back the login [`ensure`] gave `role` for a run ([`Reach::ForRun`]): it may not log
+/// in again. Returns false when there was nothing to take back (no such role, or no LOGIN).
+pub async fn release(server: &Server, client: &Client, role: &str) -> Result<bool, DbError> {
+    let what = format!("locking the restore role {role:?} again");
+    let can_login = client
+        .query_opt(
+            "SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = $1",
+            &[&role],
+        )
+        .await
+        .map_err(|e| server.error(&what, &e))?
+        .is_some_and(|r| r.get(0));
+    if !can_login {
+        return Ok(false);
+    }
     server
         .execute(
             client,
-            &format!("locking the restore role {role:?} again"),
+            &what,
             &format!("ALTER ROLE {} NOLOGIN PASSWORD NULL", quote_ident(role)),
         )
-        .await
+        .await?;
+    Ok(true)
 }
 
-/// A session on `database` as `role`.
+/// A session on `database`, logged in as `role`: the one way a restore session is opened.
 pub async fn connect(
     server: &Server,
     database: &str,
     role: &str,
     reach: &Reach,
 ) -> Result<Client, DbError> {
-    match reach {
-        Reach::Login(password) => server.connect_as(database, role, password).await,
-        Reach::SetRole => {
-            let client = server.connect(Some(database)).await?;
-            server
-                .execute(
-                    &client,
-                    &format!("switching to the restore role {role:?}"),
-                    &format!("SET ROLE {}", quote_ident(role)),
-                )
-                .await?;
-            Ok(client)
-        }
-    }
+    let (Reach::Configured(password) | Reach::ForRun(password)) = reach;
+    server.connect_as(database, role, password).await
 }
 
 /// In the scratch database `client` is connected to (as the refresh role itself): hands

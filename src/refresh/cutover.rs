@@ -3,18 +3,19 @@
 //! lower the flag. Its length does not depend on the data: renames are instant.
 //!
 //! A failure before the backend starts again undoes the swap, so staging comes back on the
-//! data it had. A failure to start or to turn healthy leaves the new data in place (the
-//! error says so, and `rollback` swaps back).
+//! data it had. A failure to start or to turn healthy (the backend's health URL, and the
+//! backend's role able to connect and write, [`writable`]) leaves the new data in place
+//! (the error says so, and `rollback` swaps back).
 
 use std::time::Instant;
 
 use chrono::Utc;
 
 use crate::config::Config;
-use crate::database::{Server, swap};
+use crate::database::{Server, swap, writable};
 use crate::fault;
 use crate::journal::{Journal, Stage, Step, Window};
-use crate::staging::backend::{self, BackendError};
+use crate::staging::backend;
 use crate::staging::maintenance::{Flag, FlagContents, FlagError};
 use crate::staging::redis;
 
@@ -126,19 +127,26 @@ pub async fn run(
         redis_flushed = true;
         fault::point("cutover.redis-flushed");
     }
-    let started_up: Result<(), BackendError> = async {
-        start().await?;
+    let started_up: Result<(), String> = async {
+        start().await.map_err(|e| e.to_string())?;
         fault::point("cutover.backend-started");
+        // Healthy means the backend's role can use the live database too.
+        let live = &config.database.name;
+        let owner = config.database.owner.as_deref();
+        writable::verify(server, client, live, owner)
+            .await
+            .map_err(|e| crate::error::chain(&e))?;
         match &backend.health_url {
             Some(url) => backend::wait_healthy(url, backend.health_timeout).await,
             None => Ok(()),
         }
+        .map_err(|e| e.to_string())
     }
     .await;
     journal.window(|w| w.stage = Stage::LowerFlag);
     let lowered = flag.lower();
     fault::point("cutover.flag-lowered");
-    started_up.map_err(|e| CutoverError::AfterSwap(e.to_string()))?;
+    started_up.map_err(CutoverError::AfterSwap)?;
     lowered?;
     Ok(CutoverDone {
         maintenance_seconds: started.elapsed().as_secs_f64(),

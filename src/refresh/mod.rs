@@ -245,6 +245,18 @@ impl Run<'_> {
             result = async { tokio::try_join!(database, copy_pass) } => result,
             () = shutdown.requested() => Err(RunError::Cancelled),
         };
+        // However phase 1 ended (a signal drops it wherever it was), the restore role's
+        // login for this run is taken back; if it cannot be, the next start's recovery does.
+        let released = self.release_restore_login().await;
+        self.left_behind = released.is_err();
+        let prepared = match (prepared, released) {
+            (Ok(_), Err(e)) => Err(e),
+            (Err(err), Err(e)) => {
+                tracing::error!(error = %e, "the next start takes back the restore role's login");
+                Err(err)
+            }
+            (prepared, Ok(())) => prepared,
+        };
         // A signal that came as the last step finished still counts as before cutover.
         let swapped = match prepared {
             Ok(_) if self.shutdown.is_requested() => Err(RunError::Cancelled),
@@ -258,7 +270,7 @@ impl Run<'_> {
         let ((done, had_live), copied) = match swapped {
             Ok(swapped) => swapped,
             Err(err) => {
-                self.left_behind = !self.drop_scratch().await;
+                self.left_behind |= !self.drop_scratch().await;
                 return Err(err);
             }
         };
@@ -368,6 +380,13 @@ impl Run<'_> {
             ))
             .into());
         }
+        let role = restore_role::name(name);
+        let configured = self.config.database.restore_password.is_some();
+        if let Some(why) =
+            restore_role::cannot_log_in(&self.server, maintenance, &role, configured).await?
+        {
+            return Err(Refused(why).into());
+        }
         let (_, snapshot) = select_snapshot(self.config, selection).await?;
         self.report.snapshot = Some(SnapshotReport::from(&snapshot));
         if snapshot.host == self.server.host() && &snapshot.database == name {
@@ -396,17 +415,27 @@ impl Run<'_> {
         })?;
         // A scratch database left by a crashed run is ours by name.
         self.server.drop(maintenance, &scratch).await?;
-        let reach = restore_role::ensure(&self.server, maintenance, &role).await?;
-        let prepared = self
-            .restore_and_anonymize(maintenance, snapshot, filter, (&role, &reach))
-            .await;
-        if let Reach::Login(_) = reach {
-            let released = restore_role::release(&self.server, maintenance, &role).await;
-            prepared?;
-            released?;
+        let reach = restore_role::ensure(
+            &self.server,
+            maintenance,
+            &role,
+            self.config.database.restore_password.as_ref(),
+        )
+        .await?;
+        self.restore_and_anonymize(maintenance, snapshot, filter, (&role, &reach))
+            .await
+    }
+
+    /// Takes back the restore role's login for this run, over a connection of its own (the
+    /// run's may be what failed); a configured password is the operator's and stays.
+    async fn release_restore_login(&self) -> Result<(), RunError> {
+        if self.config.database.restore_password.is_some() {
             return Ok(());
         }
-        prepared
+        let role = restore_role::name(&self.config.database.name);
+        let client = self.server.connect(None).await?;
+        restore_role::release(&self.server, &client, &role).await?;
+        Ok(())
     }
 
     async fn restore_and_anonymize(
@@ -496,7 +525,6 @@ impl Run<'_> {
             &mut client,
             &self.config.anonymize,
             &masked,
-            role,
             &self.config.restore,
         )
         .await

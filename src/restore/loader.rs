@@ -2,8 +2,7 @@
 //! batches through the simple query protocol (one round trip per ~1 MiB of SQL), COPY data
 //! streamed through `COPY ... FROM STDIN`. Post-data statements go to [`PostData`], which
 //! runs them on a pool of sessions; the loader waits for them where order matters. At the
-//! end every session must be as the dump found it: outside any transaction and still the
-//! restore role, whatever code the dump ran.
+//! end every session must be outside any transaction, whatever code the dump ran.
 
 use std::collections::BTreeMap;
 
@@ -63,14 +62,6 @@ pub enum LoadError {
          refresh's own work"
     )]
     TransactionOpen { line: u64 },
-    #[error(
-        "after dump line {line}: the dump switched the session from {expected:?} to {actual:?}"
-    )]
-    RoleSwitched {
-        line: u64,
-        expected: String,
-        actual: String,
-    },
     #[error("checking the session after the dump")]
     Session {
         #[source]
@@ -128,14 +119,13 @@ impl Batch {
     }
 }
 
-/// Loads everything `items` delivers as `role`, the post-data statements through
-/// `post_data`; returns the rows loaded per table.
+/// Loads everything `items` delivers, the post-data statements through `post_data`; returns
+/// the rows loaded per table.
 pub async fn load(
     client: &Client,
     mut items: mpsc::Receiver<Load>,
     progress: &Progress,
     post_data: &mut PostData<'_>,
-    role: &str,
 ) -> Result<BTreeMap<String, u64>, LoadError> {
     let mut line = 0;
     let mut rows = BTreeMap::new();
@@ -188,21 +178,16 @@ pub async fn load(
     }
     batch.flush(client).await?;
     post_data.finish().await?;
-    session_unchanged(client, line, role).await?;
+    outside_transaction(client, line).await?;
     Ok(rows)
 }
 
 /// The session is outside a transaction (a simple query of its own starts one, so its start
-/// is the transaction's) and still `role`.
-pub(super) async fn session_unchanged(
-    client: &Client,
-    line: u64,
-    role: &str,
-) -> Result<(), LoadError> {
+/// is the transaction's).
+pub(super) async fn outside_transaction(client: &Client, line: u64) -> Result<(), LoadError> {
     let messages = client
         .simple_query(
-            "SELECT pg_catalog.transaction_timestamp() = pg_catalog.statement_timestamp(),
-                 current_user",
+            "SELECT pg_catalog.transaction_timestamp() = pg_catalog.statement_timestamp()",
         )
         .await
         .map_err(|e| match e.code() {
@@ -212,30 +197,17 @@ pub(super) async fn session_unchanged(
             }
             _ => LoadError::Session { message: e.into() },
         })?;
-    let row = messages.iter().find_map(|m| match m {
-        SimpleQueryMessage::Row(row) => Some(row),
+    let idle = messages.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(row) => Some(row.get(0) == Some("t")),
         _ => None,
     });
-    let Some(row) = row else {
-        return Err(LoadError::Session {
+    match idle {
+        Some(true) => Ok(()),
+        Some(false) => Err(LoadError::TransactionOpen { line }),
+        None => Err(LoadError::Session {
             message: ServerMessage::plain("no row"),
-        });
-    };
-    let (idle, actual) = (
-        row.get(0) == Some("t"),
-        row.get(1).unwrap_or_default().to_owned(),
-    );
-    if !idle {
-        return Err(LoadError::TransactionOpen { line });
+        }),
     }
-    if actual != role {
-        return Err(LoadError::RoleSwitched {
-            line,
-            expected: role.to_owned(),
-            actual,
-        });
-    }
-    Ok(())
 }
 
 /// Streams one table's COPY data; returns the row count the server reports. The error is

@@ -145,8 +145,8 @@ impl Rewriter for Unchanged {
     }
 }
 
-/// Restores `snapshot` through `rewriter` into the scratch database `sessions` open; returns
-/// the rewriter after the last item.
+/// Restores `snapshot` through `rewriter` into the scratch database `sessions` open (as the
+/// restore role); returns the rewriter after the last item.
 pub async fn restore<R: Rewriter>(
     source: Source<'_>,
     snapshot: &Snapshot,
@@ -165,14 +165,7 @@ pub async fn restore<R: Rewriter>(
         progress,
         |items| async move {
             let mut post_data = PostData::new(sessions, &consume_progress);
-            loader::load(
-                &client,
-                items,
-                &consume_progress,
-                &mut post_data,
-                sessions.role,
-            )
-            .await
+            loader::load(&client, items, &consume_progress, &mut post_data).await
         },
     )
     .await

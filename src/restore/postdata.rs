@@ -18,7 +18,7 @@
 //! settings (`SET`, `set_config`): each job carries how many of them precede it, and runs on
 //! a session that has run those (a session that has run more is replaced by a new one).
 //! After each job its session is checked as the loader's is at the end (outside any
-//! transaction, still the restore role) before it runs anything else.
+//! transaction) before it runs anything else.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -319,7 +319,6 @@ impl<'a> PostData<'a> {
     fn start(&mut self, id: usize, waiting: Waiting, worker: Worker) {
         let settings = self.settings[worker.settings..waiting.settings].join("\n");
         let (text, line) = (waiting.job.text.clone(), waiting.job.line);
-        let role = self.sessions.role.to_owned();
         let client = worker.client;
         let applied = waiting.settings;
         self.running.spawn(async move {
@@ -334,7 +333,7 @@ impl<'a> PostData<'a> {
                     .batch_execute(&text)
                     .await
                     .map_err(Failure::Statement)?;
-                loader::session_unchanged(&client, line, &role)
+                loader::outside_transaction(&client, line)
                     .await
                     .map_err(|e| Failure::Session(Box::new(e)))
             }

@@ -1,6 +1,6 @@
 //! The restore's sessions on the scratch database: the loader's and each post-data job's are
-//! opened and set up here alike, as the restore role, so what one session may do every
-//! session may do.
+//! opened and set up here alike, logged in as the restore role, so what one session may do
+//! every session may do.
 
 use std::time::Duration;
 
@@ -23,8 +23,8 @@ const FALLBACK_JOBS: usize = 2;
 pub struct Sessions<'a> {
     server: Server,
     database: &'a str,
-    /// The restore role, and how a session becomes it.
-    pub role: &'a str,
+    /// The restore role, and how a session logs in as it.
+    role: &'a str,
     reach: &'a Reach,
     /// Sessions building indexes at once.
     pub jobs: usize,

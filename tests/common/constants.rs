@@ -9,6 +9,8 @@ pub const ADMIN_PASSWORD: &str = "staging-admin-password";
 pub const OWNER: &str = "staging_owner";
 /// The role the refresh connects as: not a superuser.
 pub const REFRESH_ROLE: &str = "staging_refresh";
+/// The password the restore roles are created with (`database.restore_password_file`).
+pub const RESTORE_PASSWORD: &str = "restore-role-password";
 /// The row every staging database starts with, to tell its data from production's.
 pub const SENTINEL: &str = "staging before the refresh";
 

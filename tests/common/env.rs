@@ -13,7 +13,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::constants::PROD_DB;
 use super::fixtures::{PROD_RULES, dump_name, md5_hex, upload_snapshot, zstd};
 use super::staging::{
-    OWNER, REFRESH_ROLE, SENTINEL, create_restore_role, refresh_role_url, seed_staging,
+    OWNER, REFRESH_ROLE, RESTORE_PASSWORD, SENTINEL, create_restore_role, refresh_role_url,
+    seed_staging,
 };
 use super::{Postgres, Run, postgres, s3, services, test_dir, unique};
 use staging_refresh::config::Config;
@@ -44,6 +45,9 @@ pub struct Env {
     pub schedule: String,
     /// `metrics.listen`: a free port of the test's own, for the daemon it may start.
     pub metrics: SocketAddr,
+    /// `database.restore_password_file`, holding [`RESTORE_PASSWORD`]: set when the refresh
+    /// role may not set the restore role's password for each run.
+    pub restore_password_file: Option<PathBuf>,
     /// The `[backend]` section (stop and start commands that log to `backend.log`), then
     /// whole sections appended: a test adds `[backend]` keys first, then its sections.
     pub sections: String,
@@ -71,10 +75,20 @@ impl Env {
             .unwrap()
             .get_user()
             .map(str::to_owned);
-        if let Some(user) = user.filter(|u| u != REFRESH_ROLE && u != "postgres") {
+        let user = user.expect("the URL names a user");
+        if user != REFRESH_ROLE && user != "postgres" {
             create_restore_role(pg, &db, &user);
         }
         let dir = test_dir("refresh");
+        let may_set_password = pg.query(
+            "postgres",
+            &format!("SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = '{user}'"),
+        ) == "t";
+        let restore_password_file = (!may_set_password).then(|| {
+            let path = dir.join("restore-password");
+            std::fs::write(&path, format!("{RESTORE_PASSWORD}\n")).unwrap();
+            path
+        });
         Env {
             pg,
             url,
@@ -87,6 +101,7 @@ impl Env {
             daemon: String::new(),
             schedule: String::new(),
             metrics: SocketAddr::from(([127, 0, 0, 1], services::free_port())),
+            restore_password_file,
             sections: format!(
                 "[backend]\nstop = [\"sh\", \"-c\", \"echo stop >> {log}\"]\n\
                  start = [\"sh\", \"-c\", \"echo start >> {log}\"]\n",
@@ -124,6 +139,10 @@ impl Env {
         } else {
             format!("[schedule]\n{}\n", self.schedule)
         };
+        let restore_password = match &self.restore_password_file {
+            Some(path) => format!("restore_password_file = {:?}\n", path.display().to_string()),
+            None => String::new(),
+        };
         format!(
             r#"[snapshot]
 {bucket}prefix = "{prefix}"
@@ -133,6 +152,7 @@ database = "{snapshot_database}"
 url = "{url}"
 name = "{db}"
 owner = "{OWNER}"
+{restore_password}
 
 [anonymize]
 admin_email = "{ADMIN_EMAIL}"
@@ -152,6 +172,7 @@ listen = "{metrics}"
             snapshot_database = self.snapshot_database,
             url = self.url,
             db = self.db,
+            restore_password = restore_password,
             anonymize = self.anonymize,
             state = self.state_dir().display(),
             daemon = self.daemon,

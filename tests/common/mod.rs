@@ -109,6 +109,25 @@ pub async fn finish(child: Child) -> Run {
     Run::from(out)
 }
 
+/// Waits until `child` has stopped itself at its `pause` point.
+pub async fn paused(child: &Child) {
+    let stat = format!("/proc/{}/stat", child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(&stat).unwrap_or_default();
+        // "pid (comm) S ...": the state follows the command name.
+        if text
+            .rsplit(") ")
+            .next()
+            .is_some_and(|rest| rest.starts_with('T'))
+        {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "never paused: {text}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// A directory of the test's own, removed at exit.
 pub fn test_dir(name: &str) -> PathBuf {
     let dir = services::root().join(unique(name));

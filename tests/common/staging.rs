@@ -1,22 +1,28 @@
 //! Staging as the refresh tests, the demo and the benchmark set it up: a least-privileged
 //! refresh role (CREATEDB, member of the owner role, may end sessions), the app database's
-//! restore role granted to it (as the README has the operator create it), an app database
-//! with data of its own, and the production dump to restore.
+//! restore role with a password, granted to it (as the README has the operator create it),
+//! an app database with data of its own, and the production dump to restore.
 
-use std::sync::OnceLock;
+use std::collections::BTreeSet;
+use std::sync::{Mutex, OnceLock};
 
 use super::fixtures::{dump_sql, seed_prod};
 use super::services::{Postgres, prod_postgres};
 
 // Test files import the staging names from here too.
 use super::constants::PROD_DB;
-pub use super::constants::{OWNER, PROD_USERS, REFRESH_ROLE, SENTINEL};
+pub use super::constants::{OWNER, PROD_USERS, REFRESH_ROLE, RESTORE_PASSWORD, SENTINEL};
 
-/// Creates the refresh and owner roles on the shared staging server `pg` (once per process);
-/// returns the maintenance URL for the refresh role.
+/// Creates the refresh and owner roles on the staging server `pg` (once per server and
+/// process); returns the maintenance URL for the refresh role.
 pub fn refresh_role_url(pg: &Postgres) -> String {
-    static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| create_roles(pg));
+    static DONE: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    // Held while the roles are made: a test on the same server waits for them.
+    let mut done = DONE.lock().unwrap();
+    if done.insert(pg.port) {
+        create_roles(pg);
+    }
+    drop(done);
     refresh_url(pg)
 }
 
@@ -38,11 +44,15 @@ pub fn create_roles(pg: &Postgres) {
     }
 }
 
-/// Creates `<db>_restore` (NOLOGIN, a member of nothing) and grants it to `grantee`.
+/// Creates `<db>_restore` (LOGIN with [`RESTORE_PASSWORD`], a member of nothing) and grants
+/// it to `grantee`.
 pub fn create_restore_role(pg: &Postgres, db: &str, grantee: &str) {
     let role = staging_refresh::database::sql::quote_ident(&format!("{db}_restore"));
     // A second grantee finds the role there.
-    let _ = pg.psql("postgres", &format!("CREATE ROLE {role} NOLOGIN"));
+    let _ = pg.psql(
+        "postgres",
+        &format!("CREATE ROLE {role} LOGIN PASSWORD '{RESTORE_PASSWORD}'"),
+    );
     pg.query("postgres", &format!("GRANT {role} TO \"{grantee}\""));
 }
 
