@@ -130,21 +130,6 @@ pub trait Rewriter: Send + 'static {
 
 pub type RewriteError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Passes everything unchanged (a plan loads nothing, so it masks nothing).
-struct Unchanged;
-
-impl Rewriter for Unchanged {
-    fn statement(&mut self, _: &Statement) -> Result<bool, RewriteError> {
-        Ok(true)
-    }
-    fn copy_data(&mut self, data: Bytes) -> Result<Option<Bytes>, RewriteError> {
-        Ok(Some(data))
-    }
-    fn copy_end(&mut self) -> Result<Option<Bytes>, RewriteError> {
-        Ok(None)
-    }
-}
-
 /// Restores `snapshot` through `rewriter` into the scratch database `sessions` open (as the
 /// restore role); returns the rewriter after the last item.
 pub async fn restore<R: Rewriter>(
@@ -171,19 +156,21 @@ pub async fn restore<R: Rewriter>(
     .await
 }
 
-/// Streams `snapshot` through checksum, decoding and the filter without loading anything:
-/// the rows per table come from the COPY blocks.
-pub async fn plan(
+/// Streams `snapshot` through checksum, decoding, the filter and `rewriter` (which reads,
+/// for a plan: its output goes nowhere) without loading anything: the rows per table come
+/// from the COPY blocks. Returns the rewriter after the last item.
+pub async fn plan<R: Rewriter>(
     source: Source<'_>,
     snapshot: &Snapshot,
     filter: Filter,
+    rewriter: R,
     progress: Arc<Progress>,
-) -> Result<Streamed, RestoreError> {
-    let planned = stream(
+) -> Result<(Streamed, R), RestoreError> {
+    stream(
         source,
         snapshot,
         filter,
-        Unchanged,
+        rewriter,
         progress,
         |mut items| async move {
             let mut rows = BTreeMap::new();
@@ -198,8 +185,7 @@ pub async fn plan(
             Ok(rows)
         },
     )
-    .await?;
-    Ok(planned.0)
+    .await
 }
 
 async fn stream<R: Rewriter, F, Fut>(

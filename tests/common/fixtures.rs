@@ -60,25 +60,31 @@ pub fn seed_prod_with(pg: &Postgres, db: &str, users: u64, more: &[&str]) {
         "postgres",
         &format!("CREATE DATABASE \"{db}\" OWNER {PROD_OWNER}"),
     );
+    let users = format!("users={users}");
+    let files: Vec<PathBuf> = ["prod-shaped.sql"]
+        .iter()
+        .chain(more)
+        .map(|f| fixture_path(f))
+        .collect();
+    let mut args = vec!["-v", &users];
+    for file in &files {
+        args.extend(["-f", file.to_str().unwrap()]);
+    }
+    psql_as_owner(pg, db, &args);
+}
+
+/// psql on `db` as [`PROD_OWNER`] with `args` (`-f FILE`, `-c SQL`, in order); it must succeed.
+pub fn psql_as_owner(pg: &Postgres, db: &str, args: &[&str]) {
     let out = Command::new(Postgres::bin("psql"))
-        .args([
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-v",
-            &format!("users={users}"),
-        ])
-        .args(["-d", &pg.url(db), "-c", &format!("SET ROLE {PROD_OWNER}")])
-        .arg("-f")
-        .arg(fixture_path("prod-shaped.sql"))
-        .args(more.iter().flat_map(|f| ["-f".into(), fixture_path(f)]))
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &pg.url(db)])
+        .args(["-c", &format!("SET ROLE {PROD_OWNER}")])
+        .args(args)
         .stdin(Stdio::null())
         .output()
         .expect("run psql");
     assert!(
         out.status.success(),
-        "seeding {db} failed: {}",
+        "psql on {db} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
