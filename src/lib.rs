@@ -16,7 +16,7 @@
 //! | [`snapshot`] | the snapshot catalog: db-backup names, sidecars, selection |
 //! | [`database`] | the staging PostgreSQL server: sessions, scratch database, swap, markers, SQL quoting, server errors |
 //! | [`table`] | a table's name: a (schema, name) pair, parsed from the config, quoted for SQL |
-//! | [`restore`] | the dump stream: download, decode, lexer and filter, loader |
+//! | [`restore`] | the dump stream: download, decode, lexer and filter, loader, parallel post-data |
 //! | [`mask`] | masking in the restore stream: rules, mask kinds, COPY rows, the key, the admin row |
 //! | [`anonymize`] | the anonymization rules, their verification, the PII scan |
 //! | [`survey`] | a snapshot's columns as the rules classify them: rule, or suggestion and evidence (`plan`, `rules`) |

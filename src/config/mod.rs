@@ -349,6 +349,7 @@ admin_password = "correct horse"
         assert!(c.schedule.catch_up);
         assert!(c.notify.is_none());
         assert!(!c.media.enabled);
+        assert_eq!(c.restore.jobs, None);
         assert_eq!(
             c.lock_file(),
             PathBuf::from("/var/lib/staging-refresh/refresh.lock")
@@ -377,9 +378,11 @@ admin_password = "correct horse"
                 ("STAGING_REFRESH__NOTIFY__SMTP_URL", "smtp://127.0.0.1:25"),
                 ("STAGING_REFRESH__NOTIFY__FROM", "refresh@example.com"),
                 ("STAGING_REFRESH__NOTIFY__TO", "a@example.com,b@example.com"),
+                ("STAGING_REFRESH__RESTORE__JOBS", "4"),
             ],
         )
         .unwrap();
+        assert_eq!(c.restore.jobs, Some(4));
         assert_eq!(c.snapshot.bucket_config().bucket, "2024");
         assert!(!c.database.keep_previous);
         assert_eq!(c.notify.unwrap().to, vec!["a@example.com", "b@example.com"]);

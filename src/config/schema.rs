@@ -253,10 +253,15 @@ pub struct RedisConfig {
     pub url: Option<Secret>,
 }
 
-/// Time limits: a dump (or code it runs) that hangs fails the run instead of holding it.
+/// The restore's sessions, and its time limits: a dump (or code it runs) that hangs fails
+/// the run instead of holding it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreConfig {
+    /// Sessions the post-data statements (indexes, constraints, ...) run on at once; unset:
+    /// the staging server's CPU count as it reports it, at least 2.
+    #[serde(default)]
+    pub jobs: Option<usize>,
     /// Each statement of the dump, and each of the refresh's own.
     #[serde(
         default = "default_statement_timeout",
@@ -274,6 +279,7 @@ pub struct RestoreConfig {
 impl Default for RestoreConfig {
     fn default() -> Self {
         RestoreConfig {
+            jobs: None,
             statement_timeout: default_statement_timeout(),
             timeout: default_restore_timeout(),
             lock_timeout: default_lock_timeout(),

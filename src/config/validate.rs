@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use super::schema::{
     AnonymizeConfig, BackendConfig, BucketConfig, DatabaseConfig, MediaConfig, NotifyConfig,
-    RedisConfig, ScheduleConfig, SnapshotConfig,
+    RedisConfig, RestoreConfig, ScheduleConfig, SnapshotConfig,
 };
 use super::units::{GIB, MIB};
 use super::{Config, ConfigError, key_error};
@@ -20,6 +20,7 @@ pub(super) fn config(c: &Config) -> Result<(), ConfigError> {
     snapshot(&c.snapshot)?;
     database(&c.database)?;
     anonymize(&c.anonymize)?;
+    restore(&c.restore)?;
     media(&c.media)?;
     redis(&c.redis)?;
     backend(&c.backend)?;
@@ -71,6 +72,15 @@ fn database(d: &DatabaseConfig) -> Result<(), ConfigError> {
             "database.restore_password_file",
             "the restore role's password is empty",
         ));
+    }
+    Ok(())
+}
+
+fn restore(r: &RestoreConfig) -> Result<(), ConfigError> {
+    if let Some(jobs) = r.jobs
+        && !(1..=64).contains(&jobs)
+    {
+        return Err(key_error("restore.jobs", "must be between 1 and 64"));
     }
     Ok(())
 }
@@ -322,6 +332,7 @@ mod tests {
             ),
             ("[media]\nenabled = true\n", "media.source"),
             ("[redis]\nurl = \"http://nope\"\n", "redis.url"),
+            ("[restore]\njobs = 0\n", "restore.jobs"),
             ("[snapshot.decrypt]\n", "snapshot.decrypt"),
         ];
         for (extra, key) in cases {

@@ -1,7 +1,8 @@
 //! Loads filtered dump items into the scratch database over one connection: statements in
 //! batches through the simple query protocol (one round trip per ~1 MiB of SQL), COPY data
-//! streamed through `COPY ... FROM STDIN`. At the end the session must be outside any
-//! transaction, whatever code the dump ran.
+//! streamed through `COPY ... FROM STDIN`. Post-data statements go to [`PostData`], which
+//! runs them on a pool of sessions; the loader waits for them where order matters. At the
+//! end every session must be outside any transaction, whatever code the dump ran.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +11,8 @@ use futures::SinkExt;
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
+use super::postdata::{PostData, Route};
+use crate::database::DbError;
 use crate::database::sql::ServerMessage;
 use crate::progress::Progress;
 
@@ -49,6 +52,8 @@ pub enum LoadError {
         #[source]
         message: ServerMessage,
     },
+    #[error("opening a post-data session")]
+    Connect(#[source] Box<DbError>),
     /// The stream feeding the loader stopped early; the feeding side says why.
     #[error("the dump stream stopped early")]
     InputEnded,
@@ -78,6 +83,15 @@ impl Batch {
         self.statements.push((line, start..start + text.len()));
     }
 
+    /// Adds a statement, sending the batch once it is big enough.
+    async fn add(&mut self, client: &Client, text: &str, line: u64) -> Result<(), LoadError> {
+        self.push(text, line);
+        if self.sql.len() >= BATCH_BYTES {
+            self.flush(client).await?;
+        }
+        Ok(())
+    }
+
     async fn flush(&mut self, client: &Client) -> Result<(), LoadError> {
         if self.statements.is_empty() {
             return Ok(());
@@ -105,11 +119,13 @@ impl Batch {
     }
 }
 
-/// Loads everything `items` delivers; returns the rows loaded per table.
+/// Loads everything `items` delivers, the post-data statements through `post_data`; returns
+/// the rows loaded per table.
 pub async fn load(
     client: &Client,
     mut items: mpsc::Receiver<Load>,
     progress: &Progress,
+    post_data: &mut PostData<'_>,
 ) -> Result<BTreeMap<String, u64>, LoadError> {
     let mut line = 0;
     let mut rows = BTreeMap::new();
@@ -121,9 +137,16 @@ pub async fn load(
         match item {
             Load::Sql { text, line: at } => {
                 line = at;
-                batch.push(&text, line);
-                if batch.sql.len() >= BATCH_BYTES {
-                    batch.flush(client).await?;
+                match post_data.route(text, line) {
+                    Route::Job(job) => {
+                        batch.flush(client).await?;
+                        post_data.submit(job).await?;
+                    }
+                    Route::Setting(text) => batch.add(client, &text, line).await?,
+                    Route::InOrder(text) => {
+                        post_data.finish().await?;
+                        batch.add(client, &text, line).await?;
+                    }
                 }
             }
             Load::CopyStart {
@@ -132,6 +155,7 @@ pub async fn load(
                 table,
             } => {
                 line = at;
+                post_data.finish().await?;
                 batch.flush(client).await?;
                 progress.set_message(&table);
                 let count = copy(client, &mut items, &statement)
@@ -153,13 +177,14 @@ pub async fn load(
         }
     }
     batch.flush(client).await?;
+    post_data.finish().await?;
     outside_transaction(client, line).await?;
     Ok(rows)
 }
 
 /// The session is outside a transaction (a simple query of its own starts one, so its start
 /// is the transaction's).
-async fn outside_transaction(client: &Client, line: u64) -> Result<(), LoadError> {
+pub(super) async fn outside_transaction(client: &Client, line: u64) -> Result<(), LoadError> {
     let messages = client
         .simple_query(
             "SELECT pg_catalog.transaction_timestamp() = pg_catalog.statement_timestamp()",

@@ -6,7 +6,8 @@
 //! 2. decode (a blocking thread): [`decode`] (decryption, decompression), the
 //!    psql-compatible [`lexer`], the [`filter`], and for a restore a [`Rewriter`] (the
 //!    masking: no raw personal value leaves this thread);
-//! 3. consume (the caller's task): the [`loader`] for a restore, a counter for a plan.
+//! 3. consume (the caller's task): the [`loader`] for a restore (its post-data statements
+//!    on a pool of [`session`]s, see [`postdata`]), a counter for a plan.
 //!
 //! When a stage fails, its neighbours see their channel close and stop; the error reported
 //! is the stage's own, not the closed channel it caused downstream or upstream.
@@ -15,6 +16,8 @@ pub mod decode;
 pub mod filter;
 pub mod lexer;
 pub mod loader;
+pub mod postdata;
+pub mod session;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -26,6 +29,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::config::DecryptConfig;
+use crate::database::DbError;
 use crate::progress::Progress;
 use crate::snapshot::Snapshot;
 use crate::store::{SourceBucket, StoreError};
@@ -34,6 +38,8 @@ use filter::{Action, Filter, Refusal};
 use lexer::{Item, LexError, Lexer, Statement};
 pub use loader::Load;
 use loader::LoadError;
+use postdata::PostData;
+use session::Sessions;
 
 /// Chunks in flight between stages; with download chunks and COPY chunks of at most a few
 /// hundred KiB this bounds memory (a deeper download buffer measured no faster, and bigger).
@@ -58,6 +64,8 @@ pub enum RestoreError {
     TimedOut(String),
     #[error(transparent)]
     Rewrite(RewriteError),
+    #[error(transparent)]
+    Session(#[from] DbError),
 }
 
 /// What streaming a snapshot through found (and, for a restore, loaded).
@@ -122,16 +130,17 @@ pub trait Rewriter: Send + 'static {
 
 pub type RewriteError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Restores `snapshot` through `rewriter` and `client` (connected to the scratch database as
-/// the restore role); returns the rewriter after the last item.
+/// Restores `snapshot` through `rewriter` into the scratch database `sessions` open (as the
+/// restore role); returns the rewriter after the last item.
 pub async fn restore<R: Rewriter>(
     source: Source<'_>,
     snapshot: &Snapshot,
     filter: Filter,
     rewriter: R,
-    client: &tokio_postgres::Client,
+    sessions: &Sessions<'_>,
     progress: Arc<Progress>,
 ) -> Result<(Streamed, R), RestoreError> {
+    let client = sessions.open().await?;
     let consume_progress = progress.clone();
     stream(
         source,
@@ -139,7 +148,10 @@ pub async fn restore<R: Rewriter>(
         filter,
         rewriter,
         progress,
-        |items| async move { loader::load(client, items, &consume_progress).await },
+        |items| async move {
+            let mut post_data = PostData::new(sessions, &consume_progress);
+            loader::load(&client, items, &consume_progress, &mut post_data).await
+        },
     )
     .await
 }

@@ -246,6 +246,19 @@ listen = "{metrics}"
         assert!(!self.state_dir().join("maintenance.json").exists());
         assert_eq!(self.backend_log(), "", "the backend was touched");
     }
+
+    /// SIGTERMs the `run` in `child`: it stops within 20 s and fails cleanly, cancelled.
+    pub async fn assert_cancels_cleanly(&self, child: std::process::Child) {
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let started = std::time::Instant::now();
+        let out = super::finish(child).await;
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "cancelling took {:?}",
+            started.elapsed()
+        );
+        self.assert_failed_cleanly(&out, "cancelled by a signal before cutover");
+    }
 }
 
 /// `sql` with `text` inserted after the first line equal to `after`.

@@ -47,6 +47,11 @@ pub fn fixture_path(name: &str) -> PathBuf {
 /// Creates database `db` on `pg`, owned by [`PROD_OWNER`], filled with `users` users' worth of
 /// production-shaped data (about 22 rows per user).
 pub fn seed_prod(pg: &Postgres, db: &str, users: u64) {
+    seed_prod_with(pg, db, users, &[]);
+}
+
+/// Like [`seed_prod`], then runs the fixture files `more` the same way.
+pub fn seed_prod_with(pg: &Postgres, db: &str, users: u64, more: &[&str]) {
     for role in [PROD_OWNER, "app_readonly"] {
         // Roles are cluster-wide; a second seed on the same server finds them there.
         let _ = pg.psql("postgres", &format!("CREATE ROLE {role}"));
@@ -55,9 +60,17 @@ pub fn seed_prod(pg: &Postgres, db: &str, users: u64) {
         "postgres",
         &format!("CREATE DATABASE \"{db}\" OWNER {PROD_OWNER}"),
     );
-    let fixture = fixture_path("prod-shaped.sql");
     let users = format!("users={users}");
-    psql_as_owner(pg, db, &["-v", &users, "-f", fixture.to_str().unwrap()]);
+    let files: Vec<PathBuf> = ["prod-shaped.sql"]
+        .iter()
+        .chain(more)
+        .map(|f| fixture_path(f))
+        .collect();
+    let mut args = vec!["-v", &users];
+    for file in &files {
+        args.extend(["-f", file.to_str().unwrap()]);
+    }
+    psql_as_owner(pg, db, &args);
 }
 
 /// psql on `db` as [`PROD_OWNER`] with `args` (`-f FILE`, `-c SQL`, in order); it must succeed.
