@@ -529,6 +529,7 @@ impl Run<'_> {
             &mut client,
             &self.config.anonymize,
             &masked,
+            &streamed.xids,
             &self.config.restore,
         )
         .await

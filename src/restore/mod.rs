@@ -33,7 +33,7 @@ use decode::{Checksum, DecodeError, Secrets};
 use filter::{Action, Filter, Refusal};
 use lexer::{Item, LexError, Lexer, Statement};
 pub use loader::Load;
-use loader::LoadError;
+use loader::{LoadError, Loaded};
 
 /// Chunks in flight between stages; with download chunks and COPY chunks of at most a few
 /// hundred KiB this bounds memory (a deeper download buffer measured no faster, and bigger).
@@ -70,6 +70,10 @@ pub struct Streamed {
     pub checksum_verified: bool,
     /// Rows per table (as the COPY statement names it).
     pub rows: BTreeMap<String, u64>,
+    /// The xids of each table's COPY transactions (as `rows` names it): what verification
+    /// expects every masked row's `xmin` to be.
+    #[serde(skip)]
+    pub xids: BTreeMap<String, Vec<String>>,
     /// Statements and meta-commands dropped or rewritten by the filter, by reason.
     pub filtered: BTreeMap<String, u64>,
 }
@@ -118,6 +122,8 @@ pub trait Rewriter: Send + 'static {
     fn copy_data(&mut self, data: Bytes) -> Result<Option<Bytes>, RewriteError>;
     /// The end of a COPY: what is left of its data, if anything.
     fn copy_end(&mut self) -> Result<Option<Bytes>, RewriteError>;
+    /// Whether the COPY whose statement it just saw has its rows rewritten.
+    fn masks_copy(&self) -> bool;
 }
 
 pub type RewriteError = Box<dyn std::error::Error + Send + Sync>;
@@ -134,6 +140,9 @@ impl Rewriter for Unchanged {
     }
     fn copy_end(&mut self) -> Result<Option<Bytes>, RewriteError> {
         Ok(None)
+    }
+    fn masks_copy(&self) -> bool {
+        false
     }
 }
 
@@ -174,16 +183,18 @@ pub async fn plan(
         Unchanged,
         progress,
         |mut items| async move {
-            let mut rows = BTreeMap::new();
+            let mut planned = Loaded::default();
             let mut table = String::new();
             while let Some(item) = items.recv().await {
                 match item {
                     Load::CopyStart { table: t, .. } => table = t,
-                    Load::CopyEnd { rows: n } => *rows.entry(table.clone()).or_insert(0) += n,
+                    Load::CopyEnd { rows: n } => {
+                        *planned.rows.entry(table.clone()).or_insert(0) += n
+                    }
                     Load::Sql { .. } | Load::CopyData(_) => {}
                 }
             }
-            Ok(rows)
+            Ok(planned)
         },
     )
     .await?;
@@ -200,7 +211,7 @@ async fn stream<R: Rewriter, F, Fut>(
 ) -> Result<(Streamed, R), RestoreError>
 where
     F: FnOnce(mpsc::Receiver<Load>) -> Fut,
-    Fut: Future<Output = Result<BTreeMap<String, u64>, LoadError>>,
+    Fut: Future<Output = Result<Loaded, LoadError>>,
 {
     let secrets = secrets(snapshot, decrypt)?;
     let checksum = match &snapshot.checksum {
@@ -262,12 +273,13 @@ where
         Err(Stop::Failed(e)) => return Err(e.into()),
         Err(Stop::Closed) => return Err(consumed.err().unwrap_or(LoadError::InputEnded).into()),
     };
-    let rows = consumed?;
+    let Loaded { rows, xids } = consumed?;
     let streamed = Streamed {
         bytes_downloaded,
         bytes_sql,
         checksum_verified,
         rows,
+        xids,
         filtered,
     };
     Ok((streamed, rewriter))
@@ -465,6 +477,7 @@ fn decode<R: Rewriter>(
                         statement: text,
                         line: s.line,
                         table: s.copy_table(),
+                        masked: rewriter.masks_copy(),
                     })?;
                 } else {
                     send(Load::Sql { text, line: s.line })?;
