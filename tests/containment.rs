@@ -458,7 +458,8 @@ fn before(dump: &[u8], needle: &str, sql: &str) -> Vec<u8> {
 const STASHED: &str = "Mallory Stashed-Name";
 
 /// A keep table holding [`STASHED`] as base64 (its rule is [`STASH_RULE`]), and a function
-/// that writes it into every user's name, once per statement that calls it.
+/// that writes it into every user's name (once per call: not again from the UPDATE it
+/// makes); an index expression calls it for each row indexed.
 fn stash_and_rewrite() -> String {
     use base64::Engine;
     let encoded = base64::engine::general_purpose::STANDARD.encode(STASHED);
@@ -471,7 +472,7 @@ fn stash_and_rewrite() -> String {
          UPDATE public.\"user\" SET full_name = pg_catalog.convert_from(pg_catalog.decode( \
          (SELECT v FROM public.stash), 'base64'), 'UTF8'); \
          PERFORM pg_catalog.set_config('x.busy', 'off', true); RETURN 1; END $f$;\n\
-         CREATE FUNCTION public.rewrite_immutable() RETURNS integer LANGUAGE plpgsql IMMUTABLE \
+         CREATE FUNCTION public.rewrite_immutable(anyelement) RETURNS integer LANGUAGE plpgsql IMMUTABLE \
          AS $f$ BEGIN RETURN public.rewrite(); END $f$;"
     )
 }
@@ -498,7 +499,7 @@ async fn rows_code_of_the_dump_rewrites_after_the_masking_fail_the_run() {
     let post_data = append(
         prod_dump(),
         &format!(
-            "{}\nCREATE INDEX stash_rewrite ON public.stash ((public.rewrite_immutable()));",
+            "{}\nCREATE INDEX stash_rewrite ON public.stash ((public.rewrite_immutable(v)));",
             stash_and_rewrite()
         ),
     );
@@ -508,7 +509,7 @@ async fn rows_code_of_the_dump_rewrites_after_the_masking_fail_the_run() {
         prod_dump(),
         copy,
         &format!(
-            "{}\nCREATE INDEX user_rewrite ON public.\"user\" ((public.rewrite_immutable()));",
+            "{}\nCREATE INDEX user_rewrite ON public.\"user\" ((public.rewrite_immutable(id)));",
             stash_and_rewrite()
         ),
     );
