@@ -1,7 +1,7 @@
 //! A local sandbox of everything staging-refresh talks to, for the demo and benchmarks:
 //! a "production" PostgreSQL whose prod-shaped database is dumped to a snapshot bucket, a
-//! "staging" PostgreSQL, an S3 server with production and staging media buckets, Redis and an
-//! SMTP sink. Writes a ready-to-use `config.toml` (and the newest dump as `dump.sql.zst`) into
+//! "staging" PostgreSQL, an S3 server with production and staging media buckets, Redis, an
+//! SMTP sink and a chat webhook sink. Writes a ready-to-use `config.toml` (and the newest dump as `dump.sql.zst`) into
 //! `--dir`, then runs until SIGINT/SIGTERM and
 //! stops every service on the way out.
 //!
@@ -105,6 +105,8 @@ async fn main() {
     )
     .await;
 
+    eprintln!("sandbox: starting a local chat webhook sink");
+    let webhook = common::sink::Sink::start(common::sink::Answer::Ok).await;
     let config = args.dir.join("config.toml");
     let metrics_port = common::services::free_port();
     let state = args.dir.join("state");
@@ -149,6 +151,10 @@ smtp_url = "{smtp_url}"
 from = "staging-refresh@staging.example.com"
 to = ["admin@staging.example.com"]
 
+[[notify.webhook]]
+url = "{webhook_url}/hooks/staging"
+kind = "slack"
+
 [metrics]
 listen = "127.0.0.1:{metrics_port}"
 
@@ -163,6 +169,7 @@ control_socket = "{state}/control.sock"
             media_target = s3.bucket_toml(&media_staging),
             redis_url = redis.url(),
             smtp_url = smtp.url(),
+            webhook_url = webhook.url,
             state = state.display(),
         ),
     )
@@ -181,6 +188,21 @@ control_socket = "{state}/control.sock"
         ),
     )
     .unwrap();
+    // What the chat webhook receives, for the demo to show: written out as it arrives.
+    let messages = args.dir.join("webhook-messages.json");
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let received: Vec<_> = webhook
+                .received
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(_, b)| b.clone())
+                .collect();
+            let _ = std::fs::write(&messages, serde_json::to_string_pretty(&received).unwrap());
+        }
+    });
     std::fs::write(&ready, "").unwrap();
     eprintln!("sandbox: ready; config at {}", config.display());
 

@@ -19,6 +19,7 @@
 //! | [`restore`] | the dump stream: download, decode, lexer and filter, loader |
 //! | [`mask`] | masking in the restore stream: rules, mask kinds, COPY rows, the key, the admin row |
 //! | [`anonymize`] | the anonymization rules, their verification, the PII scan |
+//! | [`survey`] | a snapshot's columns as the rules classify them: rule, or suggestion and evidence (`plan`, `rules`) |
 //! | [`media`] | the media mirror: merge-joined listings, server-side copies, deletes |
 //! | [`staging`] | the live environment around the database: backend commands, Redis, maintenance flag |
 //! | [`journal`] | the run journal a crashed run leaves, and the record of its recovery |
@@ -60,5 +61,6 @@ mod staging;
 pub mod state;
 mod status;
 pub mod store;
+mod survey;
 pub mod table;
 mod util;

@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::media::MediaReport;
-use crate::report::{Outcome, RunReport};
+use crate::report::{Outcome, RunKind, RunReport};
 use crate::shutdown::Shutdown;
 use crate::staging::maintenance;
 use crate::state::{State, StateFile};
@@ -30,6 +30,8 @@ use crate::state::{State, StateFile};
 pub const BUILD_INFO: &str = "staging_refresh_build_info";
 pub const RUNS_TOTAL: &str = "staging_refresh_runs_total";
 pub const EMAIL_FAILURES_TOTAL: &str = "staging_refresh_email_failures_total";
+pub const NOTIFICATIONS_TOTAL: &str = "staging_refresh_notifications_total";
+pub const LAST_RUN_WARNINGS: &str = "staging_refresh_last_run_warnings";
 pub const LAST_RUN_TIMESTAMP: &str = "staging_refresh_last_run_timestamp_seconds";
 pub const LAST_RUN_OUTCOME: &str = "staging_refresh_last_run_outcome";
 pub const LAST_RUN_DURATION: &str = "staging_refresh_last_run_duration_seconds";
@@ -58,7 +60,9 @@ pub struct Metrics {
     registry: Registry,
     runs: IntCounterVec,
     email_failures: IntCounter,
+    notifications: IntCounterVec,
     last_run: Gauge,
+    last_run_warnings: IntGauge,
     last_run_outcome: IntGaugeVec,
     last_run_duration: Gauge,
     last_success: Gauge,
@@ -105,6 +109,22 @@ fn register<M: prometheus::core::Collector + Clone + 'static>(
     metric
 }
 
+/// Every kind and outcome of a run, as labels.
+fn runs() -> impl Iterator<Item = (String, String)> {
+    RunKind::ALL.into_iter().flat_map(|kind| {
+        Outcome::ALL
+            .into_iter()
+            .map(move |outcome| (kind.to_string(), outcome.to_string()))
+    })
+}
+
+/// Every channel and result of a notification, as labels.
+fn notifications() -> impl Iterator<Item = (&'static str, &'static str)> {
+    ["email", "slack", "mattermost", "teams", "json"]
+        .into_iter()
+        .flat_map(|channel| ["sent", "failed"].map(|result| (channel, result)))
+}
+
 fn timestamp(at: DateTime<Utc>) -> f64 {
     at.timestamp_millis() as f64 / 1000.0
 }
@@ -118,10 +138,17 @@ impl Metrics {
         .with_label_values(&[env!("CARGO_PKG_VERSION")])
         .set(1);
         let metrics = Metrics {
-            runs: metric!(r => IntCounterVec, RUNS_TOTAL, ["outcome"],
-                "Finished refreshes by outcome."),
+            runs: metric!(r => IntCounterVec, RUNS_TOTAL, ["kind", "outcome"],
+                "Finished runs by kind (refresh, rollback) and outcome."),
             email_failures: metric!(r => IntCounter, EMAIL_FAILURES_TOTAL,
-                "Summary emails that could not be sent."),
+                "Summary emails that could not be sent (also in the notifications counter)."),
+            notifications: metric!(r => IntCounterVec, NOTIFICATIONS_TOTAL,
+                ["channel", "result"],
+                "Notifications by channel (email, slack, mattermost, teams, json) and result \
+                 (sent, failed)."),
+            last_run_warnings: metric!(r => IntGauge, LAST_RUN_WARNINGS,
+                "Warnings of the last run (0 for a clean one): PII let through, media objects \
+                 that failed, a recovered earlier run."),
             last_run: metric!(r => Gauge, LAST_RUN_TIMESTAMP, "When the last refresh finished."),
             last_run_outcome: metric!(r => IntGaugeVec, LAST_RUN_OUTCOME, ["outcome"],
                 "1 for the last refresh's outcome, 0 for the others."),
@@ -170,8 +197,13 @@ impl Metrics {
         };
         // Every outcome and media action exists from the start, so rate() and increase() see
         // the first one.
+        for (kind, outcome) in runs() {
+            metrics.runs.with_label_values(&[&kind, &outcome]);
+        }
+        for (channel, result) in notifications() {
+            metrics.notifications.with_label_values(&[channel, result]);
+        }
         for outcome in Outcome::ALL {
-            metrics.runs.with_label_values(&[&outcome.to_string()]);
             metrics
                 .last_run_outcome
                 .with_label_values(&[&outcome.to_string()]);
@@ -184,10 +216,19 @@ impl Metrics {
 
     /// Sets every value a run leaves behind from the state file's contents.
     pub fn restore(&self, state: &State) {
-        for outcome in Outcome::ALL {
-            let runs = self.runs.with_label_values(&[&outcome.to_string()]);
-            runs.reset();
-            runs.inc_by(state.totals.runs(outcome));
+        for kind in RunKind::ALL {
+            for outcome in Outcome::ALL {
+                let runs = self
+                    .runs
+                    .with_label_values(&[&kind.to_string(), &outcome.to_string()]);
+                runs.reset();
+                runs.inc_by(state.totals.runs(kind, outcome));
+            }
+        }
+        for (channel, result) in notifications() {
+            let counter = self.notifications.with_label_values(&[channel, result]);
+            counter.reset();
+            counter.inc_by(state.totals.notifications(channel, result));
         }
         self.email_failures.reset();
         self.email_failures.inc_by(state.totals.email_failures);
@@ -218,10 +259,10 @@ impl Metrics {
         if let Some(success) = &state.last_success {
             self.last_success
                 .set(timestamp(success.finished_at.unwrap_or(success.started_at)));
-            if let Some(snapshot) = &success.snapshot {
-                self.snapshot_taken.set(timestamp(snapshot.taken_at));
-                self.snapshot_size.set(snapshot.size as i64);
-            }
+        }
+        if let Some(snapshot) = state.serving() {
+            self.snapshot_taken.set(timestamp(snapshot.taken_at));
+            self.snapshot_size.set(snapshot.size as i64);
         }
         // The last cutover, even when the last run stopped before one.
         if let Some(seconds) = [&state.last, &state.last_success]
@@ -247,6 +288,7 @@ impl Metrics {
         self.last_run.set(timestamp(finished));
         self.last_run_duration
             .set((finished - report.started_at).num_milliseconds() as f64 / 1000.0);
+        self.last_run_warnings.set(report.warnings().len() as i64);
         for outcome in Outcome::ALL {
             self.last_run_outcome
                 .with_label_values(&[&outcome.to_string()])

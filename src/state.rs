@@ -16,7 +16,7 @@ use crate::journal::Recovery;
 use crate::media::{MediaProgress, MediaProgressSnapshot, MediaReport};
 use crate::progress::{Progress, ProgressSnapshot};
 use crate::refresh::Observer;
-use crate::report::{Outcome, Phase, RunReport};
+use crate::report::{Outcome, Phase, RunKind, RunReport, SnapshotReport};
 use crate::util;
 
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
@@ -25,7 +25,7 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 pub struct State {
     pub current: Option<CurrentRun>,
     pub last: Option<RunReport>,
-    /// The last run that succeeded: the data staging serves.
+    /// The last run that succeeded ([`State::serving`] says what staging serves).
     #[serde(default)]
     pub last_success: Option<RunReport>,
     #[serde(default)]
@@ -36,15 +36,38 @@ pub struct State {
     /// The last recovery from a run that died.
     #[serde(default)]
     pub recovered: Option<Recovery>,
+    /// The snapshot the kept previous database holds, when known: what a rollback goes to.
+    #[serde(default)]
+    pub previous: Option<SnapshotReport>,
+    /// The snapshot the live database holds: the last run that swapped data in (a refresh,
+    /// even one that failed after its swap, or a rollback). A `run --skip-db` leaves it.
+    #[serde(default)]
+    pub live_snapshot: Option<SnapshotReport>,
+}
+
+impl State {
+    /// The snapshot staging serves, when known (from a state file older than
+    /// `live_snapshot`: the last success's).
+    pub fn serving(&self) -> Option<&SnapshotReport> {
+        self.live_snapshot
+            .as_ref()
+            .or_else(|| self.last_success.as_ref()?.snapshot.as_ref())
+    }
 }
 
 /// Counts over every run recorded here: what the metrics' counters restart from.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Totals {
-    /// Finished runs by outcome.
+    /// Finished refreshes by outcome.
     pub runs: BTreeMap<Outcome, u64>,
-    /// Summary emails that could not be sent.
+    /// Finished rollbacks by outcome.
+    #[serde(default)]
+    pub rollbacks: BTreeMap<Outcome, u64>,
+    /// Summary emails that could not be sent (also in `notifications`, as `email`/`failed`).
     pub email_failures: u64,
+    /// Notifications by channel (`email`, or a webhook's kind) and result (`sent`, `failed`).
+    #[serde(default)]
+    pub notifications: BTreeMap<String, BTreeMap<String, u64>>,
     /// Media objects by action (`copied`, `skipped`, `deleted`, `failed`).
     #[serde(default)]
     pub media_objects: BTreeMap<String, u64>,
@@ -61,8 +84,26 @@ pub struct Totals {
 }
 
 impl Totals {
-    pub fn runs(&self, outcome: Outcome) -> u64 {
-        self.runs.get(&outcome).copied().unwrap_or(0)
+    pub fn runs(&self, kind: RunKind, outcome: Outcome) -> u64 {
+        let runs = match kind {
+            RunKind::Refresh => &self.runs,
+            RunKind::Rollback => &self.rollbacks,
+        };
+        runs.get(&outcome).copied().unwrap_or(0)
+    }
+
+    pub fn notifications(&self, channel: &str, result: &str) -> u64 {
+        let counted = self.notifications.get(channel).and_then(|r| r.get(result));
+        counted.copied().unwrap_or(0)
+    }
+
+    /// Counts one notification; an email failure in the old counter too.
+    pub fn add_notification(&mut self, channel: &str, result: &str) {
+        let results = self.notifications.entry(channel.to_owned()).or_default();
+        *results.entry(result.to_owned()).or_default() += 1;
+        if (channel, result) == ("email", "failed") {
+            self.email_failures += 1;
+        }
     }
 
     pub fn media_objects(&self, action: &str) -> u64 {
@@ -275,7 +316,11 @@ impl Observer for Recorder {
         let report = report.clone();
         self.file.update(|s| {
             s.current = None;
-            *s.totals.runs.entry(report.outcome).or_default() += 1;
+            let runs = match report.kind {
+                RunKind::Refresh => &mut s.totals.runs,
+                RunKind::Rollback => &mut s.totals.rollbacks,
+            };
+            *runs.entry(report.outcome).or_default() += 1;
             if let Some(media) = &report.media {
                 s.totals.add_media(media);
             }
@@ -285,10 +330,64 @@ impl Observer for Recorder {
                     *total.entry(column.clone()).or_default() += n;
                 }
             }
+            if report.snapshot_live {
+                // The data that was live is now the previous database, or dropped (or, after
+                // a failure past the swap, not known to be kept).
+                let replaced = s.serving().cloned();
+                s.previous = replaced.filter(|_| report.previous_kept);
+                s.live_snapshot = report.snapshot.clone();
+            }
             if report.outcome == Outcome::Ok {
                 s.last_success = Some(report.clone());
             }
             s.last = Some(report);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Recorder, StateFile};
+    use crate::refresh::Observer;
+    use crate::report::{RunKind, RunReport, SnapshotReport};
+
+    fn snapshot(name: &str) -> SnapshotReport {
+        SnapshotReport {
+            name: name.into(),
+            key: name.into(),
+            taken_at: chrono::Utc::now(),
+            size: 1,
+            checksum_verified: true,
+        }
+    }
+
+    /// A run that swapped snapshot `name` in, keeping the data it replaced.
+    fn swapped(kind: RunKind, name: &str) -> RunReport {
+        let mut report = RunReport::new(name.into());
+        report.kind = kind;
+        report.snapshot = Some(snapshot(name));
+        report.snapshot_live = true;
+        report.previous_kept = true;
+        report
+    }
+
+    #[tokio::test]
+    async fn the_live_and_previous_snapshots_follow_swaps_and_rollbacks_not_media_only_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::in_dir(dir.path());
+        let recorder = Recorder::start(file.clone());
+        let names = |file: &StateFile| {
+            let state = file.read().unwrap();
+            let name = |s: Option<&SnapshotReport>| s.map(|s| s.name.clone());
+            (name(state.serving()), name(state.previous.as_ref()))
+        };
+        recorder.finished(&swapped(RunKind::Refresh, "a"));
+        // `run --skip-db`: a success that swapped nothing in.
+        recorder.finished(&RunReport::new("media only".into()));
+        assert_eq!(names(&file), (Some("a".into()), None));
+        recorder.finished(&swapped(RunKind::Refresh, "b"));
+        assert_eq!(names(&file), (Some("b".into()), Some("a".into())));
+        recorder.finished(&swapped(RunKind::Rollback, "a"));
+        assert_eq!(names(&file), (Some("a".into()), Some("b".into())));
     }
 }

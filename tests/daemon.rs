@@ -334,7 +334,12 @@ async fn a_per_second_schedule_fires_a_real_refresh_with_a_status_per_phase() {
     .await;
     // The daemon serves what the run left behind, and when it runs next.
     let scraped = common::scrape(env.metrics).await;
-    assert!(common::value(&scraped, r#"staging_refresh_runs_total{outcome="ok"}"#) >= 1.0);
+    assert!(
+        common::value(
+            &scraped,
+            r#"staging_refresh_runs_total{kind="refresh",outcome="ok"}"#
+        ) >= 1.0
+    );
     let next_run = common::value(&scraped, "staging_refresh_next_run_timestamp_seconds");
     assert!(
         next_run >= Utc::now().timestamp() as f64 - 2.0,

@@ -8,13 +8,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use chrono::Utc;
 
 use common::env::Env;
-use common::fixtures::{dump_sql, fixture_path, seed_prod, zstd};
-use common::{Postgres, postgres, prod_postgres, unique};
+use common::fixtures::{dump_sql, fixture_path, psql_as_owner, seed_prod, zstd};
+use common::{postgres, prod_postgres, unique};
 
 /// Rules for the masking fixture's tables.
 const RULES: &str = r#"
@@ -79,20 +78,9 @@ fn production(extra: &str) -> (String, Vec<u8>) {
     let prod = prod_postgres();
     let db = unique("shop");
     seed_prod(prod, &db, 20);
-    let out = Command::new(Postgres::bin("psql"))
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &prod.url(&db)])
-        .args(["-c", &format!("SET ROLE {}", common::constants::PROD_OWNER)])
-        .arg("-f")
-        .arg(fixture_path("masking.sql"))
-        .args(["-c", extra])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let fixture = fixture_path("masking.sql");
+    let fixture = fixture.to_str().unwrap();
+    psql_as_owner(prod, &db, &["-f", fixture, "-c", extra]);
     let dump = dump_sql(prod, &db);
     (db, dump)
 }

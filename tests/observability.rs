@@ -97,7 +97,10 @@ async fn metrics_tell_what_the_runs_did_and_survive_a_restart() {
     );
     let before = scrape(endpoint.addr).await;
     assert_eq!(
-        value(&before, r#"staging_refresh_runs_total{outcome="ok"}"#),
+        value(
+            &before,
+            r#"staging_refresh_runs_total{kind="refresh",outcome="ok"}"#
+        ),
         0.0
     );
     assert_eq!(
@@ -118,8 +121,14 @@ async fn metrics_tell_what_the_runs_did_and_survive_a_restart() {
     let finished: DateTime<Utc> = report["finished_at"].as_str().unwrap().parse().unwrap();
     let after_ok = scrape(endpoint.addr).await;
     for (series, expected) in [
-        (r#"staging_refresh_runs_total{outcome="ok"}"#, 1.0),
-        (r#"staging_refresh_runs_total{outcome="failed"}"#, 0.0),
+        (
+            r#"staging_refresh_runs_total{kind="refresh",outcome="ok"}"#,
+            1.0,
+        ),
+        (
+            r#"staging_refresh_runs_total{kind="refresh",outcome="failed"}"#,
+            0.0,
+        ),
         (r#"staging_refresh_last_run_outcome{outcome="ok"}"#, 1.0),
         (r#"staging_refresh_last_run_outcome{outcome="failed"}"#, 0.0),
         ("staging_refresh_snapshot_size_bytes", good_size as f64),
@@ -202,8 +211,14 @@ async fn metrics_tell_what_the_runs_did_and_survive_a_restart() {
     let failed_at: DateTime<Utc> = out.json()["finished_at"].as_str().unwrap().parse().unwrap();
     let after_failure = scrape(endpoint.addr).await;
     for (series, expected) in [
-        (r#"staging_refresh_runs_total{outcome="ok"}"#, 1.0),
-        (r#"staging_refresh_runs_total{outcome="failed"}"#, 1.0),
+        (
+            r#"staging_refresh_runs_total{kind="refresh",outcome="ok"}"#,
+            1.0,
+        ),
+        (
+            r#"staging_refresh_runs_total{kind="refresh",outcome="failed"}"#,
+            1.0,
+        ),
         (r#"staging_refresh_last_run_outcome{outcome="ok"}"#, 0.0),
         (r#"staging_refresh_last_run_outcome{outcome="failed"}"#, 1.0),
         // What staging serves is still the good snapshot.
@@ -417,9 +432,17 @@ async fn the_summary_email_says_what_a_refresh_did_and_leaks_nothing() {
         "{}",
         email.text
     );
-    assert!(email.html.contains(&format!(
-        "<td style=\"padding-right: 1em\">public.&quot;user&quot;</td><td style=\"padding-right: 1em\">{users}</td><td style=\"padding-right: 1em\">{anonymized}</td>"
-    )), "{}", email.html);
+    // Names on the left, counts lined up on the right.
+    let cell = |align: &str, c: &str| {
+        format!("<td style=\"padding-right: 1em; text-align: {align}\">{c}</td>")
+    };
+    let row = format!(
+        "<tr>{}{}{}</tr>",
+        cell("left", "public.&quot;user&quot;"),
+        cell("right", &users),
+        cell("right", &anonymized)
+    );
+    assert!(email.html.contains(&row), "{row} not in {}", email.html);
     email.says("Verification: all 7 checks passed.");
     email.says("PII scan: nothing unmasked found.");
     email.says(&format!("Run {}", report["run_id"].as_str().unwrap()));
@@ -524,11 +547,17 @@ async fn an_unreachable_or_insecure_smtp_server_is_counted_and_never_changes_the
     let samples = scrape(endpoint.addr).await;
     assert_eq!(value(&samples, "staging_refresh_email_failures_total"), 2.0);
     assert_eq!(
-        value(&samples, r#"staging_refresh_runs_total{outcome="ok"}"#),
+        value(
+            &samples,
+            r#"staging_refresh_runs_total{kind="refresh",outcome="ok"}"#
+        ),
         1.0
     );
     assert_eq!(
-        value(&samples, r#"staging_refresh_runs_total{outcome="failed"}"#),
+        value(
+            &samples,
+            r#"staging_refresh_runs_total{kind="refresh",outcome="failed"}"#
+        ),
         1.0
     );
 }

@@ -1,7 +1,8 @@
 //! Secrets stay secret: a full refresh (database, media, Redis with a password, email) with
 //! distinctive secret values, and a run that fails on a wrong database password, never show
 //! them in logs (plain and JSON lines), the run report, `status`, `check`, the state file,
-//! the metrics or the email. `check` warns about a config file others can read.
+//! the metrics, the email or the webhook messages. `check` warns about a config file others
+//! can read.
 
 mod common;
 
@@ -9,6 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use common::constants::{ADMIN_PASSWORD, OWNER, RESTORE_PASSWORD, S3_ACCESS_KEY, S3_SECRET_KEY};
 use common::env::{Env, with_media};
+use common::sink::{Answer, Sink};
 use common::staging::prod_dump;
 use common::{Redis, postgres, smtp, unique};
 
@@ -17,7 +19,10 @@ const REDIS_PASSWORD: &str = "redis-pw-2c8e44";
 const SNAPSHOT_KEY_ID: &str = "snap-key-id-5d1b";
 const SNAPSHOT_SECRET: &str = "snap-secret-9e0c77";
 const MEDIA_SECRET: &str = "media-secret-4a6f02";
-const SECRETS: [&str; 7] = [
+/// In the webhook's URL path, as Slack's and Teams' tokens are.
+const WEBHOOK_TOKEN: &str = "hook-token-8b2d13";
+const SECRETS: [&str; 8] = [
+    WEBHOOK_TOKEN,
     DB_PASSWORD,
     RESTORE_PASSWORD,
     REDIS_PASSWORD,
@@ -77,11 +82,17 @@ async fn secrets_appear_in_no_log_report_state_metric_or_email() {
     let (_, staging) = with_media(&mut env, None).await;
     let redis = Redis::start_with(&["--requirepass", REDIS_PASSWORD]);
     let recipient = format!("{}@staging.example.com", unique("admin"));
+    let sink = Sink::start(Answer::Ok).await;
+    // One webhook that is answered, one on a closed port: its error is logged too.
     env.sections.push_str(&format!(
         "\n[redis]\nurl = \"redis://:{REDIS_PASSWORD}@127.0.0.1:{}/0\"\n\
-         \n[notify]\nsmtp_url = \"{}\"\nfrom = \"refresh@staging.example.com\"\nto = [\"{recipient}\"]\n",
+         \n[notify]\nsmtp_url = \"{}\"\nfrom = \"refresh@staging.example.com\"\nto = [\"{recipient}\"]\n\
+         \n[[notify.webhook]]\nkind = \"json\"\nurl = \"{}/services/{WEBHOOK_TOKEN}\"\n\
+         \n[[notify.webhook]]\nkind = \"slack\"\nurl = \"http://127.0.0.1:{}/services/{WEBHOOK_TOKEN}\"\ntimeout = \"1s\"\n",
         redis.port,
-        smtp().url()
+        smtp().url(),
+        sink.url,
+        common::services::free_port(),
     ));
     // Distinctive credentials (moto takes any): the snapshot bucket's and the media target's.
     // The restore role's password is given inline, so that the config holds every secret.
@@ -134,6 +145,9 @@ async fn secrets_appear_in_no_log_report_state_metric_or_email() {
     staging_refresh::metrics::Sources::of(&loaded).update(&metrics);
     let mail = smtp().messages_to(&recipient);
     assert_eq!(mail.len(), 2, "{mail:?}");
+    // The URL's path carries the token; what was posted must not.
+    let posted = sink.at(&format!("/services/{WEBHOOK_TOKEN}"));
+    assert_eq!(posted.len(), 2, "{posted:?}");
 
     for (what, text) in [
         ("check", format!("{check:?}")),
@@ -143,6 +157,7 @@ async fn secrets_appear_in_no_log_report_state_metric_or_email() {
         ("the state file", state),
         ("the metrics", metrics.text()),
         ("the email", mail.join("\n")),
+        ("the webhook messages", format!("{posted:?}")),
     ] {
         assert_no_secret(what, &text);
     }

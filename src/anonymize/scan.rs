@@ -192,7 +192,7 @@ async fn sample(
 }
 
 /// What a column's name says it holds, when that is PII or a secret.
-fn kind_by_name(column: &str) -> Option<&'static str> {
+pub(crate) fn kind_by_name(column: &str) -> Option<&'static str> {
     let lower = column.to_ascii_lowercase();
     if lower.contains("api_key") || lower.contains("apikey") {
         return Some("secret");
@@ -236,7 +236,7 @@ static UUID: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// The kinds of PII a value contains.
-fn kinds_in_value(value: &str, cfg: &AnonymizeConfig) -> Vec<&'static str> {
+pub(crate) fn kinds_in_value(value: &str, cfg: &AnonymizeConfig) -> Vec<&'static str> {
     let mut kinds = Vec::new();
     let masked = format!("@{}", cfg.email_domain.to_lowercase());
     if EMAIL.find_iter(value).any(|m| {

@@ -16,7 +16,7 @@ pub struct Cli {
     /// Configuration file.
     #[arg(long, global = true, env = "STAGING_REFRESH_CONFIG", default_value = config::DEFAULT_PATH)]
     pub config: PathBuf,
-    /// Print one JSON document instead of text (snapshots, plan, status, run).
+    /// Print one JSON document instead of text (snapshots, plan, rules, status, run).
     #[arg(long, global = true)]
     pub json: bool,
     /// Say more: debug logs, and why listed objects were skipped.
@@ -65,6 +65,18 @@ pub enum Command {
     Plan {
         #[arg(long, default_value = "latest")]
         snapshot: Selection,
+    },
+    /// Every column of the snapshot that could hold personal data, with its masking rule, or
+    /// a suggested mask and the evidence (name, value shapes: counts, never a value). Reads
+    /// the snapshot like `plan`, without the staging server. Exit 1 when a column is
+    /// unclassified.
+    Rules {
+        #[arg(long, default_value = "latest")]
+        snapshot: Selection,
+        /// Print `[[anonymize.column]]` rules for the unclassified columns, to review and
+        /// paste (instead of the list, or its `--json`).
+        #[arg(long)]
+        toml: bool,
     },
     /// Mark the staging database and media bucket as refresh targets (the opt-in markers a run requires).
     InitTarget,

@@ -27,6 +27,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Plan { snapshot } => {
             commands::plan::run(&config, &snapshot, &Options::default(), cli.json).await
         }
+        Command::Rules { snapshot, toml } => {
+            commands::rules::run(&config, &snapshot, toml, cli.json).await
+        }
         Command::Run {
             snapshot,
             dry_run,

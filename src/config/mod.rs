@@ -17,8 +17,8 @@ use serde::Deserialize;
 pub use schema::{
     AnonymizeConfig, BackendConfig, BucketConfig, ColumnRule, DaemonConfig, DatabaseConfig,
     DecryptConfig, MaintenanceConfig, MediaConfig, MetricsConfig, NotifyConfig, OnUnmaskedPii,
-    PasswordHash, RedisConfig, RestoreConfig, ScheduleConfig, SnapshotConfig, TableMode, TableRule,
-    Unclassified,
+    PasswordHash, RedisConfig, RestoreConfig, ScheduleConfig, Severity, SnapshotConfig, TableMode,
+    TableRule, Unclassified, WebhookConfig, WebhookKind,
 };
 pub use units::MaxDelete;
 
@@ -211,12 +211,21 @@ fn read_secret_files(
         } else {
             format!("{parent}.{key}")
         };
-        if let config::ValueKind::Table(_) = table[&key].kind {
-            let value = table.get_mut(&key).expect("key listed above");
-            if let config::ValueKind::Table(inner) = &mut value.kind {
+        match &mut table.get_mut(&key).expect("key listed above").kind {
+            config::ValueKind::Table(inner) => {
                 read_secret_files(inner, &full)?;
+                continue;
             }
-            continue;
+            // An array of tables: `[[notify.webhook]]`.
+            config::ValueKind::Array(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    if let config::ValueKind::Table(inner) = &mut item.kind {
+                        read_secret_files(inner, &format!("{full}[{i}]"))?;
+                    }
+                }
+                continue;
+            }
+            _ => {}
         }
         let Some(stem) = key.strip_suffix("_file") else {
             continue;
@@ -462,6 +471,56 @@ admin_password = "correct horse"
             "{err}"
         );
         assert_eq!(key_of(err), "anonymize.admin_password_file");
+    }
+
+    #[test]
+    fn webhooks_take_their_url_from_a_file_and_a_bad_one_is_named_never_quoted() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("hook");
+        std::fs::write(&url, "https://chat.example.com/hooks/token-5e1f\n").unwrap();
+        let notify = |webhook: &str| {
+            format!(
+                "{MINIMAL}[notify]\nsmtp_url = \"smtp://127.0.0.1:25\"\nfrom = \"r@example.com\"\n\
+                 to = [\"a@example.com\"]\n[[notify.webhook]]\nkind = \"teams\"\n\
+                 url = \"https://chat.example.com/hooks/a\"\n[[notify.webhook]]\n{webhook}"
+            )
+        };
+        let c = load(
+            &notify(&format!(
+                "kind = \"slack\"\nurl_file = {:?}\n",
+                url.display().to_string()
+            )),
+            &[],
+        )
+        .unwrap();
+        let hooks = c.notify.unwrap().webhook;
+        assert_eq!(hooks[1].kind, WebhookKind::Slack);
+        assert_eq!(
+            hooks[1].url.expose(),
+            "https://chat.example.com/hooks/token-5e1f"
+        );
+        assert_eq!(
+            hooks[1].on,
+            [Severity::Ok, Severity::Warning, Severity::Failed]
+        );
+        assert_eq!(hooks[1].timeout, Duration::from_secs(10));
+
+        let err = load(
+            &notify("kind = \"slack\"\nurl = \"ftp://token-5e1f\"\n"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(!err.to_string().contains("token-5e1f"), "{err}");
+        assert_eq!(key_of(err), "notify.webhook[1].url");
+        let err = load(&notify("kind = \"slak\"\nurl = \"https://x\"\n"), &[]).unwrap_err();
+        assert!(err.to_string().contains("slak"), "{err}");
+        assert_eq!(key_of(err), "notify.webhook[1].kind");
+        let err = load(
+            &notify("kind = \"json\"\nurl = \"https://x\"\non = []\n"),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(key_of(err), "notify.webhook[1].on");
     }
 
     #[test]

@@ -398,6 +398,49 @@ pub struct NotifyConfig {
     pub smtp_url: Secret,
     pub from: String,
     pub to: Vec<String>,
+    /// `[[notify.webhook]]`: chat channels (or any JSON receiver) told after every run.
+    #[serde(default)]
+    pub webhook: Vec<WebhookConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// The incoming webhook's URL; it grants posting, so it is a secret (`url_file`).
+    pub url: Secret,
+    pub kind: WebhookKind,
+    /// The severities that are sent; all by default.
+    #[serde(default = "all_severities")]
+    pub on: Vec<Severity>,
+    /// Each attempt (there is one retry) gives up after this long.
+    #[serde(default = "default_webhook_timeout", deserialize_with = "de_duration")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookKind {
+    Slack,
+    Mattermost,
+    Teams,
+    Json,
+}
+
+/// How a finished run went, for the people told about it: `ok`, `warning` (ok with warnings)
+/// or `failed` (also refused and cancelled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Ok,
+    Warning,
+    Failed,
+}
+
+fn all_severities() -> Vec<Severity> {
+    vec![Severity::Ok, Severity::Warning, Severity::Failed]
+}
+fn default_webhook_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -426,4 +469,25 @@ fn default_control_socket() -> PathBuf {
 }
 fn default_state_dir() -> PathBuf {
     "/var/lib/staging-refresh".into()
+}
+
+impl std::fmt::Display for WebhookKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WebhookKind::Slack => "slack",
+            WebhookKind::Mattermost => "mattermost",
+            WebhookKind::Teams => "teams",
+            WebhookKind::Json => "json",
+        })
+    }
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Severity::Ok => "ok",
+            Severity::Warning => "ok with warnings",
+            Severity::Failed => "failed",
+        })
+    }
 }

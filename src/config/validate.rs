@@ -218,6 +218,22 @@ fn notify(n: &NotifyConfig) -> Result<(), ConfigError> {
     if n.to.is_empty() {
         return Err(key_error("notify.to", "needs at least one address"));
     }
+    for (i, w) in n.webhook.iter().enumerate() {
+        let scheme = w.url.expose().split("://").next().unwrap_or("");
+        if !["http", "https"].contains(&scheme) || w.url.expose().parse::<hyper::Uri>().is_err() {
+            // The URL is a secret: the message does not quote it.
+            return Err(key_error(
+                format!("notify.webhook[{i}].url"),
+                "expected an http:// or https:// URL",
+            ));
+        }
+        if w.on.is_empty() {
+            return Err(key_error(
+                format!("notify.webhook[{i}].on"),
+                "needs at least one of \"failed\", \"warning\", \"ok\" (leave it out for all)",
+            ));
+        }
+    }
     for (i, to) in n.to.iter().enumerate() {
         if !looks_like_email(to) {
             return Err(key_error(

@@ -64,6 +64,32 @@ impl Mask {
     }
 }
 
+/// The config's name, and a json mask's paths: `json(contact.email = email)`.
+impl std::fmt::Display for Mask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mask::Keep => "keep",
+            Mask::Null => "null",
+            Mask::Redact(_) => "redact",
+            Mask::Email => "email",
+            Mask::Name => "name",
+            Mask::Phone => "phone",
+            Mask::Token => "token",
+            Mask::Hash => "hash",
+            Mask::Uuid => "uuid",
+            Mask::Text => "text",
+            Mask::Password => "password",
+            Mask::Json(paths) => {
+                let paths: Vec<String> = paths
+                    .iter()
+                    .map(|(path, mask)| format!("{} = {mask}", path.join(".")))
+                    .collect();
+                return write!(f, "json({})", paths.join(", "));
+            }
+        })
+    }
+}
+
 const BCRYPT: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::BCRYPT,
     base64::engine::general_purpose::NO_PAD,

@@ -26,7 +26,7 @@ use crate::restore::{RewriteError, Rewriter};
 use crate::table::{TableName, display_ident};
 pub use key::Key;
 pub use kinds::{Mask, Masks};
-pub use rules::Rules;
+pub use rules::{Class, Origin, Rules};
 use schema::Schema;
 
 /// The cost of the admin's bcrypt hash (and of real hashes with `password_hash = "bcrypt"`).
@@ -115,6 +115,8 @@ pub struct Masked {
     pub emptied: BTreeMap<String, u64>,
     /// The column masks the dump's tables got (not `keep`), for verification and the scan.
     pub applied: Vec<(TableName, String, Mask)>,
+    /// The personal-looking columns a `keep` rule classified as not personal.
+    pub kept: Vec<(TableName, String)>,
     /// The salt every masked password hash has (see [`Mask::Password`]).
     pub password_salt: [u8; 16],
     /// `$2b$12$` and that salt: what every masked password hash starts with.
@@ -316,12 +318,16 @@ impl Masker {
         }
         for (table, columns) in self.schema.tables() {
             for column in columns {
-                if let Some(mask) = self.rules.mask(table, &column.name)
-                    && *mask != Mask::Keep
-                {
-                    self.done
-                        .applied
-                        .push((table.clone(), column.name.clone(), mask.clone()));
+                match self.rules.classify(&self.schema, table, column) {
+                    Class::Ruled(Mask::Keep, _) => {
+                        self.done.kept.push((table.clone(), column.name.clone()));
+                    }
+                    Class::Ruled(mask, _) => {
+                        self.done
+                            .applied
+                            .push((table.clone(), column.name.clone(), mask.clone()));
+                    }
+                    Class::Emptied | Class::Unclassified | Class::NotPersonal => {}
                 }
             }
         }
@@ -367,20 +373,16 @@ impl Masker {
     fn check(&self, tables: &[TableName]) -> Result<(), MaskError> {
         let mut unclassified = Vec::new();
         for table in tables {
-            if self.rules.table_mode(table) == Some(TableMode::Empty) {
-                continue;
-            }
             for column in self.schema.columns(table).unwrap_or_default() {
-                let name = format!("{table}.{}", display_ident(&column.name));
-                match self.rules.mask(table, &column.name) {
-                    Some(Mask::Null) if column.not_null => {
-                        return Err(MaskError::NullOnNotNull { column: name });
+                let name = || format!("{table}.{}", display_ident(&column.name));
+                match self.rules.classify(&self.schema, table, column) {
+                    Class::Ruled(Mask::Null, _) if column.not_null => {
+                        return Err(MaskError::NullOnNotNull { column: name() });
                     }
-                    Some(_) => {}
-                    None if self.schema.is_personal(&column.ty) => {
-                        unclassified.push(format!("{name} ({})", column.ty));
+                    Class::Unclassified => {
+                        unclassified.push(format!("{} ({})", name(), column.ty));
                     }
-                    None => {}
+                    Class::Ruled(..) | Class::Emptied | Class::NotPersonal => {}
                 }
             }
         }
@@ -434,7 +436,7 @@ impl Masker {
     fn copy_start(&mut self, s: &Statement) -> Result<(), MaskError> {
         self.start_data()?;
         let (table, next) = schema::qualified(s, 1).expect("a COPY names its table");
-        let names = self.listed_columns(s, &table, next);
+        let names = listed_columns(&self.schema, s, &table, next);
         let action = if self.rules.table_mode(&table) == Some(TableMode::Empty) {
             Action::Empty { rows: 0 }
         } else {
@@ -478,18 +480,6 @@ impl Masker {
         Ok(())
     }
 
-    /// The columns a COPY or INSERT lists at token `at`, else all the table's.
-    fn listed_columns(&self, s: &Statement, table: &TableName, at: usize) -> Vec<String> {
-        column_list(s, at).unwrap_or_else(|| {
-            self.schema
-                .columns(table)
-                .unwrap_or_default()
-                .iter()
-                .map(|c| c.name.clone())
-                .collect()
-        })
-    }
-
     /// Where the admin's columns are in the users table's COPY; `None` without email or id.
     fn admin_fields(&self, names: &[String]) -> Option<AdminFields> {
         let at = |column: &str| names.iter().position(|n| n == column);
@@ -517,7 +507,7 @@ impl Masker {
         if self.rules.table_mode(&table) == Some(TableMode::Empty) {
             return Ok(false);
         }
-        let names = self.listed_columns(s, &table, next);
+        let names = listed_columns(&self.schema, s, &table, next);
         let refused = |columns: Vec<String>| MaskError::Insert {
             line: s.line,
             table: table.to_string(),
@@ -557,6 +547,18 @@ impl Rewriter for Masker {
             .as_ref()
             .is_some_and(|c| matches!(c.action, Action::Mask(_)))
     }
+}
+
+/// The columns a COPY or INSERT of `table` lists at token `at`, else all the table's.
+pub fn listed_columns(schema: &Schema, s: &Statement, table: &TableName, at: usize) -> Vec<String> {
+    column_list(s, at).unwrap_or_else(|| {
+        schema
+            .columns(table)
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.name.clone())
+            .collect()
+    })
 }
 
 /// The `(a, b)` column list at token `at`, if there is one.

@@ -5,7 +5,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use serde::Serialize;
+
 use super::kinds::Mask;
+use super::schema::{Column, Schema};
 use crate::config::{AnonymizeConfig, ColumnRule, ConfigError, TableMode, Unclassified};
 use crate::table::TableName;
 
@@ -40,6 +43,42 @@ fn runbook() -> Vec<(TableName, &'static str, Mask)> {
         (integrations(), "push_service_base_url", Mask::Null),
         (integrations(), "push_service_api_key", Mask::Null),
     ]
+}
+
+/// Where a column's rule comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// The runbook's rules, which every run applies.
+    BuiltIn,
+    /// An `[[anonymize.column]]` rule.
+    Column,
+    /// An `[[anonymize.table]]` rule (`mode = "keep"`).
+    Table,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Origin::BuiltIn => "built-in",
+            Origin::Column => "column rule",
+            Origin::Table => "table rule",
+        })
+    }
+}
+
+/// What the rules make of one column of the dump: the run's unclassified check, the
+/// report's kept columns, `plan` and `rules` all classify through [`Rules::classify`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Class<'a> {
+    /// Its table is restored without rows.
+    Emptied,
+    /// Its mask (`keep` for a personal-looking column classified as not personal).
+    Ruled(&'a Mask, Origin),
+    /// Its type can hold personal data and no rule names it.
+    Unclassified,
+    /// Its type holds nothing personal (numbers, dates, enums, ...) and it is not masked.
+    NotPersonal,
 }
 
 /// Every rule, by table.
@@ -114,10 +153,41 @@ impl Rules {
 
     /// The mask of `table.column`: its column rule, else `keep` in a kept table.
     pub fn mask(&self, table: &TableName, column: &str) -> Option<&Mask> {
+        self.rule(table, column).map(|(mask, _)| mask)
+    }
+
+    /// The mask of `table.column` and where it comes from.
+    pub fn rule(&self, table: &TableName, column: &str) -> Option<(&Mask, Origin)> {
         match self.columns.get(table).and_then(|c| c.get(column)) {
-            Some(mask) => Some(mask),
-            None if self.tables.get(table) == Some(&TableMode::Keep) => Some(&Mask::Keep),
+            Some(mask) => {
+                let built_in = runbook().iter().any(|(t, c, _)| t == table && *c == column);
+                Some((
+                    mask,
+                    if built_in {
+                        Origin::BuiltIn
+                    } else {
+                        Origin::Column
+                    },
+                ))
+            }
+            None if self.tables.get(table) == Some(&TableMode::Keep) => {
+                Some((&Mask::Keep, Origin::Table))
+            }
             None => None,
+        }
+    }
+
+    /// How `column` of `table` is classified, its type read in `schema`.
+    pub fn classify(&self, schema: &Schema, table: &TableName, column: &Column) -> Class<'_> {
+        if self.table_mode(table) == Some(TableMode::Empty) {
+            return Class::Emptied;
+        }
+        let personal = schema.is_personal(&column.ty);
+        match self.rule(table, &column.name) {
+            Some((Mask::Keep, _)) if !personal => Class::NotPersonal,
+            Some((mask, origin)) => Class::Ruled(mask, origin),
+            None if personal => Class::Unclassified,
+            None => Class::NotPersonal,
         }
     }
 

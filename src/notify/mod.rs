@@ -1,11 +1,12 @@
 //! What is sent out after every run: the summary email, built from the run report's outline
-//! ([`crate::report::outline`]) as plain text and HTML. Everything sent carries what the run
+//! ([`crate::report::outline`]) as plain text and HTML, and the chat webhooks ([`webhook`]). Everything sent carries what the run
 //! report holds minus anything that could quote production data ([`redact`]). A failure to
 //! send is logged and counted, never a failed run.
 
 mod email;
 mod html;
 mod redact;
+mod webhook;
 
 use chrono::{DateTime, Utc};
 
@@ -24,19 +25,39 @@ pub struct Summary {
     pub html: String,
 }
 
-/// Emails the run's summary when `[notify]` is configured. A failure is logged and counted in
-/// the state file (the metrics' email failure counter), and never changes the run's outcome.
+/// Emails the run's summary when `[notify]` is configured and posts it to each webhook whose
+/// `on` lists the run's severity. Each attempt is counted by channel and result in the state
+/// file (the metrics' notification counter); a failure is logged, and never changes the run's
+/// outcome.
 pub async fn after_run(config: &Config, report: &RunReport) {
     let Some(notify) = &config.notify else {
         return;
     };
-    match send(notify, &summary(config, report, Utc::now())).await {
+    let now = Utc::now();
+    let email = send(notify, &summary(config, report, now)).await;
+    match &email {
         Ok(()) => tracing::info!(to = notify.to.len(), "summary email sent"),
-        Err(e) => {
-            tracing::warn!(error = %e, "the summary email could not be sent");
-            StateFile::in_dir(&config.daemon.state_dir).update(|s| s.totals.email_failures += 1);
-        }
+        Err(e) => tracing::warn!(error = %e, "the summary email could not be sent"),
     }
+    let mut results = vec![("email".to_owned(), email.is_ok())];
+    let outline = outline(config, report, now);
+    for (index, hook) in notify.webhook.iter().enumerate() {
+        if !hook.on.contains(&outline.severity) {
+            continue;
+        }
+        let sent = webhook::send(index, hook, &outline).await;
+        match &sent {
+            Ok(()) => tracing::info!(index, kind = %hook.kind, "webhook message sent"),
+            Err(e) => tracing::warn!(error = %e, "the webhook message could not be sent"),
+        }
+        results.push((hook.kind.to_string(), sent.is_ok()));
+    }
+    StateFile::in_dir(&config.daemon.state_dir).update(|s| {
+        for (channel, sent) in &results {
+            let result = if *sent { "sent" } else { "failed" };
+            s.totals.add_notification(channel, result);
+        }
+    });
 }
 
 /// The outline of `report` as everyone it is sent to may read it; `now` dates the snapshot's

@@ -512,6 +512,11 @@ impl Run<'_> {
         self.report.statements_filtered = streamed.filtered;
         self.report.masked_values = masked.values.clone();
         self.report.tables_emptied = masked.emptied.clone();
+        self.report.columns_kept = masked
+            .kept
+            .iter()
+            .map(|(table, column)| format!("{table}.{}", crate::table::display_ident(column)))
+            .collect();
         if let Some(s) = &mut self.report.snapshot {
             s.checksum_verified = streamed.checksum_verified;
         }

@@ -9,13 +9,17 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::database::{Server, markers};
+use crate::mask::Rules;
 use crate::media::{MediaPlan, MediaProgress, Mirror};
 use crate::progress::{Progress, Unit};
 use crate::refresh::{Doing, Options, RunError, restore_filter, select_snapshot};
 use crate::report::SnapshotReport;
-use crate::restore::{self};
+use crate::restore::filter::Filter;
+use crate::restore::{self, Streamed};
 use crate::shutdown::Shutdown;
-use crate::snapshot::Selection;
+use crate::snapshot::{Selection, Snapshot};
+use crate::store::SourceBucket;
+use crate::survey::{Columns, Survey};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
@@ -35,6 +39,9 @@ pub struct DatabasePlan {
     /// Users that would be anonymized (all but the admin).
     pub users_to_anonymize: u64,
     pub integrations_to_neutralise: u64,
+    /// Every column that could hold personal data, with its mask; the emptied tables; the
+    /// unclassified columns a run would stop at.
+    pub masking: Columns,
     /// Database operations, in order.
     pub databases: Vec<String>,
     /// Whether `init-target` has marked the database (a run refuses without it).
@@ -70,14 +77,7 @@ async fn database_plan(config: &Config, selection: &Selection) -> Result<Databas
     let target_marked = markers::marked_at(&server, &client, name).await?.is_some();
     let (bucket, snapshot) = select_snapshot(config, selection).await?;
     let filter = restore_filter(&server, &client, &snapshot).await?;
-    let progress = Arc::new(Progress::new("plan", Unit::Bytes, Some(snapshot.size)));
-    let source = restore::Source {
-        bucket: &bucket,
-        decrypt: config.snapshot.decrypt.as_ref(),
-    };
-    let streamed = restore::plan(source, &snapshot, filter, progress)
-        .await
-        .doing(format!("reading {}", snapshot.name))?;
+    let (streamed, masking) = survey(config, (&bucket, &snapshot), filter, "plan").await?;
 
     let (scratch, previous) = (config.scratch_db(), config.previous_db());
     let mut databases = Vec::new();
@@ -105,9 +105,47 @@ async fn database_plan(config: &Config, selection: &Selection) -> Result<Databas
         bytes_sql: streamed.bytes_sql,
         users_to_anonymize: rows_of("public.\"user\"").saturating_sub(1),
         integrations_to_neutralise: rows_of("public.external_system_integration"),
+        masking,
         rows: streamed.rows,
         statements_filtered: streamed.filtered,
         databases,
         target_marked,
     })
+}
+
+/// `rules`: the columns of the selected snapshot, classified; streamed like a plan, without
+/// the staging server.
+pub async fn columns(
+    config: &Config,
+    selection: &Selection,
+) -> Result<(SnapshotReport, Columns), RunError> {
+    let (bucket, snapshot) = select_snapshot(config, selection).await?;
+    // Without the server's version and roles, the filter drops every GRANT and any
+    // `SET transaction_timeout`: neither says anything about columns.
+    let filter = Filter::new(0, Default::default(), snapshot.database.clone());
+    let (streamed, columns) = survey(config, (&bucket, &snapshot), filter, "rules").await?;
+    let mut report = SnapshotReport::from(&snapshot);
+    report.checksum_verified = streamed.checksum_verified;
+    Ok((report, columns))
+}
+
+/// Streams `snapshot` through the filter and a [`Survey`], loading nothing.
+async fn survey(
+    config: &Config,
+    (bucket, snapshot): (&SourceBucket, &Snapshot),
+    filter: Filter,
+    progress: &str,
+) -> Result<(Streamed, Columns), RunError> {
+    let rules = Rules::from_config(&config.anonymize)?;
+    let survey = Survey::new(rules, &config.anonymize);
+    let progress = Arc::new(Progress::new(progress, Unit::Bytes, Some(snapshot.size)));
+    let source = restore::Source {
+        bucket,
+        decrypt: config.snapshot.decrypt.as_ref(),
+    };
+    let (streamed, survey) = restore::plan(source, snapshot, filter, survey, progress.clone())
+        .await
+        .doing(format!("reading {}", snapshot.name))?;
+    progress.finish();
+    Ok((streamed, survey.finish()))
 }

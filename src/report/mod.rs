@@ -4,7 +4,7 @@
 
 pub mod outline;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use indicatif::HumanBytes;
@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::anonymize::{Finding, Verification};
 use crate::config::Config;
+pub use crate::config::Severity;
 use crate::error::Exit;
 use crate::journal::Recovery;
 use crate::media::MediaReport;
@@ -45,6 +46,36 @@ impl Outcome {
             Outcome::Failed | Outcome::Cancelled => Exit::Failed,
         }
     }
+}
+
+/// What a run did: a refresh, or a rollback to the kept previous database.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunKind {
+    #[default]
+    Refresh,
+    Rollback,
+}
+
+impl RunKind {
+    pub const ALL: [RunKind; 2] = [RunKind::Refresh, RunKind::Rollback];
+}
+
+impl std::fmt::Display for RunKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RunKind::Refresh => "refresh",
+            RunKind::Rollback => "rollback",
+        })
+    }
+}
+
+/// A rollback's swap: staging served `from`, and serves `to` (the kept previous database)
+/// after it; `None` where the state file does not know which snapshot a database holds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RollbackReport {
+    pub from: Option<String>,
+    pub to: Option<String>,
 }
 
 /// The steps of a refresh, in order.
@@ -139,6 +170,11 @@ pub struct PhaseTiming {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
     pub run_id: String,
+    #[serde(default)]
+    pub kind: RunKind,
+    /// A rollback's snapshots, from and to.
+    #[serde(default)]
+    pub rollback: Option<RollbackReport>,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub outcome: Outcome,
@@ -165,6 +201,10 @@ pub struct RunReport {
     /// Tables restored without rows (`anonymize.table` mode "empty"), with the rows dropped.
     #[serde(default)]
     pub tables_emptied: BTreeMap<String, u64>,
+    /// Columns that could hold personal data, kept as they were: a `keep` rule classified
+    /// them as not personal.
+    #[serde(default)]
+    pub columns_kept: Vec<String>,
     pub verification: Vec<Verification>,
     pub pii_findings: Vec<Finding>,
     /// `SECURITY DEFINER` functions the dump created: they run as `database.owner` for
@@ -194,6 +234,8 @@ impl RunReport {
     pub fn new(run_id: String) -> RunReport {
         RunReport {
             run_id,
+            kind: RunKind::Refresh,
+            rollback: None,
             started_at: Utc::now(),
             finished_at: None,
             outcome: Outcome::Ok,
@@ -211,6 +253,7 @@ impl RunReport {
             rows_anonymized: BTreeMap::new(),
             masked_values: BTreeMap::new(),
             tables_emptied: BTreeMap::new(),
+            columns_kept: Vec::new(),
             verification: Vec::new(),
             pii_findings: Vec::new(),
             maintenance_seconds: None,
@@ -229,8 +272,55 @@ impl RunReport {
             .map(|p| p.seconds)
     }
 
+    /// What went wrong in a run that still did its job, in words without values: PII scan
+    /// findings let through (`on_unmasked_pii = "warn"`), media objects that failed to copy,
+    /// an earlier run that had died and was recovered.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        // Under `on_unmasked_pii = "fail"` the findings fail the anonymize phase: the error.
+        if !self.pii_findings.is_empty() && self.failed_phase != Some(Phase::Anonymize) {
+            warnings.push(format!(
+                "the PII scan found {} possibly unmasked (on_unmasked_pii = \"warn\" let them \
+                 through)",
+                counted(self.pii_columns(), "column")
+            ));
+        }
+        if let Some(media) = self.media.as_ref().filter(|m| m.failed > 0) {
+            warnings.push(format!("{} media objects failed to copy", media.failed));
+        }
+        if self.recovered.is_some() {
+            warnings
+                .push("an earlier run had died; this one first put staging back in order".into());
+        }
+        warnings
+    }
+
+    /// How many columns the PII scan found something in, however many ways.
+    pub fn pii_columns(&self) -> usize {
+        let columns: BTreeSet<_> = self
+            .pii_findings
+            .iter()
+            .map(|f| (&f.table, &f.column))
+            .collect();
+        columns.len()
+    }
+
+    /// `failed` for every outcome but `ok`; `warning` for an `ok` run with [`Self::warnings`].
+    pub fn severity(&self) -> Severity {
+        match self.outcome {
+            Outcome::Ok if self.warnings().is_empty() => Severity::Ok,
+            Outcome::Ok => Severity::Warning,
+            _ => Severity::Failed,
+        }
+    }
+
     /// The report for the operator: its [`Outline`] as plain text, the whole error included.
     pub fn summary(&self, config: &Config) -> String {
         Outline::of(self, config, Utc::now(), Reader::Operator).to_string()
     }
+}
+
+/// `n` and `noun`, plural unless `n` is 1: "1 column", "4 columns".
+pub fn counted(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }

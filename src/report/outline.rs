@@ -10,13 +10,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use indicatif::HumanBytes;
 
-use super::{Outcome, Phase, RunReport};
+use super::{Outcome, Phase, RunKind, RunReport, Severity, counted};
 use crate::config::Config;
 use crate::media::MediaReport;
 use crate::snapshot::format_age;
 
 /// One line of a section.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Line {
     Text(String),
     /// A command to run, shown as code.
@@ -25,15 +26,17 @@ pub enum Line {
     Row(Vec<String>),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Section {
     /// Empty for the untitled opening and closing sections.
     pub title: &'static str,
     pub lines: Vec<Line>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Outline {
+    /// Whether the run was ok, ok with warnings or failed: the colour of what renders it.
+    pub severity: Severity,
     /// One line for a subject or a chat message: outcome, failed phase, snapshot, duration.
     pub headline: String,
     /// The heading above the sections.
@@ -110,11 +113,23 @@ impl Outline {
             (Outcome::Ok, _) | (_, None) => String::new(),
             (_, Some(p)) => format!(" in {p}"),
         };
-        let outcome = report.outcome.to_string().to_uppercase();
+        let severity = report.severity();
+        let outcome = match severity {
+            Severity::Warning => severity.to_string(),
+            _ => report.outcome.to_string(),
+        }
+        .to_uppercase();
         let mut sections = vec![Section {
             title: "",
             lines: staging_now(config, report),
         }];
+        let warnings = report.warnings();
+        if !warnings.is_empty() {
+            sections.push(Section {
+                title: "Warnings",
+                lines: warnings.into_iter().map(text).collect(),
+            });
+        }
         if let Some((error, withheld)) = reader.error(report) {
             let mut lines = vec![text(error)];
             if withheld {
@@ -154,13 +169,18 @@ impl Outline {
                 env!("CARGO_PKG_VERSION")
             ))],
         });
+        let what = match report.kind {
+            RunKind::Refresh => "",
+            RunKind::Rollback => "ROLLBACK ",
+        };
         Outline {
+            severity,
             headline: format!(
-                "{outcome}{phase}: {} ({})",
+                "{what}{outcome}{phase}: {} ({})",
                 snapshot.unwrap_or("no snapshot selected"),
                 seconds(total)
             ),
-            title: format!("Staging refresh {outcome}{phase}"),
+            title: format!("Staging {} {outcome}{phase}", report.kind),
             sections,
         }
     }
@@ -176,7 +196,21 @@ fn staging_now(config: &Config, report: &RunReport) -> Vec<Line> {
     let phase = report.failed_phase.unwrap_or(Phase::Prepare);
     let previous = config.previous_db();
     let mut lines = Vec::new();
+    let rollback = report.rollback.clone().unwrap_or_default();
+    let unknown = |s: Option<String>| s.unwrap_or_else(|| "(unknown snapshot)".into());
     match report.outcome {
+        Outcome::Ok if report.kind == RunKind::Rollback => lines.push(text(format!(
+            "Staging was rolled back: it serves the previous data again ({}); the data it \
+             replaced ({}) is kept as database {previous}, and a second \
+             `staging-refresh rollback` swaps it back.",
+            unknown(rollback.to),
+            unknown(rollback.from)
+        ))),
+        _ if report.kind == RunKind::Rollback => lines.push(text(format!(
+            "The rollback failed; staging serves {} as before, unless the error says the swap \
+             happened.",
+            unknown(rollback.from)
+        ))),
         Outcome::Ok if report.snapshot.is_none() => lines.push(text(
             "Staging's media bucket now mirrors production's; the database was left alone \
              (--skip-db).",
@@ -229,6 +263,13 @@ fn next_steps(report: &RunReport) -> Vec<Line> {
     };
     let mut lines = Vec::new();
     match report.outcome {
+        _ if report.kind == RunKind::Rollback => {
+            lines.push(text(
+                "`staging-refresh status` shows whether a previous database is kept; once the \
+                 cause is fixed, roll back again:",
+            ));
+            lines.push(Line::Command("staging-refresh rollback".into()));
+        }
         Outcome::Refused => {
             lines.push(text(
                 "Fix what the error names, check the configuration and targets, then run again:",
@@ -343,11 +384,15 @@ fn data_section(config: &Config, report: &RunReport) -> Section {
         report.rows_restored.values().sum::<u64>().to_string(),
         report.rows_anonymized.values().sum::<u64>().to_string(),
     ]));
-    if !report.masked_values.is_empty() {
+    if !report.masked_values.is_empty() || !report.columns_kept.is_empty() {
         let columns: usize = report.masked_values.values().map(BTreeMap::len).sum();
         let values: u64 = report.masked_values.values().flat_map(|c| c.values()).sum();
         lines.push(text(format!(
-            "{values} values masked in {columns} columns before they reached staging."
+            "{values} values masked in {} before they reached staging; {} emptied; {} kept \
+             as not personal.",
+            counted(columns, "column"),
+            counted(report.tables_emptied.len(), "table"),
+            counted(report.columns_kept.len(), "column")
         )));
     }
     if !report.tables_emptied.is_empty() {
@@ -455,16 +500,24 @@ fn checks_section(report: &RunReport, reader: Reader) -> Section {
         lines.push(text("PII scan: nothing unmasked found."));
     } else {
         lines.push(text(format!(
-            "PII scan: {} possible unmasked columns (values are not shown):",
-            report.pii_findings.len()
+            "PII scan: {} possibly unmasked (values are not shown):",
+            counted(report.pii_columns(), "column")
         )));
-        lines.push(row(["column", "looks like", "values", "found by"]));
+        lines.push(row(["column", "looks like", "found by"]));
+        // One row per column, however many ways it was found.
+        let mut columns: BTreeMap<String, (BTreeSet<&str>, Vec<String>)> = BTreeMap::new();
         for f in &report.pii_findings {
+            let (kinds, by) = columns
+                .entry(format!("{}.{}", f.table, f.column))
+                .or_default();
+            kinds.insert(&f.kind);
+            by.push(format!("{} ({} values)", f.by, f.count));
+        }
+        for (column, (kinds, by)) in columns {
             lines.push(Line::Row(vec![
-                format!("{}.{}", f.table, f.column),
-                f.kind.clone(),
-                f.count.to_string(),
-                f.by.clone(),
+                column,
+                kinds.into_iter().collect::<Vec<_>>().join(", "),
+                by.join(", "),
             ]));
         }
     }
@@ -525,6 +578,7 @@ fn column_widths(lines: &[Line]) -> Vec<usize> {
 #[cfg(test)]
 pub(crate) fn example() -> Outline {
     Outline {
+        severity: Severity::Ok,
         headline: String::new(),
         title: "x".into(),
         sections: vec![Section {
@@ -540,6 +594,42 @@ pub(crate) fn example() -> Outline {
 
 #[cfg(test)]
 mod tests {
+    use super::{Line, Reader, checks_section};
+    use crate::anonymize::Finding;
+    use crate::report::RunReport;
+
+    #[test]
+    fn a_column_the_scan_found_two_ways_is_one_row() {
+        let mut report = RunReport::new("r1".into());
+        for (by, count) in [("column name", 3), ("sampled values", 2)] {
+            report.pii_findings.push(Finding {
+                table: "user".into(),
+                column: "phone_number".into(),
+                kind: "phone".into(),
+                by: by.into(),
+                count,
+            });
+        }
+        let section = checks_section(&report, Reader::Operator);
+        let rows: Vec<&Line> = section
+            .lines
+            .iter()
+            .filter(|l| matches!(l, Line::Row(_)))
+            .collect();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(
+            rows[1],
+            &super::row([
+                "user.phone_number",
+                "phone",
+                "column name (3 values), sampled values (2 values)"
+            ])
+        );
+        assert!(section.lines.contains(&super::text(
+            "PII scan: 1 column possibly unmasked (values are not shown):"
+        )));
+    }
+
     #[test]
     fn text_aligns_rows_and_indents_commands() {
         assert_eq!(

@@ -123,28 +123,12 @@ pub trait Rewriter: Send + 'static {
     /// The end of a COPY: what is left of its data, if anything.
     fn copy_end(&mut self) -> Result<Option<Bytes>, RewriteError>;
     /// Whether the COPY whose statement it just saw has its rows rewritten.
-    fn masks_copy(&self) -> bool;
-}
-
-pub type RewriteError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Passes everything unchanged (a plan loads nothing, so it masks nothing).
-struct Unchanged;
-
-impl Rewriter for Unchanged {
-    fn statement(&mut self, _: &Statement) -> Result<bool, RewriteError> {
-        Ok(true)
-    }
-    fn copy_data(&mut self, data: Bytes) -> Result<Option<Bytes>, RewriteError> {
-        Ok(Some(data))
-    }
-    fn copy_end(&mut self) -> Result<Option<Bytes>, RewriteError> {
-        Ok(None)
-    }
     fn masks_copy(&self) -> bool {
         false
     }
 }
+
+pub type RewriteError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Restores `snapshot` through `rewriter` and `client` (connected to the scratch database as
 /// the restore role); returns the rewriter after the last item.
@@ -168,19 +152,21 @@ pub async fn restore<R: Rewriter>(
     .await
 }
 
-/// Streams `snapshot` through checksum, decoding and the filter without loading anything:
-/// the rows per table come from the COPY blocks.
-pub async fn plan(
+/// Streams `snapshot` through checksum, decoding, the filter and `rewriter` (which reads,
+/// for a plan: its output goes nowhere) without loading anything: the rows per table come
+/// from the COPY blocks. Returns the rewriter after the last item.
+pub async fn plan<R: Rewriter>(
     source: Source<'_>,
     snapshot: &Snapshot,
     filter: Filter,
+    rewriter: R,
     progress: Arc<Progress>,
-) -> Result<Streamed, RestoreError> {
-    let planned = stream(
+) -> Result<(Streamed, R), RestoreError> {
+    stream(
         source,
         snapshot,
         filter,
-        Unchanged,
+        rewriter,
         progress,
         |mut items| async move {
             let mut planned = Loaded::default();
@@ -197,8 +183,7 @@ pub async fn plan(
             Ok(planned)
         },
     )
-    .await?;
-    Ok(planned.0)
+    .await
 }
 
 async fn stream<R: Rewriter, F, Fut>(

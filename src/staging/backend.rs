@@ -5,7 +5,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use http_body_util::Empty;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -80,6 +82,24 @@ pub async fn run_command(
     }
 }
 
+/// An HTTP/1 client for `http://` and `https://` URLs, trusting the system's roots; `B` is
+/// the request body.
+pub type HttpClient<B> = Client<HttpsConnector<HttpConnector>, B>;
+
+/// A new [`HttpClient`]; fails only when the system has no usable TLS roots.
+pub fn http_client<B>() -> std::io::Result<HttpClient<B>>
+where
+    B: hyper::body::Body + Send,
+    B::Data: Send,
+{
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
+}
+
 /// Polls `url` until it answers 2xx, for at most `timeout`.
 pub async fn wait_healthy(url: &str, timeout: Duration) -> Result<(), BackendError> {
     let unhealthy = |last: String| BackendError::Unhealthy {
@@ -88,14 +108,8 @@ pub async fn wait_healthy(url: &str, timeout: Duration) -> Result<(), BackendErr
         last,
     };
     let uri: hyper::Uri = url.parse().map_err(|e| unhealthy(format!("{e}")))?;
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_native_roots()
-        .map_err(|e| unhealthy(format!("no TLS roots: {e}")))?
-        .https_or_http()
-        .enable_http1()
-        .build();
-    let client: Client<_, Empty<bytes::Bytes>> =
-        Client::builder(TokioExecutor::new()).build(connector);
+    let client: HttpClient<Empty<bytes::Bytes>> =
+        http_client().map_err(|e| unhealthy(format!("no TLS roots: {e}")))?;
     let deadline = Instant::now() + timeout;
     loop {
         let attempt = tokio::time::timeout(Duration::from_secs(5), client.get(uri.clone())).await;

@@ -55,24 +55,23 @@ pub fn seed_prod(pg: &Postgres, db: &str, users: u64) {
         "postgres",
         &format!("CREATE DATABASE \"{db}\" OWNER {PROD_OWNER}"),
     );
+    let fixture = fixture_path("prod-shaped.sql");
+    let users = format!("users={users}");
+    psql_as_owner(pg, db, &["-v", &users, "-f", fixture.to_str().unwrap()]);
+}
+
+/// psql on `db` as [`PROD_OWNER`] with `args` (`-f FILE`, `-c SQL`, in order); it must succeed.
+pub fn psql_as_owner(pg: &Postgres, db: &str, args: &[&str]) {
     let out = Command::new(Postgres::bin("psql"))
-        .args([
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-v",
-            &format!("users={users}"),
-        ])
-        .args(["-d", &pg.url(db), "-c", &format!("SET ROLE {PROD_OWNER}")])
-        .arg("-f")
-        .arg(fixture_path("prod-shaped.sql"))
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &pg.url(db)])
+        .args(["-c", &format!("SET ROLE {PROD_OWNER}")])
+        .args(args)
         .stdin(Stdio::null())
         .output()
         .expect("run psql");
     assert!(
         out.status.success(),
-        "seeding {db} failed: {}",
+        "psql on {db} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -13,6 +13,7 @@ pub mod fixtures;
 pub mod gpg;
 pub mod proxy;
 pub mod services;
+pub mod sink;
 pub mod staging;
 
 use std::collections::BTreeMap;

@@ -4,6 +4,7 @@ pub mod check;
 pub mod init_target;
 pub mod plan;
 pub mod rollback;
+pub mod rules;
 pub mod run;
 pub mod snapshots;
 pub mod status;

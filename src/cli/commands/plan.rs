@@ -5,9 +5,11 @@ use indicatif::HumanBytes;
 use crate::cli::print_json;
 use crate::config::Config;
 use crate::error::Exit;
+use crate::logging::one_line;
 use crate::refresh::plan::{DatabasePlan, Plan};
 use crate::refresh::{self, Options};
 use crate::snapshot::Selection;
+use crate::survey::{Classified, Columns};
 
 pub async fn run(
     config: &Config,
@@ -44,9 +46,11 @@ fn print_database_plan(config: &Config, plan: &DatabasePlan) {
         println!("would skip or rewrite {count}: {reason}");
     }
     println!(
-        "would anonymize {} users (the admin is re-keyed in place) and neutralise {} integrations",
+        "would anonymize {} users (the admin is re-keyed in place) and neutralise {} \
+         integrations, masking in the restore stream:",
         plan.users_to_anonymize, plan.integrations_to_neutralise
     );
+    print_masking(&plan.masking);
     for step in &plan.databases {
         println!("would {step}");
     }
@@ -56,4 +60,47 @@ fn print_database_plan(config: &Config, plan: &DatabasePlan) {
             config.database.name
         );
     }
+}
+
+/// What the masking would do: masked and kept columns, emptied tables, unclassified columns.
+fn print_masking(masking: &Columns) {
+    let line = |c: &Classified, what: &str| {
+        println!("  {:<48} {what}", one_line(&c.name()));
+    };
+    let (kept, masked): (Vec<&Classified>, Vec<&Classified>) = masking
+        .columns
+        .iter()
+        .filter(|c| c.mask.is_some())
+        .partition(|c| c.mask.as_deref() == Some("keep"));
+    for c in masked {
+        line(
+            c,
+            &format!("{} ({})", c.mask.as_deref().unwrap_or_default(), rule(c)),
+        );
+    }
+    for table in &masking.emptied {
+        println!("would restore without rows: {}", one_line(table));
+    }
+    if !kept.is_empty() {
+        println!("would keep as not personal:");
+        for c in kept {
+            line(c, &rule(c));
+        }
+    }
+    let unclassified: Vec<&Classified> = masking.unclassified().collect();
+    if !unclassified.is_empty() {
+        let consequence = if masking.run_would_fail() {
+            "run would fail (anonymize.unclassified = \"fail\")"
+        } else {
+            "values would be kept (anonymize.unclassified = \"warn\")"
+        };
+        println!("unclassified, {consequence}; `staging-refresh rules` suggests rules:");
+        for c in unclassified {
+            line(c, &c.ty);
+        }
+    }
+}
+
+fn rule(c: &Classified) -> String {
+    c.rule.map(|r| r.to_string()).unwrap_or_default()
 }

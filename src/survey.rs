@@ -1,0 +1,507 @@
+//! A snapshot's columns as the rules classify them ([`Rules::classify`], the run's own
+//! check): every column that could hold personal data, with its rule, or, unclassified, with
+//! a suggested mask and the evidence for it: what its name says ([`kind_by_name`]) and the
+//! shapes of the values in its COPY data ([`kinds_in_value`]): counts, never a value.
+//! [`Survey`] is a [`Rewriter`] for `restore::plan` that reads the stream of `plan` and
+//! `rules` and passes nothing on.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::anonymize::scan::{kind_by_name, kinds_in_value};
+use crate::config::{AnonymizeConfig, TableMode, Unclassified};
+use crate::mask::schema::{self, Column, Schema};
+use crate::mask::{Class, Origin, Rules, copy, listed_columns};
+use crate::restore::lexer::Statement;
+use crate::restore::{RewriteError, Rewriter};
+use crate::table::{TableName, display_ident};
+
+/// How much of each value is examined (its COPY text): memory and time stay bounded
+/// whatever the values' sizes. A json value longer than this is not parsed for paths.
+pub const VALUE_PREFIX: usize = 4096;
+
+/// The classified columns of a dump.
+#[derive(Debug, Clone, Serialize)]
+pub struct Columns {
+    /// Every column that could hold personal data or that a rule masks, table by table.
+    pub columns: Vec<Classified>,
+    /// Tables restored without rows (`[[anonymize.table]]` mode "empty").
+    pub emptied: Vec<String>,
+    /// `anonymize.unclassified`: whether an unclassified column fails a run.
+    pub unclassified_policy: Unclassified,
+}
+
+impl Columns {
+    pub fn unclassified(&self) -> impl Iterator<Item = &Classified> {
+        self.columns.iter().filter(|c| c.mask.is_none())
+    }
+
+    /// Whether a run would fail on an unclassified column.
+    pub fn run_would_fail(&self) -> bool {
+        self.unclassified_policy == Unclassified::Fail && self.unclassified().next().is_some()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Classified {
+    pub table: String,
+    /// As the database names it (unquoted).
+    pub column: String,
+    #[serde(rename = "type")]
+    pub ty: String,
+    /// Its mask (`keep`: classified as not personal); `None` when unclassified.
+    pub mask: Option<String>,
+    /// Where its rule comes from.
+    pub rule: Option<Origin>,
+    /// For an unclassified column: a mask to review, and why.
+    pub suggestion: Option<Suggestion>,
+    pub evidence: Option<Evidence>,
+}
+
+impl Classified {
+    /// `schema.table.column`, as errors and reports name it.
+    pub fn name(&self) -> String {
+        format!("{}.{}", self.table, display_ident(&self.column))
+    }
+}
+
+/// What an unclassified column seems to hold.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Evidence {
+    /// What the column's name says it holds: email, phone, secret, password, iban or card.
+    pub name: Option<&'static str>,
+    /// Non-NULL values read in the COPY data (the first [`VALUE_PREFIX`] bytes of each).
+    pub values: u64,
+    /// Values holding each kind: email, phone, token, iban, card.
+    pub kinds: BTreeMap<&'static str, u64>,
+    /// In a json column: per dotted path of keys, the values holding each kind there.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub paths: BTreeMap<String, BTreeMap<&'static str, u64>>,
+}
+
+impl Evidence {
+    /// One line: "name says email; 200 of 200 values hold an email".
+    pub fn describe(&self) -> String {
+        let name = match self.name {
+            Some(kind) => format!("name says {kind}"),
+            None => "name says nothing".to_owned(),
+        };
+        let kinds: Vec<String> = self
+            .kinds
+            .iter()
+            .map(|(kind, n)| format!("{n} of {} values hold {kind}", self.values))
+            .collect();
+        let values = if kinds.is_empty() {
+            format!("none of {} values looks personal", self.values)
+        } else {
+            kinds.join(", ")
+        };
+        let paths: Vec<String> = self
+            .paths
+            .iter()
+            .flat_map(|(path, kinds)| kinds.iter().map(move |(k, n)| format!("{path}: {n} {k}")))
+            .collect();
+        if paths.is_empty() {
+            format!("{name}; {values}")
+        } else {
+            format!("{name}; {values} ({})", paths.join(", "))
+        }
+    }
+
+    fn observe(&mut self, text: &str, parse_json: bool, cfg: &AnonymizeConfig) {
+        self.values += 1;
+        let kinds = kinds_in_value(text, cfg);
+        for kind in &kinds {
+            *self.kinds.entry(*kind).or_default() += 1;
+        }
+        if parse_json
+            && !kinds.is_empty()
+            && let Ok(doc) = serde_json::from_str::<Value>(text)
+        {
+            self.walk(&doc, &mut Vec::new(), cfg);
+        }
+    }
+
+    /// Counts the kinds in `doc`'s strings by path; arrays on the way are transparent, as
+    /// they are to a json mask.
+    fn walk<'a>(&mut self, doc: &'a Value, path: &mut Vec<&'a str>, cfg: &AnonymizeConfig) {
+        match doc {
+            // A key with a dot cannot be written as a json mask's path.
+            Value::Object(map) => {
+                for (key, value) in map.iter().filter(|(k, _)| !k.contains('.')) {
+                    path.push(key);
+                    self.walk(value, path, cfg);
+                    path.pop();
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| self.walk(v, path, cfg)),
+            Value::String(s) if !path.is_empty() => {
+                for kind in kinds_in_value(s, cfg) {
+                    let at = self.paths.entry(path.join(".")).or_default();
+                    *at.entry(kind).or_default() += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A mask to review for an unclassified column.
+#[derive(Debug, Clone, Serialize)]
+pub struct Suggestion {
+    /// A mask kind; `keep` when nothing looked personal (review it).
+    pub mask: &'static str,
+    /// A json mask's paths.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub paths: BTreeMap<String, &'static str>,
+    /// A redact mask's value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<&'static str>,
+    /// Why, in a few words.
+    pub why: &'static str,
+}
+
+/// The mask for values of `kind` (a [`kinds_in_value`] or [`kind_by_name`] kind).
+fn mask_for(kind: &str) -> &'static str {
+    match kind {
+        "email" => "email",
+        "phone" => "phone",
+        "token" => "token",
+        "secret" => "hash",
+        "password" => "password",
+        // IBANs and card numbers: a placeholder of the same length.
+        _ => "text",
+    }
+}
+
+fn suggest(column: &Column, evidence: &Evidence) -> Suggestion {
+    let ty = column.ty.name.last().map_or("", String::as_str);
+    let plain = |mask, why| Suggestion {
+        mask,
+        paths: BTreeMap::new(),
+        value: None,
+        why,
+    };
+    // The kind most values hold.
+    let top = evidence.kinds.iter().max_by_key(|(_, n)| **n);
+    if ["inet", "cidr", "macaddr", "macaddr8"].contains(&ty) {
+        return plain("null", "network addresses are personal data");
+    }
+    if ["json", "jsonb"].contains(&ty) && !column.ty.array {
+        if !evidence.paths.is_empty() {
+            let paths = evidence
+                .paths
+                .iter()
+                .filter_map(|(path, kinds)| {
+                    let (kind, _) = kinds.iter().max_by_key(|(_, n)| **n)?;
+                    Some((path.clone(), mask_for(kind)))
+                })
+                .collect();
+            return Suggestion {
+                mask: "json",
+                paths,
+                value: None,
+                why: "personal values found at these paths",
+            };
+        }
+        if top.is_some() || evidence.name.is_some() {
+            // A placeholder text would not be valid JSON.
+            return Suggestion {
+                value: Some("{}"),
+                ..plain(
+                    "redact",
+                    "personal values found, at no path a mask can name",
+                )
+            };
+        }
+    }
+    match (top, evidence.name) {
+        (Some((kind, n)), _) if n * 2 >= evidence.values => {
+            plain(mask_for(kind), "most values hold this kind")
+        }
+        (Some(_), _) => plain("text", "some values hold personal data among other text"),
+        (None, Some(kind)) => plain(mask_for(kind), "the column's name says so"),
+        (None, None) => plain("keep", "review: probably keep, nothing personal seen"),
+    }
+}
+
+/// Reads the stream: the schema from the pre-data, the values of unclassified columns from
+/// their COPY data.
+pub struct Survey {
+    cfg: AnonymizeConfig,
+    rules: Rules,
+    schema: Schema,
+    evidence: HashMap<(TableName, String), Evidence>,
+    copy: Option<Reading>,
+}
+
+/// A COPY with unclassified columns, being read.
+struct Reading {
+    table: TableName,
+    /// Per field: the column's name, whether its values are json, what they showed so far;
+    /// `None` for a field not read.
+    fields: Vec<Option<(String, bool, Evidence)>>,
+    field: usize,
+    /// The current field's first [`VALUE_PREFIX`] bytes, still escaped.
+    value: Vec<u8>,
+    truncated: bool,
+}
+
+impl Reading {
+    fn feed(&mut self, mut data: &[u8], cfg: &AnonymizeConfig) {
+        while let Some(at) = memchr::memchr2(b'\t', b'\n', data) {
+            self.take(&data[..at]);
+            self.end_field(cfg);
+            self.field = if data[at] == b'\n' { 0 } else { self.field + 1 };
+            data = &data[at + 1..];
+        }
+        self.take(data);
+    }
+
+    fn take(&mut self, part: &[u8]) {
+        if !matches!(self.fields.get(self.field), Some(Some(_))) {
+            return;
+        }
+        let room = VALUE_PREFIX - self.value.len();
+        self.truncated |= part.len() > room;
+        self.value.extend_from_slice(&part[..part.len().min(room)]);
+    }
+
+    fn end_field(&mut self, cfg: &AnonymizeConfig) {
+        let value = std::mem::take(&mut self.value);
+        let truncated = std::mem::take(&mut self.truncated);
+        let Some(Some((_, json, evidence))) = self.fields.get_mut(self.field) else {
+            return;
+        };
+        if let Some(decoded) = copy::decode(&value) {
+            evidence.observe(&String::from_utf8_lossy(&decoded), *json && !truncated, cfg);
+        }
+    }
+}
+
+impl Survey {
+    pub fn new(rules: Rules, cfg: &AnonymizeConfig) -> Survey {
+        Survey {
+            cfg: cfg.clone(),
+            rules,
+            schema: Schema::default(),
+            evidence: HashMap::new(),
+            copy: None,
+        }
+    }
+
+    fn copy_start(&mut self, s: &Statement) {
+        let Some((table, next)) = schema::qualified(s, 1) else {
+            return;
+        };
+        let columns = self.schema.columns(&table).unwrap_or_default();
+        let fields: Vec<_> = listed_columns(&self.schema, s, &table, next)
+            .into_iter()
+            .map(|name| {
+                let column = columns.iter().find(|c| c.name == name)?;
+                let unclassified =
+                    self.rules.classify(&self.schema, &table, column) == Class::Unclassified;
+                let json = ["json", "jsonb"].contains(&column.ty.name.last()?.as_str());
+                unclassified.then(|| (name, json && !column.ty.array, Evidence::default()))
+            })
+            .collect();
+        self.copy = fields.iter().any(Option::is_some).then(|| Reading {
+            table,
+            fields,
+            field: 0,
+            value: Vec::new(),
+            truncated: false,
+        });
+    }
+
+    /// The dump's columns, classified.
+    pub fn finish(mut self) -> Columns {
+        let mut columns = Vec::new();
+        let mut emptied = Vec::new();
+        for (table, cols) in self.schema.tables() {
+            if self.rules.table_mode(table) == Some(TableMode::Empty) {
+                emptied.push(table.to_string());
+            }
+            for column in cols {
+                let (mask, rule) = match self.rules.classify(&self.schema, table, column) {
+                    Class::Emptied | Class::NotPersonal => continue,
+                    Class::Ruled(mask, origin) => (Some(mask.to_string()), Some(origin)),
+                    Class::Unclassified => (None, None),
+                };
+                let evidence = mask.is_none().then(|| {
+                    let mut evidence = self
+                        .evidence
+                        .remove(&(table.clone(), column.name.clone()))
+                        .unwrap_or_default();
+                    evidence.name = kind_by_name(&column.name);
+                    evidence
+                });
+                columns.push(Classified {
+                    table: table.to_string(),
+                    column: column.name.clone(),
+                    ty: column.ty.to_string(),
+                    mask,
+                    rule,
+                    suggestion: evidence.as_ref().map(|e| suggest(column, e)),
+                    evidence,
+                });
+            }
+        }
+        Columns {
+            columns,
+            emptied,
+            unclassified_policy: self.rules.unclassified,
+        }
+    }
+}
+
+impl Rewriter for Survey {
+    fn statement(&mut self, s: &Statement) -> Result<bool, RewriteError> {
+        if s.is_copy_from_stdin() {
+            self.copy_start(s);
+        } else {
+            self.schema.learn(s);
+        }
+        Ok(true)
+    }
+
+    fn copy_data(&mut self, data: Bytes) -> Result<Option<Bytes>, RewriteError> {
+        if let Some(reading) = &mut self.copy {
+            reading.feed(&data, &self.cfg);
+        }
+        Ok(None)
+    }
+
+    fn copy_end(&mut self) -> Result<Option<Bytes>, RewriteError> {
+        if let Some(reading) = self.copy.take() {
+            for (name, _, seen) in reading.fields.into_iter().flatten() {
+                let evidence = self
+                    .evidence
+                    .entry((reading.table.clone(), name))
+                    .or_default();
+                evidence.values += seen.values;
+                for (kind, n) in seen.kinds {
+                    *evidence.kinds.entry(kind).or_default() += n;
+                }
+                for (path, kinds) in seen.paths {
+                    let at = evidence.paths.entry(path).or_default();
+                    for (kind, n) in kinds {
+                        *at.entry(kind).or_default() += n;
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::restore::lexer::{Item, Lexer};
+
+    fn cfg() -> AnonymizeConfig {
+        serde_json::from_value(serde_json::json!({
+            "admin_email": "admin@staging.example.com",
+            "admin_password": "staging-admin-password",
+            "table": [{"table": "session", "mode": "empty"}],
+            "column": [{"table": "t", "column": "label", "mask": "keep"}],
+        }))
+        .unwrap()
+    }
+
+    /// Streams `sql` through a survey, COPY data fed in pieces of `piece` bytes.
+    fn survey(sql: &str, piece: usize) -> Columns {
+        let cfg = cfg();
+        let mut survey = Survey::new(Rules::from_config(&cfg).unwrap(), &cfg);
+        let text = format!("{sql}\n-- PostgreSQL database dump complete\n");
+        let mut lexer = Lexer::new(text.as_bytes());
+        while let Some(item) = lexer.next_item().unwrap() {
+            match item {
+                Item::Statement(s) => assert!(survey.statement(&s).unwrap()),
+                Item::CopyData(chunk) => {
+                    for part in chunk.chunks(piece) {
+                        let out = survey.copy_data(Bytes::copy_from_slice(part)).unwrap();
+                        assert!(out.is_none(), "a survey passes nothing on");
+                    }
+                }
+                Item::CopyEnd { .. } => assert!(survey.copy_end().unwrap().is_none()),
+                Item::Meta { .. } => {}
+            }
+        }
+        survey.finish()
+    }
+
+    const DUMP: &str = "CREATE TABLE public.t (id integer, label text, contact_mail text,
+    doc jsonb NOT NULL, note text, ip inet, theme varchar(8));
+CREATE TABLE public.session (id integer, token text);
+COPY public.t (id, label, contact_mail, doc, note, ip, theme) FROM stdin;
+1\tA\tjane@example.org\t{\"contact\": {\"email\": \"jane@example.org\"}, \"lang\": \"en\"}\tcall +44 20 7946 0958\t10.0.0.1\tdark
+2\tB\tomar@example.org\t{\"contact\": [{\"email\": \"omar@example.org\"}]}\tnothing here\t\\N\tlight
+3\tC\t\\N\t{}\tno\\tthing\t\\N\tdark
+\\.
+COPY public.session (id, token) FROM stdin;
+1\tsess_1
+\\.";
+
+    #[test]
+    fn unclassified_columns_get_evidence_and_a_suggestion_whatever_the_chunking() {
+        for piece in [1, 5, 1 << 20] {
+            let columns = survey(DUMP, piece);
+            assert_eq!(columns.emptied, ["public.session"]);
+            let by_name = |name: &str| {
+                columns
+                    .columns
+                    .iter()
+                    .find(|c| c.column == name)
+                    .unwrap_or_else(|| panic!("{name} not listed"))
+            };
+            assert!(columns.columns.iter().all(|c| c.column != "id"));
+            let label = by_name("label");
+            assert_eq!(
+                (label.mask.as_deref(), label.rule),
+                (Some("keep"), Some(Origin::Column))
+            );
+
+            let mail = by_name("contact_mail");
+            let evidence = mail.evidence.as_ref().unwrap();
+            assert_eq!(evidence.name, Some("email"));
+            assert_eq!((evidence.values, evidence.kinds["email"]), (2, 2));
+            assert_eq!(mail.suggestion.as_ref().unwrap().mask, "email");
+
+            let doc = by_name("doc").suggestion.as_ref().unwrap();
+            assert_eq!(doc.mask, "json");
+            assert_eq!(
+                doc.paths,
+                BTreeMap::from([("contact.email".into(), "email")])
+            );
+
+            let note = by_name("note");
+            assert_eq!(note.evidence.as_ref().unwrap().kinds["phone"], 1);
+            assert_eq!(note.suggestion.as_ref().unwrap().mask, "text");
+            assert_eq!(by_name("ip").suggestion.as_ref().unwrap().mask, "null");
+
+            let theme = by_name("theme");
+            assert_eq!(
+                theme.evidence.as_ref().unwrap().describe(),
+                "name says nothing; none of 3 values looks personal"
+            );
+            assert_eq!(theme.suggestion.as_ref().unwrap().mask, "keep");
+            assert!(columns.run_would_fail());
+        }
+    }
+
+    #[test]
+    fn only_the_first_bytes_of_a_value_are_examined() {
+        let long = format!("{}jane@example.org", "x".repeat(VALUE_PREFIX));
+        let sql = format!(
+            "CREATE TABLE public.u (note text);\nCOPY public.u (note) FROM stdin;\n{long}\nshort jane@example.org\n\\."
+        );
+        let columns = survey(&sql, 1000);
+        let evidence = columns.columns[0].evidence.as_ref().unwrap();
+        assert_eq!((evidence.values, evidence.kinds["email"]), (2, 1));
+    }
+}
