@@ -3,7 +3,8 @@
 //! dump lexer and filter never panic whatever the bytes, split generated statements back
 //! exactly, and refuse every psql meta-command outside COPY data wherever it hides; the
 //! snapshot-name parser accepts exactly the names db-backup forms. Names with quotes, line
-//! breaks and unicode neither break SQL nor forge log lines.
+//! breaks and unicode neither break SQL nor forge log lines. Personal data hidden where a
+//! sample or a schema-blind scan would miss it is found, within bounded memory.
 
 mod common;
 
@@ -16,9 +17,11 @@ use staging_refresh::restore::filter::{Action, Filter};
 use staging_refresh::restore::lexer::{Item, Lexer};
 use staging_refresh::snapshot::{Compression, Content, parse_name};
 
-use common::constants::OWNER;
+use common::constants::{OWNER, PROD_OWNER};
 use common::env::Env;
+use common::fixtures::{dump_sql, seed_prod, zstd};
 use common::staging::prod_dump;
+use common::{prod_postgres, unique};
 
 const COMPLETE: &str = "\n--\n-- PostgreSQL database dump complete\n--\n";
 
@@ -349,4 +352,103 @@ async fn a_snapshot_name_cannot_forge_a_log_line() {
             "a forged line in {format} logs: {out:?}"
         );
     }
+}
+
+/// Personal data where a sample or a schema-blind scan misses it: an email in the last of
+/// 50 000 rows, one across a window edge inside one of four 21 MB values (of a materialized
+/// view, whose definition does not spell it), and in a view over
+/// VALUES, a column default, a comment and an enum label. Each is found, naming the object
+/// and never the value; `on_unmasked_pii = "fail"` fails the run; and the process's peak
+/// memory stays below a single large value read whole.
+#[tokio::test]
+async fn the_scan_reads_every_row_and_the_schemas_literals_in_bounded_memory() {
+    let prod = prod_postgres();
+    let db = unique("scan");
+    seed_prod(prod, &db, 20);
+    // 12 characters × 1 750 000; the email starts 15 characters before the 1 Mi-th. A
+    // materialized view, so the restore does not carry them (staging computes them) and the
+    // peak memory is the scan's.
+    let big = "repeat('lorem ipsum ', 1750000)";
+    let edge = (1 << 20) - 15 + 1;
+    prod.query(
+        &db,
+        &format!(
+            "SET ROLE {PROD_OWNER};
+             CREATE TABLE event_log (id integer PRIMARY KEY, line text NOT NULL);
+             INSERT INTO event_log SELECT n, 'event ' || n FROM generate_series(1, 49999) n;
+             INSERT INTO event_log VALUES (50000, 'forwarded to lena.marsh@mailbox-example.org');
+             ALTER TABLE event_log ALTER COLUMN line SET DEFAULT 'call +44 20 7946 0321';
+             COMMENT ON TABLE event_log IS 'owner: kit.harrow@mailbox-example.org';
+             CREATE MATERIALIZED VIEW attachment AS
+                SELECT n AS id, CASE WHEN n = 3
+                    THEN overlay({big} PLACING ' omar.ribbon' || chr(64) || 'mailbox-example.org '
+                                 FROM {edge})
+                    ELSE {big} END AS body
+                FROM generate_series(1, 4) n;
+             CREATE VIEW partner_contact AS
+                SELECT * FROM (VALUES ('ada.byron@mailbox-example.org')) v(email);
+             CREATE TYPE escalation AS ENUM ('none', 'page june.ostrich@mailbox-example.org');"
+        ),
+    );
+    let mut env = Env::empty().await;
+    env.snapshot_database = db.clone();
+    env.upload_taken(
+        zstd(&dump_sql(prod, &db)),
+        Utc::now() - chrono::Duration::hours(1),
+        true,
+    )
+    .await;
+    // Classified (wrongly) as not personal: the scan is what catches it.
+    env.anonymize = "on_unmasked_pii = \"fail\"\n\
+        [[anonymize.table]]\ntable = \"event_log\"\nmode = \"keep\"\n"
+        .into();
+    env.init_target().await;
+    let peak = env.dir.join("peak-rss");
+    let mut run = std::process::Command::new("/usr/bin/time");
+    run.args(["-f", "%M", "-o"])
+        .arg(&peak)
+        .arg(common::binary())
+        .arg("--config")
+        .arg(env.config())
+        .args(["--json", "run", "--skip-media"]);
+    let out = common::run_command(run).await;
+    env.assert_failed_cleanly(&out, "unmasked PII found");
+    let mut found: Vec<String> = out.json()["pii_findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            format!(
+                "{} | {} | {} | {} | {}",
+                f["table"].as_str().unwrap(),
+                f["column"].as_str().unwrap(),
+                f["kind"].as_str().unwrap(),
+                f["by"].as_str().unwrap(),
+                f["count"]
+            )
+        })
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "column line of table public.event_log | default | phone | schema literal | 1",
+            "public.attachment | body | email | values | 1",
+            "public.event_log | line | email | values | 1",
+            "table public.event_log | comment | email | schema literal | 1",
+            "type public.escalation | enum label | email | schema literal | 1",
+            "view public.partner_contact | definition | email | schema literal | 1",
+        ]
+    );
+    assert!(
+        !out.stdout.contains("mailbox-example") && !out.stderr.contains("mailbox-example"),
+        "a value was reported: {out:?}"
+    );
+    // A run without the large values peaks near 40 MiB. Reading one of them whole takes
+    // 21 MiB for the row and as much again for its string; the scan holds a row of first
+    // windows (1 MiB each) and one window at a time.
+    let peak = std::fs::read_to_string(&peak).unwrap();
+    // time writes "Command exited with non-zero status 1" first.
+    let kib: u64 = peak.lines().last().unwrap().parse().unwrap();
+    assert!(kib < 70 * 1024, "peak RSS {kib} KiB");
 }

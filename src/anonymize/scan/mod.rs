@@ -1,0 +1,114 @@
+//! The scan for PII the rules missed, inside the anonymizing transaction. It reads every row
+//! ([`rows`]) of every text-like column (text, varchar, char, json, jsonb, citext, domains and
+//! arrays of them) of every user table and materialized view, except the columns the masking
+//! rules rewrote (`keep` columns are scanned: that is where a wrong classification shows),
+//! and the schema's own [`literals`] (view and function definitions, defaults, checks,
+//! comments, enum labels, names). A column is reported when its name says PII (email, phone,
+//! token, ...) and it holds values the rules did not mask, and any column or literal when
+//! its values look like emails, phone numbers, API tokens, IBANs or card numbers
+//! ([`classify`]). Findings name the object, column or field, kind and count, never a value.
+
+mod classify;
+mod literals;
+mod rows;
+
+pub(crate) use classify::{kind_by_name, kinds_in_value};
+
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Transaction;
+
+use super::{AnonymizeError, sql_error};
+use crate::config::AnonymizeConfig;
+use crate::mask::Masked;
+use crate::table::TableName;
+
+/// The schemas the dump's objects live in: not the system's.
+const USER_SCHEMA: &str =
+    "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// The table, or for a schema literal the object holding it ("view public.v").
+    pub table: String,
+    /// The column, or for a schema literal which of the object's texts ("definition").
+    pub column: String,
+    /// email, phone, token, iban, card, or for names: secret, password.
+    pub kind: String,
+    /// How it was found: "column name" (count = unmasked non-null values), "values" (count
+    /// = values holding that kind) or "schema literal" (count = literals holding it).
+    pub by: String,
+    pub count: u64,
+}
+
+/// One line naming every finding, for logs and errors.
+pub fn describe(findings: &[Finding]) -> String {
+    findings
+        .iter()
+        .map(|f| {
+            format!(
+                "{}.{}: {} {} ({})",
+                f.table, f.column, f.count, f.kind, f.by
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub async fn run(
+    tx: &Transaction<'_>,
+    cfg: &AnonymizeConfig,
+    masked: &Masked,
+) -> Result<Vec<Finding>, AnonymizeError> {
+    let mut findings = Vec::new();
+    for (table, columns) in scanned_columns(tx, masked).await? {
+        findings.extend(rows::scan(tx, cfg, &table, &columns).await?);
+    }
+    findings.extend(literals::scan(tx, cfg).await?);
+    Ok(findings)
+}
+
+/// The text-like columns the rules did not rewrite, per table.
+async fn scanned_columns(
+    tx: &Transaction<'_>,
+    masked: &Masked,
+) -> Result<Vec<(TableName, Vec<String>)>, AnonymizeError> {
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT n.nspname::text, c.relname::text, a.attname::text
+                 FROM pg_attribute a
+                 JOIN pg_class c ON c.oid = a.attrelid
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 JOIN pg_type t ON t.oid = a.atttypid
+                 LEFT JOIN pg_type base ON base.oid = t.typbasetype
+                 LEFT JOIN pg_type elem ON elem.oid = coalesce(base.typelem, t.typelem)
+                      AND coalesce(base.typcategory, t.typcategory) = 'A'
+                 WHERE c.relkind IN ('r', 'm') AND a.attnum > 0 AND NOT a.attisdropped
+                   AND {USER_SCHEMA}
+                   AND (coalesce(base.typcategory, t.typcategory) = 'S'
+                        OR coalesce(base.typname, t.typname) IN ('json', 'jsonb')
+                        OR elem.typcategory = 'S' OR elem.typname IN ('json', 'jsonb'))
+                 ORDER BY 1, 2, a.attnum"
+            ),
+            &[],
+        )
+        .await
+        .map_err(sql_error("listing text columns"))?;
+    let mut tables: Vec<(TableName, Vec<String>)> = Vec::new();
+    for row in rows {
+        let name = TableName::new(row.get(0), row.get(1));
+        let column: String = row.get(2);
+        if masked
+            .applied
+            .iter()
+            .any(|(t, c, _)| *t == name && *c == column)
+        {
+            continue;
+        }
+        match tables.last_mut() {
+            Some((table, columns)) if *table == name => columns.push(column),
+            _ => tables.push((name, vec![column])),
+        }
+    }
+    Ok(tables)
+}
