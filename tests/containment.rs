@@ -446,3 +446,122 @@ async fn a_cancelled_run_takes_back_the_restore_roles_login() {
     env.assert_failed_cleanly(&out, "cancelled by a signal before cutover");
     assert_eq!(restore_login(&env), "f -");
 }
+
+/// `dump` with `sql` added before the line that starts with `needle`.
+fn before(dump: &[u8], needle: &str, sql: &str) -> Vec<u8> {
+    let text = std::str::from_utf8(dump).unwrap();
+    let at = text.find(&format!("\n{needle}")).expect("the line") + 1;
+    format!("{}{sql}\n{}", &text[..at], &text[at..]).into_bytes()
+}
+
+/// What the dump carries obfuscated and its code writes over the masked names.
+const STASHED: &str = "Mallory Stashed-Name";
+
+/// A keep table holding [`STASHED`] as base64 (its rule is [`STASH_RULE`]), and a function
+/// that writes it into every user's name (once per call: not again from the UPDATE it
+/// makes); an index expression calls it for each row indexed.
+fn stash_and_rewrite() -> String {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(STASHED);
+    format!(
+        "CREATE TABLE public.stash (v text);\n\
+         COPY public.stash (v) FROM stdin;\n{encoded}\n\\.\n\
+         CREATE FUNCTION public.rewrite() RETURNS integer LANGUAGE plpgsql AS $f$ BEGIN \
+         IF pg_catalog.current_setting('x.busy', true) = 'on' THEN RETURN 1; END IF; \
+         PERFORM pg_catalog.set_config('x.busy', 'on', true); \
+         UPDATE public.\"user\" SET full_name = pg_catalog.convert_from(pg_catalog.decode( \
+         (SELECT v FROM public.stash), 'base64'), 'UTF8'); \
+         PERFORM pg_catalog.set_config('x.busy', 'off', true); RETURN 1; END $f$;\n\
+         CREATE FUNCTION public.rewrite_immutable(anyelement) RETURNS integer LANGUAGE plpgsql IMMUTABLE \
+         AS $f$ BEGIN RETURN public.rewrite(); END $f$;"
+    )
+}
+
+const STASH_RULE: &str =
+    "\n[[anonymize.column]]\ntable = \"public.stash\"\ncolumn = \"v\"\nmask = \"keep\"\n";
+
+/// The run failed with `cause`, staging is as it was, and the stashed value is nowhere in it.
+async fn rewritten_rows_fail(dump: &[u8], superuser: bool, cause: &str) {
+    let mut env = env_with(dump, superuser).await;
+    env.sections.push_str(STASH_RULE);
+    let out = env.refresh().await;
+    env.assert_failed_cleanly(&out, cause);
+    let staging = common::fixtures::dump_sql(env.pg, &env.db);
+    assert!(
+        !String::from_utf8_lossy(&staging).contains(STASHED),
+        "the stashed value reached staging"
+    );
+}
+
+#[tokio::test]
+async fn rows_code_of_the_dump_rewrites_after_the_masking_fail_the_run() {
+    // After the data, as pg_dump orders it: an index build calls the function.
+    let post_data = append(
+        prod_dump(),
+        &format!(
+            "{}\nCREATE INDEX stash_rewrite ON public.stash ((public.rewrite_immutable(v)));",
+            stash_and_rewrite()
+        ),
+    );
+    // Before the users' data: every row the COPY inserts is indexed, and rewritten.
+    let copy = "COPY public.\"user\" ";
+    let during_copy = before(
+        prod_dump(),
+        copy,
+        &format!(
+            "{}\nCREATE INDEX user_rewrite ON public.\"user\" ((public.rewrite_immutable(id)));",
+            stash_and_rewrite()
+        ),
+    );
+    for superuser in [false, true] {
+        rewritten_rows_fail(
+            &post_data,
+            superuser,
+            &format!(
+                "rows of public.user written after its COPY: {} (by code in the dump)",
+                common::staging::PROD_USERS
+            ),
+        )
+        .await;
+        rewritten_rows_fail(
+            &during_copy,
+            superuser,
+            &format!(
+                "dump line {}: {} rows of public.\"user\" were written during its COPY by code \
+                 in the dump, after the masking",
+                line_of(&during_copy, copy),
+                common::staging::PROD_USERS
+            ),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_trigger_created_before_the_data_fails_the_run() {
+    let copy = "COPY public.\"user\" ";
+    let dump = before(
+        prod_dump(),
+        copy,
+        &format!(
+            "{}\nCREATE FUNCTION public.unmask() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN \
+             NEW.full_name := pg_catalog.convert_from(pg_catalog.decode( \
+             (SELECT v FROM public.stash), 'base64'), 'UTF8'); RETURN NEW; END $f$;\n\
+             CREATE TRIGGER unmask BEFORE INSERT ON public.\"user\" \
+             FOR EACH ROW EXECUTE FUNCTION public.unmask();",
+            stash_and_rewrite()
+        ),
+    );
+    for superuser in [false, true] {
+        rewritten_rows_fail(
+            &dump,
+            superuser,
+            &format!(
+                "dump line {}: public.\"user\" has a trigger before its data is loaded; \
+                 pg_dump creates triggers after the data",
+                line_of(&dump, copy)
+            ),
+        )
+        .await;
+    }
+}

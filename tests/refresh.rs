@@ -54,7 +54,7 @@ async fn a_refresh_replaces_staging_with_anonymized_production_and_rollback_brin
     assert!(report["maintenance_seconds"].as_f64().unwrap() > 0.0);
     assert_eq!(report["pii_findings"], serde_json::json!([]));
     let checks = report["verification"].as_array().unwrap();
-    assert_eq!(checks.len(), 7);
+    assert_eq!(checks.len(), 8);
     assert!(checks.iter().all(|c| c["ok"] == true), "{checks:?}");
     let filtered = report["statements_filtered"].as_object().unwrap();
     assert!(

@@ -85,12 +85,13 @@ pub(crate) fn sql_error(what: &str) -> impl Fn(tokio_postgres::Error) -> Anonymi
 }
 
 /// Finishes, verifies and scans the database `client` (a fresh session, logged in as the
-/// restore role) restored (`masked` says what the restore masked), in one transaction
-/// committed only when all of it passes.
+/// restore role) restored (`masked` says what the restore masked, `xids` the restore's COPY
+/// transactions per table), in one transaction committed only when all of it passes.
 pub async fn run(
     client: &mut Client,
     cfg: &AnonymizeConfig,
     masked: &Masked,
+    xids: &BTreeMap<String, Vec<String>>,
     limits: &RestoreConfig,
 ) -> Result<Anonymized, AnonymizeError> {
     client
@@ -114,10 +115,13 @@ pub async fn run(
     .await
     .map_err(sql_error("configuring the transaction"))?;
     let set_aside = guard::set_aside(&tx).await?;
+    // Before anything of ours writes rows: afterwards every row is written after its COPY.
+    let only_copied = verify::only_copied_rows(&tx, masked, xids).await?;
     if rules::changes_data(cfg) {
         change_data(&tx, cfg, masked).await?;
     }
-    let verification = verify::run(&tx, cfg, masked).await?;
+    let mut verification = vec![only_copied];
+    verification.extend(verify::run(&tx, cfg, masked).await?);
     if verification.iter().any(|c| !c.ok) {
         return Err(AnonymizeError::Verification(verification));
     }

@@ -542,6 +542,11 @@ impl Rewriter for Masker {
     fn copy_end(&mut self) -> Result<Option<Bytes>, RewriteError> {
         Ok(Masker::copy_end(self)?)
     }
+    fn masks_copy(&self) -> bool {
+        self.copy
+            .as_ref()
+            .is_some_and(|c| matches!(c.action, Action::Mask(_)))
+    }
 }
 
 /// The columns a COPY or INSERT of `table` lists at token `at`, else all the table's.

@@ -530,6 +530,7 @@ impl Run<'_> {
             &mut client,
             &self.config.anonymize,
             &masked,
+            &streamed.xids,
             &self.config.restore,
         )
         .await

@@ -37,7 +37,7 @@ use decode::{Checksum, DecodeError, Secrets};
 use filter::{Action, Filter, Refusal};
 use lexer::{Item, LexError, Lexer, Statement};
 pub use loader::Load;
-use loader::LoadError;
+use loader::{LoadError, Loaded};
 use postdata::PostData;
 use session::Sessions;
 
@@ -78,6 +78,10 @@ pub struct Streamed {
     pub checksum_verified: bool,
     /// Rows per table (as the COPY statement names it).
     pub rows: BTreeMap<String, u64>,
+    /// The xids of each table's COPY transactions (as `rows` names it): what verification
+    /// expects every masked row's `xmin` to be.
+    #[serde(skip)]
+    pub xids: BTreeMap<String, Vec<String>>,
     /// Statements and meta-commands dropped or rewritten by the filter, by reason.
     pub filtered: BTreeMap<String, u64>,
 }
@@ -126,6 +130,10 @@ pub trait Rewriter: Send + 'static {
     fn copy_data(&mut self, data: Bytes) -> Result<Option<Bytes>, RewriteError>;
     /// The end of a COPY: what is left of its data, if anything.
     fn copy_end(&mut self) -> Result<Option<Bytes>, RewriteError>;
+    /// Whether the COPY whose statement it just saw has its rows rewritten.
+    fn masks_copy(&self) -> bool {
+        false
+    }
 }
 
 pub type RewriteError = Box<dyn std::error::Error + Send + Sync>;
@@ -173,16 +181,18 @@ pub async fn plan<R: Rewriter>(
         rewriter,
         progress,
         |mut items| async move {
-            let mut rows = BTreeMap::new();
+            let mut planned = Loaded::default();
             let mut table = String::new();
             while let Some(item) = items.recv().await {
                 match item {
                     Load::CopyStart { table: t, .. } => table = t,
-                    Load::CopyEnd { rows: n } => *rows.entry(table.clone()).or_insert(0) += n,
+                    Load::CopyEnd { rows: n } => {
+                        *planned.rows.entry(table.clone()).or_insert(0) += n
+                    }
                     Load::Sql { .. } | Load::CopyData(_) => {}
                 }
             }
-            Ok(rows)
+            Ok(planned)
         },
     )
     .await
@@ -198,7 +208,7 @@ async fn stream<R: Rewriter, F, Fut>(
 ) -> Result<(Streamed, R), RestoreError>
 where
     F: FnOnce(mpsc::Receiver<Load>) -> Fut,
-    Fut: Future<Output = Result<BTreeMap<String, u64>, LoadError>>,
+    Fut: Future<Output = Result<Loaded, LoadError>>,
 {
     let secrets = secrets(snapshot, decrypt)?;
     let checksum = match &snapshot.checksum {
@@ -260,12 +270,13 @@ where
         Err(Stop::Failed(e)) => return Err(e.into()),
         Err(Stop::Closed) => return Err(consumed.err().unwrap_or(LoadError::InputEnded).into()),
     };
-    let rows = consumed?;
+    let Loaded { rows, xids } = consumed?;
     let streamed = Streamed {
         bytes_downloaded,
         bytes_sql,
         checksum_verified,
         rows,
+        xids,
         filtered,
     };
     Ok((streamed, rewriter))
@@ -463,6 +474,7 @@ fn decode<R: Rewriter>(
                         statement: text,
                         line: s.line,
                         table: s.copy_table(),
+                        masked: rewriter.masks_copy(),
                     })?;
                 } else {
                     send(Load::Sql { text, line: s.line })?;
