@@ -11,10 +11,11 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use futures::SinkExt;
 use tokio::sync::mpsc;
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::Client;
 
 use super::postdata::{PostData, Route};
-use crate::database::DbError;
+use super::session::outside_transaction;
+use super::load_error::LoadError;
 use crate::database::sql::ServerMessage;
 use crate::progress::Progress;
 
@@ -42,47 +43,6 @@ pub enum Load {
     },
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error("dump line {line}")]
-    Statement {
-        line: u64,
-        #[source]
-        message: ServerMessage,
-    },
-    #[error("loading COPY data into {table} (COPY at dump line {line})")]
-    Copy {
-        table: String,
-        line: u64,
-        #[source]
-        message: ServerMessage,
-    },
-    #[error("opening a post-data session")]
-    Connect(#[source] Box<DbError>),
-    /// The stream feeding the loader stopped early; the feeding side says why.
-    #[error("the dump stream stopped early")]
-    InputEnded,
-    #[error(
-        "after dump line {line}: the dump left a transaction open; it would take in the \
-         refresh's own work"
-    )]
-    TransactionOpen { line: u64 },
-    #[error(
-        "dump line {line}: {table} has a trigger before its data is loaded; pg_dump creates \
-         triggers after the data"
-    )]
-    Trigger { table: String, line: u64 },
-    #[error(
-        "dump line {line}: {rows} rows of {table} were written during its COPY by code in the \
-         dump, after the masking"
-    )]
-    WrittenDuringCopy { table: String, line: u64, rows: i64 },
-    #[error("checking the session after the dump")]
-    Session {
-        #[source]
-        message: ServerMessage,
-    },
-}
 
 struct Batch {
     sql: String,
@@ -219,33 +179,6 @@ pub async fn load(
     Ok(loaded)
 }
 
-/// The session is outside a transaction (a simple query of its own starts one, so its start
-/// is the transaction's).
-pub(super) async fn outside_transaction(client: &Client, line: u64) -> Result<(), LoadError> {
-    let messages = client
-        .simple_query(
-            "SELECT pg_catalog.transaction_timestamp() = pg_catalog.statement_timestamp()",
-        )
-        .await
-        .map_err(|e| match e.code() {
-            // "current transaction is aborted": a transaction is open, and failed.
-            Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION) => {
-                LoadError::TransactionOpen { line }
-            }
-            _ => LoadError::Session { message: e.into() },
-        })?;
-    let idle = messages.iter().find_map(|m| match m {
-        SimpleQueryMessage::Row(row) => Some(row.get(0) == Some("t")),
-        _ => None,
-    });
-    match idle {
-        Some(true) => Ok(()),
-        Some(false) => Err(LoadError::TransactionOpen { line }),
-        None => Err(LoadError::Session {
-            message: ServerMessage::plain("no row"),
-        }),
-    }
-}
 
 /// Whether `table` (as the COPY writes it, resolved as the COPY will) has a trigger of the
 /// dump's: one created before the data could rewrite every masked row as it is inserted.

@@ -15,6 +15,7 @@
 pub mod decode;
 pub mod filter;
 pub mod lexer;
+mod load_error;
 pub mod loader;
 pub mod postdata;
 pub mod session;
@@ -37,7 +38,8 @@ use decode::{Checksum, DecodeError, Secrets};
 use filter::{Action, Filter, Refusal};
 use lexer::{Item, LexError, Lexer, Statement};
 pub use loader::Load;
-use loader::{LoadError, Loaded};
+use load_error::LoadError;
+use loader::Loaded;
 use postdata::PostData;
 use session::Sessions;
 

@@ -29,8 +29,8 @@ use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
 use super::lexer::{Item, Lexer, Statement, TokenKind};
-use super::loader::{self, LoadError};
-use super::session::Sessions;
+use super::load_error::LoadError;
+use super::session::{Sessions, outside_transaction};
 use crate::database::sql::quote_ident;
 use crate::progress::Progress;
 
@@ -333,7 +333,7 @@ impl<'a> PostData<'a> {
                     .batch_execute(&text)
                     .await
                     .map_err(Failure::Statement)?;
-                loader::outside_transaction(&client, line)
+                outside_transaction(&client, line)
                     .await
                     .map_err(|e| Failure::Session(Box::new(e)))
             }

@@ -1,13 +1,16 @@
 //! The restore's sessions on the scratch database: the loader's and each post-data job's are
 //! opened and set up here alike, logged in as the restore role, so what one session may do
-//! every session may do.
+//! every session may do; and each is checked alike to be outside any transaction once the
+//! dump's statements on it ran.
 
 use std::time::Duration;
 
-use tokio_postgres::Client;
+use tokio_postgres::{Client, SimpleQueryMessage};
 
+use super::load_error::LoadError;
 use crate::config::RestoreConfig;
 use crate::database::restore_role::{self, Reach};
+use crate::database::sql::ServerMessage;
 use crate::database::{DbError, Server};
 
 /// Index builds sort in memory up to `maintenance_work_mem`: a restore may use this much (or
@@ -165,5 +168,33 @@ mod tests {
         assert_eq!(super::cpus_allowed(&status("5")), Some(1));
         assert_eq!(super::cpus_allowed(&status("junk")), None);
         assert_eq!(super::cpus_allowed("Name:\tpostgres\n"), None);
+    }
+}
+
+/// The session is outside a transaction (a simple query of its own starts one, so its start
+/// is the transaction's).
+pub(super) async fn outside_transaction(client: &Client, line: u64) -> Result<(), LoadError> {
+    let messages = client
+        .simple_query(
+            "SELECT pg_catalog.transaction_timestamp() = pg_catalog.statement_timestamp()",
+        )
+        .await
+        .map_err(|e| match e.code() {
+            // "current transaction is aborted": a transaction is open, and failed.
+            Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION) => {
+                LoadError::TransactionOpen { line }
+            }
+            _ => LoadError::Session { message: e.into() },
+        })?;
+    let idle = messages.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(row) => Some(row.get(0) == Some("t")),
+        _ => None,
+    });
+    match idle {
+        Some(true) => Ok(()),
+        Some(false) => Err(LoadError::TransactionOpen { line }),
+        None => Err(LoadError::Session {
+            message: ServerMessage::plain("no row"),
+        }),
     }
 }
