@@ -8,7 +8,8 @@ use tokio_postgres::error::SqlState;
 
 use super::{DbError, Server};
 
-const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS public.staging_refresh_target (
+/// The marker table; whoever creates it owns it (README "Guards and the database role").
+pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS public.staging_refresh_target (
     database name PRIMARY KEY,
     marked_at timestamptz NOT NULL DEFAULT now(),
     marked_by text NOT NULL DEFAULT session_user

@@ -13,9 +13,9 @@ use futures::SinkExt;
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
+use super::load_error::LoadError;
 use super::postdata::{PostData, Route};
 use super::session::outside_transaction;
-use super::load_error::LoadError;
 use crate::database::sql::ServerMessage;
 use crate::progress::Progress;
 
@@ -42,7 +42,6 @@ pub enum Load {
         rows: u64,
     },
 }
-
 
 struct Batch {
     sql: String,
@@ -178,7 +177,6 @@ pub async fn load(
     outside_transaction(client, line).await?;
     Ok(loaded)
 }
-
 
 /// Whether `table` (as the COPY writes it, resolved as the COPY will) has a trigger of the
 /// dump's: one created before the data could rewrite every masked row as it is inserted.

@@ -158,19 +158,6 @@ fn cpus_allowed(status: &str) -> Option<usize> {
     (count > 0).then_some(count)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn cpus_allowed_lists() {
-        let status = |list: &str| format!("Name:\tpostgres\nCpus_allowed_list:\t{list}\nx:\t1\n");
-        assert_eq!(super::cpus_allowed(&status("0-1")), Some(2));
-        assert_eq!(super::cpus_allowed(&status("0-3,8,10-11")), Some(7));
-        assert_eq!(super::cpus_allowed(&status("5")), Some(1));
-        assert_eq!(super::cpus_allowed(&status("junk")), None);
-        assert_eq!(super::cpus_allowed("Name:\tpostgres\n"), None);
-    }
-}
-
 /// The session is outside a transaction (a simple query of its own starts one, so its start
 /// is the transaction's).
 pub(super) async fn outside_transaction(client: &Client, line: u64) -> Result<(), LoadError> {
@@ -196,5 +183,18 @@ pub(super) async fn outside_transaction(client: &Client, line: u64) -> Result<()
         None => Err(LoadError::Session {
             message: ServerMessage::plain("no row"),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cpus_allowed_lists() {
+        let status = |list: &str| format!("Name:\tpostgres\nCpus_allowed_list:\t{list}\nx:\t1\n");
+        assert_eq!(super::cpus_allowed(&status("0-1")), Some(2));
+        assert_eq!(super::cpus_allowed(&status("0-3,8,10-11")), Some(7));
+        assert_eq!(super::cpus_allowed(&status("5")), Some(1));
+        assert_eq!(super::cpus_allowed(&status("junk")), None);
+        assert_eq!(super::cpus_allowed("Name:\tpostgres\n"), None);
     }
 }

@@ -42,6 +42,15 @@ pub fn create_roles(pg: &Postgres) {
         // Roles are cluster-wide: a second call finds them there.
         let _ = pg.psql("postgres", &sql);
     }
+    // The marker table is the refresh role's, whichever configuration's init-target runs
+    // first on this server (a superuser's would own it and lock the refresh role out).
+    pg.query(
+        "postgres",
+        &format!(
+            "SET ROLE {REFRESH_ROLE}; {}",
+            staging_refresh::database::markers::CREATE_TABLE
+        ),
+    );
 }
 
 /// Creates `<db>_restore` (LOGIN with [`RESTORE_PASSWORD`], a member of nothing) and grants
