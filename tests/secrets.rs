@@ -48,6 +48,8 @@ fn password_role() -> String {
         format!("GRANT {OWNER} TO {role}"),
         format!("GRANT pg_signal_backend TO {role}"),
         format!("GRANT CREATE ON SCHEMA public TO {role}"),
+        // The marker table is the refresh role's (README "Guards and the database role").
+        format!("GRANT SELECT, INSERT, UPDATE ON public.staging_refresh_target TO {role}"),
     ] {
         pg.query("postgres", &sql);
     }
