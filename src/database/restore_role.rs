@@ -144,7 +144,8 @@ pub enum Reach {
 }
 
 /// Makes sure the restore role exists and is fit, creating it when the connected role may;
-/// without a `configured` password, lets it log in for this run with a random one.
+/// without a `configured` password, lets it log in for this run with a random one. The run
+/// has refused already when neither is possible ([`cannot_log_in`], a guard).
 pub async fn ensure(
     server: &Server,
     client: &Client,
@@ -156,9 +157,6 @@ pub async fn ensure(
         server: server.redacted().to_owned(),
         message: ServerMessage::plain(message),
     };
-    if let Some(why) = cannot_log_in(server, client, role, configured.is_some()).await? {
-        return Err(error(why));
-    }
     if let Fitness::Missing = fitness(server, client, role).await? {
         // A role whose password the operator configured is the operator's to create.
         if configured.is_some() {
