@@ -3,7 +3,8 @@
 //! sequential restore gives it; a failing statement fails the run with its dump line; what
 //! the dump runs in its own transaction stays in it; code of the dump's that ends the
 //! restore's other sessions fails the run cleanly; a signal during post-data cancels the
-//! run cleanly.
+//! run cleanly. A big table's COPY shared between sessions loads every row, masked, and a bad
+//! row in it is named by its line in the table's data.
 
 mod common;
 
@@ -248,5 +249,91 @@ async fn the_jobs_default_to_the_servers_cpu_count_when_it_says() {
     assert!(
         r.stderr.contains("jobs=2") && r.stderr.contains("from the fallback"),
         "{r:?}"
+    );
+}
+
+/// Rows of the big table: about 16 MiB of COPY data, shared among 4 sessions.
+const BIG_ROWS: usize = 200_000;
+const BIG_RULE: &str = "\n[[anonymize.column]]\ntable = \"public.big\"\ncolumn = \"secret\"\nmask = \"token\"\n\
+     \n[[anonymize.column]]\ntable = \"public.big\"\ncolumn = \"payload\"\nmask = \"keep\"\n";
+
+/// The fixture's dump with a table `big` of [`BIG_ROWS`] rows (its line `bad_line` holding
+/// `oops` for an id, if given) and its primary key.
+fn with_big_table(bad_line: Option<usize>) -> Vec<u8> {
+    let mut data = String::from(
+        "CREATE TABLE public.big (id integer NOT NULL, payload text, secret text);\n\
+         COPY public.big (id, payload, secret) FROM stdin;\n",
+    );
+    for id in 1..=BIG_ROWS {
+        if Some(id) == bad_line {
+            data.push_str("oops");
+        } else {
+            data.push_str(&id.to_string());
+        }
+        data.push_str(&format!(
+            "\tpayload {id:08} of the big table, kept as it is\ttok_{id}_prodsecret\n"
+        ));
+    }
+    data.push_str("\\.");
+    let dump = inject(dump(), "SET row_security = off;", &data);
+    inject(
+        &dump,
+        "    ADD CONSTRAINT category_pkey PRIMARY KEY (id);",
+        "ALTER TABLE ONLY public.big ADD CONSTRAINT big_pkey PRIMARY KEY (id);",
+    )
+}
+
+async fn big_env(dump: &[u8], jobs: usize) -> Env {
+    let mut env = env(dump, jobs).await;
+    env.sections.push_str(BIG_RULE);
+    env
+}
+
+#[tokio::test]
+async fn a_big_tables_copy_shared_between_sessions_loads_every_row_masked() {
+    let dump = with_big_table(None);
+    let (parallel, sequential) = (big_env(&dump, 4).await, big_env(&dump, 1).await);
+    let (p, s) = (parallel.refresh().await, sequential.refresh().await);
+    assert_eq!(p.code, 0, "{p:?}");
+    assert_eq!(s.code, 0, "{s:?}");
+    let rows = "SELECT count(*), count(DISTINCT id), \
+                md5(string_agg(id || ':' || payload, ',' ORDER BY id)) FROM big";
+    assert_eq!(parallel.query(rows), sequential.query(rows));
+    assert!(
+        parallel
+            .query(rows)
+            .starts_with(&format!("{BIG_ROWS}|{BIG_ROWS}|"))
+    );
+    // Loaded in several transactions (one per session) on 4 jobs, in one on 1.
+    let transactions = "SELECT count(DISTINCT xmin::text) FROM big";
+    assert!(parallel.query(transactions).parse::<u32>().unwrap() > 1);
+    assert_eq!(sequential.query(transactions), "1");
+    for env in [&parallel, &sequential] {
+        assert_eq!(
+            env.query("SELECT count(*) FROM big WHERE secret LIKE '%prodsecret%'"),
+            "0"
+        );
+        assert_eq!(
+            env.query("SELECT count(DISTINCT secret) FROM big"),
+            BIG_ROWS.to_string()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_bad_row_deep_in_a_shared_copy_is_named_by_its_line() {
+    let bad = BIG_ROWS - 10;
+    let dump = with_big_table(Some(bad));
+    let env = big_env(&dump, 4).await;
+    let out = env.refresh().await;
+    let copy = line_of(&dump, "COPY public.big (id, payload, secret) FROM stdin;");
+    env.assert_failed_cleanly(
+        &out,
+        &format!("loading COPY data into public.big (COPY at dump line {copy})"),
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("COPY big, line {bad}, column id: \"oops\"")),
+        "{out:?}"
     );
 }

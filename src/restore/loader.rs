@@ -1,18 +1,20 @@
 //! Loads filtered dump items into the scratch database over one connection: statements in
 //! batches through the simple query protocol (one round trip per ~1 MiB of SQL), COPY data
-//! streamed through `COPY ... FROM STDIN`, each COPY in a transaction of the loader's own
-//! whose xid it returns (verification checks that the masked rows are that COPY's).
+//! streamed through `COPY ... FROM STDIN` by [`copy`] (a big table's over several sessions),
+//! each COPY in a transaction of the loader's own whose xid it returns (verification checks
+//! that the masked rows are those COPYs').
 //! Post-data statements go to [`PostData`], which runs them on a pool of sessions; the
 //! loader waits for them where order matters. At the end every session must be outside any
 //! transaction, whatever code the dump ran.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::SinkExt;
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
+use super::copy;
 use super::load_error::LoadError;
 use super::postdata::{PostData, Route};
 use super::session::outside_transaction;
@@ -103,7 +105,7 @@ pub struct Loaded {
 
 /// Loads everything `items` delivers, the post-data statements through `post_data`.
 pub async fn load(
-    client: &Client,
+    client: &Arc<Client>,
     mut items: mpsc::Receiver<Load>,
     progress: &Progress,
     post_data: &mut PostData<'_>,
@@ -142,29 +144,27 @@ pub async fn load(
                 progress.set_message(&table);
                 // The COPY's transaction is the loader's, not one the dump left open.
                 outside_transaction(client, line).await?;
-                let failed = |message: Option<ServerMessage>| match message {
-                    None => LoadError::InputEnded,
-                    Some(message) => LoadError::Copy {
-                        table: table.clone(),
-                        line,
-                        message,
-                    },
-                };
-                if has_trigger(client, &table).await.map_err(failed)? {
+                let trigger =
+                    has_trigger(client, &table)
+                        .await
+                        .map_err(|message| LoadError::Copy {
+                            table: table.clone(),
+                            line,
+                            message,
+                        })?;
+                if trigger {
                     return Err(LoadError::Trigger { table, line });
                 }
-                let copied = copy(client, &mut items, &statement, masked.then_some(&table))
-                    .await
-                    .map_err(failed)?;
-                if copied.written_during > 0 {
-                    return Err(LoadError::WrittenDuringCopy {
-                        table,
-                        line,
-                        rows: copied.written_during,
-                    });
-                }
+                let copied = copy::copy(
+                    client,
+                    post_data.pool(),
+                    &mut items,
+                    (&statement, line, &table),
+                    masked,
+                )
+                .await?;
                 *loaded.rows.entry(table.clone()).or_insert(0) += copied.rows;
-                loaded.xids.entry(table).or_default().push(copied.xid);
+                loaded.xids.entry(table).or_default().extend(copied.xids);
                 crate::fault::point("restore.copied-table");
             }
             Load::CopyData(_) | Load::CopyEnd { .. } => {
@@ -181,7 +181,7 @@ pub async fn load(
 /// Whether `table` (as the COPY writes it, resolved as the COPY will) has a trigger of the
 /// dump's: one created before the data could rewrite every masked row as it is inserted.
 /// Our SQL names pg_catalog's operators and types: the dump may have set search_path.
-async fn has_trigger(client: &Client, table: &str) -> Result<bool, Option<ServerMessage>> {
+async fn has_trigger(client: &Client, table: &str) -> Result<bool, ServerMessage> {
     let count: i64 = client
         .query_one(
             "SELECT pg_catalog.count(*) FROM pg_catalog.pg_trigger
@@ -189,81 +189,7 @@ async fn has_trigger(client: &Client, table: &str) -> Result<bool, Option<Server
              AND NOT tgisinternal",
             &[&table],
         )
-        .await
-        .map_err(|e| Some(e.into()))?
+        .await?
         .get(0);
     Ok(count > 0)
-}
-
-/// One COPY, done in a transaction of its own.
-struct Copied {
-    /// The row count the server reports.
-    rows: u64,
-    /// The transaction's 32-bit xid, as `xmin::text` shows it.
-    xid: String,
-    /// Rows of a masked table that its COPY did not write as they stand.
-    written_during: i64,
-}
-
-/// Streams one table's COPY data in a transaction of its own; for a `masked` table (as the
-/// COPY writes it), counts the rows code the COPY ran (a default, a CHECK, an index
-/// expression) wrote or touched. The error is the server's message, or `None` when the
-/// input stopped early.
-async fn copy(
-    client: &Client,
-    items: &mut mpsc::Receiver<Load>,
-    statement: &str,
-    masked: Option<&str>,
-) -> Result<Copied, Option<ServerMessage>> {
-    let server = |e: tokio_postgres::Error| Some(ServerMessage::from(e));
-    client.batch_execute("BEGIN").await.map_err(server)?;
-    let sink = client
-        .copy_in::<_, Bytes>(statement)
-        .await
-        .map_err(server)?;
-    let mut sink = std::pin::pin!(sink);
-    let rows = loop {
-        match items.recv().await {
-            Some(Load::CopyData(data)) => sink.send(data).await.map_err(server)?,
-            Some(Load::CopyEnd { .. }) => break sink.as_mut().finish().await.map_err(server)?,
-            Some(other) => unreachable!("{other:?} inside COPY data"),
-            None => return Err(None),
-        }
-    };
-    let txid: i64 = client
-        .query_one("SELECT pg_catalog.txid_current()", &[])
-        .await
-        .map_err(server)?
-        .get(0);
-    // The COPY is the transaction's first command, so its rows have cmin 0 and, untouched
-    // since, xmax 0 (PostgreSQL 15: a row a function updates during the COPY has a later
-    // cmin; one it then updated in a rolled-back subtransaction shows a combo id as cmin,
-    // and an xmax). With row_security off, a policy that would hide rows fails the query.
-    let written_during = match masked {
-        None => 0,
-        Some(table) => {
-            client
-                .batch_execute("SET LOCAL row_security = off")
-                .await
-                .map_err(server)?;
-            client
-                .query_one(
-                    &format!(
-                        "SELECT pg_catalog.count(*) FROM ONLY {table}
-                         WHERE cmin::pg_catalog.text OPERATOR(pg_catalog.<>) '0'
-                         OR xmax::pg_catalog.text OPERATOR(pg_catalog.<>) '0'"
-                    ),
-                    &[],
-                )
-                .await
-                .map_err(server)?
-                .get(0)
-        }
-    };
-    client.batch_execute("COMMIT").await.map_err(server)?;
-    Ok(Copied {
-        rows,
-        xid: (txid % (1 << 32)).to_string(),
-        written_during,
-    })
 }

@@ -12,6 +12,7 @@
 //! When a stage fails, its neighbours see their channel close and stop; the error reported
 //! is the stage's own, not the closed channel it caused downstream or upstream.
 
+mod copy;
 pub mod decode;
 pub mod filter;
 pub mod lexer;
@@ -150,7 +151,7 @@ pub async fn restore<R: Rewriter>(
     sessions: &Sessions<'_>,
     progress: Arc<Progress>,
 ) -> Result<(Streamed, R), RestoreError> {
-    let client = sessions.open().await?;
+    let client = Arc::new(sessions.open().await?);
     let consume_progress = progress.clone();
     stream(
         source,

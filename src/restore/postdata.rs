@@ -21,16 +21,14 @@
 //! transaction) before it runs anything else.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::task::JoinSet;
-use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
 use super::lexer::{Item, Lexer, Statement, TokenKind};
 use super::load_error::LoadError;
-use super::session::{Sessions, outside_transaction};
+use super::session::{Pool, Sessions, Worker, outside_transaction};
 use crate::database::sql::quote_ident;
 use crate::progress::Progress;
 
@@ -80,12 +78,6 @@ struct Running {
     since: Instant,
 }
 
-/// One of the pool's sessions, and how many settings it has run.
-struct Worker {
-    client: Arc<Client>,
-    settings: usize,
-}
-
 struct Finished {
     id: usize,
     worker: Worker,
@@ -123,45 +115,40 @@ struct Holders {
 }
 
 pub struct PostData<'a> {
-    sessions: &'a Sessions<'a>,
+    pool: Pool<'a>,
     progress: &'a Progress,
-    idle: Vec<Worker>,
-    opened: usize,
     running: JoinSet<Finished>,
     started: BTreeMap<usize, Running>,
     waiting: BTreeMap<usize, Waiting>,
     tables: HashMap<String, Holders>,
     indexes: HashMap<String, String>,
-    /// The dump's session settings so far, in order.
-    settings: Vec<String>,
     /// The dump's own transaction is open: everything runs in order, inside it.
     in_transaction: bool,
     submitted: usize,
     done: usize,
-    /// The most sessions open at once.
-    peak: usize,
     first: Option<Instant>,
 }
 
 impl<'a> PostData<'a> {
     pub fn new(sessions: &'a Sessions<'a>, progress: &'a Progress) -> PostData<'a> {
         PostData {
-            sessions,
+            pool: Pool::new(sessions),
             progress,
-            idle: Vec::new(),
-            opened: 0,
             running: JoinSet::new(),
             started: BTreeMap::new(),
             waiting: BTreeMap::new(),
             tables: HashMap::new(),
             indexes: HashMap::new(),
-            settings: Vec::new(),
             in_transaction: false,
             submitted: 0,
             done: 0,
-            peak: 0,
             first: None,
         }
+    }
+
+    /// The pool's sessions, all idle once [`PostData::finish`] has returned.
+    pub(super) fn pool(&mut self) -> &mut Pool<'a> {
+        &mut self.pool
     }
 
     /// Where statement `text` (dump line `line`) goes; settings are recorded here.
@@ -185,7 +172,7 @@ impl<'a> PostData<'a> {
             return Route::InOrder(text);
         }
         if is_setting(&s) {
-            self.settings.push(text.clone());
+            self.pool.record_setting(text.clone());
             return Route::Setting(text);
         }
         match classify(&s, &self.indexes) {
@@ -222,7 +209,7 @@ impl<'a> PostData<'a> {
         if let Some((index, table)) = &job.claim.index {
             self.indexes.insert(index.clone(), table.clone());
         }
-        let settings = self.settings.len();
+        let settings = self.pool.settings();
         self.waiting.insert(
             id,
             Waiting {
@@ -249,7 +236,7 @@ impl<'a> PostData<'a> {
         if let Some(first) = self.first.take() {
             tracing::info!(
                 statements = self.done,
-                sessions = self.peak,
+                sessions = self.pool.peak,
                 seconds = format!("{:.2}", first.elapsed().as_secs_f64()),
                 "post-data statements run"
             );
@@ -278,11 +265,11 @@ impl<'a> PostData<'a> {
             if alone && !self.started.is_empty() {
                 break;
             }
-            let Some(worker) = self.worker(waiting.settings).await? else {
+            let Some(taken) = self.pool.take(waiting.settings).await? else {
                 break;
             };
             let waiting = self.waiting.remove(&id).expect("ready job waits");
-            self.start(id, waiting, worker);
+            self.start(id, waiting, taken.worker, taken.catch_up);
             if alone {
                 break;
             }
@@ -291,41 +278,14 @@ impl<'a> PostData<'a> {
         Ok(())
     }
 
-    /// An idle session that has run at most the first `settings` settings (a new one while
-    /// fewer than `jobs` are open, or in place of one that has run more).
-    async fn worker(&mut self, settings: usize) -> Result<Option<Worker>, LoadError> {
-        if let Some(i) = self.idle.iter().position(|w| w.settings <= settings) {
-            return Ok(Some(self.idle.swap_remove(i)));
-        }
-        if self.opened >= self.sessions.jobs.max(1) {
-            if self.idle.pop().is_none() {
-                return Ok(None);
-            }
-            self.opened -= 1;
-        }
-        let client = self
-            .sessions
-            .open()
-            .await
-            .map_err(|e| LoadError::Connect(Box::new(e)))?;
-        self.opened += 1;
-        self.peak = self.peak.max(self.opened);
-        Ok(Some(Worker {
-            client: Arc::new(client),
-            settings: 0,
-        }))
-    }
-
-    fn start(&mut self, id: usize, waiting: Waiting, worker: Worker) {
-        let settings = self.settings[worker.settings..waiting.settings].join("\n");
+    fn start(&mut self, id: usize, waiting: Waiting, worker: Worker, catch_up: String) {
         let (text, line) = (waiting.job.text.clone(), waiting.job.line);
-        let client = worker.client;
-        let applied = waiting.settings;
         self.running.spawn(async move {
+            let client = &worker.client;
             let result = async {
-                if !settings.is_empty() {
+                if !catch_up.is_empty() {
                     client
-                        .batch_execute(&settings)
+                        .batch_execute(&catch_up)
                         .await
                         .map_err(Failure::Statement)?;
                 }
@@ -333,19 +293,12 @@ impl<'a> PostData<'a> {
                     .batch_execute(&text)
                     .await
                     .map_err(Failure::Statement)?;
-                outside_transaction(&client, line)
+                outside_transaction(client, line)
                     .await
                     .map_err(|e| Failure::Session(Box::new(e)))
             }
             .await;
-            Finished {
-                id,
-                worker: Worker {
-                    client,
-                    settings: applied,
-                },
-                result,
-            }
+            Finished { id, worker, result }
         });
         self.started.insert(
             id,
@@ -378,7 +331,7 @@ impl<'a> PostData<'a> {
             }
             Err(failure) => return Err(Failed(waiting.job.line, failure)),
         }
-        self.idle.push(finished.worker);
+        self.pool.put(finished.worker);
         self.show_progress();
         Ok(())
     }

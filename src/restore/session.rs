@@ -3,6 +3,7 @@
 //! every session may do; and each is checked alike to be outside any transaction once the
 //! dump's statements on it ran.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_postgres::{Client, SimpleQueryMessage};
@@ -88,6 +89,97 @@ impl<'a> Sessions<'a> {
             )
             .await?;
         Ok(client)
+    }
+}
+
+/// One of the pool's sessions, and how many of the dump's session settings it has run.
+pub(super) struct Worker {
+    pub client: Arc<Client>,
+    pub settings: usize,
+}
+
+/// A session taken from the pool, and the settings it must run before anything else.
+pub(super) struct Taken {
+    pub worker: Worker,
+    pub catch_up: String,
+}
+
+/// The restore's sessions besides the loader's (post-data jobs, the parts of a big table's
+/// COPY): at most `jobs` open, each following the dump's session settings (`SET`,
+/// `set_config`) as the loader's session runs them, so what runs on one runs as it would
+/// on the loader's.
+pub(super) struct Pool<'a> {
+    sessions: &'a Sessions<'a>,
+    idle: Vec<Worker>,
+    opened: usize,
+    /// The most sessions open at once.
+    pub peak: usize,
+    /// The dump's session settings so far, in order.
+    settings: Vec<String>,
+}
+
+impl<'a> Pool<'a> {
+    pub fn new(sessions: &'a Sessions<'a>) -> Pool<'a> {
+        Pool {
+            sessions,
+            idle: Vec::new(),
+            opened: 0,
+            peak: 0,
+            settings: Vec::new(),
+        }
+    }
+
+    /// The most sessions the pool opens.
+    pub fn jobs(&self) -> usize {
+        self.sessions.jobs.max(1)
+    }
+
+    /// A session setting of the dump's, which the loader's session runs.
+    pub fn record_setting(&mut self, text: String) {
+        self.settings.push(text);
+    }
+
+    /// How many session settings the dump has run so far.
+    pub fn settings(&self) -> usize {
+        self.settings.len()
+    }
+
+    /// An idle session that will have run the first `settings` settings once it runs its
+    /// catch-up: one that has run at most that many, a new one while fewer than `jobs` are
+    /// open, or a new one in place of one that has run more; `None` when all are busy.
+    pub async fn take(&mut self, settings: usize) -> Result<Option<Taken>, LoadError> {
+        let worker = match self.idle.iter().position(|w| w.settings <= settings) {
+            Some(i) => self.idle.swap_remove(i),
+            None => {
+                if self.opened >= self.jobs() {
+                    if self.idle.pop().is_none() {
+                        return Ok(None);
+                    }
+                    self.opened -= 1;
+                }
+                let client = self
+                    .sessions
+                    .open()
+                    .await
+                    .map_err(|e| LoadError::Connect(Box::new(e)))?;
+                self.opened += 1;
+                self.peak = self.peak.max(self.opened);
+                Worker {
+                    client: Arc::new(client),
+                    settings: 0,
+                }
+            }
+        };
+        let catch_up = self.settings[worker.settings..settings].join("\n");
+        Ok(Some(Taken {
+            worker: Worker { settings, ..worker },
+            catch_up,
+        }))
+    }
+
+    /// Gives back a session once what it ran has finished (and succeeded).
+    pub fn put(&mut self, worker: Worker) {
+        self.idle.push(worker);
     }
 }
 
