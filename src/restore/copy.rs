@@ -16,8 +16,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_postgres::Client;
 
+use super::items::Load;
 use super::load_error::LoadError;
-use super::loader::Load;
 use super::session::{Pool, Worker};
 use crate::database::sql::ServerMessage;
 

@@ -10,11 +10,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
 use super::copy;
+use super::items::Load;
 use super::load_error::LoadError;
 use super::postdata::{PostData, Route};
 use super::session::outside_transaction;
@@ -23,27 +23,6 @@ use crate::progress::Progress;
 
 /// A batch is sent once it holds this much SQL.
 const BATCH_BYTES: usize = 1 << 20;
-
-/// What the filter passes on to be loaded.
-#[derive(Debug)]
-pub enum Load {
-    Sql {
-        text: String,
-        line: u64,
-    },
-    CopyStart {
-        statement: String,
-        line: u64,
-        table: String,
-        /// Whether the Masker rewrote this COPY's rows: the loader then checks that no code
-        /// wrote rows of the table during the COPY.
-        masked: bool,
-    },
-    CopyData(Bytes),
-    CopyEnd {
-        rows: u64,
-    },
-}
 
 struct Batch {
     sql: String,

@@ -15,6 +15,7 @@
 mod copy;
 pub mod decode;
 pub mod filter;
+mod items;
 pub mod lexer;
 mod load_error;
 pub mod loader;
@@ -37,9 +38,9 @@ use crate::snapshot::Snapshot;
 use crate::store::{SourceBucket, StoreError};
 use decode::{Checksum, DecodeError, Secrets};
 use filter::{Action, Filter, Refusal};
+pub use items::Load;
 use lexer::{Item, LexError, Lexer, Statement};
 use load_error::LoadError;
-pub use loader::Load;
 use loader::Loaded;
 use postdata::PostData;
 use session::Sessions;
