@@ -4,7 +4,8 @@
 //! the dump runs in its own transaction stays in it; code of the dump's that ends the
 //! restore's other sessions fails the run cleanly; a signal during post-data cancels the
 //! run cleanly. A big table's COPY shared between sessions loads every row, masked, and a bad
-//! row in it is named by its line in the table's data.
+//! row in it is named by its line in the table's data; a signal during it cancels the run
+//! cleanly.
 
 mod common;
 
@@ -258,10 +259,10 @@ const BIG_RULE: &str = "\n[[anonymize.column]]\ntable = \"public.big\"\ncolumn =
      \n[[anonymize.column]]\ntable = \"public.big\"\ncolumn = \"payload\"\nmask = \"keep\"\n";
 
 /// The fixture's dump with a table `big` of [`BIG_ROWS`] rows (its line `bad_line` holding
-/// `oops` for an id, if given) and its primary key.
-fn with_big_table(bad_line: Option<usize>) -> Vec<u8> {
-    let mut data = String::from(
-        "CREATE TABLE public.big (id integer NOT NULL, payload text, secret text);\n\
+/// `oops` for an id, if given), more columns `extra` (`, name type`) and its primary key.
+fn with_big_table(bad_line: Option<usize>, extra: &str) -> Vec<u8> {
+    let mut data = format!(
+        "CREATE TABLE public.big (id integer NOT NULL, payload text, secret text{extra});\n\
          COPY public.big (id, payload, secret) FROM stdin;\n",
     );
     for id in 1..=BIG_ROWS {
@@ -291,7 +292,7 @@ async fn big_env(dump: &[u8], jobs: usize) -> Env {
 
 #[tokio::test]
 async fn a_big_tables_copy_shared_between_sessions_loads_every_row_masked() {
-    let dump = with_big_table(None);
+    let dump = with_big_table(None, "");
     let (parallel, sequential) = (big_env(&dump, 4).await, big_env(&dump, 1).await);
     let (p, s) = (parallel.refresh().await, sequential.refresh().await);
     assert_eq!(p.code, 0, "{p:?}");
@@ -323,7 +324,7 @@ async fn a_big_tables_copy_shared_between_sessions_loads_every_row_masked() {
 #[tokio::test]
 async fn a_bad_row_deep_in_a_shared_copy_is_named_by_its_line() {
     let bad = BIG_ROWS - 10;
-    let dump = with_big_table(Some(bad));
+    let dump = with_big_table(Some(bad), "");
     let env = big_env(&dump, 4).await;
     let out = env.refresh().await;
     let copy = line_of(&dump, "COPY public.big (id, payload, secret) FROM stdin;");
@@ -335,5 +336,45 @@ async fn a_bad_row_deep_in_a_shared_copy_is_named_by_its_line() {
         out.stderr
             .contains(&format!("COPY big, line {bad}, column id: \"oops\"")),
         "{out:?}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_during_a_shared_copy_cancels_cleanly() {
+    // Every row's default sleeps: the COPY runs on 4 sessions for minutes.
+    let dump = with_big_table(
+        None,
+        ", slow integer DEFAULT (pg_catalog.pg_sleep(0.001) IS NULL)::integer",
+    );
+    let mut env = big_env(&dump, 4).await;
+    env.sections.push_str(
+        "\n[[anonymize.column]]\ntable = \"public.big\"\ncolumn = \"slow\"\nmask = \"keep\"\n",
+    );
+    assert_eq!(env.run(&["init-target"]).await.code, 0);
+    let child = common::spawn(common::command(&env.config(), &["run", "--skip-media"]));
+    let scratch = format!("{}__refresh", env.db);
+    let sessions = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{scratch}' AND query LIKE 'COPY public.big%'"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while postgres()
+        .query("postgres", &sessions)
+        .parse::<u32>()
+        .unwrap()
+        < 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the COPY of big never ran on 2 sessions"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    env.assert_cancels_cleanly(child).await;
+    assert_eq!(
+        postgres().query(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{scratch}'")
+        ),
+        "0"
     );
 }
