@@ -243,7 +243,7 @@ async fn the_jobs_default_to_the_servers_cpu_count_when_it_says() {
     assert_eq!(s.code, 0, "{s:?}");
     assert!(
         s.stderr
-            .contains("post-data sessions from the server's CPU count"),
+            .contains("restore sessions besides the loader's from the server's CPU count"),
         "{s:?}"
     );
     assert_eq!(r.code, 0, "{r:?}");

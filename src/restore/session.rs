@@ -30,7 +30,7 @@ pub struct Sessions<'a> {
     /// The restore role, and how a session logs in as it.
     role: &'a str,
     reach: &'a Reach,
-    /// Sessions building indexes at once.
+    /// Sessions of the pool (post-data jobs, the parts of a big COPY) at most.
     pub jobs: usize,
     statement_timeout: Duration,
     /// Each session's share of [`MAINTENANCE_MEM_KB`] (or of the server's setting).
@@ -200,7 +200,7 @@ async fn jobs(
             ),
         },
     };
-    tracing::info!(jobs, "post-data sessions from {from}");
+    tracing::info!(jobs, "restore sessions besides the loader's from {from}");
     Ok(jobs)
 }
 
