@@ -190,6 +190,20 @@ async fn a_dump_ending_the_restores_other_sessions_fails_the_run_cleanly() {
     );
 }
 
+/// SIGTERMs the run in `child`: it cancels cleanly, and no session is left on its scratch
+/// database.
+async fn assert_cancels_leaving_no_session(env: &Env, child: std::process::Child) {
+    env.assert_cancels_cleanly(child).await;
+    let scratch = format!("{}__refresh", env.db);
+    assert_eq!(
+        postgres().query(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{scratch}'")
+        ),
+        "0"
+    );
+}
+
 #[tokio::test]
 async fn sigterm_during_post_data_cancels_cleanly() {
     let slow = "ALTER TABLE ONLY public.studio_booking \
@@ -220,14 +234,7 @@ async fn sigterm_during_post_data_cancels_cleanly() {
         assert!(Instant::now() < deadline, "the restore never reached the slow constraint");
         std::thread::sleep(Duration::from_millis(50));
     }
-    env.assert_cancels_cleanly(child).await;
-    assert_eq!(
-        postgres().query(
-            "postgres",
-            &format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{scratch}'")
-        ),
-        "0"
-    );
+    assert_cancels_leaving_no_session(&env, child).await;
 }
 
 #[tokio::test]
@@ -369,12 +376,5 @@ async fn sigterm_during_a_shared_copy_cancels_cleanly() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    env.assert_cancels_cleanly(child).await;
-    assert_eq!(
-        postgres().query(
-            "postgres",
-            &format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{scratch}'")
-        ),
-        "0"
-    );
+    assert_cancels_leaving_no_session(&env, child).await;
 }
