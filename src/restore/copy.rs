@@ -18,7 +18,7 @@ use tokio_postgres::Client;
 
 use super::items::Load;
 use super::load_error::LoadError;
-use super::session::{Pool, Worker};
+use super::session::{Pool, Taken, Worker};
 use crate::database::sql::ServerMessage;
 
 /// A table's data gains one more session per this much (up to `restore.jobs` sessions):
@@ -70,8 +70,7 @@ pub async fn copy(
     // COPYs fail) before their queues close (which would end them as complete).
     let mut parts: Vec<Part> = Vec::new();
     let mut running = JoinSet::new();
-    let loader = (client.clone(), None, String::new());
-    parts.push(start(&mut running, 0, loader, statement.clone()));
+    parts.push(start(&mut running, 0, client, None, statement.clone()));
     let (mut rows, mut bytes) = (0u64, 0u64);
     // The part given the last chunk, while that chunk ended inside a line.
     let mut continuing: Option<usize> = None;
@@ -88,13 +87,14 @@ pub async fn copy(
             && bytes >= SPLIT_BYTES * parts.len() as u64
             && let Some(taken) = pool.take(pool.settings()).await?
         {
-            let session = (
-                taken.worker.client.clone(),
-                Some(taken.worker),
-                taken.catch_up,
-            );
             let index = parts.len();
-            parts.push(start(&mut running, index, session, statement.clone()));
+            parts.push(start(
+                &mut running,
+                index,
+                client,
+                Some(taken),
+                statement.clone(),
+            ));
         }
         let i = continuing.unwrap_or_else(|| {
             (0..parts.len())
@@ -143,17 +143,19 @@ pub async fn copy(
     Ok(copied)
 }
 
-/// A session for a part: its client, the pool's worker it is (none for the loader's), and
-/// the settings it must catch up on first.
-type Session = (Arc<Client>, Option<Worker>, String);
-
-/// Starts part `index` on `session`: it loads what its queue brings with `statement`.
+/// Starts part `index` on a session `taken` from the pool, or else on the `loader`'s: it
+/// loads what its queue brings with `statement`.
 fn start(
     running: &mut JoinSet<PartDone>,
     index: usize,
-    (client, worker, catch_up): Session,
+    loader: &Arc<Client>,
+    taken: Option<Taken>,
     statement: Arc<str>,
 ) -> Part {
+    let (client, worker, catch_up) = match taken {
+        Some(Taken { worker, catch_up }) => (worker.client.clone(), Some(worker), catch_up),
+        None => (loader.clone(), None, String::new()),
+    };
     let (queue, chunks) = mpsc::channel(PART_DEPTH);
     running.spawn(async move {
         let result = load_part(&client, &catch_up, &statement, chunks).await;
