@@ -18,7 +18,7 @@
 //! | [`table`] | a table's name: a (schema, name) pair, parsed from the config, quoted for SQL |
 //! | [`restore`] | the dump stream: download, decode, lexer and filter, loader, parallel post-data |
 //! | [`mask`] | masking in the restore stream: rules, mask kinds, COPY rows, the key, the admin row |
-//! | [`anonymize`] | the anonymization rules, their verification, the PII scan |
+//! | [`verify`] | the anonymize phase after the restore: `extra_sql`, bcrypt hashes, verification, the PII scan |
 //! | [`survey`] | a snapshot's columns as the rules classify them: rule, or suggestion and evidence (`plan`, `rules`) |
 //! | [`media`] | the media mirror: merge-joined listings, server-side copies, deletes |
 //! | [`staging`] | the live environment around the database: backend commands, Redis, maintenance flag |
@@ -35,7 +35,6 @@
 //! | [`status`] | `status`: the current and last run, the daemon, the maintenance flag, the previous database |
 //! | [`cli`] | the commands of the operator contract |
 
-pub mod anonymize;
 mod check;
 pub mod cli;
 pub mod config;
@@ -64,3 +63,4 @@ pub mod store;
 mod survey;
 pub mod table;
 mod util;
+pub mod verify;

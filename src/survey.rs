@@ -2,7 +2,7 @@
 //! check): every column that could hold personal data, with its rule, or, unclassified, with
 //! a suggested mask and the evidence for it: what its name says ([`kind_by_name`]) and the
 //! shapes of the values in its COPY data ([`kinds_in_value`]): counts, never a value.
-//! [`Survey`] is a [`Rewriter`] for `restore::plan` that reads the stream of `plan` and
+//! [`Survey`] is a [`StreamStage`] for `restore::inspect` that reads the stream of `plan` and
 //! `rules` and passes nothing on.
 
 use std::collections::{BTreeMap, HashMap};
@@ -11,13 +11,13 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::anonymize::scan::{kind_by_name, kinds_in_value};
 use crate::config::{AnonymizeConfig, TableMode, Unclassified};
 use crate::mask::schema::{self, Column, Schema};
 use crate::mask::{Class, Origin, Rules, copy, listed_columns};
 use crate::restore::lexer::Statement;
-use crate::restore::{RewriteError, Rewriter};
+use crate::restore::{StageError, StreamStage};
 use crate::table::{TableName, display_ident};
+use crate::verify::scan::{kind_by_name, kinds_in_value};
 
 /// How much of each value is examined (its COPY text): memory and time stay bounded
 /// whatever the values' sizes. A json value longer than this is not parsed for paths.
@@ -358,8 +358,8 @@ impl Survey {
     }
 }
 
-impl Rewriter for Survey {
-    fn statement(&mut self, s: &Statement) -> Result<bool, RewriteError> {
+impl StreamStage for Survey {
+    fn statement(&mut self, s: &Statement) -> Result<bool, StageError> {
         if s.is_copy_from_stdin() {
             self.copy_start(s);
         } else {
@@ -368,14 +368,14 @@ impl Rewriter for Survey {
         Ok(true)
     }
 
-    fn copy_data(&mut self, data: Bytes) -> Result<Option<Bytes>, RewriteError> {
+    fn copy_data(&mut self, data: Bytes) -> Result<Option<Bytes>, StageError> {
         if let Some(reading) = &mut self.copy {
             reading.feed(&data, &self.cfg);
         }
         Ok(None)
     }
 
-    fn copy_end(&mut self) -> Result<Option<Bytes>, RewriteError> {
+    fn copy_end(&mut self) -> Result<Option<Bytes>, StageError> {
         if let Some(reading) = self.copy.take() {
             for (name, _, seen) in reading.fields.into_iter().flatten() {
                 let evidence = self

@@ -118,6 +118,42 @@ fn every_module_uses_only_the_modules_below_it() {
     );
 }
 
+/// The modules README's architecture map lists, in its order: the backticked names in the
+/// first column of the table under "## Architecture" (`config/` is `config`).
+fn readme_layers(readme: &str) -> Vec<String> {
+    let section = readme
+        .split("\n## Architecture\n")
+        .nth(1)
+        .expect("README has an Architecture section");
+    section
+        .lines()
+        .skip_while(|line| !line.starts_with("| module |"))
+        .skip(2)
+        .take_while(|line| line.starts_with('|'))
+        .flat_map(|row| {
+            let first = row.split('|').nth(1).unwrap_or_default();
+            first
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(|name| name.trim_end_matches('/').to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn the_readme_map_lists_the_modules_in_lib_rs_order() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lib = std::fs::read_to_string(root.join("src/lib.rs")).unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert_eq!(
+        readme_layers(&readme),
+        layers(&lib),
+        "README's architecture map and the map in src/lib.rs list the same modules in the same order"
+    );
+}
+
 #[test]
 fn uses_are_read_from_paths_and_groups() {
     let found = uses(

@@ -7,10 +7,10 @@ use std::process::Command;
 
 use chrono::Utc;
 use regex::Regex;
-use staging_refresh::anonymize::{Finding, Verification};
 use staging_refresh::metrics::Metrics;
 use staging_refresh::report::{Outcome, Phase, PhaseTiming, RunReport, SnapshotReport};
 use staging_refresh::state::State;
+use staging_refresh::verify::{Finding, Verification};
 
 fn packaging(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

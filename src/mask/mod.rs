@@ -22,7 +22,7 @@ use crate::config::AnonymizeConfig;
 
 use crate::config::{TableMode, Unclassified};
 use crate::restore::lexer::Statement;
-use crate::restore::{RewriteError, Rewriter};
+use crate::restore::{StageError, StreamStage};
 use crate::table::{TableName, display_ident};
 pub use key::Key;
 pub use kinds::{Mask, Masks};
@@ -532,14 +532,14 @@ impl Masker {
     }
 }
 
-impl Rewriter for Masker {
-    fn statement(&mut self, s: &Statement) -> Result<bool, RewriteError> {
+impl StreamStage for Masker {
+    fn statement(&mut self, s: &Statement) -> Result<bool, StageError> {
         Ok(Masker::statement(self, s)?)
     }
-    fn copy_data(&mut self, data: Bytes) -> Result<Option<Bytes>, RewriteError> {
+    fn copy_data(&mut self, data: Bytes) -> Result<Option<Bytes>, StageError> {
         Ok(Masker::copy_data(self, data)?)
     }
-    fn copy_end(&mut self) -> Result<Option<Bytes>, RewriteError> {
+    fn copy_end(&mut self) -> Result<Option<Bytes>, StageError> {
         Ok(Masker::copy_end(self)?)
     }
     fn masks_copy(&self) -> bool {

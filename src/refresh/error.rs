@@ -121,7 +121,7 @@ step_errors!(
     crate::refresh::cutover::CutoverError,
     crate::snapshot::CatalogError,
     crate::restore::RestoreError,
-    crate::anonymize::AnonymizeError,
+    crate::verify::AnonymizeError,
 );
 
 /// A failure of our own making, with nothing underneath.

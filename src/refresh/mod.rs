@@ -24,7 +24,6 @@ use std::time::Instant;
 use chrono::Utc;
 use tokio_postgres::Client;
 
-use crate::anonymize::{self, AnonymizeError};
 use crate::config::Config;
 use crate::database::restore_role::{self, Reach};
 use crate::database::sql::chain_without_values;
@@ -43,6 +42,7 @@ use crate::restore::{self, RestoreError, filter::Filter};
 use crate::shutdown::Shutdown;
 use crate::snapshot::{Catalog, Selection, Snapshot};
 use crate::store::SourceBucket;
+use crate::verify::{self, AnonymizeError};
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -526,7 +526,7 @@ impl Run<'_> {
         // The anonymization gets a session of its own (the restore's are closed): nothing
         // they were left with (temp objects, pending trigger events, settings) reaches it.
         let mut client = restore_role::connect(&self.server, &scratch, role, reach).await?;
-        match anonymize::run(
+        match verify::run(
             &mut client,
             &self.config.anonymize,
             &masked,

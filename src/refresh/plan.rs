@@ -143,7 +143,7 @@ async fn survey(
         bucket,
         decrypt: config.snapshot.decrypt.as_ref(),
     };
-    let (streamed, survey) = restore::plan(source, snapshot, filter, survey, progress.clone())
+    let (streamed, survey) = restore::inspect(source, snapshot, filter, survey, progress.clone())
         .await
         .doing(format!("reading {}", snapshot.name))?;
     progress.finish();

@@ -10,13 +10,13 @@ use chrono::{DateTime, Utc};
 use indicatif::HumanBytes;
 use serde::{Deserialize, Serialize};
 
-use crate::anonymize::{Finding, Verification};
 use crate::config::Config;
 pub use crate::config::Severity;
 use crate::error::Exit;
 use crate::journal::Recovery;
 use crate::media::MediaReport;
 use crate::snapshot::Snapshot;
+use crate::verify::{Finding, Verification};
 use outline::{Outline, Reader};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -595,8 +595,8 @@ pub(crate) fn example() -> Outline {
 #[cfg(test)]
 mod tests {
     use super::{Line, Reader, checks_section};
-    use crate::anonymize::Finding;
     use crate::report::RunReport;
+    use crate::verify::Finding;
 
     #[test]
     fn a_column_the_scan_found_two_ways_is_one_row() {

@@ -4,7 +4,7 @@
 //! 1. download (async task): S3 GET, the checksum of the raw bytes (checked against the
 //!    `.md5` or `.sha1` sidecar at the end of the stream), progress;
 //! 2. decode (a blocking thread): [`decode`] (decryption, decompression), the
-//!    psql-compatible [`lexer`], the [`filter`], and for a restore a [`Rewriter`] (the
+//!    psql-compatible [`lexer`], the [`filter`], and a [`StreamStage`] (for a restore the
 //!    masking: no raw personal value leaves this thread);
 //! 3. consume (the caller's task): the [`loader`] for a restore (its post-data statements
 //!    on a pool of [`session`]s, see [`postdata`]), a counter for a plan.
@@ -67,7 +67,7 @@ pub enum RestoreError {
     #[error("the restore took longer than restore.timeout ({0})")]
     TimedOut(String),
     #[error(transparent)]
-    Rewrite(RewriteError),
+    Stage(StageError),
     #[error(transparent)]
     Session(#[from] DbError),
 }
@@ -96,7 +96,7 @@ enum DecodeFailure {
     Decode(DecodeError),
     Syntax(String),
     Refused(Refusal),
-    Rewrite(RewriteError),
+    Stage(StageError),
 }
 
 impl From<DecodeFailure> for RestoreError {
@@ -105,7 +105,7 @@ impl From<DecodeFailure> for RestoreError {
             DecodeFailure::Decode(e) => e.into(),
             DecodeFailure::Syntax(message) => RestoreError::Syntax(message),
             DecodeFailure::Refused(r) => r.into(),
-            DecodeFailure::Rewrite(e) => RestoreError::Rewrite(e),
+            DecodeFailure::Stage(e) => RestoreError::Stage(e),
         }
     }
 }
@@ -125,30 +125,31 @@ pub struct Source<'a> {
     pub decrypt: Option<&'a DecryptConfig>,
 }
 
-/// A stage between the filter and the loader that rewrites or drops what passes: the
-/// masking (`crate::mask`, which builds on this module).
-pub trait Rewriter: Send + 'static {
+/// The stage between the filter and the loader: it sees everything that passes and may
+/// rewrite or drop it: the masking of a restore (`crate::mask`), or the survey of `plan` and
+/// `rules` (`crate::survey`), which only reads. Both build on this module.
+pub trait StreamStage: Send + 'static {
     /// Sees every statement the filter kept; false drops it.
-    fn statement(&mut self, s: &Statement) -> Result<bool, RewriteError>;
+    fn statement(&mut self, s: &Statement) -> Result<bool, StageError>;
     /// A chunk of COPY data: passed on (maybe rewritten), or `None` to hold it back.
-    fn copy_data(&mut self, data: Bytes) -> Result<Option<Bytes>, RewriteError>;
+    fn copy_data(&mut self, data: Bytes) -> Result<Option<Bytes>, StageError>;
     /// The end of a COPY: what is left of its data, if anything.
-    fn copy_end(&mut self) -> Result<Option<Bytes>, RewriteError>;
+    fn copy_end(&mut self) -> Result<Option<Bytes>, StageError>;
     /// Whether the COPY whose statement it just saw has its rows rewritten.
     fn masks_copy(&self) -> bool {
         false
     }
 }
 
-pub type RewriteError = Box<dyn std::error::Error + Send + Sync>;
+pub type StageError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Restores `snapshot` through `rewriter` into the scratch database `sessions` open (as the
-/// restore role); returns the rewriter after the last item.
-pub async fn restore<R: Rewriter>(
+/// Restores `snapshot` through `stage` into the scratch database `sessions` open (as the
+/// restore role); returns the stage after the last item.
+pub async fn restore<R: StreamStage>(
     source: Source<'_>,
     snapshot: &Snapshot,
     filter: Filter,
-    rewriter: R,
+    stage: R,
     sessions: &Sessions<'_>,
     progress: Arc<Progress>,
 ) -> Result<(Streamed, R), RestoreError> {
@@ -158,7 +159,7 @@ pub async fn restore<R: Rewriter>(
         source,
         snapshot,
         filter,
-        rewriter,
+        stage,
         progress,
         |items| async move {
             let mut post_data = PostData::new(sessions, &consume_progress);
@@ -168,21 +169,21 @@ pub async fn restore<R: Rewriter>(
     .await
 }
 
-/// Streams `snapshot` through checksum, decoding, the filter and `rewriter` (which reads,
+/// Streams `snapshot` through checksum, decoding, the filter and `stage` (which reads,
 /// for a plan: its output goes nowhere) without loading anything: the rows per table come
-/// from the COPY blocks. Returns the rewriter after the last item.
-pub async fn plan<R: Rewriter>(
+/// from the COPY blocks. Returns the stage after the last item.
+pub async fn inspect<R: StreamStage>(
     source: Source<'_>,
     snapshot: &Snapshot,
     filter: Filter,
-    rewriter: R,
+    stage: R,
     progress: Arc<Progress>,
 ) -> Result<(Streamed, R), RestoreError> {
     stream(
         source,
         snapshot,
         filter,
-        rewriter,
+        stage,
         progress,
         |mut items| async move {
             let mut planned = Loaded::default();
@@ -202,11 +203,11 @@ pub async fn plan<R: Rewriter>(
     .await
 }
 
-async fn stream<R: Rewriter, F, Fut>(
+async fn stream<R: StreamStage, F, Fut>(
     Source { bucket, decrypt }: Source<'_>,
     snapshot: &Snapshot,
     filter: Filter,
-    rewriter: R,
+    stage: R,
     progress: Arc<Progress>,
     consume: F,
 ) -> Result<(Streamed, R), RestoreError>
@@ -252,7 +253,7 @@ where
             &decoded_snapshot,
             secrets.as_ref(),
             filter,
-            rewriter,
+            stage,
             &load_tx,
         )
     }));
@@ -268,7 +269,7 @@ where
     let Decoded {
         bytes_sql,
         filtered,
-        rewriter,
+        stage,
     } = match decoded {
         Ok(d) => d,
         Err(Stop::Failed(e)) => return Err(e.into()),
@@ -283,7 +284,7 @@ where
         xids,
         filtered,
     };
-    Ok((streamed, rewriter))
+    Ok((streamed, stage))
 }
 
 /// Aborts the task when the restore is dropped (cancelled).
@@ -406,20 +407,20 @@ fn secrets(
     }
 }
 
-/// What the decode stage read and did: SQL bytes, the filter's counts, the rewriter.
+/// What the decode stage read and did: SQL bytes, the filter's counts, the stage.
 struct Decoded<R> {
     bytes_sql: u64,
     filtered: BTreeMap<String, u64>,
-    rewriter: R,
+    stage: R,
 }
 
 /// Decodes, splits, filters and rewrites on a blocking thread.
-fn decode<R: Rewriter>(
+fn decode<R: StreamStage>(
     input: ChannelReader,
     snapshot: &Snapshot,
     secrets: Option<&Secrets>,
     mut filter: Filter,
-    mut rewriter: R,
+    mut stage: R,
     out: &mpsc::Sender<Load>,
 ) -> Result<Decoded<R>, Stop<DecodeFailure>> {
     let upstream_failed = input.failed.clone();
@@ -441,7 +442,7 @@ fn decode<R: Rewriter>(
     let mut filtered = BTreeMap::new();
     let mut count = |reason: &str| *filtered.entry(reason.to_owned()).or_insert(0u64) += 1;
     let send = |load: Load| out.blocking_send(load).map_err(|_| Stop::Closed);
-    let rewrite = |e: RewriteError| Stop::Failed(DecodeFailure::Rewrite(e));
+    let stage_failed = |e: StageError| Stop::Failed(DecodeFailure::Stage(e));
     loop {
         let item = match lexer.next_item() {
             Ok(Some(item)) => item,
@@ -469,7 +470,7 @@ fn decode<R: Rewriter>(
                     }
                     Err(r) => return Err(Stop::Failed(DecodeFailure::Refused(r))),
                 };
-                if !rewriter.statement(&s).map_err(rewrite)? {
+                if !stage.statement(&s).map_err(stage_failed)? {
                     count("INSERT into a table emptied by anonymize.table");
                     continue;
                 }
@@ -478,19 +479,19 @@ fn decode<R: Rewriter>(
                         statement: text,
                         line: s.line,
                         table: s.copy_table(),
-                        masked: rewriter.masks_copy(),
+                        masked: stage.masks_copy(),
                     })?;
                 } else {
                     send(Load::Sql { text, line: s.line })?;
                 }
             }
             Item::CopyData(data) => {
-                if let Some(data) = rewriter.copy_data(data).map_err(rewrite)? {
+                if let Some(data) = stage.copy_data(data).map_err(stage_failed)? {
                     send(Load::CopyData(data))?;
                 }
             }
             Item::CopyEnd { rows } => {
-                if let Some(tail) = rewriter.copy_end().map_err(rewrite)? {
+                if let Some(tail) = stage.copy_end().map_err(stage_failed)? {
                     send(Load::CopyData(tail))?;
                 }
                 send(Load::CopyEnd { rows })?;
@@ -503,7 +504,7 @@ fn decode<R: Rewriter>(
     Ok(Decoded {
         bytes_sql: lexer.into_inner().bytes,
         filtered,
-        rewriter,
+        stage,
     })
 }
 

@@ -13,8 +13,8 @@ use tokio_postgres::types::ToSql;
 
 use super::classify::kinds_in_value;
 use super::{Finding, USER_SCHEMA};
-use crate::anonymize::{AnonymizeError, sql_error};
 use crate::config::AnonymizeConfig;
+use crate::verify::{AnonymizeError, sql_error};
 
 /// (object, which of its texts, the text) for every literal of the dump's objects.
 fn literals_sql() -> String {

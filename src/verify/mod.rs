@@ -1,8 +1,9 @@
-//! What follows the masked restore, in one transaction: `extra_sql` (with production's
-//! triggers off, see [`rules`]), bcrypt hashes when configured, materialized views
-//! refreshed when either changed rows, then [`verify`] and [`scan`] inside the same transaction. Anything wrong rolls
-//! everything back, and the scratch database is dropped by the caller: nothing
-//! un-anonymized is ever committed.
+//! The anonymize phase: what follows the masked restore, in one transaction. First what
+//! [`changes`] rows (`extra_sql` with production's triggers off, bcrypt hashes when
+//! configured, materialized views refreshed when either changed rows), then the [`checks`]
+//! and the PII [`scan`] inside the same transaction. Anything wrong rolls everything back,
+//! and the scratch database is dropped by the caller: nothing un-anonymized is ever
+//! committed.
 //!
 //! The transaction is the refresh's own, on a fresh session (nothing the restore left, no
 //! temp objects, no pending trigger events), run as the restore role (code of the dump's
@@ -10,10 +11,10 @@
 //! `search_path = pg_catalog, pg_temp` (no function or operator of the dump's stands in for
 //! pg_catalog's in our SQL) and row-level security and rules set aside ([`guard`]).
 
+pub mod changes;
+pub mod checks;
 mod guard;
-pub mod rules;
 pub mod scan;
-pub mod verify;
 
 use std::collections::BTreeMap;
 
@@ -23,8 +24,8 @@ use tokio_postgres::{Client, Transaction};
 use crate::config::{AnonymizeConfig, OnUnmaskedPii, RestoreConfig};
 use crate::database::sql::ServerMessage;
 use crate::mask::Masked;
+pub use checks::Verification;
 pub use scan::Finding;
-pub use verify::Verification;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Anonymized {
@@ -116,12 +117,12 @@ pub async fn run(
     .map_err(sql_error("configuring the transaction"))?;
     let set_aside = guard::set_aside(&tx).await?;
     // Before anything of ours writes rows: afterwards every row is written after its COPY.
-    let only_copied = verify::only_copied_rows(&tx, masked, xids).await?;
-    if rules::changes_data(cfg) {
+    let only_copied = checks::only_copied_rows(&tx, masked, xids).await?;
+    if changes::changes_data(cfg) {
         change_data(&tx, cfg, masked).await?;
     }
     let mut verification = vec![only_copied];
-    verification.extend(verify::run(&tx, cfg, masked).await?);
+    verification.extend(checks::run(&tx, cfg, masked).await?);
     if verification.iter().any(|c| !c.ok) {
         return Err(AnonymizeError::Verification(verification));
     }
@@ -154,7 +155,7 @@ async fn change_data(
     cfg: &AnonymizeConfig,
     masked: &Masked,
 ) -> Result<(), AnonymizeError> {
-    rules::apply(tx, cfg, masked).await?;
+    changes::apply(tx, cfg, masked).await?;
     for path in &cfg.extra_sql {
         let shown = path.display().to_string();
         let sql = std::fs::read_to_string(path).map_err(|e| AnonymizeError::ExtraSql {
@@ -172,5 +173,5 @@ async fn change_data(
                 message: e.into(),
             })?;
     }
-    rules::finish(tx).await
+    changes::finish(tx).await
 }

@@ -179,7 +179,7 @@ pub(super) mod tests {
     use super::*;
     use crate::config::{OnUnmaskedPii, PasswordHash, Secret};
 
-    pub(in crate::anonymize::scan) fn cfg() -> AnonymizeConfig {
+    pub(in crate::verify::scan) fn cfg() -> AnonymizeConfig {
         AnonymizeConfig {
             prod_admin_email: "info@shootify.io".into(),
             admin_email: "admin@staging.example.com".into(),

@@ -11,10 +11,10 @@ use tokio_postgres::types::ToSql;
 
 use super::Finding;
 use super::classify::{kind_by_name, kinds_starting_in};
-use crate::anonymize::{AnonymizeError, sql_error};
 use crate::config::AnonymizeConfig;
 use crate::database::sql::quote_ident;
 use crate::table::TableName;
+use crate::verify::{AnonymizeError, sql_error};
 
 /// 1 MiB per window, with 1 KiB of context on each side: longer than any email, number or
 /// token the classifier matches.
