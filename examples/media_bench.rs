@@ -194,8 +194,8 @@ async fn main() {
                 ..Default::default()
             };
             let proxy = proxy::Proxy::listen(port, upstream, options).await;
-            let mut stop = shutdown::on_signals();
-            stop.requested().await;
+            let stop = shutdown::on_signals();
+            stop.cancelled().await;
             let lines: String = proxy
                 .requests()
                 .iter()

@@ -9,7 +9,7 @@
 //! | [`config`] | the config file: schema, loading (TOML, env, `_file` secrets), validation |
 //! | [`error`] | exit codes of the operator contract; the guard and lock errors |
 //! | [`fault`] | fault injection points for the crash tests (debug builds only) |
-//! | [`shutdown`] | the cooperative shutdown token (a watch channel) |
+//! | [`shutdown`] | the cooperative shutdown token (tokio-util's `CancellationToken`), cancelled by SIGTERM or SIGINT |
 //! | [`progress`] | a phase's progress: a bar on a terminal, log lines otherwise |
 //! | [`lock`] | one refresh at a time: the flock'd lock file |
 //! | [`store`] | S3 clients; the production bucket's read-only type |

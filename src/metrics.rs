@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::media::MediaReport;
 use crate::report::{Outcome, RunKind, RunReport};
-use crate::shutdown::Shutdown;
+use crate::shutdown::CancellationToken;
 use crate::staging::maintenance;
 use crate::state::{State, StateFile};
 
@@ -413,7 +413,7 @@ pub async fn serve(
     listen: SocketAddr,
     metrics: Arc<Metrics>,
     sources: Sources,
-    mut shutdown: Shutdown,
+    shutdown: CancellationToken,
 ) -> Result<Endpoint, ListenError> {
     let error = |source| ListenError {
         addr: listen,
@@ -432,7 +432,7 @@ pub async fn serve(
                         continue;
                     }
                 },
-                () = shutdown.requested() => return,
+                () = shutdown.cancelled() => return,
             };
             let (metrics, sources) = (metrics.clone(), sources.clone());
             tokio::spawn(async move {

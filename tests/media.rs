@@ -17,7 +17,7 @@ use staging_refresh::error::{Exit, exit_for};
 use staging_refresh::media::{
     CopyMode, MARKER_KEY, MediaError, MediaProgress, MediaReport, Mirror, write_marker,
 };
-use staging_refresh::shutdown::{self, Shutdown};
+use staging_refresh::shutdown::CancellationToken;
 use staging_refresh::store::TargetBucket;
 
 const MIB: usize = 1024 * 1024;
@@ -160,7 +160,7 @@ async fn assert_mirrored(source: &str, target: &str, sample: &[String]) {
 
 async fn sync(mirror: &Mirror) -> MediaReport {
     let progress = MediaProgress::new();
-    let shutdown = Shutdown::never();
+    let shutdown = CancellationToken::new();
     let copied = mirror.copy_pass(&progress, &shutdown).await.unwrap();
     mirror.delete_pass(&copied, &progress, &shutdown).await
 }
@@ -229,7 +229,7 @@ async fn the_target_ends_equal_to_the_source_and_a_resync_changes_nothing() {
     // The plan says what the sync will do, and does nothing.
     let before = listing(&target).await;
     let plan = mirror
-        .plan(&MediaProgress::new(), &Shutdown::never())
+        .plan(&MediaProgress::new(), &CancellationToken::new())
         .await
         .unwrap();
     assert_eq!(plan.listed_source, source_count as u64);
@@ -342,7 +342,7 @@ async fn a_target_without_marker_or_equal_to_the_source_is_refused() {
     ))
     .unwrap();
     let err = mirror
-        .copy_pass(&MediaProgress::new(), &Shutdown::never())
+        .copy_pass(&MediaProgress::new(), &CancellationToken::new())
         .await
         .unwrap_err();
     assert!(matches!(err, MediaError::Refused(_)), "{err:?}");
@@ -480,7 +480,8 @@ async fn a_shutdown_stops_the_copy_pass_part_way() {
     );
     config.concurrency = 4;
     let mirror = Mirror::new(&config).unwrap();
-    let (trigger, stop) = shutdown::channel();
+    let trigger = CancellationToken::new();
+    let stop = trigger.clone();
     let progress = MediaProgress::new();
     let pass = mirror.copy_pass(&progress, &stop);
     // Stop once the pass is under way (a fixed delay raced the listing on a loaded machine).
@@ -488,7 +489,7 @@ async fn a_shutdown_stops_the_copy_pass_part_way() {
         while progress.snapshot().copied == 0 {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        trigger.trigger();
+        trigger.cancel();
     });
     assert!(matches!(result, Err(MediaError::Cancelled)), "{result:?}");
     let copied = listing(&target).await.len() - 1;

@@ -17,7 +17,7 @@ use common::staging::prod_dump;
 use common::{smtp, unique};
 use staging_refresh::config::Config;
 use staging_refresh::metrics::{self, Metrics, Sources};
-use staging_refresh::shutdown;
+use staging_refresh::shutdown::CancellationToken;
 use staging_refresh::state::StateFile;
 
 /// Values of the production fixture (tests/fixtures/prod-shaped.sql) no email may carry.
@@ -65,8 +65,9 @@ fn close_to(actual: f64, expected: DateTime<Utc>) -> bool {
 }
 
 /// Serves the metrics of `config`'s state dir on a free port, as the daemon does.
-async fn serve(config: &Config) -> (metrics::Endpoint, shutdown::ShutdownTrigger) {
-    let (trigger, shutdown) = shutdown::channel();
+async fn serve(config: &Config) -> (metrics::Endpoint, CancellationToken) {
+    let trigger = CancellationToken::new();
+    let shutdown = trigger.clone();
     let endpoint = metrics::serve(
         "127.0.0.1:0".parse().unwrap(),
         Arc::new(Metrics::new()),
@@ -254,7 +255,7 @@ async fn metrics_tell_what_the_runs_did_and_survive_a_restart() {
     );
 
     // A restart: a fresh endpoint reads the same state and says the same.
-    stop.trigger();
+    stop.cancel();
     endpoint.stopped().await;
     let (restarted, _stop) = serve(&staging.loaded()).await;
     assert_eq!(scrape(restarted.addr).await, after_failure);

@@ -32,7 +32,7 @@ use crate::progress::Progress;
 use crate::recovery;
 use crate::refresh::{self, Observer, Options};
 use crate::report::{Phase, RunReport};
-use crate::shutdown::{self, Shutdown, ShutdownTrigger};
+use crate::shutdown::CancellationToken;
 use crate::snapshot::Selection;
 use crate::state::{CurrentRun, Recorder, StateFile};
 use control::Reply;
@@ -79,8 +79,8 @@ pub struct Daemon {
     active: tokio::sync::Mutex<Option<ActiveRun>>,
     /// The next scheduled run, for `status`, the state file and systemd's STATUS.
     next_run: watch::Sender<Option<DateTime<Utc>>>,
-    stop_runs: ShutdownTrigger,
-    stopping: Shutdown,
+    stop_runs: CancellationToken,
+    stopping: CancellationToken,
 }
 
 struct ActiveRun {
@@ -164,17 +164,18 @@ pub async fn run(
     let socket = config.daemon.control_socket.clone();
     recover_at_start(&config).await;
     // The endpoint reads the state file and the flag at every scrape: it needs no updates.
-    let (stop_metrics, metrics_stopping) = shutdown::channel();
+    let stop_metrics = CancellationToken::new();
     let endpoint = metrics::serve(
         config.metrics.listen,
         Arc::new(Metrics::new()),
         Sources::of(&config),
-        metrics_stopping,
+        stop_metrics.clone(),
     )
     .await?;
     tracing::info!(listen = %endpoint.addr, "metrics endpoint up");
 
-    let (stop_runs, stopping) = shutdown::channel();
+    let stop_runs = CancellationToken::new();
+    let stopping = stop_runs.clone();
     let daemon = Arc::new(Daemon {
         config_path: config_path.to_owned(),
         config: RwLock::new(Arc::new(config)),
@@ -242,7 +243,7 @@ pub async fn run(
     drop(control);
     let _ = std::fs::remove_file(&socket);
     daemon.stop(connections).await;
-    stop_metrics.trigger();
+    stop_metrics.cancel();
     endpoint.stopped().await;
     Ok(())
 }
@@ -293,7 +294,7 @@ impl Daemon {
     /// `trigger --wait` clients get its report.
     async fn stop(&self, mut connections: JoinSet<()>) {
         // Triggered before looking: `start` checks it under the same lock, so no run slips in.
-        self.stop_runs.trigger();
+        self.stop_runs.cancel();
         let running = self.active.lock().await.take();
         let running = running.filter(|run| !run.task.is_finished());
         systemd::stopping(if running.is_some() {
@@ -412,7 +413,7 @@ impl Daemon {
     /// an id (or found the lock held).
     pub async fn start(self: &Arc<Self>, selection: Selection) -> Result<Started, DaemonError> {
         let mut active = self.active.lock().await;
-        if self.stopping.is_requested() {
+        if self.stopping.is_cancelled() {
             return Err(DaemonError::Stopping);
         }
         if let Some(run) = active.as_ref().filter(|run| run.running()) {
@@ -445,7 +446,7 @@ impl Daemon {
                 observer.ended(report);
                 notify::after_run(&config, report).await;
             }
-            if !daemon.stopping.is_requested() {
+            if !daemon.stopping.is_cancelled() {
                 let schedule = Schedule::new(&daemon.config().schedule);
                 systemd::status(&daemon.idle_status(&schedule));
             }

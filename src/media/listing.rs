@@ -15,7 +15,7 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 
 use super::retry::Backoff;
-use crate::shutdown::Shutdown;
+use crate::shutdown::CancellationToken;
 use crate::store::{ErrorKind, ListPage, ObjectInfo, SourceBucket, StoreError, TargetBucket};
 
 /// Keys per listing request: half of S3's maximum, so more ranges list at once in the same
@@ -44,7 +44,7 @@ pub(super) async fn for_each_chunk<'a, F, Fut>(
     target: &'a TargetBucket,
     backoff: &'a Backoff,
     in_flight: usize,
-    shutdown: &Shutdown,
+    shutdown: &CancellationToken,
     mut handle: F,
 ) -> Result<(), StoreError>
 where
@@ -59,7 +59,7 @@ where
     let mut running: FuturesUnordered<BoxFuture<'a, Done>> = FuturesUnordered::new();
     let mut failure = None;
     loop {
-        while failure.is_none() && !shutdown.is_requested() && running.len() < in_flight {
+        while failure.is_none() && !shutdown.is_cancelled() && running.len() < in_flight {
             let Some(range) = queue.pop_front() else {
                 break;
             };

@@ -36,7 +36,7 @@ pub use report::{CopyMode, Failure, MediaPlan, MediaProgress, MediaProgressSnaps
 
 use crate::config::{BucketConfig, ConfigError, MaxDelete, MediaConfig};
 use crate::error::Refused;
-use crate::shutdown::Shutdown;
+use crate::shutdown::CancellationToken;
 use crate::store::{SourceBucket, StoreError, TargetBucket};
 use copy::Copier;
 use delete::Candidates;
@@ -134,7 +134,7 @@ impl Mirror {
     /// Refuses a target bucket without the opt-in marker. The copy pass checks it too; call
     /// it first to refuse before anything else of a run changes.
     pub async fn guard(&self) -> Result<(), MediaError> {
-        self.check_marker(&Backoff::new(MediaProgress::new(), Shutdown::never()))
+        self.check_marker(&Backoff::new(MediaProgress::new(), CancellationToken::new()))
             .await
     }
 
@@ -162,7 +162,7 @@ impl Mirror {
     pub async fn copy_pass(
         &self,
         progress: &MediaProgress,
-        shutdown: &Shutdown,
+        shutdown: &CancellationToken,
     ) -> Result<CopyOutcome, MediaError> {
         let _log = progress.log_periodically("media copy");
         self.walk(true, progress, shutdown).await
@@ -172,7 +172,7 @@ impl Mirror {
     pub async fn plan(
         &self,
         progress: &MediaProgress,
-        shutdown: &Shutdown,
+        shutdown: &CancellationToken,
     ) -> Result<MediaPlan, MediaError> {
         let _log = progress.log_periodically("media plan");
         let outcome = self.walk(false, progress, shutdown).await?;
@@ -204,7 +204,7 @@ impl Mirror {
         &self,
         copied: &CopyOutcome,
         progress: &MediaProgress,
-        shutdown: &Shutdown,
+        shutdown: &CancellationToken,
     ) -> MediaReport {
         let started = Instant::now();
         let mut report = copied.report.clone();
@@ -214,7 +214,7 @@ impl Mirror {
             report.listed_target,
             report.delete_candidates,
         );
-        if report.deletes_refused.is_none() && shutdown.is_requested() {
+        if report.deletes_refused.is_none() && shutdown.is_cancelled() {
             report.deletes_refused = Some("shutdown requested before the delete pass".into());
         }
         if let Some(reason) = &report.deletes_refused {
@@ -240,7 +240,7 @@ impl Mirror {
         &self,
         execute: bool,
         progress: &MediaProgress,
-        shutdown: &Shutdown,
+        shutdown: &CancellationToken,
     ) -> Result<CopyOutcome, MediaError> {
         let started = Instant::now();
         progress.restart_clock();
@@ -270,7 +270,7 @@ impl Mirror {
                         }
                         Action::Copy(object) => {
                             progress.to_copy(object);
-                            if !execute || shutdown.is_requested() {
+                            if !execute || shutdown.is_cancelled() {
                                 continue;
                             }
                             let slot = slots.clone().acquire_owned().await.expect("never closed");
@@ -304,7 +304,7 @@ impl Mirror {
             handle,
         )
         .await;
-        if shutdown.is_requested() {
+        if shutdown.is_cancelled() {
             return Err(MediaError::Cancelled);
         }
         listed.map_err(MediaError::Listing)?;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::report::MediaProgress;
-use crate::shutdown::Shutdown;
+use crate::shutdown::CancellationToken;
 use crate::store::{ErrorKind, StoreError};
 
 /// Tries per step; the last error is reported after this many.
@@ -22,7 +22,7 @@ const MAX_DELAY: Duration = Duration::from_secs(20);
 pub(super) struct Backoff {
     pause: Mutex<Pause>,
     progress: MediaProgress,
-    shutdown: Shutdown,
+    shutdown: CancellationToken,
 }
 
 /// The shared slow-down: nothing is sent before `until`.
@@ -32,7 +32,7 @@ struct Pause {
 }
 
 impl Backoff {
-    pub(super) fn new(progress: MediaProgress, shutdown: Shutdown) -> Backoff {
+    pub(super) fn new(progress: MediaProgress, shutdown: CancellationToken) -> Backoff {
         Backoff {
             pause: Mutex::new(Pause {
                 delay: Duration::ZERO,
@@ -66,10 +66,10 @@ impl Backoff {
                     let ceiling = FIRST_DELAY
                         .saturating_mul(1 << attempt.min(16))
                         .min(MAX_DELAY);
-                    let mut shutdown = self.shutdown.clone();
+                    let shutdown = self.shutdown.clone();
                     tokio::select! {
                         _ = tokio::time::sleep(ceiling.mul_f64(fastrand::f64())) => {}
-                        _ = shutdown.requested() => return Err(e),
+                        _ = shutdown.cancelled() => return Err(e),
                     }
                 }
                 Err(e) => return Err(e),
@@ -113,7 +113,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn retries_temporary_errors_only_and_counts_them() {
         let progress = MediaProgress::new();
-        let backoff = Backoff::new(progress.clone(), Shutdown::never());
+        let backoff = Backoff::new(progress.clone(), CancellationToken::new());
         let calls = AtomicU32::new(0);
         let out = backoff
             .run(|| async {

@@ -39,7 +39,7 @@ use crate::recovery;
 use crate::report::{Phase, PhaseTiming, RunReport, SnapshotReport};
 use crate::restore::session::Sessions;
 use crate::restore::{self, RestoreError, filter::Filter};
-use crate::shutdown::Shutdown;
+use crate::shutdown::CancellationToken;
 use crate::snapshot::{Catalog, Selection, Snapshot};
 use crate::store::SourceBucket;
 use crate::verify::{self, AnonymizeError};
@@ -69,7 +69,7 @@ pub async fn run(
     config: &Config,
     selection: &Selection,
     options: &Options,
-    shutdown: Shutdown,
+    shutdown: CancellationToken,
     observer: &dyn Observer,
 ) -> Result<RunReport, LockError> {
     let run_id = new_run_id();
@@ -145,7 +145,7 @@ struct Run<'a> {
     config: &'a Config,
     server: Server,
     observer: &'a dyn Observer,
-    shutdown: Shutdown,
+    shutdown: CancellationToken,
     journal: &'a Journal,
     /// Something the run changed could not be undone (the journal keeps it for recovery).
     left_behind: bool,
@@ -215,7 +215,7 @@ impl Run<'_> {
         // data staging serves now stays whole if the refresh stops here.
         let media_progress = MediaProgress::new();
         self.observer.media(&media_progress);
-        let mut shutdown = self.shutdown.clone();
+        let shutdown = self.shutdown.clone();
         let copy_shutdown = self.shutdown.clone();
         if mirror.is_some() {
             self.journal.record(|e| e.media = Some(MediaPass::Copy))?;
@@ -243,7 +243,7 @@ impl Run<'_> {
         };
         let prepared = tokio::select! {
             result = async { tokio::try_join!(database, copy_pass) } => result,
-            () = shutdown.requested() => Err(RunError::Cancelled),
+            () = shutdown.cancelled() => Err(RunError::Cancelled),
         };
         // However phase 1 ended (a signal drops it wherever it was), the restore role's
         // login for this run is taken back; if it cannot be, the next start's recovery does.
@@ -259,7 +259,7 @@ impl Run<'_> {
         };
         // A signal that came as the last step finished still counts as before cutover.
         let swapped = match prepared {
-            Ok(_) if self.shutdown.is_requested() => Err(RunError::Cancelled),
+            Ok(_) if self.shutdown.is_cancelled() => Err(RunError::Cancelled),
             Ok((_, copied)) => self
                 .cut_over(&maintenance, &snapshot)
                 .await

@@ -16,7 +16,7 @@ use crate::refresh::{Doing, Options, RunError, restore_filter, select_snapshot};
 use crate::report::SnapshotReport;
 use crate::restore::filter::Filter;
 use crate::restore::{self, Streamed};
-use crate::shutdown::Shutdown;
+use crate::shutdown::CancellationToken;
 use crate::snapshot::{Selection, Snapshot};
 use crate::store::SourceBucket;
 use crate::survey::{Columns, Survey};
@@ -56,7 +56,7 @@ pub async fn plan(
     let media = if config.media.enabled && !options.skip_media {
         let mirror = Mirror::new(&config.media)?;
         let plan = mirror
-            .plan(&MediaProgress::new(), &Shutdown::never())
+            .plan(&MediaProgress::new(), &CancellationToken::new())
             .await?;
         Some(plan)
     } else {
