@@ -87,8 +87,8 @@ impl BucketArgs {
             endpoint: Some(self.endpoint.clone()),
             region: self.region.clone(),
             bucket: self.bucket.clone(),
-            access_key_id: Some(Secret::new(&self.access_key)),
-            secret_access_key: Some(Secret::new(&self.secret_key)),
+            access_key_id: Some(Secret::from(self.access_key.as_str())),
+            secret_access_key: Some(Secret::from(self.secret_key.as_str())),
         }
     }
 

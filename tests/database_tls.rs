@@ -15,7 +15,7 @@ fn tls_postgres() -> &'static Postgres {
 }
 
 async fn encrypted(url: String) -> Result<bool, String> {
-    let server = Server::new(&Secret::new(url));
+    let server = Server::new(&Secret::from(url));
     let client = server.connect(None).await.map_err(|e| e.to_string())?;
     let row = client
         .query_one(

@@ -51,8 +51,8 @@ fn bucket_config(endpoint: &str, bucket: &str) -> BucketConfig {
         endpoint: Some(endpoint.to_owned()),
         region: S3_REGION.into(),
         bucket: bucket.into(),
-        access_key_id: Some(Secret::new(S3_ACCESS_KEY)),
-        secret_access_key: Some(Secret::new(S3_SECRET_KEY)),
+        access_key_id: Some(Secret::from(S3_ACCESS_KEY)),
+        secret_access_key: Some(Secret::from(S3_SECRET_KEY)),
     }
 }
 

@@ -57,31 +57,9 @@ fn key_error(key: impl Into<String>, message: impl fmt::Display) -> ConfigError 
     }
 }
 
-/// A value that must never be printed: `Debug` and `Display` show `[redacted]`.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+/// A value that must never be printed (secrecy's `SecretString`: `Debug` shows it redacted,
+/// the memory is zeroed on drop; `expose_secret` is the one way to read it).
+pub use secrecy::{ExposeSecret, SecretString as Secret};
 
 /// The whole file, one field per section.
 #[derive(Debug, Clone, Deserialize)]
@@ -414,8 +392,9 @@ admin_password = "correct horse"
             ),
             (Some("http://127.0.0.1:9000"), "eu-west-1", "snaps")
         );
-        assert_eq!(store.access_key_id, Some(Secret::new("AKID")));
-        assert_eq!(store.secret_access_key, Some(Secret::new("sk")));
+        let exposed = |s: &Option<Secret>| s.as_ref().map(|s| s.expose_secret().to_owned());
+        assert_eq!(exposed(&store.access_key_id).as_deref(), Some("AKID"));
+        assert_eq!(exposed(&store.secret_access_key).as_deref(), Some("sk"));
 
         for unknown in ["buket", "store"] {
             let text = MINIMAL.replace("[database]", &format!("{unknown} = \"x\"\n[database]"));
@@ -460,7 +439,7 @@ admin_password = "correct horse"
             &format!("admin_password_file = {:?}", secret.display().to_string()),
         );
         let c = load(&text, &[]).unwrap();
-        assert_eq!(c.anonymize.admin_password.expose(), "from-a-file-secret");
+        assert_eq!(c.anonymize.admin_password.expose_secret(), "from-a-file-secret");
         assert!(!format!("{c:?}").contains("from-a-file-secret"));
         assert!(!format!("{c:?}").contains("correct horse"));
 
@@ -499,7 +478,7 @@ admin_password = "correct horse"
         let hooks = c.notify.unwrap().webhook;
         assert_eq!(hooks[1].kind, WebhookKind::Slack);
         assert_eq!(
-            hooks[1].url.expose(),
+            hooks[1].url.expose_secret(),
             "https://chat.example.com/hooks/token-5e1f"
         );
         assert_eq!(
@@ -540,7 +519,7 @@ admin_password = "correct horse"
         };
         let c = with("restore-secret\n").unwrap();
         let password = c.database.restore_password.as_ref().unwrap();
-        assert_eq!(password.expose(), "restore-secret");
+        assert_eq!(password.expose_secret(), "restore-secret");
         assert!(!format!("{c:?}").contains("restore-secret"));
         assert_eq!(
             key_of(with("\n").unwrap_err()),

@@ -17,7 +17,7 @@ fn yes() -> bool {
 
 /// Where an S3-compatible bucket is and how to reach it: `[media.source]`, `[media.target]`,
 /// and the same keys written flat in `[snapshot]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BucketConfig {
     pub endpoint: Option<String>,

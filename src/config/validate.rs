@@ -1,6 +1,7 @@
 //! Checks serde cannot make, one function per section, run once at load. Every error names
 //! the key at fault.
 
+use crate::config::ExposeSecret;
 use std::str::FromStr;
 
 use super::schema::{
@@ -54,7 +55,7 @@ fn snapshot(s: &SnapshotConfig) -> Result<(), ConfigError> {
 }
 
 fn database(d: &DatabaseConfig) -> Result<(), ConfigError> {
-    tokio_postgres::Config::from_str(d.url.expose()).map_err(|_| {
+    tokio_postgres::Config::from_str(d.url.expose_secret()).map_err(|_| {
         key_error(
             "database.url",
             "not a PostgreSQL connection URL (postgres://user@host:port/postgres)",
@@ -66,7 +67,7 @@ fn database(d: &DatabaseConfig) -> Result<(), ConfigError> {
     }
     if d.restore_password
         .as_ref()
-        .is_some_and(|p| p.expose().is_empty())
+        .is_some_and(|p| p.expose_secret().is_empty())
     {
         return Err(key_error(
             "database.restore_password_file",
@@ -94,13 +95,13 @@ fn anonymize(a: &AnonymizeConfig) -> Result<(), ConfigError> {
             return Err(key_error(key, format!("{email:?} is not an email address")));
         }
     }
-    if a.admin_password.expose().chars().count() < 8 {
+    if a.admin_password.expose_secret().chars().count() < 8 {
         return Err(key_error(
             "anonymize.admin_password",
             "must be at least 8 characters",
         ));
     }
-    if a.admin_password.expose().len() > 72 {
+    if a.admin_password.expose_secret().len() > 72 {
         return Err(key_error(
             "anonymize.admin_password",
             "bcrypt uses at most 72 bytes; choose a shorter password",
@@ -173,7 +174,7 @@ fn media(m: &MediaConfig) -> Result<(), ConfigError> {
 
 fn redis(r: &RedisConfig) -> Result<(), ConfigError> {
     if let Some(url) = &r.url {
-        redis_url_scheme(url.expose()).ok_or_else(|| {
+        redis_url_scheme(url.expose_secret()).ok_or_else(|| {
             key_error(
                 "redis.url",
                 "expected redis://host:port[/db] or rediss://...",
@@ -212,7 +213,7 @@ fn schedule(s: &ScheduleConfig) -> Result<(), ConfigError> {
 }
 
 fn notify(n: &NotifyConfig) -> Result<(), ConfigError> {
-    let scheme = n.smtp_url.expose().split("://").next().unwrap_or("");
+    let scheme = n.smtp_url.expose_secret().split("://").next().unwrap_or("");
     if !["smtp", "smtps"].contains(&scheme) {
         return Err(key_error(
             "notify.smtp_url",
@@ -229,8 +230,8 @@ fn notify(n: &NotifyConfig) -> Result<(), ConfigError> {
         return Err(key_error("notify.to", "needs at least one address"));
     }
     for (i, w) in n.webhook.iter().enumerate() {
-        let scheme = w.url.expose().split("://").next().unwrap_or("");
-        if !["http", "https"].contains(&scheme) || w.url.expose().parse::<hyper::Uri>().is_err() {
+        let scheme = w.url.expose_secret().split("://").next().unwrap_or("");
+        if !["http", "https"].contains(&scheme) || w.url.expose_secret().parse::<hyper::Uri>().is_err() {
             // The URL is a secret: the message does not quote it.
             return Err(key_error(
                 format!("notify.webhook[{i}].url"),

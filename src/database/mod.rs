@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio_postgres::Client;
 use tokio_postgres::config::SslMode;
 
-use crate::config::Secret;
+use crate::config::{ExposeSecret, Secret};
 use sql::{ServerMessage, quote_ident};
 
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +52,7 @@ impl Server {
     /// The URL was validated when the config loaded.
     pub fn new(url: &Secret) -> Server {
         let mut config =
-            tokio_postgres::Config::from_str(url.expose()).expect("validated at config load");
+            tokio_postgres::Config::from_str(url.expose_secret()).expect("validated at config load");
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
@@ -105,7 +105,7 @@ impl Server {
         config
             .dbname(database)
             .user(user)
-            .password(password.expose());
+            .password(password.expose_secret());
         self.connect_with(config).await
     }
 
@@ -320,8 +320,8 @@ mod tests {
 
     #[test]
     fn redacted_postgres_hides_the_password() {
-        let url = Secret::new("postgres://refresh:hunter2@db.internal:6543/postgres");
-        let shown = redacted_postgres(&url.expose().parse().unwrap());
+        let url = Secret::from("postgres://refresh:hunter2@db.internal:6543/postgres");
+        let shown = redacted_postgres(&url.expose_secret().parse().unwrap());
         assert_eq!(shown, "postgres://refresh@db.internal:6543/postgres");
     }
 }

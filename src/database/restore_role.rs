@@ -14,7 +14,7 @@
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
-use crate::config::Secret;
+use crate::config::{ExposeSecret, Secret};
 
 use super::sql::ServerMessage;
 use super::sql::quote_ident;
@@ -189,7 +189,7 @@ pub async fn ensure(
     }
     let mut random = [0u8; 24];
     getrandom::fill(&mut random).expect("the OS random source works");
-    let password = Secret::new(hex::encode(random));
+    let password = Secret::from(hex::encode(random));
     server
         .execute(
             client,
@@ -197,7 +197,7 @@ pub async fn ensure(
             &format!(
                 "ALTER ROLE {} LOGIN PASSWORD '{}'",
                 quote_ident(role),
-                password.expose()
+                password.expose_secret()
             ),
         )
         .await?;

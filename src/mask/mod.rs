@@ -13,6 +13,7 @@ pub mod kinds;
 pub mod rules;
 pub mod schema;
 
+use crate::config::ExposeSecret;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -175,7 +176,7 @@ impl Masker {
     pub fn from_config(cfg: &AnonymizeConfig, state_dir: &Path) -> Result<Masker, MaskError> {
         let rules = Rules::from_config(cfg)?;
         let key = Key::load(cfg.mask_key_file.as_deref(), state_dir)?;
-        let hash = bcrypt::hash(cfg.admin_password.expose(), BCRYPT_COST)
+        let hash = bcrypt::hash(cfg.admin_password.expose_secret(), BCRYPT_COST)
             .map_err(|e| MaskError::AdminHash(e.to_string()))?;
         let admin = Admin {
             prod_email: cfg.prod_admin_email.clone(),

@@ -1,6 +1,7 @@
 //! The summary email on the wire: one multipart (text and HTML) message through lettre's SMTP
 //! transport.
 
+use crate::config::ExposeSecret;
 use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart};
@@ -50,7 +51,7 @@ pub async fn send(notify: &NotifyConfig, summary: &Summary) -> Result<(), Notify
         summary.text.clone(),
         summary.html.clone(),
     ))?;
-    let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(notify.smtp_url.expose())
+    let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(notify.smtp_url.expose_secret())
         .map_err(NotifyError::Url)?
         .timeout(Some(SMTP_TIMEOUT))
         .build();

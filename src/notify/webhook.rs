@@ -4,6 +4,7 @@
 //! outline as a document. Posted with a timeout and one retry. The URL is a secret: no error
 //! or log line quotes it, a webhook is named by its place in the config and its kind.
 
+use crate::config::ExposeSecret;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -133,7 +134,7 @@ pub async fn send(
         http_client().map_err(|e| error(format!("no TLS roots: {e}")))?;
     let uri: hyper::Uri = webhook
         .url
-        .expose()
+        .expose_secret()
         .parse()
         .map_err(|_| error("the url is not a valid URL".into()))?;
     let body = Bytes::from(payload(webhook.kind, outline).to_string());

@@ -3,6 +3,7 @@
 //! bzip2, xz or none). Each layer is confirmed by its first bytes, streams with bounded
 //! memory, and names itself in its errors.
 
+use crate::config::ExposeSecret;
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Cursor, Read};
 
@@ -173,7 +174,7 @@ impl Secrets {
             None => None,
         };
         Ok(Secrets {
-            passphrase: cfg.passphrase.as_ref().map(|p| Password::from(p.expose())),
+            passphrase: cfg.passphrase.as_ref().map(|p| Password::from(p.expose_secret())),
             key,
         })
     }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::config::Secret;
+use crate::config::{ExposeSecret, Secret};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -19,7 +19,7 @@ async fn command(url: &Secret, name: &'static str) -> Result<(), RedisError> {
         message,
     };
     let work = async {
-        let client = redis::Client::open(url.expose()).map_err(|e| error(e.to_string()))?;
+        let client = redis::Client::open(url.expose_secret()).map_err(|e| error(e.to_string()))?;
         let mut connection = client
             .get_multiplexed_async_connection()
             .await

@@ -1,5 +1,6 @@
 //! The SDK client of one bucket and its reads; the production bucket's read-only type.
 
+use crate::config::ExposeSecret;
 use super::*;
 
 /// Connection details shared by both bucket types.
@@ -38,8 +39,8 @@ impl Bucket {
         }
         if let (Some(id), Some(secret)) = (&cfg.access_key_id, &cfg.secret_access_key) {
             builder = builder.credentials_provider(Credentials::new(
-                id.expose(),
-                secret.expose(),
+                id.expose_secret(),
+                secret.expose_secret(),
                 None,
                 None,
                 "staging-refresh config",

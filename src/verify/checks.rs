@@ -1,6 +1,7 @@
 //! Verification inside the anonymizing transaction: the masking (and `extra_sql`) left what
 //! staging promises, or nothing commits.
 
+use crate::config::ExposeSecret;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
@@ -69,7 +70,7 @@ pub async fn run(
     let (admin_email, admin_hash): (String, String) =
         admin.map(|r| (r.get(0), r.get(1))).unwrap_or_default();
     // bcrypt takes a core for a quarter of a second: it runs beside the queries below.
-    let password = cfg.admin_password.expose().to_owned();
+    let password = cfg.admin_password.expose_secret().to_owned();
     let verifying =
         tokio::task::spawn_blocking(move || bcrypt::verify(password, &admin_hash).unwrap_or(false));
     let superusers = tx

@@ -183,7 +183,7 @@ pub(super) mod tests {
         AnonymizeConfig {
             prod_admin_email: "info@shootify.io".into(),
             admin_email: "admin@staging.example.com".into(),
-            admin_password: Secret::new("password"),
+            admin_password: Secret::from("password"),
             password_hash: PasswordHash::Unusable,
             email_domain: "staging.invalid".into(),
             on_unmasked_pii: OnUnmaskedPii::Warn,
