@@ -439,7 +439,10 @@ admin_password = "correct horse"
             &format!("admin_password_file = {:?}", secret.display().to_string()),
         );
         let c = load(&text, &[]).unwrap();
-        assert_eq!(c.anonymize.admin_password.expose_secret(), "from-a-file-secret");
+        assert_eq!(
+            c.anonymize.admin_password.expose_secret(),
+            "from-a-file-secret"
+        );
         assert!(!format!("{c:?}").contains("from-a-file-secret"));
         assert!(!format!("{c:?}").contains("correct horse"));
 

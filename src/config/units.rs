@@ -66,35 +66,15 @@ pub fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error
     })
 }
 
-/// A size in bytes: a plain number, or a number with a unit such as "512MiB", "5 GiB", "64MB".
+/// A size in bytes: a plain number, or a number with a unit such as "512MiB", "5 GiB", "64MB"
+/// (bytesize's units: KB is 1000 bytes, KiB 1024).
 fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1000,
-        "m" | "mb" => 1000 * 1000,
-        "g" | "gb" => 1000 * 1000 * 1000,
-        "t" | "tb" => 1000 * 1000 * 1000 * 1000,
-        "kib" => 1024,
-        "mib" => MIB,
-        "gib" => GIB,
-        "tib" => 1024 * GIB,
-        _ => {
-            return Err(format!(
-                "unknown size unit in {text:?}; use B, KiB, MiB, GiB, KB, MB or GB"
-            ));
-        }
-    };
-    match number.parse::<f64>() {
-        Ok(n) if n >= 0.0 && n.is_finite() => Ok((n * multiplier as f64).round() as u64),
-        _ => Err(format!(
-            "invalid size {text:?}; use a form like \"512MiB\" or \"5GiB\""
-        )),
-    }
+    text.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|size| size.as_u64())
+        .map_err(|_| {
+            format!("invalid size {text:?}; use a form like \"512MiB\", \"5GiB\" or \"64MB\"")
+        })
 }
 
 pub fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {

@@ -231,7 +231,9 @@ fn notify(n: &NotifyConfig) -> Result<(), ConfigError> {
     }
     for (i, w) in n.webhook.iter().enumerate() {
         let scheme = w.url.expose_secret().split("://").next().unwrap_or("");
-        if !["http", "https"].contains(&scheme) || w.url.expose_secret().parse::<hyper::Uri>().is_err() {
+        if !["http", "https"].contains(&scheme)
+            || w.url.expose_secret().parse::<hyper::Uri>().is_err()
+        {
             // The URL is a secret: the message does not quote it.
             return Err(key_error(
                 format!("notify.webhook[{i}].url"),

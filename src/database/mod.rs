@@ -51,8 +51,8 @@ fn session_name(pid: u32) -> String {
 impl Server {
     /// The URL was validated when the config loaded.
     pub fn new(url: &Secret) -> Server {
-        let mut config =
-            tokio_postgres::Config::from_str(url.expose_secret()).expect("validated at config load");
+        let mut config = tokio_postgres::Config::from_str(url.expose_secret())
+            .expect("validated at config load");
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }

@@ -134,8 +134,11 @@ impl Mirror {
     /// Refuses a target bucket without the opt-in marker. The copy pass checks it too; call
     /// it first to refuse before anything else of a run changes.
     pub async fn guard(&self) -> Result<(), MediaError> {
-        self.check_marker(&Backoff::new(MediaProgress::new(), CancellationToken::new()))
-            .await
+        self.check_marker(&Backoff::new(
+            MediaProgress::new(),
+            CancellationToken::new(),
+        ))
+        .await
     }
 
     async fn check_marker(&self, backoff: &Backoff) -> Result<(), MediaError> {

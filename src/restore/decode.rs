@@ -174,7 +174,10 @@ impl Secrets {
             None => None,
         };
         Ok(Secrets {
-            passphrase: cfg.passphrase.as_ref().map(|p| Password::from(p.expose_secret())),
+            passphrase: cfg
+                .passphrase
+                .as_ref()
+                .map(|p| Password::from(p.expose_secret())),
             key,
         })
     }

@@ -1,7 +1,7 @@
 //! The SDK client of one bucket and its reads; the production bucket's read-only type.
 
-use crate::config::ExposeSecret;
 use super::*;
+use crate::config::ExposeSecret;
 
 /// Connection details shared by both bucket types.
 #[derive(Clone)]
