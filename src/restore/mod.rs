@@ -30,6 +30,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::mpsc;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::config::DecryptConfig;
 use crate::database::DbError;
@@ -238,7 +239,8 @@ where
 
     let (raw_tx, raw_rx) = mpsc::channel(CHANNEL_DEPTH);
     let (load_tx, load_rx) = mpsc::channel(CHANNEL_DEPTH);
-    let download = AbortOnDrop(tokio::spawn(download(
+    // Aborted when the restore is dropped (cancelled).
+    let download = AbortOnDropHandle::new(tokio::spawn(download(
         body,
         raw_tx,
         checksum,
@@ -247,7 +249,7 @@ where
         progress,
     )));
     let decoded_snapshot = snapshot.clone();
-    let decode = AbortOnDrop(tokio::task::spawn_blocking(move || {
+    let decode = AbortOnDropHandle::new(tokio::task::spawn_blocking(move || {
         decode(
             ChannelReader::new(raw_rx),
             &decoded_snapshot,
@@ -258,8 +260,8 @@ where
         )
     }));
     let consumed = consume(load_rx).await;
-    let decoded = decode.join().await;
-    let downloaded = download.join().await;
+    let decoded = joined(decode).await;
+    let downloaded = joined(download).await;
 
     let (bytes_downloaded, checksum_verified) = match downloaded {
         Ok(d) => d,
@@ -287,22 +289,12 @@ where
     Ok((streamed, stage))
 }
 
-/// Aborts the task when the restore is dropped (cancelled).
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-impl<T, E> AbortOnDrop<Result<T, Stop<E>>> {
-    async fn join(mut self) -> Result<T, Stop<E>> {
-        match (&mut self.0).await {
-            Ok(result) => result,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => Err(Stop::Closed),
-        }
+/// A stage's result once its task has ended; a stage aborted or gone counts as closed.
+async fn joined<T, E>(task: AbortOnDropHandle<Result<T, Stop<E>>>) -> Result<T, Stop<E>> {
+    match task.await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(Stop::Closed),
     }
 }
 
