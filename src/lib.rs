@@ -31,7 +31,7 @@
 //! | [`check`] | `check`: config, credentials, reachability, markers, roles |
 //! | [`metrics`] | the Prometheus endpoint, read from the state file |
 //! | [`notify`] | what people read of a run: the operator's plain text, the summary email (text and HTML), the chat webhooks |
-//! | [`daemon`] | the scheduler, the control socket, systemd notification |
+//! | [`daemon`] | the event loop and scheduler, the run supervisor, the control socket, systemd notification |
 //! | [`status`] | `status`: the current and last run, the daemon, the maintenance flag, the previous database |
 //! | [`cli`] | the commands of the operator contract |
 
