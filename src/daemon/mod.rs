@@ -2,40 +2,36 @@
 //! missed), on demand through the control socket, one at a time; tells systemd how it is
 //! doing (`Type=notify`); reloads its config on SIGHUP; on SIGTERM cancels a run that has not
 //! reached cutover, lets a cutover finish, and exits.
+//!
+//! This file is the event loop; the refreshes it starts are supervised in [`runs`], the
+//! control socket's protocol is [`control`].
 
 pub mod control;
+mod runs;
 pub mod schedule;
 mod systemd;
 
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{broadcast, oneshot, watch};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::config::Config;
-use crate::journal::Recovery;
 use crate::lock::{LockError, RunLock};
-use crate::logging::RunFields;
-use crate::media::MediaProgress;
 use crate::metrics::{self, Metrics, Sources};
-use crate::notify;
-use crate::progress::Progress;
 use crate::recovery;
-use crate::refresh::{self, Observer, Options};
-use crate::report::{Phase, RunReport};
 use crate::shutdown::CancellationToken;
-use crate::snapshot::Selection;
-use crate::state::{CurrentRun, Recorder, StateFile};
-use control::Reply;
+use crate::state::{CurrentRun, StateFile};
+use runs::ActiveRun;
+pub use runs::Started;
 use schedule::Schedule;
 
 /// However far away the next run is, the scheduler looks at the wall clock again after this
@@ -60,17 +56,6 @@ pub struct DaemonStatus {
     pub running: Option<CurrentRun>,
 }
 
-/// The answer to a request for a refresh.
-pub enum Started {
-    /// Started; `events` follows it to its report.
-    Run {
-        run_id: String,
-        events: broadcast::Receiver<Reply>,
-    },
-    /// A refresh is running already (this daemon's, or another process's holding the lock).
-    Busy { run_id: String, pid: Option<u32> },
-}
-
 pub struct Daemon {
     config_path: PathBuf,
     config: RwLock<Arc<Config>>,
@@ -81,20 +66,6 @@ pub struct Daemon {
     next_run: watch::Sender<Option<DateTime<Utc>>>,
     stop_runs: CancellationToken,
     stopping: CancellationToken,
-}
-
-struct ActiveRun {
-    recorder: Recorder,
-    /// The refresh ended and released the lock (its email may still be going out).
-    ended: Arc<AtomicBool>,
-    task: JoinHandle<Result<RunReport, LockError>>,
-}
-
-impl ActiveRun {
-    /// Still refreshing: not yet ended, or ended but for its email.
-    fn running(&self) -> bool {
-        !self.task.is_finished() && !self.ended.load(Ordering::SeqCst)
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,14 +121,13 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let mut hangup = signal(SignalKind::hangup())
         .map_err(io_error(|| "installing the SIGHUP handler".into()))?;
-    let state = StateFile::in_dir(&config.daemon.state_dir);
     std::fs::create_dir_all(&config.daemon.state_dir).map_err(io_error(|| {
         format!(
             "creating daemon.state_dir {}",
             config.daemon.state_dir.display()
         )
     }))?;
-    let recorded = state.read().unwrap_or_else(|e| {
+    let recorded = state_file(&config).read().unwrap_or_else(|e| {
         tracing::warn!(error = %e, "ignoring an unreadable state file");
         Default::default()
     });
@@ -248,6 +218,13 @@ pub async fn run(
     Ok(())
 }
 
+/// The state file where the current config puts it. Looked up at each use rather than held:
+/// a SIGHUP reload may move `daemon.state_dir`, and the daemon's records follow it as its
+/// runs do.
+fn state_file(config: &Config) -> StateFile {
+    StateFile::in_dir(&config.daemon.state_dir)
+}
+
 /// Repairs what a run that died left (a reboot mid-cutover leaves staging down until someone
 /// does), unless a run by hand holds the lock: that one recovers by itself. A failure is
 /// logged; the next run tries again, and fails saying why.
@@ -261,9 +238,7 @@ async fn recover_at_start(config: &Config) {
         }
     };
     match recovery::recover(config, &lock).await {
-        Ok(Some(recovery)) => {
-            StateFile::in_dir(&config.daemon.state_dir).record_recovery(&recovery)
-        }
+        Ok(Some(recovery)) => state_file(config).record_recovery(&recovery),
         Ok(None) => {}
         Err(e) => tracing::error!("{e}"),
     }
@@ -310,12 +285,16 @@ impl Daemon {
             while connections.join_next().await.is_some() {}
         })
         .await;
-        StateFile::in_dir(&self.config().daemon.state_dir).update(|s| s.next_run = None);
+        state_file(&self.config()).update(|s| s.next_run = None);
         tracing::info!("stopped");
     }
 
     fn config(&self) -> Arc<Config> {
         self.config.read().expect("config").clone()
+    }
+
+    async fn running(&self) -> Option<CurrentRun> {
+        self.active.lock().await.as_ref()?.current()
     }
 
     /// Re-reads the config file; an invalid one is logged and the running config kept.
@@ -346,7 +325,7 @@ impl Daemon {
     fn plan_next(&self, schedule: &Schedule, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let next = schedule.next_after(after);
         self.next_run.send_replace(next);
-        StateFile::in_dir(&self.config().daemon.state_dir).update(|s| s.next_run = next);
+        state_file(&self.config()).update(|s| s.next_run = next);
         next
     }
 
@@ -365,20 +344,12 @@ impl Daemon {
         }
     }
 
-    async fn running(&self) -> Option<CurrentRun> {
-        let active = self.active.lock().await;
-        let run = active.as_ref().filter(|run| run.running())?;
-        run.recorder.current()
-    }
-
     pub fn status(&self) -> DaemonStatus {
         let config = self.config();
         let schedule = Schedule::new(&config.schedule);
         // `try_lock`: a run being started right now is not worth waiting for.
-        let running = self.active.try_lock().ok().and_then(|active| {
-            let run = active.as_ref().filter(|run| run.running())?;
-            run.recorder.current()
-        });
+        let running = (self.active.try_lock().ok())
+            .and_then(|active| active.as_ref().and_then(ActiveRun::current));
         DaemonStatus {
             pid: std::process::id(),
             started_at: self.started_at,
@@ -391,139 +362,12 @@ impl Daemon {
             running,
         }
     }
-
-    /// The scheduler's request: the newest snapshot, unless a refresh is running.
-    fn start_scheduled(self: &Arc<Self>) {
-        let daemon = self.clone();
-        tokio::spawn(async move {
-            match daemon.start(Selection::Latest).await {
-                Ok(Started::Run { run_id, .. }) => {
-                    tracing::info!(run_id, "scheduled refresh started")
-                }
-                Ok(Started::Busy { run_id, pid }) => tracing::warn!(
-                    "scheduled refresh skipped: run {run_id} (pid {}) is still going",
-                    crate::util::shown_pid(pid)
-                ),
-                Err(e) => tracing::error!("scheduled refresh not started: {e:#}"),
-            }
-        });
-    }
-
-    /// Starts a refresh unless one is running. Returns once the run holds the lock and has
-    /// an id (or found the lock held).
-    pub async fn start(self: &Arc<Self>, selection: Selection) -> Result<Started, DaemonError> {
-        let mut active = self.active.lock().await;
-        if self.stopping.is_cancelled() {
-            return Err(DaemonError::Stopping);
-        }
-        if let Some(run) = active.as_ref().filter(|run| run.running()) {
-            return Ok(Started::Busy {
-                run_id: run.recorder.current().map(|c| c.run_id).unwrap_or_default(),
-                pid: Some(std::process::id()),
-            });
-        }
-        let config = self.config();
-        let (events, receiver) = broadcast::channel(32);
-        let (started, on_start) = oneshot::channel();
-        let recorder = Recorder::start(StateFile::in_dir(&config.daemon.state_dir));
-        let ended = Arc::new(AtomicBool::new(false));
-        let observer = DaemonObserver {
-            recorder: recorder.clone(),
-            ended: ended.clone(),
-            events,
-            started: Mutex::new(Some(started)),
-            fields: RunFields::default(),
-        };
-        let daemon = self.clone();
-        let shutdown = self.stopping.clone();
-        let mut task = tokio::spawn(async move {
-            let options = Options::default();
-            let run = refresh::run(&config, &selection, &options, shutdown, &observer);
-            let result = observer.fields.scope(run).await;
-            if let Ok(report) = &result {
-                // The lock is free: waiters learn the outcome, and a trigger may start the
-                // next refresh, while the email goes out.
-                observer.ended(report);
-                notify::after_run(&config, report).await;
-            }
-            if !daemon.stopping.is_cancelled() {
-                let schedule = Schedule::new(&daemon.config().schedule);
-                systemd::status(&daemon.idle_status(&schedule));
-            }
-            result
-        });
-        tokio::select! {
-            Ok(run_id) = on_start => {
-                *active = Some(ActiveRun { recorder, ended, task });
-                Ok(Started::Run { run_id, events: receiver })
-            }
-            ended = &mut task => match ended.map_err(|_| DaemonError::Panicked)? {
-                Err(LockError::Locked(held)) => Ok(Started::Busy {
-                    run_id: held.run_id,
-                    pid: held.pid,
-                }),
-                Err(other) => Err(other.into()),
-                // Finished without starting a phase; the receiver holds its report.
-                Ok(report) => Ok(Started::Run { run_id: report.run_id, events: receiver }),
-            },
-        }
-    }
-}
-
-/// Follows the daemon's run: the state file, systemd's STATUS, the journal fields, `status`,
-/// and the `trigger --wait` clients.
-struct DaemonObserver {
-    recorder: Recorder,
-    ended: Arc<AtomicBool>,
-    events: broadcast::Sender<Reply>,
-    /// Told the run id once the run holds the lock.
-    started: Mutex<Option<oneshot::Sender<String>>>,
-    fields: RunFields,
-}
-
-impl Observer for DaemonObserver {
-    fn phase(&self, report: &RunReport, phase: Phase, progress: Option<Arc<Progress>>) {
-        self.recorder.phase(report, phase, progress);
-        let snapshot = report.snapshot.as_ref().map(|s| s.name.clone());
-        self.fields.set(&report.run_id, phase, snapshot.as_deref());
-        if let Some(current) = self.recorder.current() {
-            systemd::status(&current.describe());
-        }
-        if let Some(started) = self.started.lock().expect("started").take() {
-            let _ = started.send(report.run_id.clone());
-        }
-        let _ = self.events.send(Reply::Phase {
-            run_id: report.run_id.clone(),
-            phase,
-            snapshot,
-        });
-    }
-
-    fn recovered(&self, recovery: &Recovery) {
-        self.recorder.recovered(recovery);
-    }
-
-    fn media(&self, progress: &MediaProgress) {
-        self.recorder.media(progress);
-    }
-
-    fn finished(&self, report: &RunReport) {
-        self.recorder.finished(report);
-    }
-}
-
-impl DaemonObserver {
-    fn ended(&self, report: &RunReport) {
-        self.ended.store(true, Ordering::SeqCst);
-        let _ = self.events.send(Reply::Finished {
-            report: Box::new(report.clone()),
-        });
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::sync::oneshot;
 
     #[tokio::test]
     async fn runs_in_process_until_its_shutdown_future_completes() {

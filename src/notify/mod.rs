@@ -1,11 +1,14 @@
-//! What is sent out after every run: the summary email, built from the run report's outline
-//! ([`crate::report::outline`]) as plain text and HTML, and the chat webhooks ([`webhook`]). Everything sent carries what the run
-//! report holds minus anything that could quote production data ([`redact`]). A failure to
-//! send is logged and counted, never a failed run.
+//! What people read of a run, all rendered from the run report's outline
+//! ([`crate::report::outline`]): the operator's plain text ([`for_operator`]), and what is sent
+//! out after every run, the summary email (plain text and HTML) and the chat webhooks
+//! ([`webhook`]). Everything sent carries what the run report holds minus anything that could
+//! quote production data ([`redact`]). A failure to send is logged and counted, never a failed
+//! run.
 
 mod email;
 mod html;
 mod redact;
+mod text;
 mod webhook;
 
 use chrono::{DateTime, Utc};
@@ -14,7 +17,7 @@ use email::send;
 
 use crate::config::Config;
 use crate::report::RunReport;
-use crate::report::outline::{Outline, Reader};
+use crate::report::outline::{Outline, Reader, Staging};
 use crate::state::StateFile;
 
 /// One email: subject and the same content as text and HTML.
@@ -60,12 +63,33 @@ pub async fn after_run(config: &Config, report: &RunReport) {
     });
 }
 
+/// The report for the operator: its outline as plain text, the whole error included.
+pub fn for_operator(config: &Config, report: &RunReport) -> String {
+    text::render(&Outline::of(
+        report,
+        &staging(config),
+        Utc::now(),
+        Reader::Operator,
+    ))
+}
+
+/// This host and the staging databases `config` names, as an outline names them.
+fn staging(config: &Config) -> Staging {
+    Staging {
+        host: hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "unknown host".into()),
+        scratch_db: config.scratch_db(),
+        previous_db: config.previous_db(),
+    }
+}
+
 /// The outline of `report` as everyone it is sent to may read it; `now` dates the snapshot's
 /// age.
 fn outline(config: &Config, report: &RunReport, now: DateTime<Utc>) -> Outline {
     Outline::of(
         report,
-        config,
+        &staging(config),
         now,
         Reader::Recipients(redact::without_values),
     )
@@ -76,7 +100,7 @@ pub fn summary(config: &Config, report: &RunReport, now: DateTime<Utc>) -> Summa
     let outline = outline(config, report, now);
     Summary {
         subject: format!("[staging-refresh] {}", outline.headline),
-        text: outline.to_string(),
+        text: text::render(&outline),
         html: html::render(&outline),
     }
 }

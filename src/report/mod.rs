@@ -10,14 +10,12 @@ use chrono::{DateTime, Utc};
 use indicatif::HumanBytes;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
 pub use crate::config::Severity;
 use crate::error::Exit;
 use crate::journal::Recovery;
 use crate::media::MediaReport;
 use crate::snapshot::Snapshot;
 use crate::verify::{Finding, Verification};
-use outline::{Outline, Reader};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -312,11 +310,6 @@ impl RunReport {
             Outcome::Ok => Severity::Warning,
             _ => Severity::Failed,
         }
-    }
-
-    /// The report for the operator: its [`Outline`] as plain text, the whole error included.
-    pub fn summary(&self, config: &Config) -> String {
-        Outline::of(self, config, Utc::now(), Reader::Operator).to_string()
     }
 }
 

@@ -36,7 +36,7 @@ fn print_report(config: &Config, report: &RunReport, json: bool) -> anyhow::Resu
     if json {
         print_json(report)?;
     } else {
-        println!("{}", report.summary(config));
+        println!("{}", notify::for_operator(config, report));
     }
     if let Some(error) = &report.error {
         eprintln!("error: {}", crate::logging::one_line(error));

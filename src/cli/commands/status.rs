@@ -5,6 +5,7 @@ use indicatif::HumanBytes;
 use crate::cli::print_json;
 use crate::config::Config;
 use crate::error::Exit;
+use crate::notify;
 use crate::status::{self, Status};
 
 pub async fn run(config: &Config, json: bool) -> anyhow::Result<Exit> {
@@ -80,7 +81,7 @@ fn print_text(config: &Config, status: &Status) {
     match &status.last {
         Some(report) => {
             println!("last run:");
-            for line in report.summary(config).lines() {
+            for line in notify::for_operator(config, report).lines() {
                 match line {
                     "" => println!(),
                     line => println!("  {line}"),

@@ -1,0 +1,251 @@
+//! The database side of phase 1: a fresh scratch database, the dump restored into it as the
+//! unprivileged restore role (masked in the stream), anonymized and verified in one
+//! transaction, then handed to `database.owner`; and what a run that stops takes back (the
+//! restore role's login, the scratch database).
+
+use std::sync::Arc;
+
+use tokio_postgres::Client;
+
+use super::{Doing, Run, RunError, restore_filter};
+use crate::database::restore_role::{self, Reach};
+use crate::database::settings;
+use crate::fault;
+use crate::journal::Step;
+use crate::mask::{Masked, Masker};
+use crate::progress::{Progress, Unit};
+use crate::report::Phase;
+use crate::restore::session::Sessions;
+use crate::restore::{self, RestoreError, Streamed, filter::Filter};
+use crate::snapshot::Snapshot;
+use crate::store::SourceBucket;
+use crate::verify::{self, AnonymizeError};
+
+/// The role the dump runs as, and how it reaches the scratch database.
+struct RestoreRole {
+    name: String,
+    reach: Reach,
+}
+
+impl Run<'_> {
+    /// The maintenance session the refresh's own statements (creating, dropping and renaming
+    /// databases) run on, bounded too: a lock held elsewhere fails the run instead of holding
+    /// it.
+    pub(super) async fn maintenance_session(&self) -> Result<Client, RunError> {
+        let maintenance = self.server.connect(None).await?;
+        let limits = &self.config.restore;
+        self.server
+            .execute(
+                &maintenance,
+                "limiting the refresh's own statements",
+                &format!(
+                    "SET statement_timeout = {}; SET lock_timeout = {}",
+                    limits.statement_timeout.as_millis(),
+                    limits.lock_timeout.as_millis()
+                ),
+            )
+            .await?;
+        Ok(maintenance)
+    }
+
+    /// Restores into a fresh scratch database as the restore role and anonymizes it, then
+    /// hands it to `database.owner` (the connected role when none is set).
+    pub(super) async fn prepare_database(
+        &mut self,
+        maintenance: &Client,
+        snapshot: &Snapshot,
+    ) -> Result<(), RunError> {
+        let scratch = self.config.scratch_db();
+        let filter = restore_filter(&self.server, maintenance, snapshot).await?;
+        let name = restore_role::name(&self.config.database.name);
+        self.journal.step(Step::Restore {
+            scratch: scratch.clone(),
+        })?;
+        // A scratch database left by a crashed run is ours by name.
+        self.server.drop(maintenance, &scratch).await?;
+        let reach = restore_role::ensure(
+            &self.server,
+            maintenance,
+            &name,
+            self.config.database.restore_password.as_ref(),
+        )
+        .await?;
+        let role = RestoreRole { name, reach };
+        let owner = match &self.config.database.owner {
+            Some(owner) => owner.clone(),
+            None => self.server.current_role(maintenance).await?,
+        };
+        let (streamed, masked) = self.restore(maintenance, snapshot, filter, &role).await?;
+        self.anonymize(maintenance, &role, &owner, &streamed, &masked)
+            .await
+    }
+
+    /// Streams `snapshot` into a new scratch database owned by the restore role, masking it
+    /// on the way; the restore's figures go in the report.
+    async fn restore(
+        &mut self,
+        maintenance: &Client,
+        snapshot: &Snapshot,
+        filter: Filter,
+        role: &RestoreRole,
+    ) -> Result<(Streamed, Masked), RunError> {
+        let scratch = self.config.scratch_db();
+        // The mask key is read (or made) before anything is created: a bad key file changes
+        // nothing.
+        let (anonymize, state_dir) = (
+            self.config.anonymize.clone(),
+            self.config.daemon.state_dir.clone(),
+        );
+        let masker =
+            tokio::task::spawn_blocking(move || Masker::from_config(&anonymize, &state_dir))
+                .await
+                .expect("preparing the masker does not panic")
+                .doing("preparing the masking")?;
+        let sessions = Sessions::new(
+            &self.server,
+            maintenance,
+            &scratch,
+            (&role.name, &role.reach),
+            &self.config.restore,
+        )
+        .await?;
+        self.server
+            .create(maintenance, &scratch, Some(&role.name))
+            .await?;
+        fault::point("restore.scratch-created");
+
+        let progress = Arc::new(Progress::new("restore", Unit::Bytes, Some(snapshot.size)));
+        self.begin(Phase::Restore, Some(progress.clone()));
+        let bucket = SourceBucket::new(self.config.snapshot.bucket_config());
+        let source = restore::Source {
+            bucket: &bucket,
+            decrypt: self.config.snapshot.decrypt.as_ref(),
+        };
+        let restoring = || format!("restoring {} into {scratch}", snapshot.name);
+        let limit = self.config.restore.timeout;
+        let restored = restore::restore(
+            source,
+            snapshot,
+            filter,
+            masker,
+            &sessions,
+            progress.clone(),
+        );
+        let (streamed, masker) = match tokio::time::timeout(limit, restored).await {
+            Ok(streamed) => streamed,
+            Err(_) => Err(RestoreError::TimedOut(
+                humantime::format_duration(limit).to_string(),
+            )),
+        }
+        .doing(restoring())?;
+        let masked = masker.finish().doing(restoring())?;
+        progress.finish();
+        self.report.bytes_downloaded = streamed.bytes_downloaded;
+        self.report.bytes_restored = streamed.bytes_sql;
+        self.report.rows_restored = streamed.rows.clone();
+        self.report.statements_filtered = streamed.filtered.clone();
+        self.report.masked_values = masked.values.clone();
+        self.report.tables_emptied = masked.emptied.clone();
+        self.report.columns_kept = masked
+            .kept
+            .iter()
+            .map(|(table, column)| format!("{table}.{}", crate::table::display_ident(column)))
+            .collect();
+        if let Some(s) = &mut self.report.snapshot {
+            s.checksum_verified = streamed.checksum_verified;
+        }
+        Ok((streamed, masked))
+    }
+
+    /// The anonymize phase: the dump's own changes to the database's settings undone, then
+    /// `extra_sql`, verification and the PII scan in one transaction; the database handed
+    /// to `owner`.
+    async fn anonymize(
+        &mut self,
+        maintenance: &Client,
+        role: &RestoreRole,
+        owner: &str,
+        streamed: &Streamed,
+        masked: &Masked,
+    ) -> Result<(), RunError> {
+        let scratch = self.config.scratch_db();
+        self.begin(Phase::Anonymize, None);
+        self.journal.step(Step::Anonymize {
+            scratch: scratch.clone(),
+        })?;
+        // What the dump's code did to the database itself (as its owner) is undone before
+        // any session of ours reads its settings.
+        self.report.database_settings_reset =
+            settings::reset(&self.server, maintenance, &scratch, (&role.name, owner)).await?;
+        // The anonymization gets a session of its own (the restore's are closed): nothing
+        // they were left with (temp objects, pending trigger events, settings) reaches it.
+        let mut client =
+            restore_role::connect(&self.server, &scratch, &role.name, &role.reach).await?;
+        match verify::run(
+            &mut client,
+            &self.config.anonymize,
+            masked,
+            &streamed.xids,
+            &self.config.restore,
+        )
+        .await
+        {
+            Ok(done) => {
+                self.report.rows_anonymized = done.rows;
+                self.report.verification = done.verification;
+                self.report.pii_findings = done.findings;
+            }
+            Err(err) => {
+                let (verification, findings) = AnonymizeError::results(&err);
+                self.report.verification = verification;
+                self.report.pii_findings = findings;
+                return Err(err).doing(format!("anonymizing {scratch}"));
+            }
+        }
+        drop(client);
+        // Handing over takes the refresh role's own rights on both roles.
+        let client = self.server.connect(Some(&scratch)).await?;
+        restore_role::hand_over(&self.server, &client, &role.name, owner).await?;
+        self.report.security_definer_functions =
+            restore_role::security_definers(&self.server, &client).await?;
+        if !self.report.security_definer_functions.is_empty() {
+            tracing::warn!(
+                functions = %self.report.security_definer_functions.join(", "),
+                "the dump holds SECURITY DEFINER functions: they run as {owner:?} for any caller"
+            );
+        }
+        self.journal.step(Step::Anonymized { scratch })?;
+        fault::point("anonymize.committed");
+        Ok(())
+    }
+
+    /// Takes back the restore role's login for this run, over a connection of its own (the
+    /// run's may be what failed); a configured password is the operator's and stays.
+    pub(super) async fn release_restore_login(&self) -> Result<(), RunError> {
+        if self.config.database.restore_password.is_some() {
+            return Ok(());
+        }
+        let role = restore_role::name(&self.config.database.name);
+        let client = self.server.connect(None).await?;
+        restore_role::release(&self.server, &client, &role).await?;
+        Ok(())
+    }
+
+    /// Drops the scratch database over a connection of its own (the run's may be what
+    /// failed); false when it could not.
+    pub(super) async fn drop_scratch(&self) -> bool {
+        let scratch = self.config.scratch_db();
+        let dropped = match self.server.connect(None).await {
+            Ok(client) => self.server.drop(&client, &scratch).await,
+            Err(e) => Err(e),
+        };
+        match &dropped {
+            Ok(()) => tracing::info!(database = %scratch, "scratch database dropped"),
+            Err(e) => tracing::error!(
+                error = %e,
+                "dropping the scratch database failed: the next start drops it"
+            ),
+        }
+        dropped.is_ok()
+    }
+}
