@@ -6,6 +6,7 @@
 //! | module | what it is for |
 //! |---|---|
 //! | [`util`] | atomic, durable JSON files (state, journal, maintenance flag) |
+//! | [`table`] | a table's name: a (schema, name) pair, parsed from the config, quoted for SQL |
 //! | [`config`] | the config file: schema, loading (TOML, env, `_file` secrets), validation |
 //! | [`error`] | exit codes of the operator contract; the guard and lock errors |
 //! | [`fault`] | fault injection points for the crash tests (debug builds only) |
@@ -15,7 +16,6 @@
 //! | [`store`] | S3 clients; the production bucket's read-only type |
 //! | [`snapshot`] | the snapshot catalog: db-backup names, sidecars, selection |
 //! | [`database`] | the staging PostgreSQL server: sessions, scratch database, swap, markers, SQL quoting, server errors |
-//! | [`table`] | a table's name: a (schema, name) pair, parsed from the config, quoted for SQL |
 //! | [`restore`] | the dump stream: download, decode, lexer and filter, loader, parallel post-data |
 //! | [`mask`] | masking in the restore stream: rules, mask kinds, COPY rows, the key, the admin row |
 //! | [`verify`] | the anonymize phase after the restore: `extra_sql`, bcrypt hashes, verification, the PII scan |
