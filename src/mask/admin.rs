@@ -3,11 +3,11 @@
 //! is superuser and active, and keeps its id (the runbook keyed its second UPDATE on the
 //! email it had just changed, and so anonymized the admin too).
 
+use crate::config::masking::{ACTIVE, ADMIN_NAME, EMAIL, FULL_NAME, ID, PASSWORD, SUPERUSER};
 use crate::config::{AnonymizeConfig, ExposeSecret};
 
 use super::copy;
 use super::error::MaskError;
-use super::rules;
 
 /// The cost of the admin's bcrypt hash (and of real hashes with `password_hash = "bcrypt"`).
 pub const BCRYPT_COST: u32 = 12;
@@ -53,18 +53,18 @@ impl Admin {
     pub(super) fn fields(&self, names: &[String]) -> Option<AdminFields> {
         let at = |column: &str| names.iter().position(|n| n == column);
         let set = [
-            (rules::EMAIL, self.email.as_str()),
-            (rules::FULL_NAME, rules::ADMIN_NAME),
-            (rules::PASSWORD, self.hash.as_str()),
-            (rules::SUPERUSER, "t"),
-            (rules::ACTIVE, "t"),
+            (EMAIL, self.email.as_str()),
+            (FULL_NAME, ADMIN_NAME),
+            (PASSWORD, self.hash.as_str()),
+            (SUPERUSER, "t"),
+            (ACTIVE, "t"),
         ]
         .into_iter()
         .filter_map(|(column, value)| Some((at(column)?, value.as_bytes().to_vec())))
         .collect();
         Some(AdminFields {
-            email: at(rules::EMAIL)?,
-            id: at(rules::ID)?,
+            email: at(EMAIL)?,
+            id: at(ID)?,
             set,
         })
     }

@@ -52,8 +52,6 @@ pub enum MaskError {
     )]
     AdminNotUnique { count: usize },
     #[error(transparent)]
-    Rules(#[from] crate::config::ConfigError),
-    #[error(transparent)]
     Key(#[from] KeyError),
     #[error("hashing the admin password: {0}")]
     AdminHash(String),

@@ -4,13 +4,23 @@
 //! of the dump, what the rules made of its columns goes to verification and the report.
 
 use crate::config::Unclassified;
+use crate::config::masking::{Class, Mask, Rules};
 use crate::table::{TableName, display_ident};
 
 use super::Masked;
 use super::error::MaskError;
-use super::kinds::Mask;
-use super::rules::{Class, Rules};
-use super::schema::Schema;
+use super::schema::{Column, Schema};
+
+/// What the rules make of `column` of `table`, its type read in `schema`: the run's gate,
+/// the report's classes and `plan`/`rules` all classify through this.
+pub fn classify<'r>(
+    rules: &'r Rules,
+    schema: &Schema,
+    table: &TableName,
+    column: &Column,
+) -> Class<'r> {
+    rules.classify(table, &column.name, schema.is_personal(&column.ty))
+}
 
 /// Warns of the rules naming a column the dump's tables do not have (a typo, or a column
 /// production dropped).
@@ -36,7 +46,7 @@ pub(super) fn check(rules: &Rules, schema: &Schema, tables: &[TableName]) -> Res
     for table in tables {
         for column in schema.columns(table).unwrap_or_default() {
             let name = || format!("{table}.{}", display_ident(&column.name));
-            match rules.classify(schema, table, column) {
+            match classify(rules, schema, table, column) {
                 Class::Ruled(Mask::Null, _) if column.not_null => {
                     return Err(MaskError::NullOnNotNull { column: name() });
                 }
@@ -84,7 +94,7 @@ pub(super) fn masks_of(
 pub(super) fn note_classes(rules: &Rules, schema: &Schema, masked: &mut Masked) {
     for (table, columns) in schema.tables() {
         for column in columns {
-            match rules.classify(schema, table, column) {
+            match classify(rules, schema, table, column) {
                 Class::Ruled(Mask::Keep, _) => {
                     masked.kept.push((table.clone(), column.name.clone()));
                 }

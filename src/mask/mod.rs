@@ -1,8 +1,8 @@
 //! Masking in the restore stream: the decode stage hands every statement and COPY chunk to
 //! the [`Masker`] between the filter and the loader, so production's personal values never
 //! reach the staging server, its data files or its WAL. The pre-data teaches it the
-//! [`schema`]; at the first row of data every personal-looking column must have a rule
-//! ([`rules`]) or the run stops before anything is loaded ([`gate`]). COPY rows of ruled
+//! [`schema`]; at the first row of data every personal-looking column must have a rule (the
+//! config's [`Rules`]) or the run stops before anything is loaded ([`gate`]). COPY rows of ruled
 //! columns are rewritten field by field ([`rows`], [`copy`], [`kinds`]); `empty` tables are
 //! restored without rows. The production admin's row is re-keyed in place ([`admin`]).
 
@@ -13,7 +13,6 @@ mod gate;
 pub mod key;
 pub mod kinds;
 mod rows;
-pub mod rules;
 pub mod schema;
 #[cfg(test)]
 mod tests;
@@ -23,16 +22,17 @@ use std::path::Path;
 
 use bytes::Bytes;
 
+use crate::config::masking::{Mask, Rules, users};
 use crate::config::{AnonymizeConfig, TableMode};
 use crate::restore::lexer::Statement;
 use crate::restore::{StageError, StreamStage};
 use crate::table::{TableName, display_ident};
 pub use admin::{Admin, BCRYPT_COST};
 pub use error::MaskError;
+pub use gate::classify;
 pub use key::Key;
-pub use kinds::{Mask, Masks};
+pub use kinds::Masks;
 use rows::{MAX_ROW, MaskedCopy};
-pub use rules::{Class, Origin, Rules};
 use schema::Schema;
 
 /// What the masking did, for verification and the report.
@@ -87,7 +87,7 @@ impl Masker {
     /// The masker the config describes, its key loaded or generated into `state_dir`. Slow
     /// (it hashes the admin password with bcrypt): call it off the async runtime.
     pub fn from_config(cfg: &AnonymizeConfig, state_dir: &Path) -> Result<Masker, MaskError> {
-        let rules = Rules::from_config(cfg)?;
+        let rules = cfg.rules.clone();
         let key = Key::load(cfg.mask_key_file.as_deref(), state_dir)?;
         let admin = Admin::from_config(cfg)?;
         Ok(Masker::new(
@@ -246,7 +246,7 @@ impl Masker {
             Action::Empty { rows: 0 }
         } else {
             let masks = gate::masks_of(&self.rules, &self.schema, &table, &names)?;
-            let admin = (table == rules::users()).then(|| self.admin.fields(&names));
+            let admin = (table == users()).then(|| self.admin.fields(&names));
             match admin {
                 Some(None) => return Err(self.admin.not_found()),
                 None if masks.iter().all(Option::is_none) => Action::Pass,

@@ -3,12 +3,13 @@
 //! again; the admin's row re-keyed ([`super::admin`]). Rows arrive in chunks that cut them
 //! anywhere: the cut row waits for the next chunk.
 
+use crate::config::masking::Mask;
 use crate::table::{TableName, display_ident};
 
 use super::admin::{Admin, AdminFields};
 use super::copy;
 use super::error::MaskError;
-use super::kinds::{Mask, Masks};
+use super::kinds::Masks;
 use super::schema::Schema;
 
 /// Longest COPY row of a masked table held at once; pg_dump lines are far shorter unless a
