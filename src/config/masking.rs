@@ -7,13 +7,16 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
+use strum::{EnumString, IntoStaticStr, VariantNames};
 
 use super::schema::{AnonymizeConfig, ColumnRule, TableMode, Unclassified};
 use super::{ConfigError, key_error};
 use crate::table::TableName;
 
-/// How one column's values are masked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How one column's values are masked. The kinds' config names are the variants' names in
+/// lower case (strum), parsed by [`Mask::parse`] and shown by `Display` from there alone.
+#[derive(Debug, Clone, PartialEq, Eq, EnumString, IntoStaticStr, VariantNames)]
+#[strum(serialize_all = "lowercase")]
 pub enum Mask {
     /// Classified as not personal: passed through unchanged.
     Keep,
@@ -44,25 +47,16 @@ pub enum Mask {
 impl Mask {
     /// The kinds by their config names (`json` takes `paths`, `redact` a `value`).
     pub fn parse(kind: &str, value: Option<&str>) -> Result<Mask, String> {
-        Ok(match kind {
-            "keep" => Mask::Keep,
-            "null" => Mask::Null,
-            "redact" => Mask::Redact(value.unwrap_or("redacted").to_owned()),
-            "email" => Mask::Email,
-            "name" => Mask::Name,
-            "phone" => Mask::Phone,
-            "token" => Mask::Token,
-            "hash" => Mask::Hash,
-            "uuid" => Mask::Uuid,
-            "text" => Mask::Text,
-            "password" => Mask::Password,
-            "json" => Mask::Json(Vec::new()),
-            other => {
-                return Err(format!(
-                    "unknown mask {other:?}; one of keep, null, redact, email, name, phone, \
-                     token, hash, uuid, text, password, json"
-                ));
-            }
+        // strum's `FromStr` gives a variant's data its default: `redact`'s constant is set here.
+        let mask: Mask = kind.parse().map_err(|_| {
+            format!(
+                "unknown mask {kind:?}; one of {}",
+                Mask::VARIANTS.join(", ")
+            )
+        })?;
+        Ok(match mask {
+            Mask::Redact(_) => Mask::Redact(value.unwrap_or("redacted").to_owned()),
+            mask => mask,
         })
     }
 }
@@ -70,26 +64,16 @@ impl Mask {
 /// The config's name, and a json mask's paths: `json(contact.email = email)`.
 impl std::fmt::Display for Mask {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Mask::Keep => "keep",
-            Mask::Null => "null",
-            Mask::Redact(_) => "redact",
-            Mask::Email => "email",
-            Mask::Name => "name",
-            Mask::Phone => "phone",
-            Mask::Token => "token",
-            Mask::Hash => "hash",
-            Mask::Uuid => "uuid",
-            Mask::Text => "text",
-            Mask::Password => "password",
+        match self {
             Mask::Json(paths) => {
                 let paths: Vec<String> = paths
                     .iter()
                     .map(|(path, mask)| format!("{} = {mask}", path.join(".")))
                     .collect();
-                return write!(f, "json({})", paths.join(", "));
+                write!(f, "json({})", paths.join(", "))
             }
-        })
+            kind => f.write_str(kind.into()),
+        }
     }
 }
 
@@ -334,6 +318,24 @@ mod tests {
 
     fn refused(extra: serde_json::Value) -> String {
         rules(extra).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn every_kind_is_parsed_and_shown_by_its_config_name() {
+        for name in Mask::VARIANTS {
+            let shown = Mask::parse(name, None).unwrap().to_string();
+            let expected = if *name == "json" { "json()" } else { name };
+            assert_eq!(shown, expected);
+        }
+        assert_eq!(
+            Mask::parse("redact", None),
+            Ok(Mask::Redact("redacted".into()))
+        );
+        assert_eq!(
+            Mask::parse("Email", None).unwrap_err(),
+            "unknown mask \"Email\"; one of keep, null, redact, email, name, phone, token, hash, \
+             uuid, text, password, json"
+        );
     }
 
     #[test]
