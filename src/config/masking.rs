@@ -155,7 +155,8 @@ pub struct Rules {
 }
 
 impl Rules {
-    /// The rules of `cfg`; an error names the config key at fault.
+    /// The rules of `cfg`; an error names the config key at fault. [`super::Config::load`]
+    /// keeps them in `anonymize.rules`: read them there.
     pub fn from_config(cfg: &AnonymizeConfig) -> Result<Rules, ConfigError> {
         let mut rules = Rules {
             unclassified: cfg.unclassified,

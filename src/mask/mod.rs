@@ -84,8 +84,9 @@ enum Action {
 }
 
 impl Masker {
-    /// The masker the config describes, its key loaded or generated into `state_dir`. Slow
-    /// (it hashes the admin password with bcrypt): call it off the async runtime.
+    /// The masker the config describes (its rules as `Config::load` validated them), its key
+    /// loaded or generated into `state_dir`. Slow (it hashes the admin password with
+    /// bcrypt): call it off the async runtime.
     pub fn from_config(cfg: &AnonymizeConfig, state_dir: &Path) -> Result<Masker, MaskError> {
         let rules = cfg.rules.clone();
         let key = Key::load(cfg.mask_key_file.as_deref(), state_dir)?;
