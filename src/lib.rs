@@ -6,7 +6,8 @@
 //! | module | what it is for |
 //! |---|---|
 //! | [`util`] | atomic, durable JSON files (state, journal, maintenance flag) |
-//! | [`config`] | the config file: schema, loading (TOML, env, `_file` secrets), validation |
+//! | [`table`] | a table's name: a (schema, name) pair, parsed from the config, quoted for SQL |
+//! | [`config`] | the config file: schema, loading (TOML, env, `_file` secrets), validation, the masking rules |
 //! | [`error`] | exit codes of the operator contract; the guard and lock errors |
 //! | [`fault`] | fault injection points for the crash tests (debug builds only) |
 //! | [`shutdown`] | the cooperative shutdown token (tokio-util's `CancellationToken`), cancelled by SIGTERM or SIGINT |
@@ -15,9 +16,8 @@
 //! | [`store`] | S3 clients; the production bucket's read-only type |
 //! | [`snapshot`] | the snapshot catalog: db-backup names, sidecars, selection |
 //! | [`database`] | the staging PostgreSQL server: sessions, scratch database, swap, markers, SQL quoting, server errors |
-//! | [`table`] | a table's name: a (schema, name) pair, parsed from the config, quoted for SQL |
 //! | [`restore`] | the dump stream: download, decode, lexer and filter, loader, parallel post-data |
-//! | [`mask`] | masking in the restore stream: rules, mask kinds, COPY rows, the key, the admin row |
+//! | [`mask`] | masking in the restore stream: the unclassified gate, mask kinds applied, COPY rows, the key, the admin row |
 //! | [`verify`] | the anonymize phase after the restore: `extra_sql`, bcrypt hashes, verification, the PII scan |
 //! | [`survey`] | a snapshot's columns as the rules classify them: rule, or suggestion and evidence (`plan`, `rules`) |
 //! | [`media`] | the media mirror: merge-joined listings, server-side copies, deletes |

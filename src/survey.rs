@@ -1,4 +1,4 @@
-//! A snapshot's columns as the rules classify them ([`Rules::classify`], the run's own
+//! A snapshot's columns as the rules classify them ([`classify`], the run's own
 //! check): every column that could hold personal data, with its rule, or, unclassified, with
 //! a suggested mask and the evidence for it: what its name says ([`kind_by_name`]) and the
 //! shapes of the values in its COPY data ([`kinds_in_value`]): counts, never a value.
@@ -11,9 +11,10 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::config::masking::{Class, Origin, Rules};
 use crate::config::{AnonymizeConfig, TableMode, Unclassified};
 use crate::mask::schema::{self, Column, Schema};
-use crate::mask::{Class, Origin, Rules, copy, listed_columns};
+use crate::mask::{classify, copy, listed_columns};
 use crate::restore::lexer::Statement;
 use crate::restore::{StageError, StreamStage};
 use crate::table::{TableName, display_ident};
@@ -303,7 +304,7 @@ impl Survey {
             .map(|name| {
                 let column = columns.iter().find(|c| c.name == name)?;
                 let unclassified =
-                    self.rules.classify(&self.schema, &table, column) == Class::Unclassified;
+                    classify(&self.rules, &self.schema, &table, column) == Class::Unclassified;
                 let json = ["json", "jsonb"].contains(&column.ty.name.last()?.as_str());
                 unclassified.then(|| (name, json && !column.ty.array, Evidence::default()))
             })
@@ -326,7 +327,7 @@ impl Survey {
                 emptied.push(table.to_string());
             }
             for column in cols {
-                let (mask, rule) = match self.rules.classify(&self.schema, table, column) {
+                let (mask, rule) = match classify(&self.rules, &self.schema, table, column) {
                     Class::Emptied | Class::NotPersonal => continue,
                     Class::Ruled(mask, origin) => (Some(mask.to_string()), Some(origin)),
                     Class::Unclassified => (None, None),

@@ -1,9 +1,8 @@
 //! A table as PostgreSQL addresses it: a (schema, name) pair, never a dotted string (a schema
-//! named `x.y` is legal).
+//! named `x.y` is legal); and identifiers quoted, for SQL text and for people. It uses no
+//! other module, so the config can parse the tables its masking rules name.
 
 use std::fmt;
-
-use crate::database::sql::quote_ident;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TableName {
@@ -48,6 +47,11 @@ impl fmt::Display for TableName {
             display_ident(&self.name)
         )
     }
+}
+
+/// A double-quoted SQL identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// The identifier as written unquoted when that reads back the same, else quoted.
@@ -133,5 +137,11 @@ mod tests {
             TableName::new("public", "user").sql(),
             "\"public\".\"user\""
         );
+    }
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(quote_ident("user"), "\"user\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
     }
 }

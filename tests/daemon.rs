@@ -322,6 +322,52 @@ async fn ready_watchdog_reload_and_stop_speak_systemds_protocol() {
     assert!(text.contains("daemon: not running"), "{text}");
 }
 
+/// A masking rule `check` refuses is refused on reload too: the daemon logs it, keeps its
+/// previous config (schedule and rules) and its next refresh runs on it.
+#[tokio::test]
+async fn a_reload_with_an_invalid_masking_rule_keeps_the_previous_config() {
+    let mut env = scheduled(prod_dump(), NIGHTLY, false).await;
+    env.init_target().await;
+    let notify = NotifySocket::new();
+    let mut daemon = Daemon::start(&env, &notify, None);
+    notify.wait_for("READY=1", 1).await;
+
+    // The file gains a new schedule and a rule with an unknown mask: `check` refuses it.
+    env.anonymize = "[[anonymize.column]]\ntable = \"public.organization\"\n\
+                     column = \"name\"\nmask = \"scramble\"\n"
+        .into();
+    schedule(&mut env, "0 30 4 * * *", false);
+    let check = env.run(&["check"]).await;
+    assert_eq!(check.code, 2, "{check:?}");
+    assert!(
+        check.stderr.contains("anonymize.column[0].mask") && check.stderr.contains("scramble"),
+        "{check:?}"
+    );
+
+    // So does the daemon's reload, naming the key, and it keeps running.
+    daemon.signal(libc::SIGHUP);
+    notify.wait_for("RELOADING=1", 1).await;
+    notify.wait_for("READY=1", 2).await;
+    let log = daemon.log();
+    assert!(
+        log.contains("keeping the previous one")
+            && log.contains("anonymize.column[0].mask")
+            && log.contains("unknown mask \"scramble\""),
+        "{log}"
+    );
+
+    // The file put back as it was: the daemon still has its previous schedule, and its next
+    // refresh, on its previous rules, succeeds.
+    env.anonymize.clear();
+    schedule(&mut env, NIGHTLY, false);
+    let status = env.run(&["--json", "status"]).await.json();
+    assert_eq!(status["daemon"]["schedule"], NIGHTLY, "{status}");
+    let run = env.run(&["trigger", "--wait"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(users(&env), PROD_USERS.to_string());
+    assert_eq!(daemon.stop(Duration::from_secs(10)).await, 0);
+}
+
 #[tokio::test]
 async fn a_per_second_schedule_fires_a_real_refresh_with_a_status_per_phase() {
     let env = scheduled(prod_dump(), "* * * * * *", false).await;

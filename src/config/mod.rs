@@ -3,8 +3,10 @@
 //! error names the key at fault.
 //!
 //! `schema.rs` holds the sections and their defaults, `validate.rs` the checks serde cannot
-//! make, `units.rs` the durations, sizes and time zones written as text.
+//! make, `units.rs` the durations, sizes and time zones written as text, `masking.rs` the
+//! masking rules parsed from `[anonymize]`.
 
+pub mod masking;
 mod schema;
 mod units;
 mod validate;
@@ -124,7 +126,7 @@ impl Config {
         read_secret_files(&mut tree, "")?;
         nest_snapshot_store(&mut tree)?;
         let value = config::Value::new(None, config::ValueKind::Table(tree));
-        let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let key = e.path().to_string();
             key_error(
                 if key == "." {
@@ -136,6 +138,7 @@ impl Config {
             )
         })?;
         validate::config(&config)?;
+        config.anonymize.rules = masking::Rules::from_config(&config.anonymize)?;
         Ok(config)
     }
 

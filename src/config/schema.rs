@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::Secret;
+use super::masking::Rules;
 use super::units::{GIB, MIB, MaxDelete, de_duration, de_size, de_time_zone};
 
 fn yes() -> bool {
@@ -135,7 +136,7 @@ pub struct AnonymizeConfig {
     pub on_unmasked_pii: OnUnmaskedPii,
     #[serde(default)]
     pub extra_sql: Vec<PathBuf>,
-    // Masking rules; `mask::rules` validates them and the kinds they name.
+    /// Masking rules as the file writes them, parsed into `rules`.
     #[serde(default)]
     pub column: Vec<ColumnRule>,
     #[serde(default)]
@@ -143,6 +144,10 @@ pub struct AnonymizeConfig {
     pub mask_key_file: Option<PathBuf>,
     #[serde(default)]
     pub unclassified: Unclassified,
+    /// The masking rules, the runbook's included, parsed and validated by
+    /// [`Config::load`](super::Config::load) (which alone sets them).
+    #[serde(skip)]
+    pub rules: Rules,
 }
 
 /// `[[anonymize.column]]`.

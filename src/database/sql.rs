@@ -2,10 +2,8 @@
 
 use std::fmt;
 
-/// A double-quoted SQL identifier.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+/// Identifiers in the SQL we write are quoted the way table names are.
+pub use crate::table::quote_ident;
 
 /// What PostgreSQL said about a failed statement, in its parts: DETAIL and CONTEXT can quote
 /// rows (a duplicated key, the COPY line that failed), so [`ServerMessage::without_values`]
@@ -108,11 +106,5 @@ mod tests {
         assert!(err.0.to_string().ends_with(
             "; DETAIL: Key (email)=(jane@example.org) is duplicated.; CONTEXT: COPY user, line 3"
         ));
-    }
-
-    #[test]
-    fn identifiers_are_quoted() {
-        assert_eq!(quote_ident("user"), "\"user\"");
-        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
     }
 }

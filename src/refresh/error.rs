@@ -114,7 +114,6 @@ macro_rules! step_errors {
 }
 
 step_errors!(
-    crate::config::ConfigError,
     crate::database::DbError,
     crate::journal::JournalError,
     crate::recovery::RecoveryError,

@@ -9,7 +9,6 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::database::{Server, markers};
-use crate::mask::Rules;
 use crate::media::{MediaPlan, MediaProgress, Mirror};
 use crate::progress::{Progress, Unit};
 use crate::refresh::{Doing, Options, RunError, restore_filter, select_snapshot};
@@ -136,8 +135,7 @@ async fn survey(
     filter: Filter,
     progress: &str,
 ) -> Result<(Streamed, Columns), RunError> {
-    let rules = Rules::from_config(&config.anonymize)?;
-    let survey = Survey::new(rules, &config.anonymize);
+    let survey = Survey::new(config.anonymize.rules.clone(), &config.anonymize);
     let progress = Arc::new(Progress::new(progress, Unit::Bytes, Some(snapshot.size)));
     let source = restore::Source {
         bucket,

@@ -2,13 +2,13 @@
 //! and integrations tables are disabled while `extra_sql` runs (they are production code:
 //! an audit trigger would copy values elsewhere), and with `password_hash = "bcrypt"` every
 //! non-admin user gets a real bcrypt hash of a random secret. The runbook's steps themselves
-//! are masking rules applied in the restore stream (`mask::rules`).
+//! are masking rules applied in the restore stream (`config::masking`).
 
 use tokio_postgres::Transaction;
 
 use super::{AnonymizeError, sql_error};
+use crate::config::masking::{integrations, users};
 use crate::config::{AnonymizeConfig, PasswordHash};
-use crate::mask::rules::{integrations, users};
 use crate::mask::{BCRYPT_COST, Masked};
 
 /// Rows per UPDATE when writing real bcrypt hashes.

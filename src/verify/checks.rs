@@ -9,9 +9,9 @@ use tokio_postgres::Transaction;
 
 use super::{AnonymizeError, sql_error};
 use crate::config::AnonymizeConfig;
+use crate::config::masking::{Mask, integrations, users};
 use crate::database::sql::quote_ident;
-use crate::mask::rules::{integrations, users};
-use crate::mask::{Mask, Masked};
+use crate::mask::Masked;
 use crate::table::{TableName, display_ident};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

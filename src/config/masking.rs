@@ -1,16 +1,81 @@
-//! The masking rules: `[[anonymize.column]]` and `[[anonymize.table]]` from the config, plus
-//! the runbook's own rules for the users and integrations tables, which every run applies.
-//! Validated when the command line loads the config (and again when a run starts), every
-//! error naming the key at fault.
+//! The masking rules: `[[anonymize.column]]` and `[[anonymize.table]]` parsed and validated
+//! when the config loads (so `check`, every command and the daemon's reload refuse the same
+//! ones, each error naming its key), plus the runbook's own rules for the users and
+//! integrations tables, which every run applies. The mask kinds are data here, by their
+//! config names; `mask` applies them.
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
+use strum::{EnumString, IntoStaticStr, VariantNames};
 
-use super::kinds::Mask;
-use super::schema::{Column, Schema};
-use crate::config::{AnonymizeConfig, ColumnRule, ConfigError, TableMode, Unclassified};
+use super::schema::{AnonymizeConfig, ColumnRule, TableMode, Unclassified};
+use super::{ConfigError, key_error};
 use crate::table::TableName;
+
+/// How one column's values are masked. The kinds' config names are the variants' names in
+/// lower case (strum), parsed by [`Mask::parse`] and shown by `Display` from there alone.
+#[derive(Debug, Clone, PartialEq, Eq, EnumString, IntoStaticStr, VariantNames)]
+#[strum(serialize_all = "lowercase")]
+pub enum Mask {
+    /// Classified as not personal: passed through unchanged.
+    Keep,
+    Null,
+    /// A constant.
+    Redact(String),
+    /// `anon_<16 hex digits>@<anonymize.email_domain>`.
+    Email,
+    /// A made-up "First Last".
+    Name,
+    /// Same shape, every digit replaced.
+    Phone,
+    /// The prefix (`cus_`, `sk_live_`) and length kept, the body replaced.
+    Token,
+    /// 64 hex digits.
+    Hash,
+    Uuid,
+    /// A same-length placeholder.
+    Text,
+    /// A well-formed bcrypt string no password matches, random per row (equal production
+    /// hashes, shared passwords, stay unrecognisable); it starts with the key's marker salt,
+    /// which is how verification knows no production hash was kept.
+    Password,
+    /// Per-path masks inside a json/jsonb value; the rest of the document is kept.
+    Json(Vec<(Vec<String>, Mask)>),
+}
+
+impl Mask {
+    /// The kinds by their config names (`json` takes `paths`, `redact` a `value`).
+    pub fn parse(kind: &str, value: Option<&str>) -> Result<Mask, String> {
+        // strum's `FromStr` gives a variant's data its default: `redact`'s constant is set here.
+        let mask: Mask = kind.parse().map_err(|_| {
+            format!(
+                "unknown mask {kind:?}; one of {}",
+                Mask::VARIANTS.join(", ")
+            )
+        })?;
+        Ok(match mask {
+            Mask::Redact(_) => Mask::Redact(value.unwrap_or("redacted").to_owned()),
+            mask => mask,
+        })
+    }
+}
+
+/// The config's name, and a json mask's paths: `json(contact.email = email)`.
+impl std::fmt::Display for Mask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mask::Json(paths) => {
+                let paths: Vec<String> = paths
+                    .iter()
+                    .map(|(path, mask)| format!("{} = {mask}", path.join(".")))
+                    .collect();
+                write!(f, "json({})", paths.join(", "))
+            }
+            kind => f.write_str(kind.into()),
+        }
+    }
+}
 
 /// The runbook's tables.
 pub fn users() -> TableName {
@@ -90,7 +155,8 @@ pub struct Rules {
 }
 
 impl Rules {
-    /// The rules of `cfg`; an error names the config key at fault.
+    /// The rules of `cfg`; an error names the config key at fault. [`super::Config::load`]
+    /// keeps them in `anonymize.rules`: read them there.
     pub fn from_config(cfg: &AnonymizeConfig) -> Result<Rules, ConfigError> {
         let mut rules = Rules {
             unclassified: cfg.unclassified,
@@ -105,9 +171,9 @@ impl Rules {
         }
         for (i, rule) in cfg.table.iter().enumerate() {
             let key = |field: &str| format!("anonymize.table[{i}].{field}");
-            let table = TableName::parse(&rule.table).map_err(|m| error(key("table"), m))?;
+            let table = TableName::parse(&rule.table).map_err(|m| key_error(key("table"), m))?;
             if rule.mode == TableMode::Empty && (table == users() || table == integrations()) {
-                return Err(error(
+                return Err(key_error(
                     key("mode"),
                     format!(
                         "{table} cannot be emptied: the admin and the runbook's rules need its rows"
@@ -115,7 +181,7 @@ impl Rules {
                 ));
             }
             if rules.tables.insert(table.clone(), rule.mode).is_some() {
-                return Err(error(
+                return Err(key_error(
                     key("table"),
                     format!("{table} has a table rule already"),
                 ));
@@ -123,10 +189,10 @@ impl Rules {
         }
         for (i, rule) in cfg.column.iter().enumerate() {
             let key = |field: &str| format!("anonymize.column[{i}].{field}");
-            let table = TableName::parse(&rule.table).map_err(|m| error(key("table"), m))?;
-            let mask = column_mask(rule).map_err(|(field, m)| error(key(field), m))?;
+            let table = TableName::parse(&rule.table).map_err(|m| key_error(key("table"), m))?;
+            let mask = column_mask(rule).map_err(|(field, m)| key_error(key(field), m))?;
             if rules.tables.get(&table) == Some(&TableMode::Empty) {
-                return Err(error(
+                return Err(key_error(
                     key("table"),
                     format!("{table} is emptied (anonymize.table), so its columns need no rules"),
                 ));
@@ -141,7 +207,7 @@ impl Rules {
                 } else {
                     "has a rule already"
                 };
-                return Err(error(
+                return Err(key_error(
                     key("column"),
                     format!("{table}.{} {why}", rule.column),
                 ));
@@ -177,29 +243,22 @@ impl Rules {
         }
     }
 
-    /// How `column` of `table` is classified, its type read in `schema`.
-    pub fn classify(&self, schema: &Schema, table: &TableName, column: &Column) -> Class<'_> {
+    /// How `column` of `table` is classified; `personal_type`: its type can hold personal
+    /// data (the dump's schema says).
+    pub fn classify(&self, table: &TableName, column: &str, personal_type: bool) -> Class<'_> {
         if self.table_mode(table) == Some(TableMode::Empty) {
             return Class::Emptied;
         }
-        let personal = schema.is_personal(&column.ty);
-        match self.rule(table, &column.name) {
-            Some((Mask::Keep, _)) if !personal => Class::NotPersonal,
+        match self.rule(table, column) {
+            Some((Mask::Keep, _)) if !personal_type => Class::NotPersonal,
             Some((mask, origin)) => Class::Ruled(mask, origin),
-            None if personal => Class::Unclassified,
+            None if personal_type => Class::Unclassified,
             None => Class::NotPersonal,
         }
     }
 
     pub fn table_mode(&self, table: &TableName) -> Option<TableMode> {
         self.tables.get(table).copied()
-    }
-}
-
-fn error(key: String, message: impl Into<String>) -> ConfigError {
-    ConfigError::Key {
-        key,
-        message: message.into(),
     }
 }
 
@@ -258,8 +317,26 @@ mod tests {
         Rules::from_config(&serde_json::from_value(cfg).unwrap())
     }
 
-    fn key_error(extra: serde_json::Value) -> String {
+    fn refused(extra: serde_json::Value) -> String {
         rules(extra).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn every_kind_is_parsed_and_shown_by_its_config_name() {
+        for name in Mask::VARIANTS {
+            let shown = Mask::parse(name, None).unwrap().to_string();
+            let expected = if *name == "json" { "json()" } else { name };
+            assert_eq!(shown, expected);
+        }
+        assert_eq!(
+            Mask::parse("redact", None),
+            Ok(Mask::Redact("redacted".into()))
+        );
+        assert_eq!(
+            Mask::parse("Email", None).unwrap_err(),
+            "unknown mask \"Email\"; one of keep, null, redact, email, name, phone, token, hash, \
+             uuid, text, password, json"
+        );
     }
 
     #[test]
@@ -286,7 +363,7 @@ mod tests {
             r.table_mode(&TableName::new("public", "session")),
             Some(TableMode::Empty)
         );
-        assert_eq!(r.unclassified, crate::config::Unclassified::Fail);
+        assert_eq!(r.unclassified, Unclassified::Fail);
     }
 
     #[test]
@@ -333,10 +410,32 @@ mod tests {
             ),
         ];
         for (extra, expected) in cases {
-            let err = key_error(extra);
+            let err = refused(extra);
             let (key, message) = expected.split_once(": ").unwrap();
             let expected = format!("config key `{key}`: {message}");
             assert!(err.starts_with(&expected), "{err}\nexpected {expected}");
         }
+    }
+
+    #[test]
+    fn a_loaded_config_holds_its_rules_validated() {
+        use crate::config::tests::{MINIMAL, key_of, load};
+        let rule = |mask: &str| {
+            format!(
+                "{MINIMAL}[[anonymize.column]]\ntable = \"t\"\ncolumn = \"c\"\nmask = \"{mask}\"\n"
+            )
+        };
+        let rules = load(&rule("email"), &[]).unwrap().anonymize.rules;
+        assert_eq!(
+            rules.mask(&TableName::new("public", "t"), "c"),
+            Some(&Mask::Email)
+        );
+        assert_eq!(rules.mask(&users(), EMAIL), Some(&Mask::Email));
+        let err = load(&rule("scramble"), &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown mask \"scramble\""),
+            "{err}"
+        );
+        assert_eq!(key_of(err), "anonymize.column[0].mask");
     }
 }
