@@ -22,7 +22,7 @@ use bytes::Bytes;
 use crate::config::AnonymizeConfig;
 
 use crate::config::{TableMode, Unclassified};
-use crate::restore::lexer::Statement;
+use crate::restore::statement::Statement;
 use crate::restore::{StageError, StreamStage};
 use crate::table::{TableName, display_ident};
 pub use key::Key;
@@ -436,7 +436,7 @@ impl Masker {
 
     fn copy_start(&mut self, s: &Statement) -> Result<(), MaskError> {
         self.start_data()?;
-        let (table, next) = schema::qualified(s, 1).expect("a COPY names its table");
+        let (table, next) = s.table(1).expect("a COPY names its table");
         let names = listed_columns(&self.schema, s, &table, next);
         let action = if self.rules.table_mode(&table) == Some(TableMode::Empty) {
             Action::Empty { rows: 0 }
@@ -502,7 +502,7 @@ impl Masker {
     }
 
     fn insert(&self, s: &Statement) -> Result<bool, MaskError> {
-        let Some((table, next)) = schema::qualified(s, 2) else {
+        let Some((table, next)) = s.table(2) else {
             return Ok(true);
         };
         if self.rules.table_mode(&table) == Some(TableMode::Empty) {
@@ -567,7 +567,7 @@ fn column_list(s: &Statement, at: usize) -> Option<Vec<String>> {
     if s.token_text(at) != Some("(") {
         return None;
     }
-    let (elements, _) = schema::elements(s, at);
+    let (elements, _) = s.elements(at);
     elements.iter().map(|e| s.name(e.start)).collect()
 }
 

@@ -9,7 +9,8 @@
 
 use std::collections::HashSet;
 
-use super::lexer::{Statement, TokenKind, meta_name};
+use super::lexer::meta_name;
+use super::statement::{Statement, TokenKind};
 
 /// PostgreSQL 17, the first server to know `transaction_timeout`.
 const PG17: u32 = 170_000;
@@ -448,7 +449,7 @@ fn connect_target(arg: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::lexer::{Item, Lexer};
+    use super::super::statement::parse;
     use super::*;
 
     fn filter() -> Filter {
@@ -460,14 +461,6 @@ mod tests {
                 .collect(),
             "app".into(),
         )
-    }
-
-    fn parse(sql: &str) -> Statement {
-        let dump = format!("{sql}\n-- PostgreSQL database dump complete\n");
-        match Lexer::new(dump.as_bytes()).next_item().unwrap() {
-            Some(Item::Statement(s)) => s,
-            other => panic!("{other:?}"),
-        }
     }
 
     fn act(sql: &str) -> Result<Action, Refusal> {

@@ -4,8 +4,9 @@
 //! 1. download (async task): S3 GET, the checksum of the raw bytes (checked against the
 //!    `.md5` or `.sha1` sidecar at the end of the stream), progress;
 //! 2. decode (a blocking thread): [`decode`] (decryption, decompression), the
-//!    psql-compatible [`lexer`], the [`filter`], and a [`StreamStage`] (for a restore the
-//!    masking: no raw personal value leaves this thread);
+//!    psql-compatible [`lexer`] (splitting the dump into [`statement`]s), the [`filter`],
+//!    and a [`StreamStage`] (for a restore the masking: no raw personal value leaves this
+//!    thread);
 //! 3. consume (the caller's task): the [`loader`] for a restore (its post-data statements
 //!    on a pool of [`session`]s, see [`postdata`]), a counter for a plan.
 //!
@@ -21,6 +22,7 @@ mod load_error;
 pub mod loader;
 pub mod postdata;
 pub mod session;
+pub mod statement;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -40,11 +42,12 @@ use crate::store::{SourceBucket, StoreError};
 use decode::{Checksum, DecodeError, Secrets};
 use filter::{Action, Filter, Refusal};
 pub use items::Load;
-use lexer::{Item, LexError, Lexer, Statement};
+use lexer::{Item, LexError, Lexer};
 use load_error::LoadError;
 use loader::Loaded;
 use postdata::PostData;
 use session::Sessions;
+use statement::Statement;
 
 /// Chunks in flight between stages; with download chunks and COPY chunks of at most a few
 /// hundred KiB this bounds memory (a deeper download buffer measured no faster, and bigger).

@@ -26,10 +26,10 @@ use std::time::Instant;
 use tokio::task::JoinSet;
 use tokio_postgres::error::SqlState;
 
-use super::lexer::{Item, Lexer, Statement, TokenKind};
+use super::lexer::{Item, Lexer};
 use super::load_error::LoadError;
 use super::session::{Pool, Sessions, Worker, outside_transaction};
-use crate::database::sql::quote_ident;
+use super::statement::{Statement, TokenKind, quoted};
 use crate::progress::Progress;
 
 /// How a job holds a table, as PostgreSQL would lock it.
@@ -177,7 +177,7 @@ impl<'a> PostData<'a> {
         }
         match classify(&s, &self.indexes) {
             Some(claim) if !self.in_transaction => Route::Job(Job {
-                label: label(&s),
+                label: s.label(),
                 text,
                 line,
                 claim,
@@ -351,24 +351,6 @@ impl<'a> PostData<'a> {
     }
 }
 
-/// The statement's leading words and names, up to its first parenthesis or literal: what it
-/// is and what it is on, never a value from the dump.
-fn label(s: &Statement) -> String {
-    let end = s
-        .tokens
-        .iter()
-        .take(12)
-        .take_while(|t| {
-            matches!(t.kind, TokenKind::Word | TokenKind::Quoted) || &s.text[t.start..t.end] == "."
-        })
-        .last()
-        .map_or(0, |t| t.end);
-    s.text[..end]
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// The statement `text`, tokenized again (the loader gets text only).
 fn parse(text: &str) -> Option<Statement> {
     match Lexer::new(text.as_bytes()).next_item() {
@@ -429,7 +411,8 @@ impl Claim {
 /// What a post-data statement works on, or `None` for a statement the pool may not run.
 fn classify(s: &Statement, indexes: &HashMap<String, String>) -> Option<Claim> {
     let w = |i: usize, word: &str| s.is_word(i, word);
-    let table_at = |i: usize| qualified(s, i).map(|(parts, _)| key(&parts));
+    let table_at = |i: usize| s.qualified(i).map(|(parts, _)| quoted(&parts));
+    let top_level = || s.top_level(0..s.tokens.len());
     if w(0, "create") {
         let i = if w(1, "unique") { 2 } else { 1 };
         if w(i, "index") && !w(i + 1, "concurrently") {
@@ -437,7 +420,7 @@ fn classify(s: &Statement, indexes: &HashMap<String, String>) -> Option<Claim> {
             if w(i, "if") && w(i + 1, "not") && w(i + 2, "exists") {
                 i += 3;
             }
-            let (name, i) = match qualified(s, i) {
+            let (name, i) = match s.qualified(i) {
                 Some((name, next)) if !w(i, "on") => (Some(name), next),
                 _ => (None, i),
             };
@@ -445,23 +428,23 @@ fn classify(s: &Statement, indexes: &HashMap<String, String>) -> Option<Claim> {
                 return None;
             }
             let at = if w(i + 1, "only") { i + 2 } else { i + 1 };
-            let (table, _) = qualified(s, at)?;
+            let (table, _) = s.qualified(at)?;
             // An unqualified index name is in its table's schema.
             let index = name.map(|mut name| {
                 if name.len() == 1 {
                     name.splice(0..0, table[..table.len() - 1].iter().cloned());
                 }
-                (key(&name), key(&table))
+                (quoted(&name), quoted(&table))
             });
             return Some(Claim {
-                tables: vec![(key(&table), Lock::Shared)],
+                tables: vec![(quoted(&table), Lock::Shared)],
                 index,
             });
         }
         if w(1, "trigger") || (w(1, "constraint") && w(2, "trigger")) {
-            let on = top_level(s).find(|&i| i > 2 && w(i, "on"))?;
+            let on = top_level().find(|&i| i > 2 && w(i, "on"))?;
             let mut tables = vec![table_at(on + 1)?];
-            if let Some(from) = top_level(s).find(|&i| i > on && w(i, "from")) {
+            if let Some(from) = top_level().find(|&i| i > on && w(i, "from")) {
                 tables.push(table_at(from + 1)?);
             }
             return Claim::exclusive(tables);
@@ -476,7 +459,7 @@ fn classify(s: &Statement, indexes: &HashMap<String, String>) -> Option<Claim> {
     }
     if w(0, "alter") && w(1, "table") {
         // A second subcommand could do anything: only single ones are understood.
-        if top_level(s).any(|i| s.token_text(i) == Some(",")) {
+        if top_level().any(|i| s.token_text(i) == Some(",")) {
             return None;
         }
         let mut i = 2;
@@ -486,12 +469,12 @@ fn classify(s: &Statement, indexes: &HashMap<String, String>) -> Option<Claim> {
         if w(i, "only") {
             i += 1;
         }
-        let (table, i) = qualified(s, i)?;
-        let table = key(&table);
+        let (table, i) = s.qualified(i)?;
+        let table = quoted(&table);
         if w(i, "add") && w(i + 1, "constraint") {
             let kind = i + 3;
             if w(kind, "foreign") && w(kind + 1, "key") {
-                let references = top_level(s).find(|&j| j > kind && w(j, "references"))?;
+                let references = top_level().find(|&j| j > kind && w(j, "references"))?;
                 return Claim::exclusive(vec![table, table_at(references + 1)?]);
             }
             let known = (w(kind, "primary") && w(kind + 1, "key"))
@@ -532,15 +515,15 @@ fn classify(s: &Statement, indexes: &HashMap<String, String>) -> Option<Claim> {
     }
     if w(0, "grant") || w(0, "revoke") {
         // Only what pg_dump writes for relations: ON TABLE|SEQUENCE name[, name] TO|FROM.
-        let on = top_level(s).find(|&i| w(i, "on"))?;
+        let on = top_level().find(|&i| w(i, "on"))?;
         if !(w(on + 1, "table") || w(on + 1, "sequence")) {
             return None;
         }
         let mut tables = Vec::new();
         let mut i = on + 2;
         loop {
-            let (table, next) = qualified(s, i)?;
-            tables.push(key(&table));
+            let (table, next) = s.qualified(i)?;
+            tables.push(quoted(&table));
             if s.token_text(next) == Some(",") {
                 i = next + 1;
             } else if w(next, "to") || w(next, "from") {
@@ -551,43 +534,6 @@ fn classify(s: &Statement, indexes: &HashMap<String, String>) -> Option<Claim> {
         }
     }
     None
-}
-
-/// The indices of the tokens outside parentheses.
-fn top_level(s: &Statement) -> impl Iterator<Item = usize> + '_ {
-    let mut depth = 0u32;
-    (0..s.tokens.len()).filter(move |&i| match s.token_text(i) {
-        Some("(") => {
-            depth += 1;
-            false
-        }
-        Some(")") => {
-            depth = depth.saturating_sub(1);
-            false
-        }
-        _ => depth == 0,
-    })
-}
-
-/// The parts of the (possibly qualified) name at token `i`, and the index of the token
-/// after it.
-fn qualified(s: &Statement, i: usize) -> Option<(Vec<String>, usize)> {
-    let mut parts = vec![s.name(i)?];
-    let mut next = i + 1;
-    while s.token_text(next) == Some(".") {
-        parts.push(s.name(next + 1)?);
-        next += 2;
-    }
-    Some((parts, next))
-}
-
-/// A name's parts quoted and joined: one key whatever the dump's quoting.
-fn key(parts: &[String]) -> String {
-    parts
-        .iter()
-        .map(|p| quote_ident(p))
-        .collect::<Vec<_>>()
-        .join(".")
 }
 
 #[cfg(test)]
@@ -737,18 +683,5 @@ mod tests {
         ] {
             assert_eq!(is_setting(&parse(sql).unwrap()), setting, "{sql}");
         }
-    }
-
-    #[test]
-    fn labels_hold_no_values() {
-        let label = |sql: &str| label(&parse(sql).unwrap());
-        assert_eq!(
-            label("CREATE INDEX i ON public.t USING btree (email) WHERE (email <> 'x@y.z');"),
-            "CREATE INDEX i ON public.t USING btree"
-        );
-        assert_eq!(
-            label("COMMENT ON CONSTRAINT c ON public.t IS 'secret';"),
-            "COMMENT ON CONSTRAINT c ON public.t IS"
-        );
     }
 }
