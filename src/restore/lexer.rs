@@ -807,6 +807,10 @@ mod tests {
             "COPY (SELECT 1) TO stdout;",
             "COPY t FROM '/etc/passwd';",
             "COPY t FROM stdin WITH (FORMAT csv);",
+            "COPY t FROM stdin (FORMAT csv);",
+            "COPY t (a) (b) FROM stdin;",
+            "COPY t FROM (a) stdin;",
+            "COPY t [a] FROM stdin;",
             "SELECT 1 FROM stdin;",
         ] {
             assert!(!parse(sql).is_copy_from_stdin(), "{sql}");

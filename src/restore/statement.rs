@@ -150,35 +150,18 @@ impl Statement {
         parts
     }
 
-    /// `COPY <table> [(columns)] FROM stdin;`, the only COPY a plain dump contains.
+    /// `COPY <table> [(columns)] FROM stdin;`, the only COPY a plain dump contains: no
+    /// options (the masking reads the data as the text format it then is).
     pub fn is_copy_from_stdin(&self) -> bool {
-        // The tokens outside the column list must read: COPY name[.name] FROM stdin ;
-        let mut depth = 0u32;
-        let mut outside = Vec::new();
-        for (i, t) in self.tokens.iter().enumerate() {
-            match self.token_text(i) {
-                Some("(") => depth += 1,
-                Some(")") => depth = depth.saturating_sub(1),
-                _ if depth == 0 => outside.push((i, t.kind)),
-                _ => {}
-            }
-        }
-        let n = outside.len();
-        if n < 5 || !self.is_word(0, "copy") {
+        let Some((_, mut i)) = self.qualified(1).filter(|_| self.is_word(0, "copy")) else {
             return false;
+        };
+        if self.token_text(i) == Some("(") {
+            i = self.elements(i).1 + 1;
         }
-        let name = &outside[1..n - 3];
-        let name_ok = name.iter().enumerate().all(|(j, (i, kind))| {
-            if j % 2 == 0 {
-                matches!(kind, TokenKind::Word | TokenKind::Quoted)
-            } else {
-                self.token_text(*i) == Some(".")
-            }
-        }) && name.len() % 2 == 1;
-        name_ok
-            && self.is_word(outside[n - 3].0, "from")
-            && self.is_word(outside[n - 2].0, "stdin")
-            && self.token_text(outside[n - 1].0) == Some(";")
+        self.is_word(i, "from")
+            && self.is_word(i + 1, "stdin")
+            && self.token_text(i + 2) == Some(";")
     }
 
     /// The table a COPY statement names, as written (`public."user"`).
