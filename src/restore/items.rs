@@ -3,16 +3,16 @@
 
 use bytes::Bytes;
 
+use super::statement::Statement;
+
 /// One item of the filtered (and masked) dump.
 #[derive(Debug)]
 pub enum Load {
-    Sql {
-        text: String,
-        line: u64,
-    },
+    /// A statement, with its tokens: post-data routes on them, the batch sends its text.
+    Sql(Statement),
+    /// A `COPY ... FROM stdin`, its data following.
     CopyStart {
-        statement: String,
-        line: u64,
+        statement: Statement,
         table: String,
         /// Whether the Masker rewrote this COPY's rows: the loader then checks that no code
         /// wrote rows of the table during the COPY.

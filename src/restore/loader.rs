@@ -97,27 +97,26 @@ pub async fn load(
     };
     while let Some(item) = items.recv().await {
         match item {
-            Load::Sql { text, line: at } => {
-                line = at;
-                match post_data.route(text, line) {
+            Load::Sql(statement) => {
+                line = statement.line;
+                match post_data.route(statement) {
                     Route::Job(job) => {
                         batch.flush(client).await?;
                         post_data.submit(job).await?;
                     }
-                    Route::Setting(text) => batch.add(client, &text, line).await?,
-                    Route::InOrder(text) => {
+                    Route::Setting(s) => batch.add(client, &s.text, s.line).await?,
+                    Route::InOrder(s) => {
                         post_data.finish().await?;
-                        batch.add(client, &text, line).await?;
+                        batch.add(client, &s.text, s.line).await?;
                     }
                 }
             }
             Load::CopyStart {
                 statement,
-                line: at,
                 table,
                 masked,
             } => {
-                line = at;
+                line = statement.line;
                 post_data.finish().await?;
                 batch.flush(client).await?;
                 progress.set_message(&table);
@@ -138,7 +137,7 @@ pub async fn load(
                     client,
                     post_data.pool(),
                     &mut items,
-                    (&statement, line, &table),
+                    (&statement.text, line, &table),
                     masked,
                 )
                 .await?;

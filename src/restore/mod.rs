@@ -198,7 +198,7 @@ pub async fn inspect<R: StreamStage>(
                     Load::CopyEnd { rows: n } => {
                         *planned.rows.entry(table.clone()).or_insert(0) += n
                     }
-                    Load::Sql { .. } | Load::CopyData(_) => {}
+                    Load::Sql(_) | Load::CopyData(_) => {}
                 }
             }
             Ok(planned)
@@ -457,27 +457,26 @@ fn decode<R: StreamStage>(
                 Err(r) => return Err(Stop::Failed(DecodeFailure::Refused(r))),
             },
             Item::Statement(s) => {
-                let text = match filter.statement(&s) {
-                    Ok(Action::Keep) => s.text.clone(),
+                match filter.statement(&s) {
+                    Ok(Action::Keep) => {}
                     Ok(Action::Drop(reason)) => {
                         count(reason);
                         continue;
                     }
                     Err(r) => return Err(Stop::Failed(DecodeFailure::Refused(r))),
-                };
+                }
                 if !stage.statement(&s).map_err(stage_failed)? {
                     count("INSERT into a table emptied by anonymize.table");
                     continue;
                 }
                 if s.is_copy_from_stdin() {
                     send(Load::CopyStart {
-                        statement: text,
-                        line: s.line,
                         table: s.copy_table(),
                         masked: stage.masks_copy(),
+                        statement: s,
                     })?;
                 } else {
-                    send(Load::Sql { text, line: s.line })?;
+                    send(Load::Sql(s))?;
                 }
             }
             Item::CopyData(data) => {

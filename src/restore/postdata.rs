@@ -26,7 +26,6 @@ use std::time::Instant;
 use tokio::task::JoinSet;
 use tokio_postgres::error::SqlState;
 
-use super::lexer::{Item, Lexer};
 use super::load_error::LoadError;
 use super::session::{Pool, Sessions, Worker, outside_transaction};
 use super::statement::{Statement, TokenKind, quoted};
@@ -47,9 +46,9 @@ pub enum Route {
     /// To the pool, through [`PostData::submit`].
     Job(Job),
     /// A session setting: run it in order; the pool's sessions follow it.
-    Setting(String),
+    Setting(Statement),
     /// Anything else: after every job handed over before it ([`PostData::finish`]).
-    InOrder(String),
+    InOrder(Statement),
 }
 
 /// A statement the pool may run.
@@ -151,38 +150,25 @@ impl<'a> PostData<'a> {
         &mut self.pool
     }
 
-    /// Where statement `text` (dump line `line`) goes; settings are recorded here.
-    pub fn route(&mut self, text: String, line: u64) -> Route {
-        let first = text.split_ascii_whitespace().next().unwrap_or_default();
-        let candidate = [
-            "create", "alter", "comment", "grant", "revoke", "set", "select", "begin", "commit",
-        ]
-        .iter()
-        .any(|w| {
-            first
-                .get(..w.len())
-                .is_some_and(|f| f.eq_ignore_ascii_case(w))
-        });
-        let Some(s) = candidate.then(|| parse(&text)).flatten() else {
-            return Route::InOrder(text);
-        };
+    /// Where statement `s` goes; settings are recorded here.
+    pub fn route(&mut self, s: Statement) -> Route {
         // The filter lets through pg_dump's bare BEGIN and COMMIT (around large objects).
         if s.is_word(0, "begin") || s.is_word(0, "commit") {
             self.in_transaction = s.is_word(0, "begin");
-            return Route::InOrder(text);
+            return Route::InOrder(s);
         }
         if is_setting(&s) {
-            self.pool.record_setting(text.clone());
-            return Route::Setting(text);
+            self.pool.record_setting(s.text.clone());
+            return Route::Setting(s);
         }
         match classify(&s, &self.indexes) {
             Some(claim) if !self.in_transaction => Route::Job(Job {
                 label: s.label(),
-                text,
-                line,
+                text: s.text,
+                line: s.line,
                 claim,
             }),
-            _ => Route::InOrder(text),
+            _ => Route::InOrder(s),
         }
     }
 
@@ -348,14 +334,6 @@ impl<'a> PostData<'a> {
             ));
         }
         self.progress.set_message(&message);
-    }
-}
-
-/// The statement `text`, tokenized again (the loader gets text only).
-fn parse(text: &str) -> Option<Statement> {
-    match Lexer::new(text.as_bytes()).next_item() {
-        Ok(Some(Item::Statement(s))) => Some(s),
-        _ => None,
     }
 }
 
@@ -538,10 +516,11 @@ fn classify(s: &Statement, indexes: &HashMap<String, String>) -> Option<Claim> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::statement::parse;
     use super::*;
 
     fn job(sql: &str, indexes: &HashMap<String, String>) -> Option<Vec<(String, Lock)>> {
-        classify(&parse(sql).unwrap(), indexes).map(|claim| claim.tables)
+        classify(&parse(sql), indexes).map(|claim| claim.tables)
     }
 
     fn x(tables: &[&str]) -> Option<Vec<(String, Lock)>> {
@@ -647,7 +626,7 @@ mod tests {
     fn an_index_comment_follows_its_index() {
         let mut indexes = HashMap::new();
         let claim = classify(
-            &parse("CREATE INDEX i ON public.t USING btree (a, b);").unwrap(),
+            &parse("CREATE INDEX i ON public.t USING btree (a, b);"),
             &indexes,
         )
         .unwrap();
@@ -681,7 +660,7 @@ mod tests {
             ),
             ("SELECT 1;", false),
         ] {
-            assert_eq!(is_setting(&parse(sql).unwrap()), setting, "{sql}");
+            assert_eq!(is_setting(&parse(sql)), setting, "{sql}");
         }
     }
 }
