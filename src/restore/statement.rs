@@ -54,6 +54,12 @@ impl Statement {
         words.iter().enumerate().all(|(i, w)| self.is_word(i, w))
     }
 
+    /// Token `i` as a keyword, in lower case: `None` unless it is a word.
+    pub fn keyword(&self, i: usize) -> Option<String> {
+        let t = self.tokens.get(i).filter(|t| t.kind == TokenKind::Word)?;
+        Some(self.text[t.start..t.end].to_ascii_lowercase())
+    }
+
     /// Token `i` as a name: unquoted words fold to lower case, quoted identifiers unescape.
     pub fn name(&self, i: usize) -> Option<String> {
         let t = self.tokens.get(i)?;
