@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_postgres::Client;
 
-use super::items::Load;
+use super::load::Load;
 use super::load_error::LoadError;
 use super::session::{Pool, Taken, Worker};
 use crate::database::sql::ServerMessage;

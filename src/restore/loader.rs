@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
 use super::copy;
-use super::items::Load;
+use super::load::Load;
 use super::load_error::LoadError;
 use super::postdata::{PostData, Route};
 use super::session::outside_transaction;

@@ -1,5 +1,5 @@
-//! What the decode stage hands on, in dump order, to what consumes the stream: the loader
-//! (and the COPY it runs), or a plan's counter.
+//! [`Load`], what the decode stage hands on, in dump order, to what consumes the stream:
+//! the loader (and the COPY it runs), or a plan's counter.
 
 use bytes::Bytes;
 
