@@ -108,12 +108,12 @@ pub struct Admin {
 pub struct Masked {
     /// The admin's id (as COPY text), kept from production.
     pub admin_id: String,
-    /// Rows whose values were masked, per table as the COPY names it (like the rows restored).
-    pub rows: BTreeMap<String, u64>,
+    /// Rows whose values were masked, per table.
+    pub rows: BTreeMap<TableName, u64>,
     /// Values masked, per table and column.
-    pub values: BTreeMap<String, BTreeMap<String, u64>>,
+    pub values: BTreeMap<TableName, BTreeMap<String, u64>>,
     /// Tables restored without rows, with the rows dropped.
-    pub emptied: BTreeMap<String, u64>,
+    pub emptied: BTreeMap<TableName, u64>,
     /// The column masks the dump's tables got (not `keep`), for verification and the scan.
     pub applied: Vec<(TableName, String, Mask)>,
     /// The personal-looking columns a `keep` rule classified as not personal.
@@ -140,8 +140,6 @@ pub struct Masker {
 /// The COPY in progress.
 struct Copy {
     table: TableName,
-    /// As the COPY statement writes it: the report's key.
-    written: String,
     action: Action,
 }
 
@@ -271,7 +269,7 @@ impl Masker {
         match copy.action {
             Action::Pass => Ok(None),
             Action::Empty { rows } => {
-                *self.done.emptied.entry(copy.written).or_default() += rows;
+                *self.done.emptied.entry(copy.table).or_default() += rows;
                 Ok(None)
             }
             Action::Mask(mut m) => {
@@ -288,13 +286,13 @@ impl Masker {
                         &tail,
                     )?
                 };
-                *self.done.rows.entry(copy.written).or_default() += m.rows;
+                *self.done.rows.entry(copy.table.clone()).or_default() += m.rows;
                 for (name, n) in m.names.iter().zip(&m.values) {
                     if *n > 0 {
                         *self
                             .done
                             .values
-                            .entry(copy.table.to_string())
+                            .entry(copy.table.clone())
                             .or_default()
                             .entry(name.clone())
                             .or_default() += n;
@@ -473,11 +471,7 @@ impl Masker {
                 }
             }
         };
-        self.copy = Some(Copy {
-            table,
-            written: s.copy_table(),
-            action,
-        });
+        self.copy = Some(Copy { table, action });
         Ok(())
     }
 
@@ -734,8 +728,9 @@ mod tests {
             let (_, data) = stream(&mut m, &sql, piece).unwrap();
             let masked = m.finish().unwrap();
             assert_eq!(masked.admin_id, "1");
-            assert_eq!(masked.rows["public.\"user\""], 3);
-            assert_eq!(masked.values["public.user"]["email"], 2);
+            let user = TableName::new("public", "user");
+            assert_eq!(masked.rows[&user], 3);
+            assert_eq!(masked.values[&user]["email"], 2);
             outputs.push(data);
         }
         assert!(outputs.iter().all(|o| *o == outputs[0]));

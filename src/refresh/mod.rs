@@ -36,12 +36,13 @@ use crate::mask::Masker;
 use crate::media::{MediaProgress, MediaReport, Mirror};
 use crate::progress::{Progress, Unit};
 use crate::recovery;
-use crate::report::{Phase, PhaseTiming, RunReport, SnapshotReport};
+use crate::report::{self, Phase, PhaseTiming, RunReport, SnapshotReport};
 use crate::restore::session::Sessions;
 use crate::restore::{self, RestoreError, filter::Filter};
 use crate::shutdown::CancellationToken;
 use crate::snapshot::{Catalog, Selection, Snapshot};
 use crate::store::SourceBucket;
+use crate::table::TableName;
 use crate::verify::{self, AnonymizeError};
 
 #[derive(Debug, Clone, Default)]
@@ -502,10 +503,10 @@ impl Run<'_> {
         progress.finish();
         self.report.bytes_downloaded = streamed.bytes_downloaded;
         self.report.bytes_restored = streamed.bytes_sql;
-        self.report.rows_restored = streamed.rows;
+        self.report.rows_restored = report::keyed(&streamed.rows, TableName::as_dumped);
         self.report.statements_filtered = streamed.filtered;
-        self.report.masked_values = masked.values.clone();
-        self.report.tables_emptied = masked.emptied.clone();
+        self.report.masked_values = report::keyed(&masked.values, TableName::to_string);
+        self.report.tables_emptied = report::keyed(&masked.emptied, TableName::as_dumped);
         self.report.columns_kept = masked
             .kept
             .iter()
@@ -536,7 +537,7 @@ impl Run<'_> {
         .await
         {
             Ok(done) => {
-                self.report.rows_anonymized = done.rows;
+                self.report.rows_anonymized = report::keyed(&done.rows, TableName::as_dumped);
                 self.report.verification = done.verification;
                 self.report.pii_findings = done.findings;
             }

@@ -706,7 +706,7 @@ mod tests {
             panic!("{got:?}")
         };
         assert!(copy.is_copy_from_stdin());
-        assert_eq!(copy.copy_table(), "public.t");
+        assert_eq!(copy.copy_table().to_string(), "public.t");
         let data = copy_data(&got);
         assert_eq!(data, b"1\tx\\.y\n2\t\\\\.\n\\.z\n");
         assert!(got.contains(&Item::CopyEnd { rows: 3 }));

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 
 use super::statement::Statement;
+use crate::table::TableName;
 
 /// One item of the filtered (and masked) dump.
 #[derive(Debug)]
@@ -13,7 +14,7 @@ pub enum Load {
     /// A `COPY ... FROM stdin`, its data following.
     CopyStart {
         statement: Statement,
-        table: String,
+        table: TableName,
         /// Whether the Masker rewrote this COPY's rows: the loader then checks that no code
         /// wrote rows of the table during the COPY.
         masked: bool,

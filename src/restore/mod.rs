@@ -30,7 +30,6 @@ use std::io::Read;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
 
@@ -39,6 +38,7 @@ use crate::database::DbError;
 use crate::progress::Progress;
 use crate::snapshot::Snapshot;
 use crate::store::{SourceBucket, StoreError};
+use crate::table::TableName;
 use decode::{Checksum, DecodeError, Secrets};
 use filter::{Action, Filter, Refusal};
 use lexer::{Item, LexError, Lexer};
@@ -77,19 +77,18 @@ pub enum RestoreError {
 }
 
 /// What streaming a snapshot through found (and, for a restore, loaded).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct Streamed {
     pub bytes_downloaded: u64,
     /// Decompressed SQL bytes.
     pub bytes_sql: u64,
     /// Whether an `.md5` or `.sha1` sidecar existed and matched.
     pub checksum_verified: bool,
-    /// Rows per table (as the COPY statement names it).
-    pub rows: BTreeMap<String, u64>,
-    /// The xids of each table's COPY transactions (as `rows` names it): what verification
-    /// expects every masked row's `xmin` to be.
-    #[serde(skip)]
-    pub xids: BTreeMap<String, Vec<String>>,
+    /// Rows per table.
+    pub rows: BTreeMap<TableName, u64>,
+    /// The xids of each table's COPY transactions: what verification expects every masked
+    /// row's `xmin` to be.
+    pub xids: BTreeMap<TableName, Vec<String>>,
     /// Statements and meta-commands dropped or rewritten by the filter, by reason.
     pub filtered: BTreeMap<String, u64>,
 }
@@ -191,12 +190,13 @@ pub async fn inspect<R: StreamStage>(
         progress,
         |mut items| async move {
             let mut planned = Loaded::default();
-            let mut table = String::new();
+            let mut table = None;
             while let Some(item) = items.recv().await {
                 match item {
-                    Load::CopyStart { table: t, .. } => table = t,
+                    Load::CopyStart { table: t, .. } => table = Some(t),
                     Load::CopyEnd { rows: n } => {
-                        *planned.rows.entry(table.clone()).or_insert(0) += n
+                        let table = table.take().expect("a COPY ends after it starts");
+                        *planned.rows.entry(table).or_insert(0) += n
                     }
                     Load::Sql(_) | Load::CopyData(_) => {}
                 }

@@ -170,21 +170,16 @@ impl Statement {
             && self.token_text(i + 2) == Some(";")
     }
 
-    /// The table a COPY statement names, as written (`public."user"`).
-    pub fn copy_table(&self) -> String {
-        let mut table = String::new();
-        for i in 1..self.tokens.len() {
-            match self.tokens[i].kind {
-                TokenKind::Word | TokenKind::Quoted => {}
-                TokenKind::Punct if self.token_text(i) == Some(".") => {}
-                _ => break,
-            }
-            if self.is_word(i, "from") {
-                break;
-            }
-            table.push_str(self.token_text(i).unwrap_or_default());
-        }
-        table
+    /// The table a statement [`Statement::is_copy_from_stdin`] accepted loads into: what
+    /// the masking and the rows per table are keyed by.
+    pub fn copy_table(&self) -> TableName {
+        self.table(1).expect("a COPY names its table").0
+    }
+
+    /// That table as the COPY spells it, each part quoted, for SQL: the server resolves it as
+    /// it resolves the COPY, whatever `search_path` the dump set.
+    pub fn copy_table_sql(&self) -> String {
+        quoted(&self.qualified(1).expect("a COPY names its table").0)
     }
 
     /// The statement's leading words and names, up to its first parenthesis or literal: what
@@ -275,6 +270,16 @@ mod tests {
             .map(|i| s.token_text(i).unwrap())
             .collect();
         assert_eq!(outside, ["CREATE", "TABLE", "t", "INHERITS", ";"]);
+    }
+
+    #[test]
+    fn a_copy_names_its_table_for_the_report_and_for_sql() {
+        let s = parse("COPY public.\"user\" (id, email) FROM stdin;");
+        assert_eq!(s.copy_table(), TableName::new("public", "user"));
+        assert_eq!(s.copy_table_sql(), "\"public\".\"user\"");
+        let s = parse("COPY t FROM stdin;");
+        assert_eq!(s.copy_table(), TableName::new("public", "t"));
+        assert_eq!(s.copy_table_sql(), "\"t\"");
     }
 
     #[test]
