@@ -13,9 +13,9 @@ use serde_json::Value;
 
 use crate::config::masking::{Class, Origin, Rules};
 use crate::config::{AnonymizeConfig, TableMode, Unclassified};
-use crate::mask::schema::{self, Column, Schema};
+use crate::mask::schema::{Column, Schema};
 use crate::mask::{classify, copy, listed_columns};
-use crate::restore::lexer::Statement;
+use crate::restore::statement::Statement;
 use crate::restore::{StageError, StreamStage};
 use crate::table::{TableName, display_ident};
 use crate::verify::scan::{kind_by_name, kinds_in_value};
@@ -295,7 +295,7 @@ impl Survey {
     }
 
     fn copy_start(&mut self, s: &Statement) {
-        let Some((table, next)) = schema::qualified(s, 1) else {
+        let Some((table, next)) = s.table(1) else {
             return;
         };
         let columns = self.schema.columns(&table).unwrap_or_default();

@@ -35,9 +35,24 @@ impl TableName {
     pub fn sql(&self) -> String {
         format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
     }
+
+    /// `public."user"`, as pg_dump spells it: the rows per table (report, plan, metrics) and
+    /// the loader's errors name a table as the dump's COPY statement does.
+    pub fn as_dumped(&self) -> String {
+        let ident = |name: &str| {
+            let keyword = KEYWORDS.split_ascii_whitespace().any(|k| k == name);
+            if is_plain(name) && !keyword {
+                name.to_owned()
+            } else {
+                quote_ident(name)
+            }
+        };
+        format!("{}.{}", ident(&self.schema), ident(&self.name))
+    }
 }
 
-/// `schema.name`, parts quoted only when they need it: for people (reports, errors, metrics).
+/// `public.user`, quoted only where the name would not read back: how people name a table
+/// (the config, rules, masked values, verification, masking errors).
 impl fmt::Display for TableName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -56,19 +71,41 @@ pub fn quote_ident(name: &str) -> String {
 
 /// The identifier as written unquoted when that reads back the same, else quoted.
 pub fn display_ident(name: &str) -> String {
-    let plain = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain {
+    if is_plain(name) {
         name.to_owned()
     } else {
         quote_ident(name)
     }
 }
+
+/// Lower-case letters, digits and underscores, not starting with a digit.
+fn is_plain(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// The keywords `quote_ident()` and pg_dump quote: PostgreSQL 15's reserved, column-name and
+/// type/function-name keywords (src/include/parser/kwlist.h; `pg_get_keywords()` lists them
+/// with catcode R, C and T).
+const KEYWORDS: &str = "
+    all analyse analyze and any array as asc asymmetric authorization between bigint
+    binary bit boolean both case cast char character check coalesce collate collation
+    column concurrently constraint create cross current_catalog current_date current_role
+    current_schema current_time current_timestamp current_user dec decimal default
+    deferrable desc distinct do else end except exists extract false fetch float for
+    foreign freeze from full grant greatest group grouping having ilike in initially
+    inner inout int integer intersect interval into is isnull join lateral leading least
+    left like limit localtime localtimestamp national natural nchar none normalize not
+    notnull null nullif numeric offset on only or order out outer overlaps overlay
+    placing position precision primary real references returning right row select
+    session_user setof similar smallint some substring symmetric table tablesample then
+    time timestamp to trailing treat trim true union unique user using values varchar
+    variadic verbose when where window with xmlattributes xmlconcat xmlelement xmlexists
+    xmlforest xmlnamespaces xmlparse xmlpi xmlroot xmlserialize xmltable";
 
 /// Splits `a."b.c"` into its identifiers: unquoted parts fold to lower case.
 fn identifiers(text: &str) -> Result<Vec<String>, String> {
@@ -143,5 +180,19 @@ mod tests {
     fn identifiers_are_quoted() {
         assert_eq!(quote_ident("user"), "\"user\"");
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+
+    #[test]
+    fn names_as_pg_dump_spells_them_quote_keywords_too() {
+        let dumped = |schema: &str, name: &str| TableName::new(schema, name).as_dumped();
+        assert_eq!(dumped("public", "user"), "public.\"user\"");
+        assert_eq!(TableName::new("public", "user").to_string(), "public.user");
+        assert_eq!(dumped("public", "order_line"), "public.order_line");
+        assert_eq!(dumped("public", "order"), "public.\"order\"");
+        assert_eq!(dumped("public", "xmltable"), "public.\"xmltable\"");
+        // Unreserved keywords stay plain, as they do in pg_dump's output.
+        assert_eq!(dumped("public", "name"), "public.name");
+        assert_eq!(dumped("x.y", "T"), "\"x.y\".\"T\"");
+        assert_eq!(dumped("_s", "t1$"), "_s.\"t1$\"");
     }
 }

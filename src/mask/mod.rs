@@ -24,7 +24,7 @@ use bytes::Bytes;
 
 use crate::config::masking::{Mask, Rules, users};
 use crate::config::{AnonymizeConfig, TableMode};
-use crate::restore::lexer::Statement;
+use crate::restore::statement::Statement;
 use crate::restore::{StageError, StreamStage};
 use crate::table::{TableName, display_ident};
 pub use admin::{Admin, BCRYPT_COST};
@@ -40,12 +40,12 @@ use schema::Schema;
 pub struct Masked {
     /// The admin's id (as COPY text), kept from production.
     pub admin_id: String,
-    /// Rows whose values were masked, per table as the COPY names it (like the rows restored).
-    pub rows: BTreeMap<String, u64>,
+    /// Rows whose values were masked, per table.
+    pub rows: BTreeMap<TableName, u64>,
     /// Values masked, per table and column.
-    pub values: BTreeMap<String, BTreeMap<String, u64>>,
+    pub values: BTreeMap<TableName, BTreeMap<String, u64>>,
     /// Tables restored without rows, with the rows dropped.
-    pub emptied: BTreeMap<String, u64>,
+    pub emptied: BTreeMap<TableName, u64>,
     /// The column masks the dump's tables got (not `keep`), for verification and the scan.
     pub applied: Vec<(TableName, String, Mask)>,
     /// The personal-looking columns a `keep` rule classified as not personal.
@@ -72,8 +72,6 @@ pub struct Masker {
 /// The COPY in progress.
 struct Copy {
     table: TableName,
-    /// As the COPY statement writes it: the report's key.
-    written: String,
     action: Action,
 }
 
@@ -179,7 +177,7 @@ impl Masker {
         match copy.action {
             Action::Pass => Ok(None),
             Action::Empty { rows } => {
-                *self.done.emptied.entry(copy.written).or_default() += rows;
+                *self.done.emptied.entry(copy.table).or_default() += rows;
                 Ok(None)
             }
             Action::Mask(mut m) => {
@@ -196,13 +194,13 @@ impl Masker {
                         &tail,
                     )?
                 };
-                *self.done.rows.entry(copy.written).or_default() += m.rows;
+                *self.done.rows.entry(copy.table.clone()).or_default() += m.rows;
                 for (name, n) in m.names.iter().zip(&m.values) {
                     if *n > 0 {
                         *self
                             .done
                             .values
-                            .entry(copy.table.to_string())
+                            .entry(copy.table.clone())
                             .or_default()
                             .entry(name.clone())
                             .or_default() += n;
@@ -241,7 +239,7 @@ impl Masker {
 
     fn copy_start(&mut self, s: &Statement) -> Result<(), MaskError> {
         self.start_data()?;
-        let (table, next) = schema::qualified(s, 1).expect("a COPY names its table");
+        let (table, next) = s.table(1).expect("a COPY names its table");
         let names = listed_columns(&self.schema, s, &table, next);
         let action = if self.rules.table_mode(&table) == Some(TableMode::Empty) {
             Action::Empty { rows: 0 }
@@ -260,16 +258,12 @@ impl Masker {
                 )),
             }
         };
-        self.copy = Some(Copy {
-            table,
-            written: s.copy_table(),
-            action,
-        });
+        self.copy = Some(Copy { table, action });
         Ok(())
     }
 
     fn insert(&self, s: &Statement) -> Result<bool, MaskError> {
-        let Some((table, next)) = schema::qualified(s, 2) else {
+        let Some((table, next)) = s.table(2) else {
             return Ok(true);
         };
         if self.rules.table_mode(&table) == Some(TableMode::Empty) {
@@ -334,6 +328,6 @@ fn column_list(s: &Statement, at: usize) -> Option<Vec<String>> {
     if s.token_text(at) != Some("(") {
         return None;
     }
-    let (elements, _) = schema::elements(s, at);
+    let (elements, _) = s.elements(at);
     elements.iter().map(|e| s.name(e.start)).collect()
 }

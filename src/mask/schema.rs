@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::restore::lexer::{Statement, TokenKind};
+use crate::restore::statement::{Statement, TokenKind};
 use crate::table::TableName;
 
 /// A column's type as written: its (possibly schema-qualified) name, folded like SQL.
@@ -216,19 +216,19 @@ impl Schema {
         if s.is_word(i, "if") {
             i += 3;
         }
-        let (table, next) = qualified(s, i)?;
+        let (table, next) = s.table(i)?;
         let mut columns = Vec::new();
         let mut after = next;
         if s.token_text(next) == Some("(") {
-            let (elements, close) = elements(s, next);
+            let (elements, close) = s.elements(next);
             columns.extend(elements.iter().filter_map(|e| column(s, e)));
             after = close + 1;
         }
         if s.is_word(after, "inherits") && s.token_text(after + 1) == Some("(") {
-            let (parents, _) = elements(s, after + 1);
+            let (parents, _) = s.elements(after + 1);
             let mut inherited = Vec::new();
             for parent in parents {
-                if let Some((parent, _)) = qualified(s, parent.start)
+                if let Some((parent, _)) = s.table(parent.start)
                     && let Some(cols) = self.tables.get(&parent)
                 {
                     inherited.extend(cols.iter().cloned());
@@ -250,9 +250,9 @@ impl Schema {
         if s.is_word(i, "only") {
             i += 1;
         }
-        let (table, next) = qualified(s, i)?;
+        let (table, next) = s.table(i)?;
         let mut changed = false;
-        for action in split(s, next, s.tokens.len()) {
+        for action in s.split(next..s.tokens.len()) {
             let mut a = action.start;
             if s.is_word(a, "add") && !TABLE_CONSTRAINTS.iter().any(|w| s.is_word(a + 1, w)) {
                 a += 1;
@@ -290,7 +290,7 @@ impl Schema {
     }
 
     fn create_domain(&mut self, s: &Statement) -> Option<TableName> {
-        let (name, mut i) = qualified(s, 2)?;
+        let (name, mut i) = s.table(2)?;
         if s.is_word(i, "as") {
             i += 1;
         }
@@ -302,7 +302,7 @@ impl Schema {
     }
 
     fn create_type(&mut self, s: &Statement) {
-        let Some((name, i)) = qualified(s, 2) else {
+        let Some((name, i)) = s.table(2) else {
             return;
         };
         let kind = if !s.is_word(i, "as") {
@@ -311,14 +311,14 @@ impl Schema {
             UserType::Enum
         } else if s.is_word(i + 1, "range") {
             // (SUBTYPE = type, ...)
-            let (options, _) = elements(s, i + 2);
+            let (options, _) = s.elements(i + 2);
             let subtype = options
                 .iter()
                 .find(|o| s.is_word(o.start, "subtype"))
                 .and_then(|o| type_ref(s, o.start + 2, o.end));
             subtype.map_or(UserType::Other, |t| UserType::Of(vec![t]))
         } else if s.token_text(i + 1) == Some("(") {
-            let (fields, _) = elements(s, i + 1);
+            let (fields, _) = s.elements(i + 1);
             let types = fields
                 .iter()
                 .filter_map(|f| type_ref(s, f.start + 1, type_end(s, f.start + 1, f.end)))
@@ -329,62 +329,6 @@ impl Schema {
         };
         self.types.insert((name.schema, name.name), kind);
     }
-}
-
-/// The (optionally schema-qualified) name at token `i`, and the token after it.
-pub fn qualified(s: &Statement, i: usize) -> Option<(TableName, usize)> {
-    let first = s.name(i)?;
-    if s.token_text(i + 1) == Some(".")
-        && let Some(second) = s.name(i + 2)
-    {
-        return Some((TableName::new(&first, &second), i + 3));
-    }
-    Some((TableName::new("public", &first), i + 1))
-}
-
-/// The comma-separated elements inside the parentheses opening at token `open`, as token
-/// ranges, and the index of the closing parenthesis.
-pub fn elements(s: &Statement, open: usize) -> (Vec<std::ops::Range<usize>>, usize) {
-    let mut depth = 0u32;
-    for i in open..s.tokens.len() {
-        match s.token_text(i) {
-            Some("(") => depth += 1,
-            Some(")") => {
-                depth -= 1;
-                if depth == 0 {
-                    return (split(s, open + 1, i), i);
-                }
-            }
-            _ => {}
-        }
-    }
-    (split(s, open + 1, s.tokens.len()), s.tokens.len())
-}
-
-/// Tokens `from..to` split at commas outside parentheses (a final `;` left out).
-fn split(s: &Statement, from: usize, to: usize) -> Vec<std::ops::Range<usize>> {
-    let mut parts = Vec::new();
-    let mut depth = 0u32;
-    let mut start = from;
-    for i in from..to {
-        match s.token_text(i) {
-            Some("(") | Some("[") => depth += 1,
-            Some(")") | Some("]") => depth = depth.saturating_sub(1),
-            Some(",") if depth == 0 => {
-                parts.push(start..i);
-                start = i + 1;
-            }
-            Some(";") if depth == 0 => {
-                parts.push(start..i);
-                return parts;
-            }
-            _ => {}
-        }
-    }
-    if start < to {
-        parts.push(start..to);
-    }
-    parts
 }
 
 /// A column definition `name type [constraints]`; `None` for a table constraint.
@@ -402,16 +346,9 @@ fn column(s: &Statement, range: &std::ops::Range<usize>) -> Option<Column> {
 
 /// Where a type starting at `from` ends: the first constraint keyword outside parentheses.
 fn type_end(s: &Statement, from: usize, to: usize) -> usize {
-    let mut depth = 0u32;
-    for i in from..to {
-        match s.token_text(i) {
-            Some("(") => depth += 1,
-            Some(")") => depth = depth.saturating_sub(1),
-            _ if depth == 0 && AFTER_TYPE.iter().any(|w| s.is_word(i, w)) => return i,
-            _ => {}
-        }
-    }
-    to
+    s.top_level(from..to)
+        .find(|&i| AFTER_TYPE.iter().any(|w| s.is_word(i, w)))
+        .unwrap_or(to)
 }
 
 fn type_ref(s: &Statement, from: usize, to: usize) -> Option<TypeRef> {

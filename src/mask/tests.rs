@@ -84,8 +84,9 @@ fn copy_rows_are_masked_and_the_admin_row_re_keyed_whatever_the_chunking() {
         let (_, data) = stream(&mut m, &sql, piece).unwrap();
         let masked = m.finish().unwrap();
         assert_eq!(masked.admin_id, "1");
-        assert_eq!(masked.rows["public.\"user\""], 3);
-        assert_eq!(masked.values["public.user"]["email"], 2);
+        let user = TableName::new("public", "user");
+        assert_eq!(masked.rows[&user], 3);
+        assert_eq!(masked.values[&user]["email"], 2);
         outputs.push(data);
     }
     assert!(outputs.iter().all(|o| *o == outputs[0]));

@@ -14,11 +14,12 @@ use crate::fault;
 use crate::journal::Step;
 use crate::mask::{Masked, Masker};
 use crate::progress::{Progress, Unit};
-use crate::report::Phase;
+use crate::report::{self, Phase};
 use crate::restore::session::Sessions;
 use crate::restore::{self, RestoreError, Streamed, filter::Filter};
 use crate::snapshot::Snapshot;
 use crate::store::SourceBucket;
+use crate::table::TableName;
 use crate::verify::{self, AnonymizeError};
 
 /// The role the dump runs as, and how it reaches the scratch database.
@@ -142,10 +143,10 @@ impl Run<'_> {
         progress.finish();
         self.report.bytes_downloaded = streamed.bytes_downloaded;
         self.report.bytes_restored = streamed.bytes_sql;
-        self.report.rows_restored = streamed.rows.clone();
+        self.report.rows_restored = report::keyed(&streamed.rows, TableName::as_dumped);
         self.report.statements_filtered = streamed.filtered.clone();
-        self.report.masked_values = masked.values.clone();
-        self.report.tables_emptied = masked.emptied.clone();
+        self.report.masked_values = report::keyed(&masked.values, TableName::to_string);
+        self.report.tables_emptied = report::keyed(&masked.emptied, TableName::as_dumped);
         self.report.columns_kept = masked
             .kept
             .iter()
@@ -191,7 +192,7 @@ impl Run<'_> {
         .await
         {
             Ok(done) => {
-                self.report.rows_anonymized = done.rows;
+                self.report.rows_anonymized = report::keyed(&done.rows, TableName::as_dumped);
                 self.report.verification = done.verification;
                 self.report.pii_findings = done.findings;
             }

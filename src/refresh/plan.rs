@@ -8,17 +8,19 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::config::masking::{integrations, users};
 use crate::database::{Server, markers};
 use crate::media::{MediaPlan, MediaProgress, Mirror};
 use crate::progress::{Progress, Unit};
 use crate::refresh::{Doing, Options, RunError, restore_filter, select_snapshot};
-use crate::report::SnapshotReport;
+use crate::report::{self, SnapshotReport};
 use crate::restore::filter::Filter;
 use crate::restore::{self, Streamed};
 use crate::shutdown::CancellationToken;
 use crate::snapshot::{Selection, Snapshot};
 use crate::store::SourceBucket;
 use crate::survey::{Columns, Survey};
+use crate::table::TableName;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
@@ -96,16 +98,16 @@ async fn database_plan(config: &Config, selection: &Selection) -> Result<Databas
     } else {
         databases.push(format!("rename {scratch} to {name}"));
     }
-    let rows_of = |table: &str| streamed.rows.get(table).copied().unwrap_or(0);
+    let rows_of = |table: TableName| streamed.rows.get(&table).copied().unwrap_or(0);
     let mut snapshot_report = SnapshotReport::from(&snapshot);
     snapshot_report.checksum_verified = streamed.checksum_verified;
     Ok(DatabasePlan {
         snapshot: snapshot_report,
         bytes_sql: streamed.bytes_sql,
-        users_to_anonymize: rows_of("public.\"user\"").saturating_sub(1),
-        integrations_to_neutralise: rows_of("public.external_system_integration"),
+        users_to_anonymize: rows_of(users()).saturating_sub(1),
+        integrations_to_neutralise: rows_of(integrations()),
         masking,
-        rows: streamed.rows,
+        rows: report::keyed(&streamed.rows, TableName::as_dumped),
         statements_filtered: streamed.filtered,
         databases,
         target_marked,

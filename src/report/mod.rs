@@ -15,6 +15,7 @@ use crate::error::Exit;
 use crate::journal::Recovery;
 use crate::media::MediaReport;
 use crate::snapshot::Snapshot;
+use crate::table::TableName;
 use crate::verify::{Finding, Verification};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -311,6 +312,17 @@ impl RunReport {
             _ => Severity::Failed,
         }
     }
+}
+
+/// Per-table values keyed by the table's name as `name` renders it: the report's maps are
+/// keyed by text, as the state file keeps them and every reader shows them.
+pub fn keyed<V: Clone>(
+    map: &BTreeMap<TableName, V>,
+    name: fn(&TableName) -> String,
+) -> BTreeMap<String, V> {
+    map.iter()
+        .map(|(table, v)| (name(table), v.clone()))
+        .collect()
 }
 
 /// `n` and `noun`, plural unless `n` is 1: "1 column", "4 columns".

@@ -16,10 +16,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_postgres::Client;
 
-use super::items::Load;
+use super::load::Load;
 use super::load_error::LoadError;
 use super::session::{Pool, Taken, Worker};
+use super::statement::Statement;
 use crate::database::sql::ServerMessage;
+use crate::table::TableName;
 
 /// A table's data gains one more session per this much (up to `restore.jobs` sessions):
 /// below it a second session costs more than it saves.
@@ -50,22 +52,24 @@ struct PartDone {
     result: Result<(u64, String), ServerMessage>,
 }
 
-/// Loads the COPY `statement` (dump line `line`, into `table`) from `items` up to its end;
+/// Loads the COPY `statement` (into `table`) from `items` up to its end;
 /// for a `masked` table, then checks that no code the COPY ran (a default, a CHECK, an index
 /// expression) wrote or touched a row of it after the masking.
 pub async fn copy(
     client: &Arc<Client>,
     pool: &mut Pool<'_>,
     items: &mut mpsc::Receiver<Load>,
-    (statement, line, table): (&str, u64, &str),
+    (statement, table): (&Statement, &TableName),
     masked: bool,
 ) -> Result<Copied, LoadError> {
+    let line = statement.line;
     let failed = |message| LoadError::Copy {
-        table: table.to_owned(),
+        table: table.clone(),
         line,
         message,
     };
-    let statement: Arc<str> = statement.into();
+    let sql_table = statement.copy_table_sql();
+    let statement: Arc<str> = statement.text.as_str().into();
     // Declared before `running`, so on an early return the parts' tasks are aborted (their
     // COPYs fail) before their queues close (which would end them as complete).
     let mut parts: Vec<Part> = Vec::new();
@@ -131,10 +135,10 @@ pub async fn copy(
         }
     }
     if masked {
-        let written = written_during(client, table).await.map_err(failed)?;
+        let written = written_during(client, &sql_table).await.map_err(failed)?;
         if written > 0 {
             return Err(LoadError::WrittenDuringCopy {
-                table: table.to_owned(),
+                table: table.clone(),
                 line,
                 rows: written,
             });
@@ -199,7 +203,7 @@ async fn load_part(
     Ok((rows, (txid % (1 << 32)).to_string()))
 }
 
-/// Rows of `table` (as the COPY writes it) that its COPYs did not write as they stand: each
+/// Rows of `table` (as the COPY spells it for SQL) that its COPYs did not write as they stand: each
 /// COPY was its transaction's first command, so its rows have cmin 0 and, untouched since,
 /// xmax 0 (PostgreSQL 15: a row a function updates during the COPY has a later cmin; one it
 /// then updated in a rolled-back subtransaction shows a combo id as cmin, and an xmax).

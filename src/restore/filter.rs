@@ -9,7 +9,8 @@
 
 use std::collections::HashSet;
 
-use super::lexer::{Statement, TokenKind, meta_name};
+use super::lexer::meta_name;
+use super::statement::{Statement, TokenKind};
 
 /// PostgreSQL 17, the first server to know `transaction_timeout`.
 const PG17: u32 = 170_000;
@@ -68,11 +69,9 @@ const DUMP_FUNCTIONS: &[&str] = &[
     "lo_unlink",
 ];
 
-/// The statements pg_dump writes, by first keyword (each is judged further below).
-const DUMP_STATEMENTS: &[&str] = &[
-    "create", "alter", "drop", "comment", "security", "grant", "revoke", "copy", "set", "select",
-    "insert", "refresh", "begin", "commit",
-];
+const NEVER_WRITTEN: &str = "pg_dump never writes it, and only what a dump holds runs on staging";
+const ROLE_SWITCH: &str = "a dump must not switch roles";
+const SUBSCRIPTION: &str = "a subscription (its conninfo holds production's credentials)";
 
 /// What happens to one statement or meta-command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,123 +115,45 @@ impl Filter {
         }
     }
 
+    /// Judges statement `s` by the rule for its kind (its first keyword): what pg_dump
+    /// never writes is refused.
     pub fn statement(&mut self, s: &Statement) -> Result<Action, Refusal> {
-        let refuse = |why: &'static str| {
+        let judged = match s.keyword(0).as_deref() {
+            Some("create" | "alter" | "drop") => definition(s),
+            Some("comment" | "security") => description(s),
+            Some("grant" | "revoke") => self.privileges(s),
+            Some("set") => self.set(s),
+            Some("reset") if switches_role(s, 1) => Err(ROLE_SWITCH),
+            Some("select") => select(s),
+            Some("copy") => kept(
+                s.is_copy_from_stdin(),
+                "only COPY ... FROM stdin belongs in a dump (no files, no programs)",
+            ),
+            Some("insert") => kept(
+                is_insert_of_literals(s),
+                "pg_dump --inserts writes INSERT INTO <table> VALUES (<literals>) only",
+            ),
+            Some("refresh") => kept(
+                s.is_word(1, "materialized"),
+                "pg_dump refreshes materialized views only",
+            ),
+            Some(
+                "begin" | "start" | "commit" | "end" | "rollback" | "abort" | "savepoint"
+                | "release",
+            ) => self.transaction(s),
+            Some("prepare") if s.is_word(1, "transaction") => self.transaction(s),
+            Some("do") => Err("pg_dump never emits anonymous code blocks"),
+            Some("load") => Err("it loads a shared library into the server"),
+            _ => Err(NEVER_WRITTEN),
+        };
+        judged.map_err(|why| {
             let words: Vec<&str> = (0..3).filter_map(|i| s.token_text(i)).collect();
-            Err(Refusal {
+            Refusal {
                 line: s.line,
                 what: format!("\"{} ...\"", words.join(" ")),
                 why,
-            })
-        };
-        let w = |i: usize, word: &str| s.is_word(i, word);
-        let ddl = w(0, "create") || w(0, "alter") || w(0, "drop");
-        if w(0, "alter") && w(1, "system") {
-            return refuse("it changes the staging server's configuration");
-        }
-        if ddl && (w(1, "role") || w(1, "group") || (w(1, "user") && !w(2, "mapping"))) {
-            return refuse("a single-database dump never manages roles");
-        }
-        if ddl && w(1, "database") {
-            return refuse("a single-database dump never creates, alters or drops databases");
-        }
-        if ddl && w(1, "tablespace") {
-            return refuse("a single-database dump never manages tablespaces");
-        }
-        if w(0, "copy") && !s.is_copy_from_stdin() {
-            return refuse("only COPY ... FROM stdin belongs in a dump (no files, no programs)");
-        }
-        if w(0, "do") {
-            return refuse("pg_dump never emits anonymous code blocks");
-        }
-        if w(0, "load") {
-            return refuse("it loads a shared library into the server");
-        }
-        // SET [SESSION | LOCAL] ROLE, SET [SESSION | LOCAL] SESSION AUTHORIZATION, RESET ...
-        let role_switch =
-            |at: usize| w(at, "role") || (w(at, "session") && w(at + 1, "authorization"));
-        let scoped = w(1, "session") || w(1, "local");
-        if (w(0, "set") && (role_switch(1) || (scoped && role_switch(2))))
-            || (w(0, "reset") && role_switch(1))
-        {
-            return refuse("a dump must not switch roles");
-        }
-        if [
-            "begin",
-            "start",
-            "commit",
-            "end",
-            "rollback",
-            "abort",
-            "savepoint",
-            "release",
-        ]
-        .iter()
-        .any(|word| w(0, word))
-            || (w(0, "prepare") && w(1, "transaction"))
-        {
-            return self.transaction(s).or_else(&refuse);
-        }
-        if !DUMP_STATEMENTS.iter().any(|word| w(0, word)) {
-            return refuse("pg_dump never writes it, and only what a dump holds runs on staging");
-        }
-        if w(0, "set") {
-            return self.set(s, usize::from(scoped) + 1).or_else(&refuse);
-        }
-        if w(0, "select") {
-            return select(s).or_else(&refuse);
-        }
-        if w(0, "insert") && !is_insert_of_literals(s) {
-            return refuse("pg_dump --inserts writes INSERT INTO <table> VALUES (<literals>) only");
-        }
-        if w(0, "refresh") && !w(1, "materialized") {
-            return refuse("pg_dump refreshes materialized views only");
-        }
-        // Production's credentials for other servers stay in production: a user mapping's
-        // options hold a foreign server's password, a subscription's conninfo production's.
-        if s.starts_with(&["create", "user", "mapping"]) {
-            return Ok(Action::Drop(
-                "CREATE USER MAPPING (production's credentials for a foreign server)",
-            ));
-        }
-        if (ddl || w(0, "comment") || w(0, "security")) && (1..4).any(|i| w(i, "subscription")) {
-            return Ok(Action::Drop(
-                "a subscription (its conninfo holds production's credentials)",
-            ));
-        }
-        if (w(0, "comment") || w(0, "security"))
-            && let Some(on) = (1..5).find(|&i| w(i, "on"))
-            && ["role", "database", "tablespace"]
-                .iter()
-                .any(|kind| w(on + 1, kind))
-        {
-            return refuse("a single-database dump describes only objects inside the database");
-        }
-        if w(0, "grant") || w(0, "revoke") {
-            let Some(on) = (0..s.tokens.len()).find(|&i| w(i, "on")) else {
-                return refuse("granting role membership is not part of a single-database dump");
-            };
-            if ["database", "tablespace", "parameter"]
-                .iter()
-                .any(|kind| w(on + 1, kind))
-            {
-                return refuse("a single-database dump grants only on objects inside the database");
             }
-            return Ok(self.drop_if_missing(s, "GRANT/REVOKE naming a role staging lacks"));
-        }
-        if s.starts_with(&["alter", "default", "privileges"]) {
-            return Ok(Action::Drop(
-                "ALTER DEFAULT PRIVILEGES (the restore role sets no other role's defaults)",
-            ));
-        }
-        // The restore role owns what it creates; the refresh hands all of it to
-        // database.owner afterwards, whatever role production had it owned by.
-        if w(0, "alter") && (1..s.tokens.len()).any(|i| w(i, "owner") && w(i + 1, "to")) {
-            return Ok(Action::Drop(
-                "OWNER TO (everything restored is handed to database.owner)",
-            ));
-        }
-        Ok(Action::Keep)
+        })
     }
 
     /// At the end of the dump: a transaction it opened and never committed is refused.
@@ -268,14 +189,21 @@ impl Filter {
         }
     }
 
-    /// `SET [SESSION | LOCAL] <parameter> ...`, the parameter's name at token `at`.
-    fn set(&self, s: &Statement, at: usize) -> Result<Action, &'static str> {
-        let Some(name) = s.name(at) else {
-            return Err("pg_dump sets only the parameters a dump needs");
-        };
-        if !DUMP_PARAMETERS.contains(&name.as_str()) {
-            return Err("pg_dump sets only the parameters a dump needs");
+    /// `SET [SESSION | LOCAL] <parameter> ...`: no role switch, only what pg_dump sets.
+    fn set(&self, s: &Statement) -> Result<Action, &'static str> {
+        let scoped = s.is_word(1, "session") || s.is_word(1, "local");
+        if switches_role(s, 1) || (scoped && switches_role(s, 2)) {
+            return Err(ROLE_SWITCH);
         }
+        self.parameter(s, usize::from(scoped) + 1)
+    }
+
+    /// A `SET` of the parameter named at token `at`.
+    fn parameter(&self, s: &Statement, at: usize) -> Result<Action, &'static str> {
+        let name = s
+            .name(at)
+            .filter(|name| DUMP_PARAMETERS.contains(&name.as_str()))
+            .ok_or("pg_dump sets only the parameters a dump needs")?;
         // A single plain value: `on`, `'UTF8'` (no E'' or U&'' spellings to decode).
         let value = match (s.tokens.get(at + 2), s.token_text(at + 2)) {
             (Some(t), Some(text)) if t.kind == TokenKind::Word => text.to_ascii_lowercase(),
@@ -333,14 +261,19 @@ impl Filter {
         }
     }
 
-    fn has_role(&self, role: &str) -> bool {
-        PSEUDO_ROLES.contains(&role) || self.roles.contains(role)
-    }
-
-    /// GRANT/REVOKE/ALTER DEFAULT PRIVILEGES: dropped when a role they name is missing here.
-    fn drop_if_missing(&self, s: &Statement, reason: &'static str) -> Action {
+    /// GRANT and REVOKE on objects inside the database (no role membership); dropped when
+    /// a role they name (grantee, grantor) is missing here.
+    fn privileges(&self, s: &Statement) -> Result<Action, &'static str> {
+        let Some(on) = (0..s.tokens.len()).find(|&i| s.is_word(i, "on")) else {
+            return Err("granting role membership is not part of a single-database dump");
+        };
+        if ["database", "tablespace", "parameter"]
+            .iter()
+            .any(|kind| s.is_word(on + 1, kind))
+        {
+            return Err("a single-database dump grants only on objects inside the database");
+        }
         let w = |i: usize, word: &str| s.is_word(i, word);
-        let mut missing = false;
         for i in 0..s.tokens.len() {
             let list_start = if w(i, "to") || w(i, "from") || (w(i, "granted") && w(i + 1, "by")) {
                 Some(if w(i, "granted") { i + 2 } else { i + 1 })
@@ -355,25 +288,94 @@ impl Filter {
                     j += 1;
                 }
                 match s.name(j) {
-                    Some(role) if !self.has_role(&role) => missing = true,
+                    Some(role) if !self.has_role(&role) => {
+                        return Ok(Action::Drop("GRANT/REVOKE naming a role staging lacks"));
+                    }
                     Some(_) => {}
                     None => break,
                 }
-                if s.tokens.get(j + 1).map(|t| t.kind) == Some(TokenKind::Punct)
-                    && s.token_text(j + 1) == Some(",")
-                {
-                    j += 2;
-                } else {
+                if s.token_text(j + 1) != Some(",") {
                     break;
                 }
+                j += 2;
             }
         }
-        if missing {
-            Action::Drop(reason)
-        } else {
-            Action::Keep
-        }
+        Ok(Action::Keep)
     }
+
+    fn has_role(&self, role: &str) -> bool {
+        PSEUDO_ROLES.contains(&role) || self.roles.contains(role)
+    }
+}
+
+/// Kept when `ok`, else refused for `why`.
+fn kept(ok: bool, why: &'static str) -> Result<Action, &'static str> {
+    if ok { Ok(Action::Keep) } else { Err(why) }
+}
+
+/// CREATE, ALTER, DROP: of objects inside the database. Production's credentials for other
+/// servers stay in production; owners and default privileges are production's.
+fn definition(s: &Statement) -> Result<Action, &'static str> {
+    let w = |i: usize, word: &str| s.is_word(i, word);
+    if w(0, "alter") && w(1, "system") {
+        return Err("it changes the staging server's configuration");
+    }
+    if w(1, "role") || w(1, "group") || (w(1, "user") && !w(2, "mapping")) {
+        return Err("a single-database dump never manages roles");
+    }
+    if w(1, "database") {
+        return Err("a single-database dump never creates, alters or drops databases");
+    }
+    if w(1, "tablespace") {
+        return Err("a single-database dump never manages tablespaces");
+    }
+    // A user mapping's options hold a foreign server's password.
+    if s.starts_with(&["create", "user", "mapping"]) {
+        return Ok(Action::Drop(
+            "CREATE USER MAPPING (production's credentials for a foreign server)",
+        ));
+    }
+    if names_subscription(s) {
+        return Ok(Action::Drop(SUBSCRIPTION));
+    }
+    if s.starts_with(&["alter", "default", "privileges"]) {
+        return Ok(Action::Drop(
+            "ALTER DEFAULT PRIVILEGES (the restore role sets no other role's defaults)",
+        ));
+    }
+    // The restore role owns what it creates; the refresh hands all of it to
+    // database.owner afterwards, whatever role production had it owned by.
+    if w(0, "alter") && (1..s.tokens.len()).any(|i| w(i, "owner") && w(i + 1, "to")) {
+        return Ok(Action::Drop(
+            "OWNER TO (everything restored is handed to database.owner)",
+        ));
+    }
+    Ok(Action::Keep)
+}
+
+/// COMMENT ON and SECURITY LABEL ON objects inside the database.
+fn description(s: &Statement) -> Result<Action, &'static str> {
+    if names_subscription(s) {
+        return Ok(Action::Drop(SUBSCRIPTION));
+    }
+    if let Some(on) = (1..5).find(|&i| s.is_word(i, "on"))
+        && ["role", "database", "tablespace"]
+            .iter()
+            .any(|kind| s.is_word(on + 1, kind))
+    {
+        return Err("a single-database dump describes only objects inside the database");
+    }
+    Ok(Action::Keep)
+}
+
+/// A subscription's conninfo holds production's credentials.
+fn names_subscription(s: &Statement) -> bool {
+    (1..4).any(|i| s.is_word(i, "subscription"))
+}
+
+/// `ROLE` or `SESSION AUTHORIZATION` at token `at`: what `SET` and `RESET` switch roles by.
+fn switches_role(s: &Statement, at: usize) -> bool {
+    s.is_word(at, "role") || (s.is_word(at, "session") && s.is_word(at + 1, "authorization"))
 }
 
 /// `SELECT pg_catalog.<f>(<literals>);` for the functions pg_dump calls; `set_config` only
@@ -448,7 +450,7 @@ fn connect_target(arg: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::lexer::{Item, Lexer};
+    use super::super::statement::parse;
     use super::*;
 
     fn filter() -> Filter {
@@ -460,14 +462,6 @@ mod tests {
                 .collect(),
             "app".into(),
         )
-    }
-
-    fn parse(sql: &str) -> Statement {
-        let dump = format!("{sql}\n-- PostgreSQL database dump complete\n");
-        match Lexer::new(dump.as_bytes()).next_item().unwrap() {
-            Some(Item::Statement(s)) => s,
-            other => panic!("{other:?}"),
-        }
     }
 
     fn act(sql: &str) -> Result<Action, Refusal> {

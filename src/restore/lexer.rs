@@ -1,7 +1,7 @@
-//! Splits a plain-SQL pg_dump stream the way psql does: statements end at a `;` outside
-//! quotes, comments, parentheses and `BEGIN ... END` function bodies; a backslash outside
-//! quotes starts a meta-command running to the end of the line; after `COPY ... FROM stdin;`
-//! the following lines are data up to a line reading `\.`.
+//! Splits a plain-SQL pg_dump stream the way psql does, into [`Statement`]s: a statement
+//! ends at a `;` outside quotes, comments, parentheses and `BEGIN ... END` function bodies; a
+//! backslash outside quotes starts a meta-command running to the end of the line; after
+//! `COPY ... FROM stdin;` the following lines are data up to a line reading `\.`.
 //!
 //! The lexer assumes `standard_conforming_strings = on` (pg_dump always sets it): a backslash
 //! is an escape only inside `E'...'`. COPY data is passed on in large chunks without being
@@ -11,119 +11,14 @@ use std::io::Read;
 
 use bytes::Bytes;
 
+use super::statement::{Statement, Token, TokenKind};
+
 /// Longest statement (or line) accepted; a dump from pg_dump has nothing near it.
 pub const MAX_STATEMENT: usize = 16 << 20;
 /// How much is read from the decoder at once, and the largest COPY data chunk.
 const READ_SIZE: usize = 256 << 10;
 /// The comment pg_dump ends every complete dump with.
 const DUMP_COMPLETE: &str = "-- PostgreSQL database dump complete";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenKind {
-    /// A keyword or unquoted identifier.
-    Word,
-    /// A `"quoted identifier"`.
-    Quoted,
-    /// A string constant, `'...'`, `E'...'` or `$tag$...$tag$`.
-    String,
-    Number,
-    /// Any other character, one per token.
-    Punct,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Token {
-    pub kind: TokenKind,
-    /// Byte span in [`Statement::text`].
-    pub start: usize,
-    pub end: usize,
-}
-
-/// One SQL statement, its comments removed, ending with `;`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Statement {
-    pub text: String,
-    /// Dump line where the statement starts.
-    pub line: u64,
-    pub tokens: Vec<Token>,
-}
-
-impl Statement {
-    /// The token's text.
-    pub fn token_text(&self, i: usize) -> Option<&str> {
-        self.tokens.get(i).map(|t| &self.text[t.start..t.end])
-    }
-
-    /// Whether token `i` is the keyword `word` (case-insensitive).
-    pub fn is_word(&self, i: usize, word: &str) -> bool {
-        matches!(self.tokens.get(i), Some(t) if t.kind == TokenKind::Word
-            && self.text[t.start..t.end].eq_ignore_ascii_case(word))
-    }
-
-    /// Whether the statement starts with these keywords.
-    pub fn starts_with(&self, words: &[&str]) -> bool {
-        words.iter().enumerate().all(|(i, w)| self.is_word(i, w))
-    }
-
-    /// Token `i` as a name: unquoted words fold to lower case, quoted identifiers unescape.
-    pub fn name(&self, i: usize) -> Option<String> {
-        let t = self.tokens.get(i)?;
-        let text = &self.text[t.start..t.end];
-        match t.kind {
-            TokenKind::Word => Some(text.to_ascii_lowercase()),
-            TokenKind::Quoted => Some(text[1..text.len() - 1].replace("\"\"", "\"")),
-            _ => None,
-        }
-    }
-
-    /// `COPY <table> [(columns)] FROM stdin;`, the only COPY a plain dump contains.
-    pub fn is_copy_from_stdin(&self) -> bool {
-        // The tokens outside the column list must read: COPY name[.name] FROM stdin ;
-        let mut depth = 0u32;
-        let mut outside = Vec::new();
-        for (i, t) in self.tokens.iter().enumerate() {
-            match self.token_text(i) {
-                Some("(") => depth += 1,
-                Some(")") => depth = depth.saturating_sub(1),
-                _ if depth == 0 => outside.push((i, t.kind)),
-                _ => {}
-            }
-        }
-        let n = outside.len();
-        if n < 5 || !self.is_word(0, "copy") {
-            return false;
-        }
-        let name = &outside[1..n - 3];
-        let name_ok = name.iter().enumerate().all(|(j, (i, kind))| {
-            if j % 2 == 0 {
-                matches!(kind, TokenKind::Word | TokenKind::Quoted)
-            } else {
-                self.token_text(*i) == Some(".")
-            }
-        }) && name.len() % 2 == 1;
-        name_ok
-            && self.is_word(outside[n - 3].0, "from")
-            && self.is_word(outside[n - 2].0, "stdin")
-            && self.token_text(outside[n - 1].0) == Some(";")
-    }
-
-    /// The table a COPY statement names, as written (`public."user"`).
-    pub fn copy_table(&self) -> String {
-        let mut table = String::new();
-        for i in 1..self.tokens.len() {
-            match self.tokens[i].kind {
-                TokenKind::Word | TokenKind::Quoted => {}
-                TokenKind::Punct if self.token_text(i) == Some(".") => {}
-                _ => break,
-            }
-            if self.is_word(i, "from") {
-                break;
-            }
-            table.push_str(self.token_text(i).unwrap_or_default());
-        }
-        table
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Item {
@@ -188,6 +83,8 @@ pub struct Lexer<R> {
     tokens: Vec<Token>,
     /// Where the current multi-line token (string, quoted identifier) began.
     token_start: usize,
+    /// psql's count of open parentheses, kept as the bytes come (a `;` inside them does not
+    /// end the statement); [`Statement`] reads a finished statement's nesting itself.
     paren_depth: u32,
     begin_depth: u32,
     /// psql's heuristic for `CREATE [OR REPLACE] FUNCTION|PROCEDURE ... BEGIN ATOMIC ... END`.
@@ -809,7 +706,7 @@ mod tests {
             panic!("{got:?}")
         };
         assert!(copy.is_copy_from_stdin());
-        assert_eq!(copy.copy_table(), "public.t");
+        assert_eq!(copy.copy_table().to_string(), "public.t");
         let data = copy_data(&got);
         assert_eq!(data, b"1\tx\\.y\n2\t\\\\.\n\\.z\n");
         assert!(got.contains(&Item::CopyEnd { rows: 3 }));
@@ -910,22 +807,13 @@ mod tests {
             "COPY (SELECT 1) TO stdout;",
             "COPY t FROM '/etc/passwd';",
             "COPY t FROM stdin WITH (FORMAT csv);",
+            "COPY t FROM stdin (FORMAT csv);",
+            "COPY t (a) (b) FROM stdin;",
+            "COPY t FROM (a) stdin;",
+            "COPY t [a] FROM stdin;",
             "SELECT 1 FROM stdin;",
         ] {
             assert!(!parse(sql).is_copy_from_stdin(), "{sql}");
         }
-    }
-
-    #[test]
-    fn tokens_name_things() {
-        let s = &statements("ALTER TABLE public.\"User\" OWNER TO App_Prod;")[0];
-        let dump = complete(s);
-        let mut lexer = Lexer::new(dump.as_bytes());
-        let Some(Item::Statement(st)) = lexer.next_item().unwrap() else {
-            panic!()
-        };
-        assert!(st.starts_with(&["alter", "table"]));
-        assert_eq!(st.name(4).as_deref(), Some("User"));
-        assert_eq!(st.name(7).as_deref(), Some("app_prod"));
     }
 }

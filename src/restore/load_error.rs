@@ -2,6 +2,7 @@
 
 use crate::database::DbError;
 use crate::database::sql::ServerMessage;
+use crate::table::TableName;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -11,9 +12,9 @@ pub enum LoadError {
         #[source]
         message: ServerMessage,
     },
-    #[error("loading COPY data into {table} (COPY at dump line {line})")]
+    #[error("loading COPY data into {} (COPY at dump line {line})", .table.as_dumped())]
     Copy {
-        table: String,
+        table: TableName,
         line: u64,
         #[source]
         message: ServerMessage,
@@ -29,15 +30,21 @@ pub enum LoadError {
     )]
     TransactionOpen { line: u64 },
     #[error(
-        "dump line {line}: {table} has a trigger before its data is loaded; pg_dump creates \
-         triggers after the data"
+        "dump line {line}: {} has a trigger before its data is loaded; pg_dump creates \
+         triggers after the data",
+        .table.as_dumped()
     )]
-    Trigger { table: String, line: u64 },
+    Trigger { table: TableName, line: u64 },
     #[error(
-        "dump line {line}: {rows} rows of {table} were written during its COPY by code in the \
-         dump, after the masking"
+        "dump line {line}: {rows} rows of {} were written during its COPY by code in the \
+         dump, after the masking",
+        .table.as_dumped()
     )]
-    WrittenDuringCopy { table: String, line: u64, rows: i64 },
+    WrittenDuringCopy {
+        table: TableName,
+        line: u64,
+        rows: i64,
+    },
     #[error("checking the session after the dump")]
     Session {
         #[source]

@@ -14,12 +14,13 @@ use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
 use super::copy;
-use super::items::Load;
+use super::load::Load;
 use super::load_error::LoadError;
 use super::postdata::{PostData, Route};
 use super::session::outside_transaction;
 use crate::database::sql::ServerMessage;
 use crate::progress::Progress;
+use crate::table::TableName;
 
 /// A batch is sent once it holds this much SQL.
 const BATCH_BYTES: usize = 1 << 20;
@@ -74,12 +75,12 @@ impl Batch {
     }
 }
 
-/// What the loader loaded, per table as the COPY statement writes it.
+/// What the loader loaded, per table.
 #[derive(Debug, Default)]
 pub struct Loaded {
-    pub rows: BTreeMap<String, u64>,
+    pub rows: BTreeMap<TableName, u64>,
     /// The 32-bit xids (as text, like `xmin::text`) of the table's COPY transactions.
-    pub xids: BTreeMap<String, Vec<String>>,
+    pub xids: BTreeMap<TableName, Vec<String>>,
 }
 
 /// Loads everything `items` delivers, the post-data statements through `post_data`.
@@ -97,40 +98,38 @@ pub async fn load(
     };
     while let Some(item) = items.recv().await {
         match item {
-            Load::Sql { text, line: at } => {
-                line = at;
-                match post_data.route(text, line) {
+            Load::Sql(statement) => {
+                line = statement.line;
+                match post_data.route(statement) {
                     Route::Job(job) => {
                         batch.flush(client).await?;
                         post_data.submit(job).await?;
                     }
-                    Route::Setting(text) => batch.add(client, &text, line).await?,
-                    Route::InOrder(text) => {
+                    Route::Setting(s) => batch.add(client, &s.text, s.line).await?,
+                    Route::InOrder(s) => {
                         post_data.finish().await?;
-                        batch.add(client, &text, line).await?;
+                        batch.add(client, &s.text, s.line).await?;
                     }
                 }
             }
             Load::CopyStart {
                 statement,
-                line: at,
                 table,
                 masked,
             } => {
-                line = at;
+                line = statement.line;
                 post_data.finish().await?;
                 batch.flush(client).await?;
-                progress.set_message(&table);
+                progress.set_message(&table.as_dumped());
                 // The COPY's transaction is the loader's, not one the dump left open.
                 outside_transaction(client, line).await?;
-                let trigger =
-                    has_trigger(client, &table)
-                        .await
-                        .map_err(|message| LoadError::Copy {
-                            table: table.clone(),
-                            line,
-                            message,
-                        })?;
+                let trigger = has_trigger(client, &statement.copy_table_sql())
+                    .await
+                    .map_err(|message| LoadError::Copy {
+                        table: table.clone(),
+                        line,
+                        message,
+                    })?;
                 if trigger {
                     return Err(LoadError::Trigger { table, line });
                 }
@@ -138,7 +137,7 @@ pub async fn load(
                     client,
                     post_data.pool(),
                     &mut items,
-                    (&statement, line, &table),
+                    (&statement, &table),
                     masked,
                 )
                 .await?;
@@ -157,7 +156,7 @@ pub async fn load(
     Ok(loaded)
 }
 
-/// Whether `table` (as the COPY writes it, resolved as the COPY will) has a trigger of the
+/// Whether `table` (as the COPY spells it for SQL, resolved as the COPY is) has a trigger of the
 /// dump's: one created before the data could rewrite every masked row as it is inserted.
 /// Our SQL names pg_catalog's operators and types: the dump may have set search_path.
 async fn has_trigger(client: &Client, table: &str) -> Result<bool, ServerMessage> {

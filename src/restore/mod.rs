@@ -4,8 +4,9 @@
 //! 1. download (async task): S3 GET, the checksum of the raw bytes (checked against the
 //!    `.md5` or `.sha1` sidecar at the end of the stream), progress;
 //! 2. decode (a blocking thread): [`decode`] (decryption, decompression), the
-//!    psql-compatible [`lexer`], the [`filter`], and a [`StreamStage`] (for a restore the
-//!    masking: no raw personal value leaves this thread);
+//!    psql-compatible [`lexer`] (splitting the dump into [`statement`]s), the [`filter`],
+//!    and a [`StreamStage`] (for a restore the masking: no raw personal value leaves this
+//!    thread);
 //! 3. consume (the caller's task): the [`loader`] for a restore (its post-data statements
 //!    on a pool of [`session`]s, see [`postdata`]), a counter for a plan.
 //!
@@ -15,12 +16,13 @@
 mod copy;
 pub mod decode;
 pub mod filter;
-mod items;
 pub mod lexer;
+mod load;
 mod load_error;
 pub mod loader;
 pub mod postdata;
 pub mod session;
+pub mod statement;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -28,7 +30,6 @@ use std::io::Read;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
 
@@ -37,14 +38,16 @@ use crate::database::DbError;
 use crate::progress::Progress;
 use crate::snapshot::Snapshot;
 use crate::store::{SourceBucket, StoreError};
+use crate::table::TableName;
 use decode::{Checksum, DecodeError, Secrets};
 use filter::{Action, Filter, Refusal};
-pub use items::Load;
-use lexer::{Item, LexError, Lexer, Statement};
+use lexer::{Item, LexError, Lexer};
+pub use load::Load;
 use load_error::LoadError;
 use loader::Loaded;
 use postdata::PostData;
 use session::Sessions;
+use statement::Statement;
 
 /// Chunks in flight between stages; with download chunks and COPY chunks of at most a few
 /// hundred KiB this bounds memory (a deeper download buffer measured no faster, and bigger).
@@ -74,19 +77,18 @@ pub enum RestoreError {
 }
 
 /// What streaming a snapshot through found (and, for a restore, loaded).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct Streamed {
     pub bytes_downloaded: u64,
     /// Decompressed SQL bytes.
     pub bytes_sql: u64,
     /// Whether an `.md5` or `.sha1` sidecar existed and matched.
     pub checksum_verified: bool,
-    /// Rows per table (as the COPY statement names it).
-    pub rows: BTreeMap<String, u64>,
-    /// The xids of each table's COPY transactions (as `rows` names it): what verification
-    /// expects every masked row's `xmin` to be.
-    #[serde(skip)]
-    pub xids: BTreeMap<String, Vec<String>>,
+    /// Rows per table.
+    pub rows: BTreeMap<TableName, u64>,
+    /// The xids of each table's COPY transactions: what verification expects every masked
+    /// row's `xmin` to be.
+    pub xids: BTreeMap<TableName, Vec<String>>,
     /// Statements and meta-commands dropped or rewritten by the filter, by reason.
     pub filtered: BTreeMap<String, u64>,
 }
@@ -188,14 +190,15 @@ pub async fn inspect<R: StreamStage>(
         progress,
         |mut items| async move {
             let mut planned = Loaded::default();
-            let mut table = String::new();
+            let mut table = None;
             while let Some(item) = items.recv().await {
                 match item {
-                    Load::CopyStart { table: t, .. } => table = t,
+                    Load::CopyStart { table: t, .. } => table = Some(t),
                     Load::CopyEnd { rows: n } => {
-                        *planned.rows.entry(table.clone()).or_insert(0) += n
+                        let table = table.take().expect("a COPY ends after it starts");
+                        *planned.rows.entry(table).or_insert(0) += n
                     }
-                    Load::Sql { .. } | Load::CopyData(_) => {}
+                    Load::Sql(_) | Load::CopyData(_) => {}
                 }
             }
             Ok(planned)
@@ -454,27 +457,26 @@ fn decode<R: StreamStage>(
                 Err(r) => return Err(Stop::Failed(DecodeFailure::Refused(r))),
             },
             Item::Statement(s) => {
-                let text = match filter.statement(&s) {
-                    Ok(Action::Keep) => s.text.clone(),
+                match filter.statement(&s) {
+                    Ok(Action::Keep) => {}
                     Ok(Action::Drop(reason)) => {
                         count(reason);
                         continue;
                     }
                     Err(r) => return Err(Stop::Failed(DecodeFailure::Refused(r))),
-                };
+                }
                 if !stage.statement(&s).map_err(stage_failed)? {
                     count("INSERT into a table emptied by anonymize.table");
                     continue;
                 }
                 if s.is_copy_from_stdin() {
                     send(Load::CopyStart {
-                        statement: text,
-                        line: s.line,
                         table: s.copy_table(),
                         masked: stage.masks_copy(),
+                        statement: s,
                     })?;
                 } else {
-                    send(Load::Sql { text, line: s.line })?;
+                    send(Load::Sql(s))?;
                 }
             }
             Item::CopyData(data) => {

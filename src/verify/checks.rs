@@ -154,26 +154,20 @@ pub async fn run(
 }
 
 /// Every row of the tables holding masked columns was written by a COPY of that table (its
-/// `xmin` is one of `xids`, the loader's COPY transactions per table as the COPY writes it):
+/// `xmin` is one of `xids`, the loader's COPY transactions per table):
 /// any other row was written after the masking, by code of the dump's (an index expression,
 /// a CHECK, a matview refresh, a trigger of another table's COPY). Run before the
 /// anonymization writes rows itself.
 pub async fn only_copied_rows(
     tx: &Transaction<'_>,
     masked: &Masked,
-    xids: &BTreeMap<String, Vec<String>>,
+    xids: &BTreeMap<TableName, Vec<String>>,
 ) -> Result<Verification, AnonymizeError> {
-    let mut copied: BTreeMap<TableName, Vec<&String>> = BTreeMap::new();
-    for (written, ids) in xids {
-        // A spelling that does not parse leaves its table without xids: its rows fail.
-        if let Ok(table) = TableName::parse(written) {
-            copied.entry(table).or_default().extend(ids);
-        }
-    }
     let tables: BTreeSet<&TableName> = masked.applied.iter().map(|(t, _, _)| t).collect();
     let mut written_after = Vec::new();
     for table in &tables {
-        let ids = copied.get(*table).cloned().unwrap_or_default();
+        // A table no COPY loaded: any row it has was written otherwise.
+        let ids: &[String] = xids.get(*table).map_or(&[], Vec::as_slice);
         // ONLY: an inheriting table's rows are its own COPY's.
         let count: i64 = tx
             .query_one(

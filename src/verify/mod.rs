@@ -18,19 +18,19 @@ pub mod scan;
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
 use tokio_postgres::{Client, Transaction};
 
 use crate::config::{AnonymizeConfig, OnUnmaskedPii, RestoreConfig};
 use crate::database::sql::ServerMessage;
 use crate::mask::Masked;
+use crate::table::TableName;
 pub use checks::Verification;
 pub use scan::Finding;
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct Anonymized {
     /// Rows masked per table.
-    pub rows: BTreeMap<String, u64>,
+    pub rows: BTreeMap<TableName, u64>,
     pub verification: Vec<Verification>,
     pub findings: Vec<Finding>,
 }
@@ -92,7 +92,7 @@ pub async fn run(
     client: &mut Client,
     cfg: &AnonymizeConfig,
     masked: &Masked,
-    xids: &BTreeMap<String, Vec<String>>,
+    xids: &BTreeMap<TableName, Vec<String>>,
     limits: &RestoreConfig,
 ) -> Result<Anonymized, AnonymizeError> {
     client
