@@ -9,7 +9,7 @@
 //!   media_bench reset --endpoint URL ... --bucket B  (empty it, then write the marker)
 
 #[allow(dead_code)]
-#[path = "../tests/common/proxy.rs"]
+#[path = "../tests/it/common/proxy.rs"]
 mod proxy;
 
 use std::path::PathBuf;

@@ -8,7 +8,7 @@
 //!   cargo run --example sandbox -- --dir target/sandbox [--users 200] [--media-objects 50]
 //!       [--small-users N]
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::path::PathBuf;

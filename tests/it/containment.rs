@@ -4,7 +4,7 @@
 //! `database.owner`, in a database with the settings the refresh gives it. With the role the
 //! README recommends, and with a superuser configuration.
 
-mod common;
+use crate::common;
 
 use std::str::FromStr;
 use std::sync::OnceLock;

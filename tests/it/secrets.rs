@@ -4,7 +4,7 @@
 //! the metrics, the email or the webhook messages. `check` warns about a config file others
 //! can read.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 

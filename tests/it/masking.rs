@@ -5,7 +5,7 @@
 //! This binary's staging server only ever receives masked data, so its data directory can
 //! be searched for production values.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

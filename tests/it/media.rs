@@ -2,7 +2,7 @@
 //! fault-injecting proxy in front of it where a test needs throttling, resets or a second
 //! endpoint.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -6,7 +6,7 @@
 //! breaks and unicode neither break SQL nor forge log lines. Personal data hidden where a
 //! sample or a schema-blind scan would miss it is found, within bounded memory.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 

@@ -7,7 +7,7 @@
 //! production email), the next start repairs what was left and says so, the next run
 //! succeeds, and nothing is left behind.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};

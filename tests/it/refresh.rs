@@ -1,7 +1,7 @@
 //! `run`, `plan`, `init-target`, `rollback`, `status` and `check` against real PostgreSQL
 //! (a production server and a staging one), S3 (moto) and Redis.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
