@@ -1,5 +1,5 @@
 //! Hostile input, property-tested (cargo-fuzz needs a nightly toolchain; proptest runs in
-//! `cargo test`, bounded, and keeps any failure it finds in `proptest-regressions/`): the
+//! `cargo test`, bounded, and keeps any failure it finds in `tests/proptest-regressions/`): the
 //! dump lexer and filter never panic whatever the bytes, split generated statements back
 //! exactly, and refuse every psql meta-command outside COPY data wherever it hides; the
 //! snapshot-name parser accepts exactly the names db-backup forms. Names with quotes, line
