@@ -57,7 +57,8 @@ fn password_role() -> String {
     role
 }
 
-/// Makes `role` give its password (scram) to log in over TCP.
+/// Makes `role` give its password (scram) to log in over TCP. The rule names this test's
+/// role alone: every other test on the shared server keeps logging in without one.
 fn require_password(role: &str) {
     let pg = postgres();
     let hba = pg.dir.join("data/pg_hba.conf");

@@ -242,7 +242,8 @@ impl Postgres {
     }
 
     fn start_with(name: &str, tls: bool) -> Postgres {
-        let dir = root().join(name);
+        // Unique: tests in one process may each start a server of the same name.
+        let dir = root().join(unique(name));
         std::fs::create_dir_all(&dir).unwrap();
         let data = dir.join("data");
         let mut initdb = Command::new(postgres_bin("initdb"));
