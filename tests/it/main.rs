@@ -1,7 +1,8 @@
 //! The integration tests: one binary, so the harness (`common`) is compiled once and the
 //! services it starts (PostgreSQL, moto, the SMTP sink) are started once for every test.
-//! One module per area; a test that changes server-wide state has a server of its own (see
-//! `common::services`).
+//! One module per area. Tests run side by side on the shared servers with names of their own
+//! (`common::unique`); one that checks or changes server-wide state starts a server of its
+//! own (`common::Postgres::start`).
 
 mod common;
 
