@@ -397,7 +397,19 @@ async fn the_daemon_recovers_at_start_before_any_run() {
         "{}",
         env.backend_log()
     );
-    let status = env.run(&["--json", "status"]).await.json();
+    // The flag goes first; then the daemon removes the journal and records its recovery in
+    // the state file, which status reads: a busy machine shows the gap.
+    let status = loop {
+        let status = env.run(&["--json", "status"]).await.json();
+        if !status["recovered"].is_null() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not record its recovery"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert!(
         status["recovered"].to_string().contains(NOT_COMMITTED),
         "{status}"
