@@ -8,8 +8,10 @@
 //!   media_bench churn --endpoint URL ... --bucket B --percent 1 --seed S
 //!   media_bench reset --endpoint URL ... --bucket B  (empty it, then write the marker)
 
+// The media tests' proxy: the benchmark listens on a port of its choosing and reads the
+// request counts, and leaves the tests' helpers beside those unused.
 #[allow(dead_code)]
-#[path = "../tests/common/proxy.rs"]
+#[path = "../tests/it/common/proxy.rs"]
 mod proxy;
 
 use std::path::PathBuf;

@@ -8,7 +8,10 @@
 //!   cargo run --example sandbox -- --dir target/sandbox [--users 200] [--media-objects 50]
 //!       [--small-users N]
 
-#[path = "../tests/common/mod.rs"]
+// The test harness: the sandbox uses its services, fixtures and staging set-up, not the
+// test helpers beside them (running the binary, the test world, gpg, the proxy, sinks).
+#[allow(dead_code)]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::path::PathBuf;
@@ -18,9 +21,10 @@ use clap::Parser;
 use futures::StreamExt;
 use indicatif::HumanBytes;
 
-use common::fixtures::{PROD_ADMIN_EMAIL, dump_name, dump_zstd_to, seed_prod, upload_snapshot};
-use common::services::{Redis, postgres, prod_postgres, s3, smtp};
+use common::constants::PROD_ADMIN_EMAIL;
+use common::fixtures::{dump_name, dump_zstd_to, seed_prod, upload_snapshot};
 use common::staging::{OWNER, RESTORE_PASSWORD, refresh_role_url, seed_staging};
+use common::{Redis, postgres, prod_postgres, s3, smtp};
 
 #[derive(Parser)]
 struct Args {

@@ -2,7 +2,7 @@
 //! child process with NOTIFY_SOCKET on a datagram socket the test owns, against real
 //! PostgreSQL and S3; the unit files pass `systemd-analyze verify`.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;

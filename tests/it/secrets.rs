@@ -4,7 +4,7 @@
 //! the metrics, the email or the webhook messages. `check` warns about a config file others
 //! can read.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 
@@ -57,7 +57,8 @@ fn password_role() -> String {
     role
 }
 
-/// Makes `role` give its password (scram) to log in over TCP.
+/// Makes `role` give its password (scram) to log in over TCP. The rule names this test's
+/// role alone: every other test on the shared server keeps logging in without one.
 fn require_password(role: &str) {
     let pg = postgres();
     let hba = pg.dir.join("data/pg_hba.conf");

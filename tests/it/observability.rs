@@ -1,7 +1,7 @@
 //! What operators see without reading logs: the metrics endpoint (scraped over HTTP after real
 //! refreshes, and again after a restart) and the summary email the SMTP sink received.
 
-mod common;
+use crate::common;
 
 use common::{scrape, value};
 

@@ -2,18 +2,27 @@
 //! values never reach staging (neither its dump nor its data files and WAL), masked values
 //! keep their shapes, joins and constraints, and stay the same across tables and refreshes;
 //! a personal-looking column without a rule stops the run before anything is loaded.
-//! This binary's staging server only ever receives masked data, so its data directory can
-//! be searched for production values.
+//! These tests' staging server is their own and only ever receives masked data, so its data
+//! directory can be searched for production values.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use chrono::Utc;
 
 use common::env::Env;
 use common::fixtures::{dump_sql, fixture_path, psql_as_owner, seed_prod, zstd};
-use common::{postgres, prod_postgres, unique};
+use common::staging::refresh_role_url;
+use common::{Postgres, prod_postgres, unique};
+
+/// The staging server of this module's tests: not the shared one, where other tests restore
+/// unmasked fixtures and hostile dumps into databases its data directory also holds.
+fn staging() -> &'static Postgres {
+    static PG: OnceLock<Postgres> = OnceLock::new();
+    PG.get_or_init(|| Postgres::start("postgres-masking"))
+}
 
 /// Rules for the masking fixture's tables.
 const RULES: &str = r#"
@@ -87,7 +96,7 @@ fn production(extra: &str) -> (String, Vec<u8>) {
 
 /// A staging world restoring the dump of production database `source`.
 async fn env(source: &str, dump: &[u8]) -> Env {
-    let mut env = Env::empty().await;
+    let mut env = Env::on(staging(), refresh_role_url(staging())).await;
     env.snapshot_database = source.to_owned();
     env.upload_taken(zstd(dump), Utc::now() - chrono::Duration::hours(1), true)
         .await;
@@ -193,9 +202,9 @@ async fn production_values_never_reach_staging_and_masks_hold_across_tables_and_
 
     // Neither a dump of staging nor, after a checkpoint, its data files and WAL hold a
     // production value; the search does find what staging does hold.
-    let staging_dump = String::from_utf8(dump_sql(postgres(), &env.db)).unwrap();
-    postgres().query("postgres", "CHECKPOINT");
-    let data = postgres().dir.join("data");
+    let staging_dump = String::from_utf8(dump_sql(staging(), &env.db)).unwrap();
+    staging().query("postgres", "CHECKPOINT");
+    let data = staging().dir.join("data");
     for value in PRODUCTION_VALUES {
         assert!(
             !staging_dump.contains(value),
@@ -238,9 +247,9 @@ async fn a_new_unclassified_column_fails_the_run_before_any_row_is_loaded_until_
         "{out:?}"
     );
     assert!(out.stderr.contains("nothing was loaded"), "{out:?}");
-    postgres().query("postgres", "CHECKPOINT");
+    staging().query("postgres", "CHECKPOINT");
     assert_eq!(
-        files_containing(&postgres().dir.join("data"), b"P-UNCLASSIFIED-"),
+        files_containing(&staging().dir.join("data"), b"P-UNCLASSIFIED-"),
         Vec::<String>::new()
     );
 

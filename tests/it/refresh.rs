@@ -1,7 +1,7 @@
 //! `run`, `plan`, `init-target`, `rollback`, `status` and `check` against real PostgreSQL
 //! (a production server and a staging one), S3 (moto) and Redis.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -250,7 +250,8 @@ async fn check_covers_the_database_marker_role_and_redis() {
 #[tokio::test]
 async fn a_live_database_the_backend_role_cannot_write_in_is_an_unhealthy_cutover() {
     let env = Env::new(prod_dump()).await;
-    // database.owner, read-only by default: staging would come up refusing every write.
+    // database.owner, read-only by default: staging would come up refusing every write. A
+    // role of this test's own: the setting reaches no other test on the shared server.
     let owner = unique("readonly_owner");
     postgres().query(
         "postgres",

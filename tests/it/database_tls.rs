@@ -1,7 +1,7 @@
 //! `sslmode` in `database.url` means what it means to libpq: `require` encrypts (without
 //! verifying the certificate), `disable` never does, and a server without TLS refuses `require`.
 
-mod common;
+use crate::common;
 
 use std::sync::OnceLock;
 

@@ -3,7 +3,7 @@
 //! restored and anonymized against real PostgreSQL and S3; and each way such a file can be
 //! broken failing cleanly, naming the cause.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;

@@ -4,7 +4,7 @@
 //! `--toml` output, added to the config, classifies them, and the next run masks and keeps
 //! what it says; `plan` shows what would be masked, kept and emptied.
 
-mod common;
+use crate::common;
 
 use chrono::Utc;
 

@@ -1,12 +1,12 @@
 //! Hostile input, property-tested (cargo-fuzz needs a nightly toolchain; proptest runs in
-//! `cargo test`, bounded, and keeps any failure it finds in `proptest-regressions/`): the
+//! `cargo test`, bounded, and keeps any failure it finds in `tests/proptest-regressions/`): the
 //! dump lexer and filter never panic whatever the bytes, split generated statements back
 //! exactly, and refuse every psql meta-command outside COPY data wherever it hides; the
 //! snapshot-name parser accepts exactly the names db-backup forms. Names with quotes, line
 //! breaks and unicode neither break SQL nor forge log lines. Personal data hidden where a
 //! sample or a schema-blind scan would miss it is found, within bounded memory.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 

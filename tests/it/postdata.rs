@@ -7,7 +7,7 @@
 //! row in it is named by its line in the table's data; a signal during it cancels the run
 //! cleanly.
 
-mod common;
+use crate::common;
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};

@@ -242,7 +242,8 @@ impl Postgres {
     }
 
     fn start_with(name: &str, tls: bool) -> Postgres {
-        let dir = root().join(name);
+        // Unique: tests in one process may each start a server of the same name.
+        let dir = root().join(unique(name));
         std::fs::create_dir_all(&dir).unwrap();
         let data = dir.join("data");
         let mut initdb = Command::new(postgres_bin("initdb"));
@@ -381,7 +382,6 @@ pub fn prod_postgres() -> &'static Postgres {
 /// An S3 server (moto) shared by the process; each test uses buckets of its own.
 pub struct S3 {
     pub port: u16,
-    pid: u32,
 }
 
 impl S3 {
@@ -407,18 +407,11 @@ impl S3 {
         log_to(&mut cmd, &log);
         let mut child = spawn(cmd, libc::SIGTERM);
         wait_for_port(port, "moto_server", &mut child, &log);
-        S3 {
-            port,
-            pid: child.id(),
-        }
+        S3 { port }
     }
 
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.pid
     }
 
     /// An aws-sdk-s3 client for setting up and inspecting buckets.
@@ -504,6 +497,9 @@ impl Smtp {
         format!("smtp://127.0.0.1:{}", self.port)
     }
 
+    // Only examples/sandbox.rs, which includes this harness, shows it: the tests read the
+    // messages with `messages_to`.
+    #[allow(dead_code)]
     pub fn maildir(&self) -> &Path {
         &self.maildir
     }

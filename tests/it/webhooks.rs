@@ -2,7 +2,7 @@
 //! failed runs; a sink that fails or hangs leaves the outcome alone and is counted; a
 //! rollback is recorded, counted and notified.
 
-mod common;
+use crate::common;
 
 use common::env::Env;
 use common::env::inject;

@@ -1,11 +1,9 @@
-//! Shared by every integration test binary, the demo sandbox and the benchmarks.
+//! Shared by the integration tests (this binary), the demo sandbox and the benchmarks.
 //!
 //! A test builds on the test world, [`env::Env`]: its own staging database and snapshot
-//! bucket on the services started once per binary (`services`), and a config made of the
+//! bucket on the services started once per process (`services`), and a config made of the
 //! sections the test varies (its fields), then `run`, `refresh`, `init_target` and `query`.
 //! The names and secrets that config and the fixtures use are in `constants`.
-//! Not every binary uses every helper or re-export.
-#![allow(dead_code, unused_imports)]
 
 pub mod constants;
 pub mod env;
@@ -23,7 +21,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, Output, Stdio};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-pub use services::{Postgres, Redis, postgres, prod_postgres, s3, smtp, unique, unique_bucket};
+pub use services::{Postgres, Redis, postgres, prod_postgres, s3, smtp, unique};
 
 /// The built `staging-refresh` binary (Cargo names it for tests; examples find it beside them).
 pub fn binary() -> PathBuf {

@@ -1,6 +1,6 @@
 //! The snapshot catalog, `snapshots` and `check` against a real S3 server.
 
-mod common;
+use crate::common;
 
 use chrono::{Duration, Utc};
 use futures::StreamExt;
