@@ -4,8 +4,10 @@
 //! memory, and names itself in its errors.
 
 use crate::config::ExposeSecret;
+use std::cell::RefCell;
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Cursor, Read};
+use std::rc::Rc;
 
 use md5::digest::DynDigest;
 use pgp::composed::{DecryptionOptions, Deserializable, Message, SignedSecretKey, TheRing};
@@ -14,7 +16,7 @@ use pgp::types::{Password, Seipdv1ReadMode};
 use crate::config::DecryptConfig;
 use crate::snapshot::{ChecksumKind, Compression, Snapshot};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DecodeError {
     #[error(
         "the checksum sidecar {key} is not \"<{} hex digits>  {name}\" as {kind}sum writes it",
@@ -228,15 +230,67 @@ impl Secrets {
     }
 }
 
+/// An opened snapshot: its SQL bytes and, for an encrypted one, its decryption.
+pub struct Opened {
+    pub sql: Box<dyn Read>,
+    pub decrypted: Option<Decrypted>,
+}
+
+/// An encrypted snapshot's decrypted bytes, shared by the layer reading them and the check of
+/// the encryption's integrity: garbage from a damaged file or a wrong passphrase can fail a
+/// later step first (a decompressor, the first bytes' check, the SQL lexer), and the
+/// decryption read to its end says whether that is what happened.
+#[derive(Clone)]
+pub struct Decrypted(Rc<RefCell<Decryption>>);
+
+struct Decryption {
+    reader: Box<dyn Read>,
+    name: String,
+    /// Its error, once it failed: OpenPGP's readers must not be read again after one.
+    failed: Option<DecodeError>,
+}
+
+impl Read for Decrypted {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let mut d = self.0.borrow_mut();
+        if let Some(e) = &d.failed {
+            return Err(io::Error::other(e.clone()));
+        }
+        d.reader.read(out).map_err(|e| {
+            let e = DecodeError::from_io(e, &d.name);
+            d.failed = Some(e.clone());
+            io::Error::other(e)
+        })
+    }
+}
+
+impl Decrypted {
+    /// The decryption's own failure, found by reading what is left of it; `None` when it
+    /// reads to its end, so the later step's error is the cause.
+    pub fn failure(&self) -> Option<DecodeError> {
+        let mut reader = self.clone();
+        let _ = io::copy(&mut reader, &mut io::sink());
+        match self.0.borrow().failed.clone() {
+            Some(e @ (DecodeError::Tampered { .. } | DecodeError::Decrypt { .. })) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// `e`, unless the decryption failed: then its failure.
+    fn or_its_failure(this: &Option<Decrypted>, e: DecodeError) -> DecodeError {
+        this.as_ref().and_then(Decrypted::failure).unwrap_or(e)
+    }
+}
+
 /// The SQL bytes of `snapshot`, read from its downloaded bytes `raw`.
 pub fn sql<R: Read + fmt::Debug + Send + 'static>(
     raw: R,
     snapshot: &Snapshot,
     secrets: Option<&Secrets>,
-) -> Result<Box<dyn Read>, DecodeError> {
+) -> Result<Opened, DecodeError> {
     let name = snapshot.name.as_str();
     let io = |e| DecodeError::from_io(e, name);
-    let plain: Box<dyn Read> = if snapshot.encrypted {
+    let (plain, decrypted): (Box<dyn Read>, _) = if snapshot.encrypted {
         let (head, raw) = peek(raw).map_err(io)?;
         let armored = head.starts_with(b"-----BEGIN PGP MESSAGE-----");
         let found = Magic::of(&head);
@@ -251,15 +305,22 @@ pub fn sql<R: Read + fmt::Debug + Send + 'static>(
             name: name.to_owned(),
         })?;
         let message = secrets.open(BufReader::new(raw), armored, name)?;
-        Box::new(Layer {
-            inner: message,
+        let decrypted = Decrypted(Rc::new(RefCell::new(Decryption {
+            reader: Box::new(Layer {
+                inner: message,
+                name: name.to_owned(),
+                stage: Stage::Decrypt,
+            }),
             name: name.to_owned(),
-            stage: Stage::Decrypt,
-        })
+            failed: None,
+        })));
+        (Box::new(decrypted.clone()), Some(decrypted))
     } else {
-        Box::new(raw)
+        (Box::new(raw), None)
     };
-    let (head, plain) = peek(plain).map_err(io)?;
+    // Past the decryption, a failure may be the decryption's: it is asked first.
+    let judged = |e: DecodeError| Decrypted::or_its_failure(&decrypted, e);
+    let (head, plain) = peek(plain).map_err(|e| judged(io(e)))?;
     let compression = snapshot.compression;
     let expected = match compression {
         Compression::None => Magic::Sql,
@@ -267,22 +328,29 @@ pub fn sql<R: Read + fmt::Debug + Send + 'static>(
     };
     match Magic::of(&head) {
         Magic::CustomFormat => {
-            return Err(DecodeError::CustomFormat {
+            return Err(judged(DecodeError::CustomFormat {
                 name: name.to_owned(),
-            });
+            }));
         }
         found if found != expected => {
-            return Err(DecodeError::Mismatch {
+            return Err(judged(DecodeError::Mismatch {
                 name: name.to_owned(),
                 named: compression.suffix(),
                 found: found.describe(),
-            });
+            }));
         }
         _ => {}
     }
     let decompressed: Box<dyn Read> = match compression {
-        Compression::None => return Ok(Box::new(plain)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(plain).map_err(io)?),
+        Compression::None => {
+            return Ok(Opened {
+                sql: Box::new(plain),
+                decrypted,
+            });
+        }
+        Compression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::new(plain).map_err(|e| judged(io(e)))?)
+        }
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(plain)),
         Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(plain)),
         Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(plain)),
@@ -292,13 +360,16 @@ pub fn sql<R: Read + fmt::Debug + Send + 'static>(
         name: name.to_owned(),
         stage: Stage::Decompress(compression),
     })
-    .map_err(io)?;
+    .map_err(|e| judged(io(e)))?;
     if Magic::of(&head) == Magic::CustomFormat {
-        return Err(DecodeError::CustomFormat {
+        return Err(judged(DecodeError::CustomFormat {
             name: name.to_owned(),
-        });
+        }));
     }
-    Ok(Box::new(sql))
+    Ok(Opened {
+        sql: Box::new(sql),
+        decrypted,
+    })
 }
 
 /// What a stream's first bytes say it is.

@@ -414,8 +414,8 @@ fn decode<R: StreamStage>(
     input: ChannelReader,
     snapshot: &Snapshot,
     secrets: Option<&Secrets>,
-    mut filter: Filter,
-    mut stage: R,
+    filter: Filter,
+    stage: R,
     out: &mpsc::Sender<Load>,
 ) -> Result<Decoded<R>, Stop<DecodeFailure>> {
     let upstream_failed = input.failed.clone();
@@ -427,8 +427,28 @@ fn decode<R: StreamStage>(
             Stop::Failed(e)
         }
     };
-    let sql =
+    let opened =
         decode::sql(input, snapshot, secrets).map_err(|e| failed(DecodeFailure::Decode(e)))?;
+    // Garbage from a damaged file or a wrong key can fail any later step: the decryption's
+    // own verdict, read to its end, comes first.
+    read_items(opened.sql, snapshot, filter, stage, out, &failed).map_err(|stop| match stop {
+        Stop::Failed(failure) => Stop::Failed(match opened.decrypted.and_then(|d| d.failure()) {
+            Some(e) => DecodeFailure::Decode(e),
+            None => failure,
+        }),
+        closed => closed,
+    })
+}
+
+/// Splits, filters and rewrites the decoded SQL and hands it on.
+fn read_items<R: StreamStage>(
+    sql: Box<dyn Read>,
+    snapshot: &Snapshot,
+    mut filter: Filter,
+    mut stage: R,
+    out: &mpsc::Sender<Load>,
+    failed: &dyn Fn(DecodeFailure) -> Stop<DecodeFailure>,
+) -> Result<Decoded<R>, Stop<DecodeFailure>> {
     let counted = Counted {
         inner: sql,
         bytes: 0,
