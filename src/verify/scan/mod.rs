@@ -101,7 +101,7 @@ async fn scanned_columns(
         if masked
             .applied
             .iter()
-            .any(|(t, c, _)| *t == name && *c == column)
+            .any(|(t, c, _)| *t == name && c.name == column)
         {
             continue;
         }
