@@ -53,8 +53,6 @@ pub enum Misfit {
 
 /// What one value a mask writes measures.
 enum Output {
-    /// No value.
-    Null,
     /// The value's own length (in characters; in bytes never more).
     Same,
     /// Between these, in characters and in bytes.
@@ -78,7 +76,7 @@ pub fn fit(mask: &Mask, shape: &ColumnShape, email_domain: &str) -> Result<(), M
     let output = output(mask, &shape.base, email_domain);
     for bound in limits::bounds(shape) {
         let (low, high) = match (&output, bound.measure) {
-            (Output::Null | Output::Same, _) => continue,
+            (Output::Same, _) => continue,
             (Output::Between { chars, .. }, Measure::Chars) => *chars,
             (Output::Between { bytes, .. }, Measure::Bytes) => *bytes,
             (Output::Any, _) => (0, u64::MAX),
@@ -181,9 +179,9 @@ fn output(mask: &Mask, base: &BaseType, email_domain: &str) -> Output {
         bytes: (text.len() as u64, text.len() as u64),
     };
     match mask {
-        Mask::Keep | Mask::Phone | Mask::Token | Mask::Text => Output::Same,
+        // `keep` and `null` (fitted apart) write nothing longer than the value.
+        Mask::Keep | Mask::Null | Mask::Phone | Mask::Token | Mask::Text => Output::Same,
         Mask::Hash if *base == BaseType::Bytea => Output::Same,
-        Mask::Null => Output::Null,
         Mask::Redact(constant) if *base == BaseType::Bytea => {
             let n = bytea::decode(constant.as_bytes()).map_or(0, |b| b.len() as u64);
             Output::Between {

@@ -206,19 +206,19 @@ impl Masks {
             // ("Jane, jane@example.org") leaves nothing but its punctuation.
             Mask::Phone => self.replace(value, |c| {
                 if PHONE_PUNCTUATION.contains(&c) {
-                    Keep
+                    Class::Keep
                 } else {
-                    Digit
+                    Class::Digit
                 }
             }),
             Mask::Token => {
                 let prefix = token_prefix(value);
                 let mut out = value[..prefix].to_vec();
                 out.extend(self.replace(&value[prefix..], |c| match c {
-                    b'0'..=b'9' => Digit,
-                    b'A'..=b'Z' => Upper,
-                    c if TOKEN_SEPARATORS.contains(&c) => Keep,
-                    _ => Lower,
+                    b'0'..=b'9' => Class::Digit,
+                    b'A'..=b'Z' => Class::Upper,
+                    c if TOKEN_SEPARATORS.contains(&c) => Class::Keep,
+                    _ => Class::Lower,
                 }));
                 out
             }
@@ -265,15 +265,12 @@ impl Masks {
         let mut stream = self.stream(value);
         let mut out = Vec::with_capacity(value.len());
         let mut put = |c: u8| {
-            let r = match class(c) {
-                Keep => return out.push(c),
-                class => (class, stream.next()),
-            };
-            out.push(match r {
-                (Digit, r) => b'0' + r % 10,
-                (Upper, r) => b'A' + r % 26,
-                (_, r) => b'a' + r % 26,
-            });
+            out.push(match class(c) {
+                Class::Keep => c,
+                Class::Digit => b'0' + stream.next() % 10,
+                Class::Upper => b'A' + stream.next() % 26,
+                Class::Lower => b'a' + stream.next() % 26,
+            })
         };
         match std::str::from_utf8(value) {
             Ok(text) => text
@@ -342,7 +339,6 @@ enum Class {
     Upper,
     Lower,
 }
-use Class::*;
 
 /// The length of the known provider prefix `value` starts with (the longest), else 0.
 fn token_prefix(value: &[u8]) -> usize {
