@@ -249,3 +249,38 @@ COPY public.p (id, emails, tokens, names, secret) FROM stdin;
     let masked = m.finish();
     assert!(matches!(masked, Err(MaskError::AdminNotFound { .. })));
 }
+
+#[test]
+fn a_copy_s_masks_are_fitted_to_the_shapes_it_is_given_at_its_start() {
+    // The shapes a COPY is masked through may be learnt at its start (from the server):
+    // a misfit there stops it before its first row.
+    let masks = Masks::new(Key::from_bytes(&[1; 32]), "staging.invalid");
+    let table = TableName::new("public", "t");
+    let shape = |name: &str| ColumnShape {
+        name: name.to_owned(),
+        type_name: "text".into(),
+        base: shape::BaseType::Text,
+        array: false,
+        not_null: true,
+        type_length: None,
+        checks: Vec::new(),
+        generated: false,
+        default: None,
+    };
+    let copy = |mask: Mask| {
+        MaskedCopy::new(
+            &masks,
+            &table,
+            vec!["a".into()],
+            vec![Some(mask)],
+            shape,
+            None,
+        )
+    };
+    assert!(copy(Mask::Text).is_ok());
+    let err = copy(Mask::Null).err().unwrap().to_string();
+    assert!(
+        err.contains("public.t.a (text): mask \"null\" does not fit: the column is NOT NULL"),
+        "{err}"
+    );
+}

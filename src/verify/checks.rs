@@ -235,7 +235,7 @@ async fn outside_masks(
                 json_outside(tx, &rows, &column, shape, &language, masked).await?
             }
             _ => {
-                let sql = match value_outside(&language, &shape.base, "v") {
+                let sql = match value_outside(&language, &shape.base) {
                     None => format!("SELECT count(*) {rows}"),
                     Some(outside) if shape.array => format!(
                         "SELECT count(*) {rows} AND EXISTS (SELECT FROM unnest({column}) v \
@@ -260,7 +260,7 @@ async fn outside_masks(
 
 /// The SQL condition that a non-NULL value `v` of type `base` is outside `language`;
 /// `None` when every value is (NULL's language).
-fn value_outside(language: &Language, base: &BaseType, v: &str) -> Option<String> {
+fn value_outside(language: &Language, base: &BaseType) -> Option<String> {
     // bytea's escape form leaves printable ASCII but `\` as it is: the masks' bytes.
     let text = |x: &str| match base {
         BaseType::Bytea => format!("encode({x}, 'escape')"),
@@ -270,12 +270,12 @@ fn value_outside(language: &Language, base: &BaseType, v: &str) -> Option<String
     let literal = |s: &str| format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"));
     Some(match language {
         Language::Null => return None,
-        Language::Pattern(pattern) => format!("{} !~ {}", text(v), literal(pattern.as_str())),
+        Language::Pattern(pattern) => format!("{} !~ {}", text("v"), literal(pattern.as_str())),
         // The constant as the value's type reads it (`f` for a boolean reads `false`).
         Language::Constant(constant) => format!(
             "{} IS DISTINCT FROM {}",
-            text(v),
-            text(&format!("(ARRAY[{v}, {}])[2]", literal(constant)))
+            text("v"),
+            text(&format!("(ARRAY[v, {}])[2]", literal(constant)))
         ),
         Language::Json { .. } => unreachable!("documents are walked, not matched"),
     })
