@@ -27,9 +27,9 @@ pub enum Mask {
     Email,
     /// A made-up "First Last".
     Name,
-    /// Same shape, every digit replaced.
+    /// Every character but a phone number's punctuation replaced by a digit.
     Phone,
-    /// The prefix (`cus_`, `sk_live_`) and length kept, the body replaced.
+    /// A known provider's prefix (`cus_`, `sk_live_`) and the length kept, the rest replaced.
     Token,
     /// 64 hex digits.
     Hash,
@@ -40,8 +40,17 @@ pub enum Mask {
     /// hashes, shared passwords, stay unrecognisable); it starts with the key's marker salt,
     /// which is how verification knows no production hash was kept.
     Password,
-    /// Per-path masks inside a json/jsonb value; the rest of the document is kept.
-    Json(Vec<(Vec<String>, Mask)>),
+    /// Per-path masks inside a json/jsonb value, and one for the rest of its strings and
+    /// numbers (none keeps them).
+    Json(JsonMask),
+}
+
+/// A `json` mask: a mask per dotted path of keys (arrays on the way: every element), and
+/// `rest`, the mask of every string and number under no listed path (`None`: kept).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct JsonMask {
+    pub paths: Vec<(Vec<String>, Mask)>,
+    pub rest: Option<Box<Mask>>,
 }
 
 impl Mask {
@@ -61,16 +70,22 @@ impl Mask {
     }
 }
 
-/// The config's name, and a json mask's paths: `json(contact.email = email)`.
+/// The config's name, and a json mask's paths and rest:
+/// `json(contact.email = email; rest = text)`.
 impl std::fmt::Display for Mask {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Mask::Json(paths) => {
-                let paths: Vec<String> = paths
+            Mask::Json(json) => {
+                let paths: Vec<String> = json
+                    .paths
                     .iter()
                     .map(|(path, mask)| format!("{} = {mask}", path.join(".")))
                     .collect();
-                write!(f, "json({})", paths.join(", "))
+                write!(f, "json({}", paths.join(", "))?;
+                if let Some(rest) = &json.rest {
+                    write!(f, "; rest = {rest}")?;
+                }
+                f.write_str(")")
             }
             kind => f.write_str(kind.into()),
         }
@@ -271,35 +286,63 @@ fn column_mask(rule: &ColumnRule) -> Result<Mask, (&'static str, String)> {
     if rule.value.is_some() && !matches!(mask, Mask::Redact(_)) {
         return Err(("value", "only a \"redact\" mask takes a value".into()));
     }
-    match mask {
-        Mask::Json(_) => {
-            if rule.paths.is_empty() {
-                return Err((
-                    "paths",
-                    "a \"json\" mask needs paths = { \"a.b\" = \"email\" }".into(),
-                ));
-            }
-            let mut paths = Vec::new();
-            for (path, kind) in &rule.paths {
-                let inner =
-                    Mask::parse(kind, None).map_err(|m| ("paths", format!("{path:?}: {m}")))?;
-                if matches!(inner, Mask::Json(_) | Mask::Keep) {
-                    return Err((
-                        "paths",
-                        format!("{path:?}: {kind:?} does not apply inside JSON"),
-                    ));
-                }
-                let parts: Vec<String> = path.split('.').map(str::to_owned).collect();
-                if parts.iter().any(String::is_empty) {
-                    return Err(("paths", format!("{path:?} is not a dotted path of keys")));
-                }
-                paths.push((parts, inner));
-            }
-            Ok(Mask::Json(paths))
+    if !matches!(mask, Mask::Json(_)) {
+        if !rule.paths.is_empty() {
+            return Err(("paths", "only a \"json\" mask takes paths".into()));
         }
-        _ if !rule.paths.is_empty() => Err(("paths", "only a \"json\" mask takes paths".into())),
-        mask => Ok(mask),
+        if rule.rest.is_some() {
+            return Err(("rest", "only a \"json\" mask takes rest".into()));
+        }
+        return Ok(mask);
     }
+    if rule.paths.is_empty() && rule.rest.is_none() {
+        return Err((
+            "paths",
+            "a \"json\" mask needs paths = { \"a.b\" = \"email\" }, rest = \"text\" or both".into(),
+        ));
+    }
+    let inside = |field: &'static str, what: &str, kind: &str| {
+        let inner = Mask::parse(kind, None).map_err(|m| (field, format!("{what}{m}")))?;
+        match inner {
+            Mask::Json(_) => Err((field, format!("{what}{kind:?} does not apply inside JSON"))),
+            inner => Ok(inner),
+        }
+    };
+    let mut paths: Vec<(Vec<String>, Mask)> = Vec::new();
+    for (path, kind) in &rule.paths {
+        let inner = inside("paths", &format!("{path:?}: "), kind)?;
+        if inner == Mask::Keep {
+            return Err((
+                "paths",
+                format!("{path:?}: \"keep\" does not apply inside JSON"),
+            ));
+        }
+        let parts: Vec<String> = path.split('.').map(str::to_owned).collect();
+        if parts.iter().any(String::is_empty) {
+            return Err(("paths", format!("{path:?} is not a dotted path of keys")));
+        }
+        // One mask per value: a path inside another's would mask its values twice.
+        if let Some((other, _)) = paths
+            .iter()
+            .find(|(p, _)| p.starts_with(&parts) || parts.starts_with(p))
+        {
+            return Err((
+                "paths",
+                format!("{path:?} and {:?} overlap", other.join(".")),
+            ));
+        }
+        paths.push((parts, inner));
+    }
+    let rest = match rule
+        .rest
+        .as_deref()
+        .map(|kind| inside("rest", "", kind))
+        .transpose()?
+    {
+        None | Some(Mask::Keep) => None,
+        Some(mask) => Some(Box::new(mask)),
+    };
+    Ok(Mask::Json(JsonMask { paths, rest }))
 }
 
 #[cfg(test)]
@@ -346,16 +389,28 @@ mod tests {
                 {"table": "shop.customer", "column": "contact", "mask": "json",
                  "paths": {"contact.email": "email", "phones": "phone"}},
                 {"table": "customer", "column": "name", "mask": "redact", "value": "X"},
+                {"table": "customer", "column": "doc", "mask": "json", "rest": "text"},
+                {"table": "customer", "column": "tags", "mask": "json",
+                 "paths": {"a": "email"}, "rest": "keep"},
             ],
             "table": [{"table": "shop.customer", "mode": "keep"}, {"table": "session", "mode": "empty"}],
         }))
         .unwrap();
         let shop = TableName::new("shop", "customer");
         assert_eq!(r.mask(&shop, "id"), Some(&Mask::Keep));
-        assert!(matches!(r.mask(&shop, "contact"), Some(Mask::Json(paths)) if paths.len() == 2));
+        assert!(
+            matches!(r.mask(&shop, "contact"), Some(Mask::Json(json)) if json.paths.len() == 2)
+        );
         assert_eq!(
             r.mask(&TableName::new("public", "customer"), "name"),
             Some(&Mask::Redact("X".into()))
+        );
+        let customer = TableName::new("public", "customer");
+        let doc = r.mask(&customer, "doc").unwrap();
+        assert_eq!(doc.to_string(), "json(; rest = text)");
+        assert_eq!(
+            r.mask(&customer, "tags").unwrap().to_string(),
+            "json(a = email)"
         );
         assert_eq!(r.mask(&users(), "email"), Some(&Mask::Email));
         assert_eq!(r.mask(&users(), "phone"), None);
@@ -389,6 +444,21 @@ mod tests {
                 serde_json::json!({"column": [{"table": "t", "column": "c", "mask": "json",
                                                "paths": {"a..b": "email"}}]}),
                 "anonymize.column[0].paths: \"a..b\" is not a dotted path",
+            ),
+            (
+                serde_json::json!({"column": [{"table": "t", "column": "c", "mask": "json",
+                                               "paths": {"a": "email", "a.b": "name"}}]}),
+                "anonymize.column[0].paths: \"a.b\" and \"a\" overlap",
+            ),
+            (
+                serde_json::json!({"column": [{"table": "t", "column": "c", "mask": "json",
+                                               "rest": "json"}]}),
+                "anonymize.column[0].rest: \"json\" does not apply inside JSON",
+            ),
+            (
+                serde_json::json!({"column": [{"table": "t", "column": "c", "mask": "text",
+                                               "rest": "text"}]}),
+                "anonymize.column[0].rest: only a \"json\" mask takes rest",
             ),
             (
                 serde_json::json!({"column": [{"table": "t", "column": "c", "mask": "email", "value": "x"}]}),

@@ -162,6 +162,8 @@ pub struct ColumnRule {
     /// `json`'s masks by dotted path: `{ "contact.email" = "email" }`.
     #[serde(default)]
     pub paths: BTreeMap<String, String>,
+    /// `json`'s mask for every other string and number; unset keeps them.
+    pub rest: Option<String>,
 }
 
 /// `[[anonymize.table]]`.

@@ -13,13 +13,12 @@ pub enum MaskError {
         .0.join(", ")
     )]
     Unclassified(Vec<String>),
-    #[error("{column} is NOT NULL, so mask = \"null\" cannot apply to it; choose another mask")]
-    NullOnNotNull { column: String },
     #[error(
-        "{column}: a masked value is longer than its type allows ({limit} characters); \
-         choose a mask that fits"
+        "masks that do not fit their columns, refused before their rows were loaded: {}; \
+         choose masks that fit (README, \"Masking rules\")",
+        .0.join("; ")
     )]
-    TooLong { column: String, limit: u64 },
+    Misfit(Vec<String>),
     #[error("{column}: {error}")]
     Value { column: String, error: KindError },
     #[error(

@@ -1,7 +1,8 @@
 //! The gate before the first row: every column of the dump whose type can hold personal data
 //! has a rule, or (`anonymize.unclassified = "fail"`) the run stops before anything is
-//! loaded, naming each such column; a `null` mask never meets a NOT NULL column. At the end
-//! of the dump, what the rules made of its columns goes to verification and the report.
+//! loaded, naming each such column; every mask fits its column ([`fit`]), or the run stops
+//! naming each that does not. At the end of the dump, what the rules made of its columns
+//! goes to verification and the report.
 
 use crate::config::Unclassified;
 use crate::config::masking::{Class, Mask, Rules};
@@ -9,7 +10,9 @@ use crate::table::{TableName, display_ident};
 
 use super::Masked;
 use super::error::MaskError;
+use super::fit::fit;
 use super::schema::{Column, Schema};
+use super::shape::ColumnShape;
 
 /// What the rules make of `column` of `table`, its type read in `schema`: the run's gate,
 /// the report's classes and `plan`/`rules` all classify through this.
@@ -40,24 +43,58 @@ pub(super) fn warn_unknown_columns(rules: &Rules, schema: &Schema) {
     }
 }
 
-/// Every personal column of `tables` has a rule, and no `null` mask meets NOT NULL.
-pub(super) fn check(rules: &Rules, schema: &Schema, tables: &[TableName]) -> Result<(), MaskError> {
+/// Every personal column of `tables` has a rule, and every mask fits its column
+/// (`email_domain`: what masked emails end with).
+pub(super) fn check(
+    rules: &Rules,
+    schema: &Schema,
+    tables: &[TableName],
+    email_domain: &str,
+) -> Result<(), MaskError> {
     let mut unclassified = Vec::new();
+    let mut misfit = Vec::new();
     for table in tables {
+        let mut ruled = Vec::new();
         for column in schema.columns(table).unwrap_or_default() {
-            let name = || format!("{table}.{}", display_ident(&column.name));
             match classify(rules, schema, table, column) {
-                Class::Ruled(Mask::Null, _) if column.not_null => {
-                    return Err(MaskError::NullOnNotNull { column: name() });
-                }
-                Class::Unclassified => {
-                    unclassified.push(format!("{} ({})", name(), column.ty));
-                }
-                Class::Ruled(..) | Class::Emptied | Class::NotPersonal => {}
+                Class::Ruled(mask, _) => ruled.push((schema.shape(table, column), mask)),
+                Class::Unclassified => unclassified.push(format!(
+                    "{table}.{} ({})",
+                    display_ident(&column.name),
+                    column.ty
+                )),
+                Class::Emptied | Class::NotPersonal => {}
             }
         }
+        misfit.extend(misfits(
+            email_domain,
+            table,
+            ruled.iter().map(|(s, m)| (s, *m)),
+        ));
+    }
+    if !misfit.is_empty() {
+        return Err(MaskError::Misfit(misfit));
     }
     refuse_unclassified(rules.unclassified, unclassified)
+}
+
+/// The masks of `table` that do not fit their columns, each as `table.column (type): why`.
+pub(super) fn misfits<'a>(
+    email_domain: &str,
+    table: &TableName,
+    ruled: impl IntoIterator<Item = (&'a ColumnShape, &'a Mask)>,
+) -> Vec<String> {
+    ruled
+        .into_iter()
+        .filter_map(|(shape, mask)| {
+            let why = fit(mask, shape, email_domain).err()?;
+            Some(format!(
+                "{table}.{} ({}): {why}",
+                display_ident(&shape.name),
+                shape.type_name
+            ))
+        })
+        .collect()
 }
 
 /// The mask of each column `names` lists (unclassified ones checked), `None` to keep.
@@ -101,7 +138,7 @@ pub(super) fn note_classes(rules: &Rules, schema: &Schema, masked: &mut Masked) 
                 Class::Ruled(mask, _) => {
                     masked
                         .applied
-                        .push((table.clone(), column.name.clone(), mask.clone()));
+                        .push((table.clone(), schema.shape(table, column), mask.clone()));
                 }
                 Class::Emptied | Class::Unclassified | Class::NotPersonal => {}
             }

@@ -2,27 +2,98 @@
 //! `password` derives its output from the keyed hash of the value alone, so equal values
 //! mask equally in every table and on every refresh, and distinct emails, tokens, hashes and
 //! uuids stay distinct. SQL NULL stays NULL under every kind: it holds nothing personal.
+//! Each kind's output belongs to a language [`super::language`] states and verification
+//! checks: nothing of the production value survives but what that language allows (a
+//! phone number's punctuation, a known provider's token prefix, a length).
 
 use base64::Engine;
 use base64::engine::general_purpose::GeneralPurpose;
 use serde_json::Value;
 
+use super::array::ArrayError;
+use super::bytea::{self, ByteaError};
+use super::json::{Node, walk};
 use super::key::Key;
-use crate::config::masking::Mask;
+use super::shape::BaseType;
+use crate::config::masking::{JsonMask, Mask};
 
 const BCRYPT: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::BCRYPT,
     base64::engine::general_purpose::NO_PAD,
 );
-const FIRST_NAMES: &[&str] = &[
+pub(super) const FIRST_NAMES: &[&str] = &[
     "Alex", "Robin", "Sam", "Kim", "Charlie", "Jamie", "Taylor", "Morgan", "Casey", "Jordan",
     "Riley", "Avery", "Quinn", "Rowan", "Sasha", "Noa",
 ];
-const LAST_NAMES: &[&str] = &[
+pub(super) const LAST_NAMES: &[&str] = &[
     "Smith", "Jones", "Garcia", "Müller", "Rossi", "Novak", "Silva", "Kowalski", "Dubois",
     "Jansen", "Larsen", "Murphy", "Tanaka", "Okafor", "Haddad", "Ivanova",
 ];
-const PLACEHOLDER: &str = "lorem ipsum dolor sit amet ";
+pub(super) const PLACEHOLDER: &str = "lorem ipsum dolor sit amet ";
+/// What the `phone` mask keeps of a value: a phone number's punctuation.
+pub(super) const PHONE_PUNCTUATION: &[u8] = b" +-()./";
+/// What the `token` mask keeps besides a prefix: the separators tokens are made of.
+pub(super) const TOKEN_SEPARATORS: &[u8] = b"_-.";
+/// The token prefixes providers publish, which say which service a token is for and
+/// nothing of whom: kept by the `token` mask (the longest that matches). Any other prefix is
+/// masked with the rest: it could be a name (`jane_doe_...`).
+pub(super) const TOKEN_PREFIXES: &[&str] = &[
+    // Stripe
+    "sk_live_",
+    "sk_test_",
+    "pk_live_",
+    "pk_test_",
+    "rk_live_",
+    "rk_test_",
+    "whsec_",
+    "cus_",
+    "acct_",
+    "sub_",
+    "pi_",
+    "pm_",
+    "ch_",
+    "in_",
+    "prod_",
+    "price_",
+    "seti_",
+    "src_",
+    "tok_",
+    "evt_",
+    "txn_",
+    "cs_live_",
+    "cs_test_",
+    // GitHub, GitLab, Slack
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "glpat-",
+    "xoxb-",
+    "xoxp-",
+    "xoxa-",
+    "xoxr-",
+    "xoxs-",
+    "xapp-",
+    // AWS, Google, OpenAI, Anthropic, SendGrid, Shopify, npm, PyPI, Square, Mailgun
+    "AKIA",
+    "ASIA",
+    "AIza",
+    "sk-proj-",
+    "sk-ant-",
+    "sk-",
+    "SG.",
+    "shpat_",
+    "shpca_",
+    "shppa_",
+    "shpss_",
+    "npm_",
+    "pypi-",
+    "sq0atp-",
+    "sq0csp-",
+    "key-",
+];
 
 /// What the masks derive their values from.
 #[derive(Debug, Clone)]
@@ -38,6 +109,12 @@ pub struct Masks {
 pub enum KindError {
     #[error("the value is not valid JSON, so its paths cannot be masked")]
     NotJson,
+    #[error(transparent)]
+    Array(#[from] ArrayError),
+    #[error(transparent)]
+    Bytea(#[from] ByteaError),
+    #[error("mask \"{0}\" does not write bytes")]
+    NotBytes(String),
 }
 
 impl Masks {
@@ -61,7 +138,52 @@ impl Masks {
         self.password_salt
     }
 
-    /// The masked value of `value` (COPY-decoded bytes); `None` is NULL.
+    pub fn email_domain(&self) -> &str {
+        &self.email_domain
+    }
+
+    /// The masked value of one value (one element, for an array) of type `base`, as COPY
+    /// text decoded: bytea's masks write bytes, the others text. `None` is NULL.
+    pub fn apply_value(
+        &self,
+        mask: &Mask,
+        base: &BaseType,
+        value: &[u8],
+    ) -> Result<Option<Vec<u8>>, KindError> {
+        if *base != BaseType::Bytea {
+            return self.apply(mask, value);
+        }
+        Ok(Some(match mask {
+            Mask::Keep => value.to_vec(),
+            Mask::Null => return Ok(None),
+            // The constant as bytea reads it, like any type's.
+            Mask::Redact(constant) => constant.as_bytes().to_vec(),
+            // Keyed hex digits, one per byte: the same length, and a language verification
+            // can tell from any production secret's bytes.
+            Mask::Hash | Mask::Token => {
+                let bytes = bytea::decode(value)?;
+                let mut stream = self.stream(&bytes);
+                let digits: Vec<u8> = bytes
+                    .iter()
+                    .map(|_| b"0123456789abcdef"[usize::from(stream.next() % 16)])
+                    .collect();
+                bytea::encode(&digits)
+            }
+            Mask::Text => {
+                let length = bytea::decode(value)?.len();
+                bytea::encode(
+                    &PLACEHOLDER
+                        .bytes()
+                        .cycle()
+                        .take(length)
+                        .collect::<Vec<u8>>(),
+                )
+            }
+            other => return Err(KindError::NotBytes(other.to_string())),
+        }))
+    }
+
+    /// The masked value of `value` (text, COPY-decoded bytes); `None` is NULL.
     pub fn apply(&self, mask: &Mask, value: &[u8]) -> Result<Option<Vec<u8>>, KindError> {
         let digest = || self.key.digest(&[value]);
         Ok(Some(match mask {
@@ -80,11 +202,24 @@ impl Masks {
                 let last = LAST_NAMES[d[1] as usize % LAST_NAMES.len()];
                 format!("{first} {last}").into_bytes()
             }
-            Mask::Phone => self.replace_chars(value, |c| c.is_ascii_digit()),
+            // Letters and anything else too, not only digits: a note in a phone field
+            // ("Jane, jane@example.org") leaves nothing but its punctuation.
+            Mask::Phone => self.replace(value, |c| {
+                if PHONE_PUNCTUATION.contains(&c) {
+                    Class::Keep
+                } else {
+                    Class::Digit
+                }
+            }),
             Mask::Token => {
                 let prefix = token_prefix(value);
                 let mut out = value[..prefix].to_vec();
-                out.extend(self.replace_chars(&value[prefix..], |c| c.is_ascii_alphanumeric()));
+                out.extend(self.replace(&value[prefix..], |c| match c {
+                    b'0'..=b'9' => Class::Digit,
+                    b'A'..=b'Z' => Class::Upper,
+                    c if TOKEN_SEPARATORS.contains(&c) => Class::Keep,
+                    _ => Class::Lower,
+                }));
                 out
             }
             Mask::Hash => hex::encode(digest()).into_bytes(),
@@ -120,106 +255,99 @@ impl Masks {
                 getrandom::fill(&mut body).expect("the OS random source works");
                 format!("{}{}", self.password_prefix, BCRYPT.encode(body)).into_bytes()
             }
-            Mask::Json(paths) => {
-                let mut doc: Value =
-                    serde_json::from_slice(value).map_err(|_| KindError::NotJson)?;
-                for (path, mask) in paths {
-                    self.mask_path(&mut doc, path, mask)?;
-                }
-                serde_json::to_vec(&doc).expect("a JSON value serializes")
-            }
+            Mask::Json(json) => self.json(json, value)?,
         }))
     }
 
-    /// Each character `is_target` accepts replaced by one of its class (digit, lower, upper),
-    /// drawn from the keyed hash of the whole value.
-    fn replace_chars(&self, value: &[u8], is_target: impl Fn(u8) -> bool) -> Vec<u8> {
-        let mut stream = Stream {
+    /// Each character (each byte, when `value` is not UTF-8) replaced as `class` says (by
+    /// its first byte): drawn from the keyed hash of the whole value, or kept.
+    fn replace(&self, value: &[u8], class: impl Fn(u8) -> Class) -> Vec<u8> {
+        let mut stream = self.stream(value);
+        let mut out = Vec::with_capacity(value.len());
+        let mut put = |c: u8| {
+            out.push(match class(c) {
+                Class::Keep => c,
+                Class::Digit => b'0' + stream.next() % 10,
+                Class::Upper => b'A' + stream.next() % 26,
+                Class::Lower => b'a' + stream.next() % 26,
+            })
+        };
+        match std::str::from_utf8(value) {
+            Ok(text) => text
+                .chars()
+                .for_each(|c| put(c.encode_utf8(&mut [0; 4]).as_bytes()[0])),
+            Err(_) => value.iter().for_each(|&c| put(c)),
+        }
+        out
+    }
+
+    fn stream<'a>(&'a self, value: &'a [u8]) -> Stream<'a> {
+        Stream {
             key: &self.key,
             value,
             block: [0; 32],
             used: 32,
             counter: 0,
+        }
+    }
+
+    /// The document with its listed paths' strings and numbers masked by their masks, and
+    /// every other one by `rest` (or kept).
+    fn json(&self, json: &JsonMask, value: &[u8]) -> Result<Vec<u8>, KindError> {
+        let mut doc: Value = serde_json::from_slice(value).map_err(|_| KindError::NotJson)?;
+        walk(&mut doc, json, &mut |node| {
+            let Node::Leaf(at, leaf) = node else {
+                return Ok(());
+            };
+            let mask = match (at, &json.rest) {
+                (Some(i), _) => &json.paths[i].1,
+                (None, Some(rest)) => rest,
+                (None, None) => return Ok(()),
+            };
+            self.mask_leaf(leaf, mask)
+        })?;
+        Ok(serde_json::to_vec(&doc).expect("a JSON value serializes"))
+    }
+
+    /// A string or number masked: a number stays one when its masked text reads back as
+    /// that number, else becomes a string.
+    fn mask_leaf(&self, leaf: &mut Value, mask: &Mask) -> Result<(), KindError> {
+        let was_number = leaf.is_number();
+        let text = match &mut *leaf {
+            Value::String(text) => std::mem::take(text),
+            other => other.to_string(),
         };
-        value
-            .iter()
-            .map(|&c| {
-                if !is_target(c) {
-                    return c;
-                }
-                let r = stream.next();
-                match c {
-                    b'0'..=b'9' => b'0' + r % 10,
-                    b'a'..=b'z' => b'a' + r % 26,
-                    _ => b'A' + r % 26,
-                }
-            })
-            .collect()
-    }
-
-    /// Masks what `path` reaches in `doc`; arrays on the way apply the rest to every element.
-    fn mask_path(&self, doc: &mut Value, path: &[String], mask: &Mask) -> Result<(), KindError> {
-        if let Value::Array(items) = doc {
-            for item in items {
-                self.mask_path(item, path, mask)?;
-            }
-            return Ok(());
-        }
-        match path.split_first() {
-            Some((first, rest)) => match doc.get_mut(first.as_str()) {
-                Some(inner) => self.mask_path(inner, rest, mask),
-                None => Ok(()),
-            },
-            None => self.mask_leaf(doc, mask),
-        }
-    }
-
-    /// A leaf and every string and number inside it.
-    fn mask_leaf(&self, doc: &mut Value, mask: &Mask) -> Result<(), KindError> {
-        match doc {
-            Value::Null | Value::Bool(_) => {}
-            Value::Array(items) => {
-                for item in items {
-                    self.mask_leaf(item, mask)?;
+        *leaf = match self.apply(mask, text.as_bytes())? {
+            None => Value::Null,
+            Some(v) => {
+                let v = String::from_utf8_lossy(&v).into_owned();
+                match serde_json::from_str::<serde_json::Number>(&v) {
+                    Ok(n) if was_number && n.to_string() == v => Value::Number(n),
+                    _ => Value::String(v),
                 }
             }
-            Value::Object(fields) => {
-                for (_, item) in fields.iter_mut() {
-                    self.mask_leaf(item, mask)?;
-                }
-            }
-            Value::String(text) => {
-                *doc = match self.apply(mask, text.as_bytes())? {
-                    Some(v) => Value::String(String::from_utf8_lossy(&v).into_owned()),
-                    None => Value::Null,
-                };
-            }
-            Value::Number(n) => {
-                let text = n.to_string();
-                *doc = match self.apply(mask, text.as_bytes())? {
-                    Some(v) => serde_json::from_slice::<serde_json::Number>(&v)
-                        .map(Value::Number)
-                        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&v).into())),
-                    None => Value::Null,
-                };
-            }
-        }
+        };
         Ok(())
     }
 }
 
-/// The length of a token's prefix: letter groups each ending in `_` (`sk_live_`, `cus_`).
+/// What [`Masks::replace`] does with a character.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Keep,
+    Digit,
+    Upper,
+    Lower,
+}
+
+/// The length of the known provider prefix `value` starts with (the longest), else 0.
 fn token_prefix(value: &[u8]) -> usize {
-    let mut prefix = 0;
-    let mut i = 0;
-    while i < value.len() && value[i].is_ascii_alphabetic() {
-        i += 1;
-        if value.get(i) == Some(&b'_') {
-            i += 1;
-            prefix = i;
-        }
-    }
-    prefix
+    TOKEN_PREFIXES
+        .iter()
+        .filter(|p| value.starts_with(p.as_bytes()))
+        .map(|p| p.len())
+        .max()
+        .unwrap_or(0)
 }
 
 /// Bytes of HMAC(key, value || counter) for counter 0, 1, ...: as many as a value needs.
@@ -323,10 +451,13 @@ mod tests {
 
     #[test]
     fn json_paths_mask_strings_under_them_and_keep_the_rest() {
-        let kind = Mask::Json(vec![
-            (vec!["contact".into(), "email".into()], Mask::Email),
-            (vec!["phones".into()], Mask::Phone),
-        ]);
+        let kind = Mask::Json(JsonMask {
+            paths: vec![
+                (vec!["contact".into(), "email".into()], Mask::Email),
+                (vec!["phones".into()], Mask::Phone),
+            ],
+            rest: None,
+        });
         let doc = r#"{"contact": {"email": "jane@example.org", "lang": "en"},
                       "phones": ["+1 555 0100", 4915112345678], "n": 1}"#;
         let masked: Value = serde_json::from_str(&mask(&kind, doc)).unwrap();
@@ -339,5 +470,75 @@ mod tests {
         assert!(masked["phones"][1].is_number());
         assert_ne!(masked["phones"][0], "+1 555 0100");
         assert!(masks().apply(&kind, b"not json").is_err());
+
+        // `rest` masks every other string and number; keys stay.
+        let kind = Mask::Json(JsonMask {
+            paths: vec![(vec!["contact".into(), "email".into()], Mask::Email)],
+            rest: Some(Box::new(Mask::Text)),
+        });
+        let masked: Value = serde_json::from_str(&mask(&kind, doc)).unwrap();
+        assert_eq!(
+            masked["contact"]["email"],
+            mask(&Mask::Email, "jane@example.org")
+        );
+        assert_eq!(masked["contact"]["lang"], "lo");
+        assert_eq!(
+            masked["phones"],
+            serde_json::json!(["lorem ipsum", "lorem ipsum d"])
+        );
+        assert_eq!(masked["n"], "l");
+    }
+
+    #[test]
+    fn phone_leaves_only_punctuation_and_token_only_a_known_prefix() {
+        let note = mask(&Mask::Phone, "Jane Doé, jane@example.org +1 (555) 013-9911");
+        assert!(
+            regex::Regex::new(r"^\d{4} \d{3}\d \d{12}\.\d{3} \+\d \(\d{3}\) \d{3}-\d{4}$")
+                .unwrap()
+                .is_match(&note),
+            "{note}"
+        );
+        let name = mask(&Mask::Token, "jane_doe_4eC39HqLyjWDarjtT1zd");
+        assert!(!name.starts_with("jane_doe_") && name.len() == 29, "{name}");
+        assert_eq!(&name[4..5], "_", "separators stay: {name}");
+        let token = mask(&Mask::Token, "ghp_x9Y@é+/=");
+        assert!(
+            regex::Regex::new(r"^ghp_[a-z][0-9][A-Z][a-z]{5}$")
+                .unwrap()
+                .is_match(&token),
+            "{token}"
+        );
+        assert!(mask(&Mask::Token, "sk_live_abc").starts_with("sk_live_"));
+        assert!(!mask(&Mask::Token, "sess_Lq0PzXHv93KdWm7Nc").starts_with("sess_"));
+    }
+
+    #[test]
+    fn bytea_masks_write_bytes_of_the_same_length() {
+        let m = masks();
+        let apply = |mask: &Mask, value: &[u8]| {
+            let out = m
+                .apply_value(mask, &BaseType::Bytea, value)
+                .unwrap()
+                .unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let hashed = apply(&Mask::Hash, b"\\x00ff10");
+        assert!(
+            regex::Regex::new(r"^\\x(3[0-9]|6[1-6]){3}$")
+                .unwrap()
+                .is_match(&hashed),
+            "{hashed}"
+        );
+        assert_eq!(
+            hashed,
+            apply(&Mask::Token, b"\\000\\377\\020"),
+            "both text forms mask alike"
+        );
+        assert_eq!(apply(&Mask::Text, b"\\x0000"), "\\x6c6f");
+        assert_eq!(apply(&Mask::Redact("\\x01".into()), b"\\x00"), "\\x01");
+        assert!(
+            m.apply_value(&Mask::Email, &BaseType::Bytea, b"\\x00")
+                .is_err()
+        );
     }
 }

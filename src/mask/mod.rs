@@ -2,18 +2,29 @@
 //! the [`Masker`] between the filter and the loader, so production's personal values never
 //! reach the staging server, its data files or its WAL. The pre-data teaches it the
 //! [`schema`]; at the first row of data every personal-looking column must have a rule (the
-//! config's [`Rules`]) or the run stops before anything is loaded ([`gate`]). COPY rows of ruled
-//! columns are rewritten field by field ([`rows`], [`copy`], [`kinds`]); `empty` tables are
-//! restored without rows. The production admin's row is re-keyed in place ([`admin`]).
+//! config's [`Rules`]) or the run stops before anything is loaded ([`gate`]), and every
+//! mask must fit its column's [`shape`] ([`fit`]: type, lengths from the type and CHECKs
+//! ([`limits`]), NOT NULL). COPY rows of ruled columns are rewritten field by field
+//! ([`rows`], [`copy`], [`kinds`]; arrays element by element ([`array`]), bytea as bytes
+//! ([`bytea`]), JSON by path ([`json`])), each mask writing into its [`language`]; `empty`
+//! tables are restored without rows. The production admin's row is re-keyed in place
+//! ([`admin`]).
 
 mod admin;
+pub mod array;
+pub mod bytea;
 pub mod copy;
 mod error;
+pub mod fit;
 mod gate;
+pub mod json;
 pub mod key;
 pub mod kinds;
+pub mod language;
+mod limits;
 mod rows;
 pub mod schema;
+pub mod shape;
 #[cfg(test)]
 mod tests;
 
@@ -34,6 +45,7 @@ pub use key::Key;
 pub use kinds::Masks;
 use rows::{MAX_ROW, MaskedCopy};
 use schema::Schema;
+use shape::ColumnShape;
 
 /// What the masking did, for verification and the report.
 #[derive(Debug, Clone, Default)]
@@ -46,8 +58,9 @@ pub struct Masked {
     pub values: BTreeMap<TableName, BTreeMap<String, u64>>,
     /// Tables restored without rows, with the rows dropped.
     pub emptied: BTreeMap<TableName, u64>,
-    /// The column masks the dump's tables got (not `keep`), for verification and the scan.
-    pub applied: Vec<(TableName, String, Mask)>,
+    /// The column masks the dump's tables got (not `keep`), with their columns' shapes, for
+    /// verification and the scan.
+    pub applied: Vec<(TableName, ColumnShape, Mask)>,
     /// The personal-looking columns a `keep` rule classified as not personal.
     pub kept: Vec<(TableName, String)>,
     /// The salt every masked password hash has (see [`Mask::Password`]).
@@ -129,7 +142,12 @@ impl Masker {
         if let Some(table) = self.schema.learn(s)
             && self.data_started
         {
-            gate::check(&self.rules, &self.schema, &[table])?;
+            gate::check(
+                &self.rules,
+                &self.schema,
+                &[table],
+                self.masks.email_domain(),
+            )?;
         }
         Ok(true)
     }
@@ -234,7 +252,12 @@ impl Masker {
         self.data_started = true;
         gate::warn_unknown_columns(&self.rules, &self.schema);
         let tables: Vec<TableName> = self.schema.tables().map(|(t, _)| t.clone()).collect();
-        gate::check(&self.rules, &self.schema, &tables)
+        gate::check(
+            &self.rules,
+            &self.schema,
+            &tables,
+            self.masks.email_domain(),
+        )
     }
 
     fn copy_start(&mut self, s: &Statement) -> Result<(), MaskError> {
@@ -250,12 +273,13 @@ impl Masker {
                 Some(None) => return Err(self.admin.not_found()),
                 None if masks.iter().all(Option::is_none) => Action::Pass,
                 admin => Action::Mask(MaskedCopy::new(
-                    &self.schema,
+                    &self.masks,
                     &table,
                     names,
                     masks,
+                    |name| self.schema.shape_of(&table, name),
                     admin.flatten(),
-                )),
+                )?),
             }
         };
         self.copy = Some(Copy { table, action });

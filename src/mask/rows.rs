@@ -1,16 +1,18 @@
 //! COPY rows of a table with masked columns, rewritten field by field: each ruled field's
-//! value decoded, masked ([`Masks::apply`]), checked against its type's length and encoded
-//! again; the admin's row re-keyed ([`super::admin`]). Rows arrive in chunks that cut them
-//! anywhere: the cut row waits for the next chunk.
+//! value decoded and masked through its column's shape ([`mask_field`]: element by element
+//! for an array, as bytes for bytea) and encoded again; the admin's row re-keyed
+//! ([`super::admin`]). Rows arrive in chunks that cut them anywhere: the cut row waits for
+//! the next chunk.
 
 use crate::config::masking::Mask;
 use crate::table::{TableName, display_ident};
 
 use super::admin::{Admin, AdminFields};
-use super::copy;
 use super::error::MaskError;
-use super::kinds::Masks;
-use super::schema::Schema;
+use super::gate::misfits;
+use super::kinds::{KindError, Masks};
+use super::shape::ColumnShape;
+use super::{array, copy};
 
 /// Longest COPY row of a masked table held at once; pg_dump lines are far shorter unless a
 /// single value is huge, and that value would need masking whole.
@@ -18,8 +20,8 @@ pub(super) const MAX_ROW: usize = 256 << 20;
 
 /// A COPY being masked.
 pub(super) struct MaskedCopy {
-    /// Per field: its mask and length limit, `None` to keep.
-    fields: Vec<Option<(Mask, Option<u64>)>>,
+    /// Per field: its mask and its column's shape, `None` to keep.
+    fields: Vec<Option<(Mask, ColumnShape)>>,
     pub(super) names: Vec<String>,
     /// Field indexes of the admin's columns, in the users table.
     pub(super) admin: Option<AdminFields>,
@@ -31,35 +33,60 @@ pub(super) struct MaskedCopy {
 }
 
 impl MaskedCopy {
-    /// The COPY of `table` listing `names`, each masked by `masks` (`None` keeps it) within
-    /// the length its type allows.
+    /// The COPY of `table` listing `names`, each masked by its mask in `rules` (`None`
+    /// keeps it) through its shape in `shapes` (`shapes(name)`); refused, before any row,
+    /// when a mask does not fit its column.
     pub(super) fn new(
-        schema: &Schema,
+        masks: &Masks,
         table: &TableName,
         names: Vec<String>,
-        masks: Vec<Option<Mask>>,
+        rules: Vec<Option<Mask>>,
+        shapes: impl Fn(&str) -> ColumnShape,
         admin: Option<AdminFields>,
-    ) -> MaskedCopy {
-        let columns = schema.columns(table).unwrap_or_default();
-        let limit = |name: &String| {
-            columns
-                .iter()
-                .find(|c| c.name == *name)
-                .and_then(|c| Schema::max_len(&c.ty))
-        };
-        MaskedCopy {
-            fields: masks
-                .into_iter()
-                .zip(&names)
-                .map(|(m, name)| m.map(|m| (m, limit(name))))
-                .collect(),
+    ) -> Result<MaskedCopy, MaskError> {
+        let fields: Vec<Option<(Mask, ColumnShape)>> = rules
+            .into_iter()
+            .zip(&names)
+            .map(|(mask, name)| mask.map(|m| (m, shapes(name))))
+            .collect();
+        let misfit = misfits(
+            masks.email_domain(),
+            table,
+            fields.iter().flatten().map(|(m, s)| (s, m)),
+        );
+        if !misfit.is_empty() {
+            return Err(MaskError::Misfit(misfit));
+        }
+        Ok(MaskedCopy {
+            fields,
             values: vec![0; names.len()],
             names,
             admin,
             partial: Vec::new(),
             rows: 0,
-        }
+        })
     }
+}
+
+/// One field's masked value (COPY-decoded), through its column's shape: element by element
+/// for an array (NULL elements stay NULL), bytes for bytea. `null` makes the whole field
+/// NULL, an array included.
+pub(super) fn mask_field(
+    masks: &Masks,
+    mask: &Mask,
+    shape: &ColumnShape,
+    value: &[u8],
+) -> Result<Option<Vec<u8>>, KindError> {
+    if *mask == Mask::Null {
+        return Ok(None);
+    }
+    if shape.array {
+        return array::map(value, |element| {
+            masks.apply_value(mask, &shape.base, element)
+        })
+        .map(Some);
+    }
+    masks.apply_value(mask, &shape.base, value)
 }
 
 /// Rewrites whole COPY lines (each ending in `\n`); the admin rows' ids go to `admins`.
@@ -101,7 +128,7 @@ pub(super) fn rows(
                 copy::encode(Some(value), &mut out);
                 continue;
             }
-            let Some((mask, limit)) = &m.fields[i] else {
+            let Some((mask, shape)) = &m.fields[i] else {
                 out.extend_from_slice(field);
                 continue;
             };
@@ -109,21 +136,11 @@ pub(super) fn rows(
                 out.extend_from_slice(b"\\N");
                 continue;
             };
-            let column = || format!("{table}.{}", display_ident(&m.names[i]));
-            let masked = masks
-                .apply(mask, &value)
-                .map_err(|error| MaskError::Value {
-                    column: column(),
+            let masked =
+                mask_field(masks, mask, shape, &value).map_err(|error| MaskError::Value {
+                    column: format!("{table}.{}", display_ident(&m.names[i])),
                     error,
                 })?;
-            if let (Some(limit), Some(v)) = (limit, &masked)
-                && String::from_utf8_lossy(v).chars().count() as u64 > *limit
-            {
-                return Err(MaskError::TooLong {
-                    column: column(),
-                    limit: *limit,
-                });
-            }
             m.values[i] += 1;
             copy::encode(masked.as_deref(), &mut out);
         }

@@ -1,13 +1,17 @@
 //! The dump's tables and types, learnt from its pre-data statements (`CREATE TABLE`,
 //! `ALTER TABLE ... ADD COLUMN`, `CREATE DOMAIN`, `CREATE TYPE`), to tell which columns can
-//! hold personal data, which are NOT NULL and how long their values may be. Personal means
-//! text-like or a network address; numbers, booleans, dates and times, enums and uuids are
-//! not; any type not known here counts as personal.
+//! hold personal data and what shape each has (its [`ColumnShape`]: base type through
+//! domains, array, NOT NULL, length, CHECKs). Personal means text-like or a network address;
+//! numbers, booleans, dates and times, enums and uuids are not; any type not known here
+//! counts as personal.
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::shape::Check;
 use crate::restore::statement::{Statement, TokenKind};
 use crate::table::TableName;
+
+mod declared;
 
 /// A column's type as written: its (possibly schema-qualified) name, folded like SQL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +46,11 @@ pub struct Column {
 #[derive(Debug, Clone)]
 enum UserType {
     Enum,
-    Domain(TypeRef),
+    Domain {
+        base: TypeRef,
+        not_null: bool,
+        checks: Vec<Check>,
+    },
     /// A composite's fields, or a range's subtype.
     Of(Vec<TypeRef>),
     /// A base type or shell: in doubt, personal.
@@ -135,6 +143,8 @@ const TABLE_CONSTRAINTS: &[&str] = &[
 #[derive(Debug, Default)]
 pub struct Schema {
     tables: BTreeMap<TableName, Vec<Column>>,
+    /// Each table's CHECK constraints.
+    checks: BTreeMap<TableName, Vec<Check>>,
     types: HashMap<(String, String), UserType>,
 }
 
@@ -198,18 +208,10 @@ impl Schema {
         };
         match self.types.get(&(schema.clone(), name.clone())) {
             Some(UserType::Enum) => false,
-            Some(UserType::Domain(base)) => self.personal(base, depth + 1),
+            Some(UserType::Domain { base, .. }) => self.personal(base, depth + 1),
             Some(UserType::Of(fields)) => fields.iter().any(|f| self.personal(f, depth + 1)),
             Some(UserType::Other) | None => true,
         }
-    }
-
-    /// The longest value a column of `ty` takes, in characters.
-    pub fn max_len(ty: &TypeRef) -> Option<u64> {
-        let name = ty.name.last()?;
-        (LENGTH_LIMITED.contains(&name.as_str()) && !ty.array)
-            .then_some(ty.modifier)
-            .flatten()
     }
 
     fn create_table(&mut self, s: &Statement, mut i: usize) -> Option<TableName> {
@@ -218,10 +220,18 @@ impl Schema {
         }
         let (table, next) = s.table(i)?;
         let mut columns = Vec::new();
+        let mut checks = Vec::new();
         let mut after = next;
         if s.token_text(next) == Some("(") {
             let (elements, close) = s.elements(next);
             columns.extend(elements.iter().filter_map(|e| column(s, e)));
+            checks.extend(elements.iter().filter_map(|e| {
+                let (name, at) = match s.name(e.start + 1) {
+                    Some(name) if s.is_word(e.start, "constraint") => (name, e.start + 2),
+                    _ => (format!("{}_check", table.name), e.start),
+                };
+                check(s, at, name, &columns)
+            }));
             after = close + 1;
         }
         if s.is_word(after, "inherits") && s.token_text(after + 1) == Some("(") {
@@ -239,6 +249,7 @@ impl Schema {
             columns = inherited;
         }
         self.tables.insert(table.clone(), columns);
+        self.checks.insert(table.clone(), checks);
         Some(table)
     }
 
@@ -296,8 +307,27 @@ impl Schema {
         }
         let end = type_end(s, i, s.tokens.len());
         let base = type_ref(s, i, end)?;
-        self.types
-            .insert((name.schema, name.name), UserType::Domain(base));
+        let constraints = (end..s.tokens.len())
+            .find(|&i| s.is_word(i, "constraint") || s.is_word(i, "check"))
+            .unwrap_or(s.tokens.len());
+        let not_null = (end..constraints).any(|i| s.is_word(i, "not") && s.is_word(i + 1, "null"));
+        let checks = (end..s.tokens.len())
+            .filter_map(|i| match s.name(i + 1) {
+                Some(constraint) if s.is_word(i, "constraint") => check(s, i + 2, constraint, &[]),
+                _ if s.is_word(i, "check") && !s.is_word(i.wrapping_sub(2), "constraint") => {
+                    check(s, i, format!("{}_check", name.name), &[])
+                }
+                _ => None,
+            })
+            .collect();
+        self.types.insert(
+            (name.schema, name.name),
+            UserType::Domain {
+                base,
+                not_null,
+                checks,
+            },
+        );
         None
     }
 
@@ -342,6 +372,24 @@ fn column(s: &Statement, range: &std::ops::Range<usize>) -> Option<Column> {
     let ty = type_ref(s, first + 1, end)?;
     let not_null = (end..range.end).any(|i| s.is_word(i, "not") && s.is_word(i + 1, "null"));
     Some(Column { name, ty, not_null })
+}
+
+/// The `CHECK (...)` at token `at`, named `name`; `columns`: the table's, to find those it
+/// names (none for a domain's).
+fn check(s: &Statement, at: usize, name: String, columns: &[Column]) -> Option<Check> {
+    if !s.is_word(at, "check") || s.token_text(at + 1) != Some("(") {
+        return None;
+    }
+    let (_, close) = s.elements(at + 1);
+    Some(Check {
+        name,
+        definition: s.text[s.tokens[at].start..s.tokens.get(close)?.end].to_owned(),
+        columns: columns
+            .iter()
+            .filter(|c| (at..close).any(|i| s.name(i).as_ref() == Some(&c.name)))
+            .map(|c| c.name.clone())
+            .collect(),
+    })
 }
 
 /// Where a type starting at `from` ends: the first constraint keyword outside parentheses.
@@ -390,7 +438,7 @@ mod tests {
     use super::*;
     use crate::restore::lexer::{Item, Lexer};
 
-    fn learn(sql: &str) -> Schema {
+    pub(super) fn learn(sql: &str) -> Schema {
         let mut schema = Schema::default();
         let text = format!("{sql}\n-- PostgreSQL database dump complete\n");
         let mut lexer = Lexer::new(text.as_bytes());
@@ -446,8 +494,9 @@ mod tests {
         let cols = schema.columns(&TableName::new("public", "user")).unwrap();
         let col = |n: &str| cols.iter().find(|c| c.name == n).unwrap();
         assert!(col("email").not_null && col("tags").not_null && !col("name").not_null);
-        assert_eq!(Schema::max_len(&col("name").ty), Some(40));
-        assert_eq!(Schema::max_len(&col("tags").ty), None);
+        let user = TableName::new("public", "user");
+        assert_eq!(schema.shape(&user, col("name")).type_length, Some(40));
+        assert_eq!(schema.shape(&user, col("tags")).type_length, None);
         assert_eq!(col("seen").ty.name, ["timestamp with time zone"]);
     }
 

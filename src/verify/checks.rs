@@ -4,14 +4,18 @@
 use crate::config::ExposeSecret;
 use std::collections::{BTreeMap, BTreeSet};
 
+use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Transaction;
 
 use super::{AnonymizeError, sql_error};
 use crate::config::AnonymizeConfig;
-use crate::config::masking::{Mask, integrations, users};
+use crate::config::masking::{integrations, users};
 use crate::database::sql::quote_ident;
 use crate::mask::Masked;
+use crate::mask::array::{self, ArrayError};
+use crate::mask::language::{Language, language};
+use crate::mask::shape::{BaseType, ColumnShape};
 use crate::table::{TableName, display_ident};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,54 +201,119 @@ pub async fn only_copied_rows(
     ))
 }
 
-/// The masked columns (`table.column: count`) holding values their mask never writes;
-/// checked for the masks whose every output has a shape SQL can test. The admin's row is
-/// the admin's.
+/// The masked columns (`table.column: count`) holding values their mask never writes:
+/// every value (every element of an array, the paths of a JSON document) checked against
+/// its mask's [`language`]. The admin's row is the admin's.
 async fn outside_masks(
     tx: &Transaction<'_>,
     cfg: &AnonymizeConfig,
     masked: &Masked,
 ) -> Result<Vec<String>, AnonymizeError> {
     let mut outside = Vec::new();
-    for (table, column, mask) in &masked.applied {
-        // $1 is the pattern, $2 the admin's id.
-        let (shape, pattern) = match mask {
-            Mask::Null => ("false", String::new()),
-            Mask::Email => (
-                "{v} ~ $1::text",
-                format!("^anon_[0-9a-f]{{16}}@{}$", regex::escape(&cfg.email_domain)),
-            ),
-            Mask::Hash => ("{v} ~ $1::text", "^[0-9a-f]{64}$".into()),
-            Mask::Password => (
-                "left({v}, length($1::text)) = $1::text",
-                masked.password_prefix.clone(),
-            ),
-            _ => continue,
+    for (table, shape, mask) in &masked.applied {
+        let Some(language) = language(
+            mask,
+            &shape.base,
+            &cfg.email_domain,
+            &masked.password_prefix,
+        ) else {
+            continue;
         };
-        let value = format!("{}::text", quote_ident(column));
-        let shape = shape.replace("{v}", &value);
+        let column = quote_ident(&shape.name);
+        // $1 is the admin's id.
         let not_admin = if *table == users() {
-            "id::text <> $2::text"
+            "id::text <> $1::text"
         } else {
-            "$2::text IS NOT NULL"
+            "$1::text IS NOT NULL"
         };
-        let count: i64 = tx
-            .query_one(
-                &format!(
-                    "SELECT count(*) FROM {} WHERE {value} IS NOT NULL AND NOT ({shape}) \
-                     AND $1::text IS NOT NULL AND {not_admin}",
-                    table.sql()
-                ),
-                &[&pattern, &masked.admin_id],
-            )
-            .await
-            .map_err(sql_error("verifying the masked columns"))?
-            .get(0);
+        let rows = format!(
+            "FROM {} WHERE {column} IS NOT NULL AND {not_admin}",
+            table.sql()
+        );
+        let count = match &language {
+            Language::Json { .. } => {
+                json_outside(tx, &rows, &column, shape, &language, masked).await?
+            }
+            _ => {
+                let sql = match value_outside(&language, &shape.base) {
+                    None => format!("SELECT count(*) {rows}"),
+                    Some(outside) if shape.array => format!(
+                        "SELECT count(*) {rows} AND EXISTS (SELECT FROM unnest({column}) v \
+                         WHERE v IS NOT NULL AND {outside})"
+                    ),
+                    Some(outside) => format!(
+                        "SELECT count(*) FROM (SELECT {column} AS v {rows}) value WHERE {outside}"
+                    ),
+                };
+                tx.query_one(&sql, &[&masked.admin_id])
+                    .await
+                    .map_err(sql_error("verifying the masked columns"))?
+                    .get(0)
+            }
+        };
         if count > 0 {
-            outside.push(format!("{table}.{}: {count}", display_ident(column)));
+            outside.push(format!("{table}.{}: {count}", display_ident(&shape.name)));
         }
     }
     Ok(outside)
+}
+
+/// The SQL condition that a non-NULL value `v` of type `base` is outside `language`;
+/// `None` when every value is (NULL's language).
+fn value_outside(language: &Language, base: &BaseType) -> Option<String> {
+    // bytea's escape form leaves printable ASCII but `\` as it is: the masks' bytes.
+    let text = |x: &str| match base {
+        BaseType::Bytea => format!("encode({x}, 'escape')"),
+        _ => format!("({x})::text"),
+    };
+    // Literals: the patterns and constants come from the config, never from the dump.
+    let literal = |s: &str| format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"));
+    Some(match language {
+        Language::Null => return None,
+        Language::Pattern(pattern) => format!("{} !~ {}", text("v"), literal(pattern.as_str())),
+        // The constant as the value's type reads it (`f` for a boolean reads `false`).
+        Language::Constant(constant) => format!(
+            "{} IS DISTINCT FROM {}",
+            text("v"),
+            text(&format!("(ARRAY[v, {}])[2]", literal(constant)))
+        ),
+        Language::Json { .. } => unreachable!("documents are walked, not matched"),
+    })
+}
+
+/// How many of the rows `rows` (`FROM ... WHERE ...`, $1 the admin's id) select hold a JSON
+/// document (or an array of them) in `column` with a string or number outside its path's
+/// language: documents are walked as the mask walked them.
+async fn json_outside(
+    tx: &Transaction<'_>,
+    rows: &str,
+    column: &str,
+    shape: &ColumnShape,
+    language: &Language,
+    masked: &Masked,
+) -> Result<i64, AnonymizeError> {
+    let what = "verifying the masked JSON columns";
+    let values = tx
+        .query_raw(&format!("SELECT {column}::text {rows}"), [&masked.admin_id])
+        .await
+        .map_err(sql_error(what))?;
+    let mut values = std::pin::pin!(values);
+    let mut count = 0;
+    while let Some(row) = values.try_next().await.map_err(sql_error(what))? {
+        let value: &str = row.get(0);
+        let inside = if shape.array {
+            let mut inside = true;
+            let parsed = array::map(value.as_bytes(), |doc| {
+                inside &= std::str::from_utf8(doc).is_ok_and(|doc| language.contains(doc));
+                Ok::<_, ArrayError>(None)
+            });
+            inside && parsed.is_ok()
+        } else {
+            language.contains(value)
+        };
+        count += i64::from(!inside);
+    }
+    Ok(count)
 }
 
 /// An email safe to report: the staging admin's, or only its domain.

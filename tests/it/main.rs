@@ -10,6 +10,7 @@ mod containment;
 mod daemon;
 mod database_tls;
 mod faults;
+mod fitting;
 mod formats;
 mod hostile_input;
 mod masking;

@@ -1,14 +1,17 @@
 //! The scan for PII the rules missed, inside the anonymizing transaction. It reads every row
-//! ([`rows`]) of every text-like column (text, varchar, char, json, jsonb, citext, domains and
-//! arrays of them) of every user table and materialized view, except the columns the masking
-//! rules rewrote (`keep` columns are scanned: that is where a wrong classification shows),
-//! and the schema's own [`literals`] (view and function definitions, defaults, checks,
+//! ([`rows`]) of every text-like column (text, varchar, char, json, jsonb, xml, citext,
+//! domains and arrays of them) of every user table and materialized view, except the columns
+//! the masking rules rewrote (`keep` columns are scanned: that is where a wrong
+//! classification shows), what a partial mask [`kept`] (a `json` mask's keys, and the
+//! strings and numbers under no listed path when it has no `rest`), and the schema's own
+//! [`literals`] (view and function definitions, defaults, checks,
 //! comments, enum labels, names). A column is reported when its name says PII (email, phone,
 //! token, ...) and it holds values the rules did not mask, and any column or literal when
 //! its values look like emails, phone numbers, API tokens, IBANs or card numbers
 //! ([`classify`]). Findings name the object, column or field, kind and count, never a value.
 
 mod classify;
+mod kept;
 mod literals;
 mod rows;
 
@@ -19,6 +22,7 @@ use tokio_postgres::Transaction;
 
 use super::{AnonymizeError, sql_error};
 use crate::config::AnonymizeConfig;
+use crate::config::masking::Mask;
 use crate::mask::Masked;
 use crate::table::TableName;
 
@@ -63,11 +67,16 @@ pub async fn run(
     for (table, columns) in scanned_columns(tx, masked).await? {
         findings.extend(rows::scan(tx, cfg, &table, &columns).await?);
     }
+    for (table, shape, mask) in &masked.applied {
+        if let Mask::Json(json) = mask {
+            findings.extend(kept::scan(tx, cfg, table, shape, json).await?);
+        }
+    }
     findings.extend(literals::scan(tx, cfg).await?);
     Ok(findings)
 }
 
-/// The text-like columns the rules did not rewrite, per table.
+/// The text-like columns (xml included) the rules did not rewrite, per table.
 async fn scanned_columns(
     tx: &Transaction<'_>,
     masked: &Masked,
@@ -86,8 +95,8 @@ async fn scanned_columns(
                  WHERE c.relkind IN ('r', 'm') AND a.attnum > 0 AND NOT a.attisdropped
                    AND {USER_SCHEMA}
                    AND (coalesce(base.typcategory, t.typcategory) = 'S'
-                        OR coalesce(base.typname, t.typname) IN ('json', 'jsonb')
-                        OR elem.typcategory = 'S' OR elem.typname IN ('json', 'jsonb'))
+                        OR coalesce(base.typname, t.typname) IN ('json', 'jsonb', 'xml')
+                        OR elem.typcategory = 'S' OR elem.typname IN ('json', 'jsonb', 'xml'))
                  ORDER BY 1, 2, a.attnum"
             ),
             &[],
@@ -101,7 +110,7 @@ async fn scanned_columns(
         if masked
             .applied
             .iter()
-            .any(|(t, c, _)| *t == name && *c == column)
+            .any(|(t, c, _)| *t == name && c.name == column)
         {
             continue;
         }
