@@ -14,6 +14,7 @@ pub mod key;
 pub mod kinds;
 mod rows;
 pub mod schema;
+pub mod shape;
 #[cfg(test)]
 mod tests;
 
