@@ -1,7 +1,8 @@
-//! COPY rows of a table with masked columns, rewritten field by field: each ruled field's
-//! value decoded, masked ([`Masks::apply`]), checked against its type's length and encoded
-//! again; the admin's row re-keyed ([`super::admin`]). Rows arrive in chunks that cut them
-//! anywhere: the cut row waits for the next chunk.
+//! COPY rows of a table with masked columns, rewritten field by field: each row checked to
+//! be read by the server as it is here ([`copy::framing`]), each ruled field's value
+//! decoded, masked ([`Masks::apply`]), checked against its type's length and encoded again;
+//! the admin's row re-keyed ([`super::admin`]). Rows arrive in chunks that cut them anywhere:
+//! the cut row waits for the next chunk.
 
 use crate::config::masking::Mask;
 use crate::table::{TableName, display_ident};
@@ -10,7 +11,7 @@ use super::admin::{Admin, AdminFields};
 use super::copy;
 use super::error::MaskError;
 use super::kinds::Masks;
-use super::schema::Schema;
+use super::tables::TableShape;
 
 /// Longest COPY row of a masked table held at once; pg_dump lines are far shorter unless a
 /// single value is huge, and that value would need masking whole.
@@ -28,24 +29,25 @@ pub(super) struct MaskedCopy {
     pub(super) rows: u64,
     /// Values masked, per field.
     pub(super) values: Vec<u64>,
+    /// The COPY statement's dump line.
+    line: u64,
 }
 
 impl MaskedCopy {
-    /// The COPY of `table` listing `names`, each masked by `masks` (`None` keeps it) within
-    /// the length its type allows.
+    /// The COPY (at dump line `line`) of `table` listing `names`, each masked by `masks`
+    /// (`None` keeps it) within the length its type allows.
     pub(super) fn new(
-        schema: &Schema,
-        table: &TableName,
+        table: &TableShape,
+        line: u64,
         names: Vec<String>,
         masks: Vec<Option<Mask>>,
         admin: Option<AdminFields>,
     ) -> MaskedCopy {
-        let columns = schema.columns(table).unwrap_or_default();
         let limit = |name: &String| {
-            columns
-                .iter()
-                .find(|c| c.name == *name)
-                .and_then(|c| Schema::max_len(&c.ty))
+            table
+                .column(name)
+                .filter(|c| !c.array)
+                .and_then(|c| c.type_length)
         };
         MaskedCopy {
             fields: masks
@@ -58,6 +60,7 @@ impl MaskedCopy {
             admin,
             partial: Vec::new(),
             rows: 0,
+            line,
         }
     }
 }
@@ -75,6 +78,12 @@ pub(super) fn rows(
     let mut fields: Vec<&[u8]> = Vec::with_capacity(m.fields.len());
     for line in lines.split_inclusive(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\n").unwrap_or(line);
+        copy::framing(line).map_err(|why| MaskError::Framing {
+            line: m.line,
+            table: table.to_string(),
+            row: m.rows + 1,
+            why,
+        })?;
         fields.clear();
         fields.extend(copy::fields(line));
         if fields.len() != m.fields.len() {

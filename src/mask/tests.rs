@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::restore::lexer::{Item, Lexer};
+use schema::Schema;
 
 fn masker(rules: Rules) -> Masker {
     let admin = Admin {
@@ -28,18 +29,40 @@ fn rules(columns: &[(&str, &str, Mask)], tables: &[(&str, TableMode)]) -> Rules 
     rules
 }
 
-/// Streams `sql` through `m`, COPY data fed in pieces of `piece` bytes; returns the
-/// statements kept and the COPY data passed on.
+/// The catalog's answer to `question` (before `s`, a COPY's or an INSERT's, or the end),
+/// read from the dump's text as `schema` has learnt it.
+fn answer(schema: &Schema, question: &catalog::Question, s: Option<&Statement>) -> Answer {
+    let tables = schema.shapes();
+    let copy = s
+        .filter(|_| question.copy.is_some())
+        .map(Statement::copy_table)
+        .filter(|t| tables.contains_key(t));
+    let asked =
+        |t: &TableShape| question.all || copy.as_ref().is_some_and(|c| t.lineage().any(|l| l == c));
+    Answer {
+        tables: tables.values().filter(|t| asked(t)).cloned().collect(),
+        copy,
+    }
+}
+
+/// Streams `sql` through `m`, COPY data fed in pieces of `piece` bytes, the masker's
+/// questions answered from the dump's text; returns the statements kept and the COPY data
+/// passed on.
 fn stream(m: &mut Masker, sql: &str, piece: usize) -> Result<(Vec<String>, String), MaskError> {
     let text = format!("{sql}\n-- PostgreSQL database dump complete\n");
     let mut lexer = Lexer::new(text.as_bytes());
+    let mut schema = Schema::default();
     let (mut kept, mut data) = (Vec::new(), String::new());
     while let Some(item) = lexer.next_item().unwrap() {
         match item {
             Item::Statement(s) => {
-                if m.statement(&s)? {
+                let asked = m
+                    .ask(At::Statement(&s))
+                    .map(|q| answer(&schema, &q, Some(&s)));
+                if m.statement(&s, asked)? == Action::Keep {
                     kept.push(s.text.clone());
                 }
+                schema.learn(&s);
             }
             Item::CopyData(chunk) => {
                 for part in chunk.chunks(piece) {
@@ -56,6 +79,8 @@ fn stream(m: &mut Masker, sql: &str, piece: usize) -> Result<(Vec<String>, Strin
             Item::Meta { .. } => {}
         }
     }
+    let question = m.ask(At::End).expect("the end is asked about");
+    m.end(answer(&schema, &question, None))?;
     Ok((kept, data))
 }
 
