@@ -333,7 +333,6 @@ impl Masker {
 
     fn copy_start(&mut self, s: &Statement, answer: Answer) -> Result<(), MaskError> {
         let line = s.line;
-        let tree: Vec<TableName> = answer.tables.iter().map(|t| t.name.clone()).collect();
         if self.data_started {
             self.learn(answer.tables)?;
         } else {
@@ -351,7 +350,12 @@ impl Masker {
         };
         // The table and its partitions (which the rows of a partitioned table go to), as
         // they are now: changed since the first row of data, they are checked again.
-        let shapes: Vec<&TableShape> = tree.iter().filter_map(|t| self.tables.get(t)).collect();
+        let shapes: Vec<&TableShape> = self
+            .tables
+            .values()
+            .filter(|t| t.name == table || (t.partition && t.parents.contains(&table)))
+            .collect();
+        let tree: Vec<TableName> = shapes.iter().map(|t| t.name.clone()).collect();
         gate::check(&self.rules, &self.tables, shapes.iter().copied())?;
         let shape = self.tables[&table].clone();
         let (_, next) = s.table(1).expect("a COPY names its table");
