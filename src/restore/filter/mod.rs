@@ -127,7 +127,7 @@ impl Filter {
             Some("select") => select(s),
             Some("copy") => kept(
                 s.is_copy_from_stdin(),
-                "only COPY ... FROM stdin belongs in a dump (no files, no programs)",
+                "only COPY ... FROM stdin with no options belongs in a dump: no files, no programs, no format but the text the masking reads",
             ),
             Some("insert") => kept(
                 is_insert_of_literals(s),
