@@ -19,9 +19,9 @@ use crate::table::TableName;
 /// What to ask.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Question {
-    /// A COPY's table as the dump writes it (each part quoted): which table it is, with its
-    /// partitions.
-    pub copy: Option<String>,
+    /// A COPY's or an INSERT's table as the dump writes it (each part quoted): which table
+    /// it is, with its partitions.
+    pub target: Option<String>,
     /// Every table in the dump's schemas too.
     pub all: bool,
 }
@@ -29,15 +29,16 @@ pub struct Question {
 /// The answer.
 #[derive(Debug, Clone)]
 pub struct Answer {
-    /// The table the COPY loads into; `None` when it is not a table (a view, a foreign table).
-    pub copy: Option<TableName>,
+    /// The table the COPY or INSERT writes into; `None` when it is not a table (a view, a
+    /// foreign table).
+    pub target: Option<TableName>,
     pub tables: Vec<TableShape>,
 }
 
-/// The COPY's table, as the server resolves the name `$1`.
+/// The COPY's or INSERT's table, as the server resolves the name `$1`.
 const TARGET: &str = "target AS (SELECT $1::pg_catalog.text::pg_catalog.regclass AS oid),";
 
-/// The tables asked about: the COPY's table and its partitions...
+/// The tables asked about: that table and its partitions...
 const TREE: &str = "c.oid OPERATOR(pg_catalog.=) ANY (
         SELECT t.relid FROM target, pg_catalog.pg_partition_tree(target.oid) t
         UNION ALL SELECT target.oid FROM target)";
@@ -161,7 +162,7 @@ parents AS (
 )
 SELECT pg_catalog.json_build_object(
     'oid', rel.oid::pg_catalog.int8, 'schema', rel.nspname, 'name', rel.relname,
-    'copy', coalesce(rel.oid OPERATOR(pg_catalog.=) (SELECT oid FROM target), false),
+    'target', coalesce(rel.oid OPERATOR(pg_catalog.=) (SELECT oid FROM target), false),
     'partitioned', rel.relkind OPERATOR(pg_catalog.=) 'p', 'partition', rel.relispartition,
     'extension', rel.extension,
     'has_rows', pg_catalog.pg_relation_size(rel.oid) OPERATOR(pg_catalog.>) 0,
@@ -195,9 +196,9 @@ impl Question {
              ),
              {BODY}"
         );
-        let rows = client.query(&sql, &[&self.copy]).await?;
+        let rows = client.query(&sql, &[&self.target]).await?;
         let mut answer = Answer {
-            copy: None,
+            target: None,
             tables: Vec::with_capacity(rows.len()),
         };
         for row in rows {
@@ -205,9 +206,9 @@ impl Question {
             let table: Table = serde_json::from_str(&text).map_err(|e| {
                 ServerMessage::plain(format!("reading the catalog's description of a table: {e}"))
             })?;
-            let (copy, shape) = table.shape();
-            if copy {
-                answer.copy = Some(shape.name.clone());
+            let (target, shape) = table.shape();
+            if target {
+                answer.target = Some(shape.name.clone());
             }
             answer.tables.push(shape);
         }
@@ -221,7 +222,7 @@ struct Table {
     oid: u32,
     schema: String,
     name: String,
-    copy: bool,
+    target: bool,
     partitioned: bool,
     partition: bool,
     extension: bool,
@@ -272,7 +273,7 @@ struct DomainCheck {
 }
 
 impl Table {
-    /// The shape, and whether it is the COPY's table.
+    /// The shape, and whether it is the table asked about.
     fn shape(self) -> (bool, TableShape) {
         let ids = self
             .columns
@@ -303,7 +304,7 @@ impl Table {
                 extension: self.extension,
             }),
         };
-        (self.copy, shape)
+        (self.target, shape)
     }
 }
 

@@ -35,9 +35,11 @@ pub enum MaskError {
         table: String,
         column: String,
     },
-    #[error("dump line {line}: refusing COPY into {target}: {why}")]
-    Copy {
+    #[error("dump line {line}: refusing {statement} {target}: {why}")]
+    Target {
         line: u64,
+        /// "COPY into" or "INSERT INTO".
+        statement: &'static str,
         target: String,
         why: &'static str,
     },

@@ -84,6 +84,9 @@ pub struct Masker {
     tables: Tables,
     /// The tables rows were loaded into: one that changes after that fails the run.
     loaded: BTreeSet<TableName>,
+    /// The table the INSERTs just before wrote into, as the dump names it and as the catalog
+    /// resolved that name: the INSERTs that follow into it ask nothing more.
+    inserting: Option<(String, TableName)>,
     data_started: bool,
     copy: Option<Copy>,
     /// Admin rows found so far.
@@ -133,6 +136,7 @@ impl Masker {
             large_objects: LargeObjects::default(),
             tables: Tables::new(),
             loaded: BTreeSet::new(),
+            inserting: None,
             data_started: false,
             copy: None,
             admins: Vec::new(),
@@ -142,44 +146,48 @@ impl Masker {
     }
 
     /// What to ask the catalog before `at`: every table before the first row of data (a COPY
-    /// or an INSERT) and after the last statement; a COPY's table, as the server resolves
-    /// its name, with its partitions, before each COPY.
+    /// or an INSERT) and after the last statement; before each COPY, and each run of INSERTs
+    /// into one table, that table, as the server resolves its name, with its partitions.
     pub fn ask(&self, at: At<'_>) -> Option<catalog::Question> {
+        let all = !self.data_started;
         match at {
             At::End => Some(catalog::Question {
-                copy: None,
+                target: None,
                 all: true,
             }),
             At::Statement(s) if s.is_copy_from_stdin() => Some(catalog::Question {
-                copy: Some(s.copy_table_sql()),
-                all: !self.data_started,
+                target: Some(s.copy_table_sql()),
+                all,
             }),
-            At::Statement(s) if is_insert(s) && !self.data_started => Some(catalog::Question {
-                copy: None,
-                all: true,
-            }),
+            At::Statement(s) if is_insert(s) => {
+                let written = s.name_sql(2)?;
+                let known = self.inserting.as_ref().is_some_and(|(w, _)| *w == written);
+                (!known).then_some(catalog::Question {
+                    target: Some(written),
+                    all,
+                })
+            }
             At::Statement(_) => None,
         }
     }
 
     /// Checks a statement the filter kept, with the catalog's answer to [`Masker::ask`]
-    /// before it: a COPY's rows are masked as the answer says; an INSERT into an emptied
-    /// table, and with `anonymize.large_objects = "empty"` a large object's data, are dropped.
+    /// before it: a COPY's rows are masked as the answer says; an INSERT may set no masked
+    /// column; an INSERT into an emptied table, and with `anonymize.large_objects = "empty"`
+    /// a large object's data, are dropped.
     pub fn statement(
         &mut self,
         s: &Statement,
         answer: Option<Answer>,
     ) -> Result<Action, MaskError> {
+        if is_insert(s) {
+            return self.insert(s, answer);
+        }
+        self.inserting = None;
         if s.is_copy_from_stdin() {
             let answer = answer.expect("a COPY's table is asked about");
             self.copy_start(s, answer)?;
             return Ok(Action::Keep);
-        }
-        if let Some(answer) = answer {
-            self.start_data(answer.tables)?;
-        }
-        if is_insert(s) {
-            return self.insert(s);
         }
         if self.large_objects == LargeObjects::Empty && is_large_object_data(s) {
             return Ok(Action::Drop(LARGE_OBJECT_DATA));
@@ -331,32 +339,36 @@ impl Masker {
         }
     }
 
-    fn copy_start(&mut self, s: &Statement, answer: Answer) -> Result<(), MaskError> {
-        let line = s.line;
+    /// The table a COPY or an INSERT (`s`) writes into, as the catalog's `answer` says; it
+    /// and its partitions (where a partitioned table's rows go) are checked as they are now,
+    /// changed or not since the first row of data.
+    fn target(&mut self, s: &Statement, answer: Answer) -> Result<TableName, MaskError> {
         if self.data_started {
             self.learn(answer.tables)?;
         } else {
             self.start_data(answer.tables)?;
         }
-        let refused = |why| MaskError::Copy {
-            line,
-            target: s.copy_table().to_string(),
-            why,
-        };
-        let Some(table) = answer.copy else {
-            return Err(refused(
-                "it is not a table (a view or a foreign table); pg_dump copies into tables only",
-            ));
-        };
-        // The table and its partitions (which the rows of a partitioned table go to), as
-        // they are now: changed since the first row of data, they are checked again.
-        let shapes: Vec<&TableShape> = self
-            .tables
+        let table = answer.target.ok_or_else(|| {
+            refused(
+                s,
+                "it is not a table (a view or a foreign table); pg_dump writes into tables only",
+            )
+        })?;
+        gate::check(&self.rules, &self.tables, self.tree(&table))?;
+        Ok(table)
+    }
+
+    /// `table` and its partitions.
+    fn tree(&self, table: &TableName) -> Vec<&TableShape> {
+        self.tables
             .values()
-            .filter(|t| t.name == table || (t.partition && t.parents.contains(&table)))
-            .collect();
-        let tree: Vec<TableName> = shapes.iter().map(|t| t.name.clone()).collect();
-        gate::check(&self.rules, &self.tables, shapes.iter().copied())?;
+            .filter(|t| t.name == *table || (t.partition && t.parents.contains(table)))
+            .collect()
+    }
+
+    fn copy_start(&mut self, s: &Statement, answer: Answer) -> Result<(), MaskError> {
+        let line = s.line;
+        let table = self.target(s, answer)?;
         let shape = self.tables[&table].clone();
         let (_, next) = s.table(1).expect("a COPY names its table");
         let names = match column_list(s, next) {
@@ -364,17 +376,20 @@ impl Masker {
             None if shape.columns.iter().all(|c| c.generated) => Vec::new(),
             None => {
                 return Err(refused(
+                    s,
                     "it lists no columns; pg_dump lists them for every table that has any",
                 ));
             }
         };
-        for partition in &shapes[..] {
+        let tree = self.tree(&table);
+        for partition in &tree {
             self.omitted_defaults(line, partition, &names)?;
         }
         if shape.partitioned {
-            self.same_rules(line, &shape, &shapes, &names)?;
+            self.same_rules(line, &shape, &tree, &names)?;
         }
-        self.loaded.extend(tree);
+        let loaded: Vec<TableName> = tree.iter().map(|t| t.name.clone()).collect();
+        self.loaded.extend(loaded);
         let action = if self.rules.table_mode(shape.lineage()) == Some(TableMode::Empty) {
             CopyAction::Empty { rows: 0 }
         } else {
@@ -456,46 +471,66 @@ impl Masker {
         }
     }
 
-    /// An INSERT (dumps taken with `--inserts`) may set no masked or unclassified column.
-    fn insert(&mut self, s: &Statement) -> Result<Action, MaskError> {
-        let Some((table, next)) = s.table(2) else {
+    /// An INSERT (dumps taken with `--inserts`) may set no masked or unclassified column, in
+    /// its table or in the partition its row goes to.
+    fn insert(&mut self, s: &Statement, answer: Option<Answer>) -> Result<Action, MaskError> {
+        let (Some(written), Some((_, next))) = (s.name_sql(2), s.qualified(2)) else {
             return Ok(Action::Keep);
         };
-        let shape = self.tables.get(&table);
-        let lineage: Vec<&TableName> = match shape {
-            Some(shape) => shape.lineage().collect(),
-            None => vec![&table],
-        };
-        if self.rules.table_mode(lineage) == Some(TableMode::Empty) {
+        if let Some(answer) = answer {
+            let table = self.target(s, answer)?;
+            self.inserting = Some((written, table));
+        }
+        let (_, table) = self
+            .inserting
+            .clone()
+            .expect("an INSERT's table is asked about");
+        let shape = &self.tables[&table];
+        if self.rules.table_mode(shape.lineage()) == Some(TableMode::Empty) {
             return Ok(Action::Drop(INSERT_EMPTIED));
         }
+        let names = column_list(s, next)
+            .unwrap_or_else(|| shape.columns.iter().map(|c| c.name.clone()).collect());
         let refused = |columns: Vec<String>| MaskError::Insert {
             line: s.line,
             table: table.to_string(),
             columns,
         };
-        let names = match (column_list(s, next), shape) {
-            (Some(names), _) => names,
-            (None, Some(shape)) => shape.columns.iter().map(|c| c.name.clone()).collect(),
-            // A table the catalog did not describe: which columns it sets is unknown.
-            (None, None) => vec!["*".to_owned()],
-        };
-        let masks = match gate::masks_of(&self.rules, &table, shape, &names) {
-            Ok(masks) => masks,
-            Err(MaskError::Unclassified(columns)) => return Err(refused(columns)),
-            Err(e) => return Err(e),
-        };
-        let masked: Vec<String> = names
-            .iter()
-            .zip(&masks)
-            .filter(|(_, m)| m.is_some())
-            .map(|(n, _)| display_ident(n))
-            .collect();
-        if !masked.is_empty() {
-            return Err(refused(masked));
+        let tree = self.tree(&table);
+        for target in &tree {
+            let masks = match gate::masks_of(&self.rules, &target.name, Some(target), &names) {
+                Ok(masks) => masks,
+                Err(MaskError::Unclassified(columns)) => return Err(refused(columns)),
+                Err(e) => return Err(e),
+            };
+            let masked: Vec<String> = names
+                .iter()
+                .zip(&masks)
+                .filter(|(_, m)| m.is_some())
+                .map(|(n, _)| display_ident(n))
+                .collect();
+            if !masked.is_empty() {
+                return Err(refused(masked));
+            }
         }
-        self.loaded.insert(table);
+        let written_into: Vec<TableName> = tree.iter().map(|t| t.name.clone()).collect();
+        self.loaded.extend(written_into);
         Ok(Action::Keep)
+    }
+}
+
+/// A COPY or an INSERT refused for `why`.
+fn refused(s: &Statement, why: &'static str) -> MaskError {
+    let (statement, at) = if s.is_copy_from_stdin() {
+        ("COPY into", 1)
+    } else {
+        ("INSERT INTO", 2)
+    };
+    MaskError::Target {
+        line: s.line,
+        statement,
+        target: s.table(at).map_or_else(String::new, |(t, _)| t.to_string()),
+        why,
     }
 }
 

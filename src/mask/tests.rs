@@ -34,14 +34,14 @@ fn rules(columns: &[(&str, &str, Mask)], tables: &[(&str, TableMode)]) -> Rules 
 fn answer(schema: &Schema, question: &catalog::Question, s: Option<&Statement>) -> Answer {
     let tables = schema.shapes();
     let copy = s
-        .filter(|_| question.copy.is_some())
-        .map(Statement::copy_table)
+        .filter(|_| question.target.is_some())
+        .and_then(|s| Some(s.table(if is_insert(s) { 2 } else { 1 })?.0))
         .filter(|t| tables.contains_key(t));
     let asked =
         |t: &TableShape| question.all || copy.as_ref().is_some_and(|c| t.lineage().any(|l| l == c));
     Answer {
         tables: tables.values().filter(|t| asked(t)).cloned().collect(),
-        copy,
+        target: copy,
     }
 }
 
@@ -218,4 +218,115 @@ COPY public.c (id, email, phone) FROM stdin;
         err.starts_with("public.c.email: a masked value is longer than its type allows (10"),
         "{err}"
     );
+}
+
+#[test]
+fn rules_on_a_parent_reach_its_partitions_unless_theirs_differ_where_rows_are_routed() {
+    let sql = "CREATE TABLE public.event (id integer, email text) PARTITION BY LIST (id);
+CREATE TABLE public.event_1 (id integer, email text);
+ALTER TABLE ONLY public.event ATTACH PARTITION public.event_1 FOR VALUES IN (1);
+CREATE TABLE public.event_2 PARTITION OF public.event FOR VALUES IN (2);
+COPY public.event_1 (id, email) FROM stdin;
+1\tjane@example.org
+\\.";
+    let mut m = masker(rules(&[("event", "email", Mask::Hash)], &[]));
+    let (_, data) = stream(&mut m, sql, 3).unwrap();
+    let (id, hash) = data.trim_end().split_once('\t').unwrap();
+    assert_eq!((id, hash.len()), ("1", 64));
+    // Counted under the partitioned table, which the rule names.
+    assert!(
+        m.done
+            .values
+            .contains_key(&TableName::new("public", "event"))
+    );
+
+    // Rows copied into the partitioned table go to partitions the masking cannot tell apart:
+    // a partition with a rule of its own is refused there.
+    let routed = "CREATE TABLE public.event (id integer, email text) PARTITION BY LIST (id);
+CREATE TABLE public.event_1 PARTITION OF public.event FOR VALUES IN (1);
+CREATE TABLE public.event_2 PARTITION OF public.event FOR VALUES IN (2);
+COPY public.event (id, email) FROM stdin;
+1\tjane@example.org
+\\.";
+    let mut m = masker(rules(
+        &[
+            ("event", "email", Mask::Hash),
+            ("event_2", "email", Mask::Keep),
+        ],
+        &[],
+    ));
+    let err = stream(&mut m, routed, 1 << 20).unwrap_err().to_string();
+    assert!(
+        err.starts_with(
+            "dump line 4: refusing COPY into the partitioned table public.event: its rows go to \
+             partitions whose rules differ from its own (public.event_2.email)"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn what_the_copy_leaves_to_the_server_is_refused_when_masked() {
+    let refused = |sql: &str, expected: &str| {
+        let mut m = masker(rules(
+            &[("t", "email", Mask::Hash)],
+            &[("t", TableMode::Keep)],
+        ));
+        let err = stream(&mut m, sql, 1 << 20).unwrap_err().to_string();
+        assert!(err.starts_with(expected), "{err}");
+    };
+    refused(
+        "CREATE TABLE public.t (id integer, email text);\nCOPY public.t FROM stdin;\n1\tx\n\\.",
+        "dump line 2: refusing COPY into public.t: it lists no columns",
+    );
+    refused(
+        "CREATE TABLE public.t (id integer, email text DEFAULT public.f());
+COPY public.t (id) FROM stdin;\n1\n\\.",
+        "dump line 2: refusing COPY into public.t: pg_dump leaves out no column but generated \
+         ones, and this COPY leaves out email",
+    );
+    refused(
+        "CREATE TABLE public.t (id integer, email text GENERATED ALWAYS AS (public.f(id)) STORED);
+COPY public.t (id) FROM stdin;\n1\n\\.",
+        "public.t.email is a generated column",
+    );
+    refused(
+        "CREATE TABLE public.t (id integer, email text);\nCOPY public.t (id, email) FROM stdin;
+1\tjane\\\t2\n\\.",
+        "dump line 2: row 1 of the COPY into public.t is not COPY text as pg_dump writes it \
+         (a backslash before a raw tab)",
+    );
+    // A constant default is in the schema, which the scan reads.
+    let sql = "CREATE TABLE public.t (id integer, email text DEFAULT 'none'::text);
+COPY public.t (id) FROM stdin;\n1\n\\.";
+    let mut m = masker(rules(
+        &[("t", "email", Mask::Hash)],
+        &[("t", TableMode::Keep)],
+    ));
+    assert!(stream(&mut m, sql, 1 << 20).is_ok());
+}
+
+#[test]
+fn only_a_literal_cast_once_is_a_constant_default() {
+    for constant in [
+        "'x'::text",
+        "42",
+        "-1.5",
+        "NULL::character varying",
+        "''::text",
+        "true",
+    ] {
+        assert!(is_constant(constant), "{constant}");
+    }
+    for computed in [
+        "public.f()",
+        "now()",
+        "(now())::text",
+        "('x'::text)::public.t",
+        "'x'::public.t",
+        "pg_catalog.convert_from(pg_catalog.decode('amFuZQ=='::text, 'base64'::text), 'UTF8'::name)",
+        "nextval('s'::regclass)",
+    ] {
+        assert!(!is_constant(computed), "{computed}");
+    }
 }
