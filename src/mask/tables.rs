@@ -83,6 +83,22 @@ pub fn changes(before: &TableShape, after: &TableShape) -> Vec<String> {
     if was.oid != now.oid {
         return vec![format!("{table} is another table than the one classified")];
     }
+    let mut found = Vec::new();
+    if before.parents != after.parents {
+        let names = |parents: &[TableName]| match parents {
+            [] => "none".to_owned(),
+            parents => parents
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        found.push(format!(
+            "{table}'s parents (whose rules it follows) changed from {} to {}",
+            names(&before.parents),
+            names(&after.parents)
+        ));
+    }
     let named =
         |shape: &TableShape, ids: &Catalogued| -> BTreeMap<i16, (String, ColumnId, String)> {
             shape
@@ -94,7 +110,6 @@ pub fn changes(before: &TableShape, after: &TableShape) -> Vec<String> {
         };
     let (old, new) = (named(before, was), named(after, now));
     let column = |name: &str| format!("{table}.{}", display_ident(name));
-    let mut found = Vec::new();
     for (number, (name, id, type_name)) in &new {
         match old.get(number) {
             None => found.push(format!("{} ({type_name}) was added", column(name))),
@@ -230,6 +245,12 @@ mod tests {
                 "public.t.raw (type25) was added",
                 "public.stash holds rows the masking never saw",
             ]
+        );
+        let mut attached = before.clone();
+        attached.parents = vec![TableName::new("public", "p")];
+        assert_eq!(
+            reconcile(&known, &loaded, &[attached]),
+            ["public.t's parents (whose rules it follows) changed from none to public.p"]
         );
         let replaced = table("t", 2, &[(1, "id", 23)], true);
         assert_eq!(

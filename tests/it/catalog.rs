@@ -362,6 +362,11 @@ async fn tables_changed_after_their_data_fail_the_run_naming_the_change() {
             "ALTER TABLE public.contact ALTER COLUMN note TYPE character varying;",
             "public.contact.note was retyped from text to character varying",
         ),
+        (
+            "CREATE TABLE public.parent (id integer, email text, note text) PARTITION BY LIST (id);\n\
+             ALTER TABLE ONLY public.parent ATTACH PARTITION public.contact FOR VALUES IN (1, 2);",
+            "public.contact's parents (whose rules it follows) changed from none to public.parent",
+        ),
     ] {
         let dump = hostile(&format!("{}{after}", contacts("public.contact")));
         refused(
@@ -374,15 +379,21 @@ async fn tables_changed_after_their_data_fail_the_run_naming_the_change() {
         )
         .await;
     }
-    // Rows in a table the masking never classified (created after the data began; its
-    // unclassified columns let through with a warning).
+    // Rows in a table the masking never classified: created after the data, filled by code
+    // of the dump's (an index expression) from what another table holds.
     let late = hostile(&format!(
-        "{}CREATE TABLE public.late (v text);\nINSERT INTO public.late VALUES ('{JANE}');",
-        contacts("public.contact").replace(JANE, "x1@example.org")
+        "{}{}\nCREATE TABLE public.late (v text);\n\
+         CREATE FUNCTION public.fill() RETURNS integer LANGUAGE plpgsql AS $f$ BEGIN \
+         INSERT INTO public.late VALUES (public.unstash()); RETURN 1; END $f$;\n\
+         CREATE FUNCTION public.fill(text) RETURNS integer LANGUAGE plpgsql IMMUTABLE \
+         AS $f$ BEGIN RETURN public.fill(); END $f$;\n\
+         CREATE INDEX stash_fill ON public.stash ((public.fill(v)));",
+        contacts("public.contact"),
+        stash()
     ));
     refused(
         &late,
-        &format!("unclassified = \"warn\"\n{rules}"),
+        &format!("{STASH_RULE}\n{rules}"),
         &["public.late holds rows the masking never saw".into()],
     )
     .await;
