@@ -151,13 +151,18 @@ async fn copy_data_the_server_would_read_otherwise_is_refused_with_its_line() {
         )],
     )
     .await;
-    // No column list: the fields are the server's columns in its order, not the text's.
+    // No column list: the fields are the server's columns in its order, which renames made
+    // other than the CREATE TABLE's.
     let unlisted = hostile(&format!(
-        "{create}\nCOPY public.contact FROM stdin;\n1\t{JANE}\tfirst\n\\.\n"
+        "CREATE TABLE public.contact (id integer, note text, email text);\n\
+         ALTER TABLE public.contact RENAME COLUMN note TO tmp;\n\
+         ALTER TABLE public.contact RENAME COLUMN email TO note;\n\
+         ALTER TABLE public.contact RENAME COLUMN tmp TO email;\n\
+         COPY public.contact FROM stdin;\n1\t{JANE}\tfirst\n\\.\n"
     ));
     refused(
         &unlisted,
-        &rules,
+        &contact_rules("public.contact", "text"),
         &[format!(
             "dump line {}: refusing COPY into public.contact: it lists no columns",
             line_of(&unlisted, "COPY public.contact FROM")
