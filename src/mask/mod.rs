@@ -1,16 +1,17 @@
 //! Masking in the restore stream: the decode stage hands every statement and COPY chunk to
 //! the [`Masker`] between the filter and the loader, so production's personal values never
 //! reach the staging server, its data files or its WAL. The masker never guesses what the
-//! server stores: before the first row of data, and before each COPY's first row, it asks the
-//! scratch database's [`catalog`] what the tables are (the COPY's table resolved as the server
-//! resolves it, each column's type through domains, arrays and composites, partitions and
-//! inheritance, generated columns, defaults: [`tables`]). Every personal-looking column must
-//! have a rule (the config's [`Rules`], its own table's or the nearest parent's) or the run
-//! stops before anything is loaded ([`gate`]). COPY rows of ruled columns are rewritten field
-//! by field ([`rows`], [`copy`], [`kinds`]); `empty` tables are restored without rows. The
-//! production admin's row is re-keyed in place ([`admin`]). After the last statement the
-//! catalog must still hold what was classified, or the run fails ([`tables::reconcile`]).
-//! `plan` and `rules` read the same classification from the dump's text ([`schema`]).
+//! server stores: before the first row of data, and before each COPY's first row (or a run
+//! of INSERTs), it asks the scratch database's [`catalog`] what the tables are (the COPY's
+//! table resolved as the server resolves it, each column's type through domains, arrays and
+//! composites, partitions and inheritance, generated columns, defaults: [`tables`]). Every
+//! personal-looking column must have a rule (the config's [`Rules`], its own table's or the
+//! nearest parent's) or the run stops before anything is loaded ([`gate`]). COPY rows of
+//! ruled columns are rewritten field by field ([`rows`], [`copy`], [`kinds`]); `empty` tables
+//! are restored without rows. The production admin's row is re-keyed in place ([`admin`]).
+//! After the last statement the catalog must still hold what was classified, or the run
+//! fails ([`tables::reconcile`]). `plan` and `rules` classify from the dump's text instead
+//! ([`schema`]).
 
 mod admin;
 pub mod catalog;
@@ -420,6 +421,9 @@ impl Masker {
         table: &TableShape,
         names: &[String],
     ) -> Result<(), MaskError> {
+        if self.rules.table_mode(table.lineage()) == Some(TableMode::Empty) {
+            return Ok(());
+        }
         for column in &table.columns {
             let masked = matches!(
                 self.rules.mask(table.lineage(), &column.name),
