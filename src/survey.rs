@@ -13,8 +13,10 @@ use serde_json::Value;
 
 use crate::config::masking::{Class, Origin, Rules};
 use crate::config::{AnonymizeConfig, TableMode, Unclassified};
-use crate::mask::schema::{Column, Schema};
-use crate::mask::{classify, copy, listed_columns};
+use crate::mask::schema::Schema;
+use crate::mask::shape::{BaseType, ColumnShape};
+use crate::mask::{classify, column_list, copy, listed_under};
+use crate::restore::filter::Action;
 use crate::restore::statement::Statement;
 use crate::restore::{StageError, StreamStage};
 use crate::table::{TableName, display_ident};
@@ -112,6 +114,20 @@ impl Evidence {
         }
     }
 
+    /// Adds what `other` saw (of the same column, or of a partition's).
+    fn add(&mut self, other: Evidence) {
+        self.values += other.values;
+        for (kind, n) in other.kinds {
+            *self.kinds.entry(kind).or_default() += n;
+        }
+        for (path, kinds) in other.paths {
+            let at = self.paths.entry(path).or_default();
+            for (kind, n) in kinds {
+                *at.entry(kind).or_default() += n;
+            }
+        }
+    }
+
     fn observe(&mut self, text: &str, parse_json: bool, cfg: &AnonymizeConfig) {
         self.values += 1;
         let kinds = kinds_in_value(text, cfg);
@@ -178,8 +194,7 @@ fn mask_for(kind: &str) -> &'static str {
     }
 }
 
-fn suggest(column: &Column, evidence: &Evidence) -> Suggestion {
-    let ty = column.ty.name.last().map_or("", String::as_str);
+fn suggest(column: &ColumnShape, evidence: &Evidence) -> Suggestion {
     let plain = |mask, why| Suggestion {
         mask,
         paths: BTreeMap::new(),
@@ -188,10 +203,10 @@ fn suggest(column: &Column, evidence: &Evidence) -> Suggestion {
     };
     // The kind most values hold.
     let top = evidence.kinds.iter().max_by_key(|(_, n)| **n);
-    if ["inet", "cidr", "macaddr", "macaddr8"].contains(&ty) {
+    if column.base == BaseType::Network {
         return plain("null", "network addresses are personal data");
     }
-    if ["json", "jsonb"].contains(&ty) && !column.ty.array {
+    if matches!(column.base, BaseType::Json | BaseType::Jsonb) && !column.array {
         if !evidence.paths.is_empty() {
             let paths = evidence
                 .paths
@@ -298,15 +313,18 @@ impl Survey {
         let Some((table, next)) = s.table(1) else {
             return;
         };
-        let columns = self.schema.columns(&table).unwrap_or_default();
-        let fields: Vec<_> = listed_columns(&self.schema, s, &table, next)
+        let Some(shape) = self.schema.shape(&table) else {
+            return;
+        };
+        let names = column_list(s, next)
+            .unwrap_or_else(|| shape.columns.iter().map(|c| c.name.clone()).collect());
+        let fields: Vec<_> = names
             .into_iter()
             .map(|name| {
-                let column = columns.iter().find(|c| c.name == name)?;
-                let unclassified =
-                    classify(&self.rules, &self.schema, &table, column) == Class::Unclassified;
-                let json = ["json", "jsonb"].contains(&column.ty.name.last()?.as_str());
-                unclassified.then(|| (name, json && !column.ty.array, Evidence::default()))
+                let column = shape.column(&name)?;
+                let unclassified = classify(&self.rules, &shape, column) == Class::Unclassified;
+                let json = matches!(column.base, BaseType::Json | BaseType::Jsonb);
+                unclassified.then(|| (name, json && !column.array, Evidence::default()))
             })
             .collect();
         self.copy = fields.iter().any(Option::is_some).then(|| Reading {
@@ -318,38 +336,68 @@ impl Survey {
         });
     }
 
-    /// The dump's columns, classified.
+    /// The dump's columns, classified; a partitioned table's (or a parent's, inherited) once,
+    /// under that table, with what all its partitions' values showed.
     pub fn finish(mut self) -> Columns {
-        let mut columns = Vec::new();
+        let tables = self.schema.shapes();
+        let mut listed: BTreeMap<(TableName, String), (&ColumnShape, Class<'_>)> = BTreeMap::new();
         let mut emptied = Vec::new();
-        for (table, cols) in self.schema.tables() {
-            if self.rules.table_mode(table) == Some(TableMode::Empty) {
-                emptied.push(table.to_string());
+        for table in tables.values() {
+            // Named by the table whose rule empties it.
+            let emptying = table
+                .lineage()
+                .find(|t| self.rules.tables.contains_key(*t))
+                .filter(|t| self.rules.tables[*t] == TableMode::Empty)
+                .map(TableName::to_string);
+            if let Some(rule) = emptying
+                && !emptied.contains(&rule)
+            {
+                emptied.push(rule);
             }
-            for column in cols {
-                let (mask, rule) = match classify(&self.rules, &self.schema, table, column) {
-                    Class::Emptied | Class::NotPersonal => continue,
-                    Class::Ruled(mask, origin) => (Some(mask.to_string()), Some(origin)),
-                    Class::Unclassified => (None, None),
-                };
-                let evidence = mask.is_none().then(|| {
-                    let mut evidence = self
+            for column in &table.columns {
+                let class = classify(&self.rules, table, column);
+                if matches!(class, Class::Emptied | Class::NotPersonal) {
+                    continue;
+                }
+                let under = listed_under(&self.rules, &tables, table, column).clone();
+                if under != table.name
+                    && let Some(seen) = self
                         .evidence
-                        .remove(&(table.clone(), column.name.clone()))
-                        .unwrap_or_default();
-                    evidence.name = kind_by_name(&column.name);
-                    evidence
-                });
-                columns.push(Classified {
-                    table: table.to_string(),
-                    column: column.name.clone(),
-                    ty: column.ty.to_string(),
-                    mask,
-                    rule,
-                    suggestion: evidence.as_ref().map(|e| suggest(column, e)),
-                    evidence,
-                });
+                        .remove(&(table.name.clone(), column.name.clone()))
+                {
+                    self.evidence
+                        .entry((under.clone(), column.name.clone()))
+                        .or_default()
+                        .add(seen);
+                }
+                listed
+                    .entry((under, column.name.clone()))
+                    .or_insert((column, class));
             }
+        }
+        let mut columns = Vec::new();
+        for ((table, name), (column, class)) in listed {
+            let (mask, rule) = match class {
+                Class::Ruled(mask, origin) => (Some(mask.to_string()), Some(origin)),
+                _ => (None, None),
+            };
+            let evidence = mask.is_none().then(|| {
+                let mut evidence = self
+                    .evidence
+                    .remove(&(table.clone(), name.clone()))
+                    .unwrap_or_default();
+                evidence.name = kind_by_name(&name);
+                evidence
+            });
+            columns.push(Classified {
+                table: table.to_string(),
+                column: name,
+                ty: column.type_name.clone(),
+                mask,
+                rule,
+                suggestion: evidence.as_ref().map(|e| suggest(column, e)),
+                evidence,
+            });
         }
         Columns {
             columns,
@@ -360,13 +408,16 @@ impl Survey {
 }
 
 impl StreamStage for Survey {
-    fn statement(&mut self, s: &Statement) -> Result<bool, StageError> {
+    /// It reads the dump's text alone.
+    type Answer = std::convert::Infallible;
+
+    fn statement(&mut self, s: &Statement, _: Option<Self::Answer>) -> Result<Action, StageError> {
         if s.is_copy_from_stdin() {
             self.copy_start(s);
         } else {
             self.schema.learn(s);
         }
-        Ok(true)
+        Ok(Action::Keep)
     }
 
     fn copy_data(&mut self, data: Bytes) -> Result<Option<Bytes>, StageError> {
@@ -379,20 +430,10 @@ impl StreamStage for Survey {
     fn copy_end(&mut self) -> Result<Option<Bytes>, StageError> {
         if let Some(reading) = self.copy.take() {
             for (name, _, seen) in reading.fields.into_iter().flatten() {
-                let evidence = self
-                    .evidence
+                self.evidence
                     .entry((reading.table.clone(), name))
-                    .or_default();
-                evidence.values += seen.values;
-                for (kind, n) in seen.kinds {
-                    *evidence.kinds.entry(kind).or_default() += n;
-                }
-                for (path, kinds) in seen.paths {
-                    let at = evidence.paths.entry(path).or_default();
-                    for (kind, n) in kinds {
-                        *at.entry(kind).or_default() += n;
-                    }
-                }
+                    .or_default()
+                    .add(seen);
             }
         }
         Ok(None)
@@ -422,7 +463,7 @@ mod tests {
         let mut lexer = Lexer::new(text.as_bytes());
         while let Some(item) = lexer.next_item().unwrap() {
             match item {
-                Item::Statement(s) => assert!(survey.statement(&s).unwrap()),
+                Item::Statement(s) => assert_eq!(survey.statement(&s, None).unwrap(), Action::Keep),
                 Item::CopyData(chunk) => {
                     for part in chunk.chunks(piece) {
                         let out = survey.copy_data(Bytes::copy_from_slice(part)).unwrap();

@@ -232,39 +232,55 @@ impl Rules {
         Ok(rules)
     }
 
-    /// The mask of `table.column`: its column rule, else `keep` in a kept table.
-    pub fn mask(&self, table: &TableName, column: &str) -> Option<&Mask> {
-        self.rule(table, column).map(|(mask, _)| mask)
+    /// The mask of `column` in a table whose lineage is `tables` (the table, then the tables
+    /// whose rules it follows, nearest first: see `mask::TableShape::lineage`): the nearest
+    /// table's column rule or `keep` table rule, so a partition's or a child's own rule wins
+    /// over its parent's.
+    pub fn mask<'a>(
+        &self,
+        tables: impl IntoIterator<Item = &'a TableName>,
+        column: &str,
+    ) -> Option<&Mask> {
+        self.rule(tables, column).map(|(mask, _)| mask)
     }
 
-    /// The mask of `table.column` and where it comes from.
-    pub fn rule(&self, table: &TableName, column: &str) -> Option<(&Mask, Origin)> {
-        match self.columns.get(table).and_then(|c| c.get(column)) {
-            Some(mask) => {
-                let built_in = runbook().iter().any(|(t, c, _)| t == table && *c == column);
-                Some((
-                    mask,
-                    if built_in {
+    /// That mask and where it comes from.
+    pub fn rule<'a>(
+        &self,
+        tables: impl IntoIterator<Item = &'a TableName>,
+        column: &str,
+    ) -> Option<(&Mask, Origin)> {
+        tables.into_iter().find_map(|table| {
+            match self.columns.get(table).and_then(|c| c.get(column)) {
+                Some(mask) => {
+                    let built_in = runbook().iter().any(|(t, c, _)| t == table && *c == column);
+                    let origin = if built_in {
                         Origin::BuiltIn
                     } else {
                         Origin::Column
-                    },
-                ))
+                    };
+                    Some((mask, origin))
+                }
+                None if self.tables.get(table) == Some(&TableMode::Keep) => {
+                    Some((&Mask::Keep, Origin::Table))
+                }
+                None => None,
             }
-            None if self.tables.get(table) == Some(&TableMode::Keep) => {
-                Some((&Mask::Keep, Origin::Table))
-            }
-            None => None,
-        }
+        })
     }
 
-    /// How `column` of `table` is classified; `personal_type`: its type can hold personal
-    /// data (the dump's schema says).
-    pub fn classify(&self, table: &TableName, column: &str, personal_type: bool) -> Class<'_> {
-        if self.table_mode(table) == Some(TableMode::Empty) {
+    /// How `column` of a table whose lineage is `tables` is classified; `personal_type`: its
+    /// type can hold personal data.
+    pub fn classify<'a>(
+        &self,
+        tables: impl IntoIterator<Item = &'a TableName> + Clone,
+        column: &str,
+        personal_type: bool,
+    ) -> Class<'_> {
+        if self.table_mode(tables.clone()) == Some(TableMode::Empty) {
             return Class::Emptied;
         }
-        match self.rule(table, column) {
+        match self.rule(tables, column) {
             Some((Mask::Keep, _)) if !personal_type => Class::NotPersonal,
             Some((mask, origin)) => Class::Ruled(mask, origin),
             None if personal_type => Class::Unclassified,
@@ -272,8 +288,14 @@ impl Rules {
         }
     }
 
-    pub fn table_mode(&self, table: &TableName) -> Option<TableMode> {
-        self.tables.get(table).copied()
+    /// The table rule of the nearest table of `tables` (a lineage) that has one.
+    pub fn table_mode<'a>(
+        &self,
+        tables: impl IntoIterator<Item = &'a TableName>,
+    ) -> Option<TableMode> {
+        tables
+            .into_iter()
+            .find_map(|table| self.tables.get(table).copied())
     }
 }
 
@@ -397,28 +419,57 @@ mod tests {
         }))
         .unwrap();
         let shop = TableName::new("shop", "customer");
-        assert_eq!(r.mask(&shop, "id"), Some(&Mask::Keep));
+        assert_eq!(r.mask([&shop], "id"), Some(&Mask::Keep));
         assert!(
-            matches!(r.mask(&shop, "contact"), Some(Mask::Json(json)) if json.paths.len() == 2)
+            matches!(r.mask([&shop], "contact"), Some(Mask::Json(json)) if json.paths.len() == 2)
         );
         assert_eq!(
-            r.mask(&TableName::new("public", "customer"), "name"),
+            r.mask([&TableName::new("public", "customer")], "name"),
             Some(&Mask::Redact("X".into()))
         );
         let customer = TableName::new("public", "customer");
-        let doc = r.mask(&customer, "doc").unwrap();
+        let doc = r.mask([&customer], "doc").unwrap();
         assert_eq!(doc.to_string(), "json(; rest = text)");
         assert_eq!(
-            r.mask(&customer, "tags").unwrap().to_string(),
+            r.mask([&customer], "tags").unwrap().to_string(),
             "json(a = email)"
         );
-        assert_eq!(r.mask(&users(), "email"), Some(&Mask::Email));
-        assert_eq!(r.mask(&users(), "phone"), None);
+        assert_eq!(r.mask([&users()], "email"), Some(&Mask::Email));
+        assert_eq!(r.mask([&users()], "phone"), None);
         assert_eq!(
-            r.table_mode(&TableName::new("public", "session")),
+            r.table_mode([&TableName::new("public", "session")]),
             Some(TableMode::Empty)
         );
         assert_eq!(r.unclassified, Unclassified::Fail);
+    }
+
+    #[test]
+    fn the_nearest_table_of_a_lineage_rules() {
+        let r = rules(serde_json::json!({
+            "column": [
+                {"table": "event", "column": "email", "mask": "email"},
+                {"table": "event_2025", "column": "email", "mask": "hash"},
+            ],
+            "table": [
+                {"table": "event", "mode": "keep"},
+                {"table": "log", "mode": "empty"},
+                {"table": "log_kept", "mode": "keep"},
+            ],
+        }))
+        .unwrap();
+        let t = |name: &str| TableName::new("public", name);
+        let (event, e2024, e2025) = (t("event"), t("event_2024"), t("event_2025"));
+        // A partition follows its parent's column and table rules, unless it has its own.
+        assert_eq!(r.mask([&e2024, &event], "email"), Some(&Mask::Email));
+        assert_eq!(r.mask([&e2024, &event], "note"), Some(&Mask::Keep));
+        assert_eq!(r.mask([&e2025, &event], "email"), Some(&Mask::Hash));
+        assert_eq!(r.mask([&e2024], "email"), None);
+        let (log, child) = (t("log"), t("log_2025"));
+        assert_eq!(r.classify([&child, &log], "line", true), Class::Emptied);
+        assert_eq!(
+            r.classify([&t("log_kept"), &log], "line", true),
+            Class::Ruled(&Mask::Keep, Origin::Table)
+        );
     }
 
     #[test]
@@ -497,10 +548,10 @@ mod tests {
         };
         let rules = load(&rule("email"), &[]).unwrap().anonymize.rules;
         assert_eq!(
-            rules.mask(&TableName::new("public", "t"), "c"),
+            rules.mask([&TableName::new("public", "t")], "c"),
             Some(&Mask::Email)
         );
-        assert_eq!(rules.mask(&users(), EMAIL), Some(&Mask::Email));
+        assert_eq!(rules.mask([&users()], EMAIL), Some(&Mask::Email));
         let err = load(&rule("scramble"), &[]).unwrap_err();
         assert!(
             err.to_string().contains("unknown mask \"scramble\""),

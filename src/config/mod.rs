@@ -18,9 +18,9 @@ use serde::Deserialize;
 
 pub use schema::{
     AnonymizeConfig, BackendConfig, BucketConfig, ColumnRule, DaemonConfig, DatabaseConfig,
-    DecryptConfig, MaintenanceConfig, MediaConfig, MetricsConfig, NotifyConfig, OnUnmaskedPii,
-    PasswordHash, RedisConfig, RestoreConfig, ScheduleConfig, Severity, SnapshotConfig, TableMode,
-    TableRule, Unclassified, WebhookConfig, WebhookKind,
+    DecryptConfig, LargeObjects, MaintenanceConfig, MediaConfig, MetricsConfig, NotifyConfig,
+    OnUnmaskedPii, PasswordHash, RedisConfig, RestoreConfig, ScheduleConfig, Severity,
+    SnapshotConfig, TableMode, TableRule, Unclassified, WebhookConfig, WebhookKind,
 };
 pub use units::MaxDelete;
 

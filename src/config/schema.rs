@@ -144,6 +144,8 @@ pub struct AnonymizeConfig {
     pub mask_key_file: Option<PathBuf>,
     #[serde(default)]
     pub unclassified: Unclassified,
+    #[serde(default)]
+    pub large_objects: LargeObjects,
     /// The masking rules, the runbook's included, parsed and validated by
     /// [`Config::load`](super::Config::load) (which alone sets them).
     #[serde(skip)]
@@ -192,6 +194,18 @@ pub enum Unclassified {
     Fail,
     /// A warning names them; their values are kept.
     Warn,
+}
+
+/// `anonymize.large_objects`: what becomes of the dump's large objects, whose bytes no column
+/// rule can name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LargeObjects {
+    /// Restored without their data: each one exists, empty.
+    #[default]
+    Empty,
+    /// Restored as they are; the PII scan reads them.
+    Keep,
 }
 
 fn default_prod_admin_email() -> String {

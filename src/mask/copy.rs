@@ -1,11 +1,31 @@
 //! PostgreSQL's COPY text format, as pg_dump writes it: one row per line, fields separated
 //! by tabs, `\N` for NULL, and backslash escapes (`\\`, `\t`, `\n`, `\r`, `\b`, `\f`, `\v`,
 //! octal `\123`, hex `\x41`, any other `\c` meaning `c`). A raw tab or newline is always a
-//! separator: inside values they are escaped.
+//! separator: inside values they are escaped. What pg_dump never writes and the server reads
+//! otherwise than these rules ([`framing`]) is refused.
 
 /// The fields of one row (the line without its `\n`), still escaped.
 pub fn fields(line: &[u8]) -> impl Iterator<Item = &[u8]> {
     line.split(|&b| b == b'\t')
+}
+
+/// Why the server would read `line` (a row without its `\n`) differently from [`fields`] and
+/// [`decode`]: a backslash before a raw tab or at the line's end (before its raw newline)
+/// makes that tab or newline part of the value; a raw carriage return ends a row (or fails);
+/// `\.` ends the data wherever it is. pg_dump escapes all of these.
+pub fn framing(line: &[u8]) -> Result<(), &'static str> {
+    let mut i = 0;
+    while let Some(at) = memchr::memchr2(b'\\', b'\r', &line[i..]) {
+        let at = i + at;
+        match (line[at], line.get(at + 1)) {
+            (b'\r', _) | (_, Some(b'\r')) => return Err("a raw carriage return"),
+            (_, None) => return Err("a backslash before the end of the line"),
+            (_, Some(b'\t')) => return Err("a backslash before a raw tab"),
+            (_, Some(b'.')) => return Err("\\. inside a row"),
+            _ => i = at + 2,
+        }
+    }
+    Ok(())
 }
 
 /// A field's value; `None` for `\N`.
@@ -95,6 +115,7 @@ mod tests {
         let mut field = Vec::new();
         encode(value, &mut field);
         assert!(!field.contains(&b'\t') && !field.contains(&b'\n'));
+        assert_eq!(framing(&field), Ok(()));
         decode(&field)
     }
 
@@ -117,6 +138,22 @@ mod tests {
             fields(line).collect::<Vec<_>>(),
             [&b"1"[..], b"jane\\tdoe", b"\\N"]
         );
+    }
+
+    #[test]
+    fn what_the_server_reads_otherwise_is_named() {
+        for line in [&b"1\tjane\\\\\t\\N"[..], b"a\\tb\\\\", b"\\x41\\\\.5"] {
+            assert_eq!(framing(line), Ok(()), "{line:?}");
+        }
+        for (line, why) in [
+            (&b"1\tjane\\\tdoe"[..], "a backslash before a raw tab"),
+            (b"1\tjane\\", "a backslash before the end of the line"),
+            (b"1\tjane\\\\\\", "a backslash before the end of the line"),
+            (b"1\tja\rne", "a raw carriage return"),
+            (b"1\tjane\\.", "\\. inside a row"),
+        ] {
+            assert_eq!(framing(line), Err(why), "{line:?}");
+        }
     }
 
     #[test]

@@ -19,6 +19,55 @@ pub enum MaskError {
         .0.join("; ")
     )]
     Misfit(Vec<String>),
+    #[error(
+        "{column} is a generated column: the server computes its values, the masking never \
+         sees them; give it mask = \"keep\" or no rule"
+    )]
+    Generated { column: String },
+    #[error(
+        "dump line {line}: refusing COPY into {table}: pg_dump leaves out no column but generated \
+         ones, and this COPY leaves out {column}, which is masked and whose DEFAULT is computed \
+         by the server, out of the masking's sight"
+    )]
+    Default {
+        line: u64,
+        table: String,
+        column: String,
+    },
+    #[error("dump line {line}: refusing {statement} {target}: {why}")]
+    Target {
+        line: u64,
+        /// "COPY into" or "INSERT INTO".
+        statement: &'static str,
+        target: String,
+        why: &'static str,
+    },
+    #[error(
+        "dump line {line}: refusing COPY into the partitioned table {table}: its rows go to \
+         partitions whose rules differ from its own ({partitions}); give the partitioned table \
+         and its partitions the same rules"
+    )]
+    Routed {
+        line: u64,
+        table: String,
+        partitions: String,
+    },
+    #[error(
+        "the tables changed after the masking classified them (statements of the dump ran \
+         after their data): {}; nothing was committed",
+        .0.join(", ")
+    )]
+    Changed(Vec<String>),
+    #[error(
+        "dump line {line}: row {row} of the COPY into {table} is not COPY text as pg_dump writes \
+         it ({why}): the server would read it differently from the masking"
+    )]
+    Framing {
+        line: u64,
+        table: String,
+        row: u64,
+        why: &'static str,
+    },
     #[error("{column}: {error}")]
     Value { column: String, error: KindError },
     #[error(

@@ -1,8 +1,10 @@
-//! The gate before the first row: every column of the dump whose type can hold personal data
-//! has a rule, or (`anonymize.unclassified = "fail"`) the run stops before anything is
-//! loaded, naming each such column; every mask fits its column ([`fit`]), or the run stops
-//! naming each that does not. At the end of the dump, what the rules made of its columns
-//! goes to verification and the report.
+//! The gate before a table's first row: every column whose type can hold personal data has a
+//! rule (its own table's, or the nearest parent's: [`TableShape::lineage`]), or
+//! (`anonymize.unclassified = "fail"`) the run stops before anything is loaded, naming each
+//! such column once (a partitioned table's columns by the partitioned table); every mask fits
+//! its column ([`fit`]), or the run stops naming each that does not; no mask meets a generated
+//! column, whose values the server computes. At the end of the dump, what the rules made of
+//! its columns goes to verification and the report.
 
 use crate::config::Unclassified;
 use crate::config::masking::{Class, Mask, Rules};
@@ -11,28 +13,46 @@ use crate::table::{TableName, display_ident};
 use super::Masked;
 use super::error::MaskError;
 use super::fit::fit;
-use super::schema::{Column, Schema};
 use super::shape::ColumnShape;
+use super::tables::{TableShape, Tables, is_personal};
 
-/// What the rules make of `column` of `table`, its type read in `schema`: the run's gate,
-/// the report's classes and `plan`/`rules` all classify through this.
-pub fn classify<'r>(
-    rules: &'r Rules,
-    schema: &Schema,
-    table: &TableName,
-    column: &Column,
-) -> Class<'r> {
-    rules.classify(table, &column.name, schema.is_personal(&column.ty))
+/// What the rules make of `column` of `table`: the run's gate, the report's classes and
+/// `plan`/`rules` all classify through this.
+pub fn classify<'r>(rules: &'r Rules, table: &TableShape, column: &ColumnShape) -> Class<'r> {
+    rules.classify(table.lineage(), &column.name, is_personal(column))
+}
+
+/// The table a column of `table` is listed under: its topmost ancestor among `tables` that
+/// has the column classified alike, else `table`; so a partitioned table's columns are
+/// named once, not once per partition.
+pub fn listed_under<'t>(
+    rules: &Rules,
+    tables: &'t Tables,
+    table: &'t TableShape,
+    column: &ColumnShape,
+) -> &'t TableName {
+    let class = classify(rules, table, column);
+    table
+        .parents
+        .iter()
+        .rev()
+        .find(|parent| {
+            tables.get(*parent).is_some_and(|p| {
+                p.column(&column.name)
+                    .is_some_and(|c| classify(rules, p, c) == class)
+            })
+        })
+        .unwrap_or(&table.name)
 }
 
 /// Warns of the rules naming a column the dump's tables do not have (a typo, or a column
 /// production dropped).
-pub(super) fn warn_unknown_columns(rules: &Rules, schema: &Schema) {
+pub(super) fn warn_unknown_columns(rules: &Rules, tables: &Tables) {
     for (table, columns) in &rules.columns {
         for column in columns.keys() {
-            let known = schema
-                .columns(table)
-                .is_some_and(|cols| cols.iter().any(|c| c.name == *column));
+            let known = tables
+                .get(table)
+                .is_some_and(|t| t.column(column).is_some());
             if !known {
                 tracing::warn!(
                     column = %format!("{table}.{}", display_ident(column)),
@@ -43,34 +63,42 @@ pub(super) fn warn_unknown_columns(rules: &Rules, schema: &Schema) {
     }
 }
 
-/// Every personal column of `tables` has a rule, and every mask fits its column
-/// (`email_domain`: what masked emails end with).
-pub(super) fn check(
+/// Every personal column of `checked` has a rule, every mask fits its column
+/// (`email_domain`: what masked emails end with) and no mask meets a generated column;
+/// `tables` are every table known, for the names listed.
+pub(super) fn check<'t>(
     rules: &Rules,
-    schema: &Schema,
-    tables: &[TableName],
+    tables: &Tables,
+    checked: impl IntoIterator<Item = &'t TableShape>,
     email_domain: &str,
 ) -> Result<(), MaskError> {
     let mut unclassified = Vec::new();
     let mut misfit = Vec::new();
-    for table in tables {
+    for table in checked {
         let mut ruled = Vec::new();
-        for column in schema.columns(table).unwrap_or_default() {
-            match classify(rules, schema, table, column) {
-                Class::Ruled(mask, _) => ruled.push((schema.shape(table, column), mask)),
-                Class::Unclassified => unclassified.push(format!(
-                    "{table}.{} ({})",
-                    display_ident(&column.name),
-                    column.ty
-                )),
+        for column in &table.columns {
+            match classify(rules, table, column) {
+                Class::Ruled(mask, _) if column.generated && *mask != Mask::Keep => {
+                    return Err(MaskError::Generated {
+                        column: format!("{}.{}", table.name, display_ident(&column.name)),
+                    });
+                }
+                Class::Ruled(mask, _) => ruled.push((column, mask)),
+                Class::Unclassified => {
+                    let listed = format!(
+                        "{}.{} ({})",
+                        listed_under(rules, tables, table, column),
+                        display_ident(&column.name),
+                        column.type_name
+                    );
+                    if !unclassified.contains(&listed) {
+                        unclassified.push(listed);
+                    }
+                }
                 Class::Emptied | Class::NotPersonal => {}
             }
         }
-        misfit.extend(misfits(
-            email_domain,
-            table,
-            ruled.iter().map(|(s, m)| (s, *m)),
-        ));
+        misfit.extend(misfits(email_domain, &table.name, ruled));
     }
     if !misfit.is_empty() {
         return Err(MaskError::Misfit(misfit));
@@ -97,25 +125,29 @@ pub(super) fn misfits<'a>(
         .collect()
 }
 
-/// The mask of each column `names` lists (unclassified ones checked), `None` to keep.
+/// The mask of each column `names` lists of `table` (`shape`, when known; unclassified
+/// ones checked), `None` to keep.
 pub(super) fn masks_of(
     rules: &Rules,
-    schema: &Schema,
     table: &TableName,
+    shape: Option<&TableShape>,
     names: &[String],
 ) -> Result<Vec<Option<Mask>>, MaskError> {
-    let columns = schema.columns(table).unwrap_or_default();
+    let lineage: Vec<&TableName> = match shape {
+        Some(shape) => shape.lineage().collect(),
+        None => vec![table],
+    };
     let mut unclassified = Vec::new();
     let masks = names
         .iter()
-        .map(|name| match rules.mask(table, name) {
+        .map(|name| match rules.mask(lineage.iter().copied(), name) {
             Some(Mask::Keep) => None,
             Some(mask) => Some(mask.clone()),
             None => {
-                // A column the pre-data did not declare: its type is unknown, so personal.
-                let column = columns.iter().find(|c| c.name == *name);
-                if column.is_none_or(|c| schema.is_personal(&c.ty)) {
-                    let ty = column.map_or("type unknown".to_owned(), |c| c.ty.to_string());
+                // A column the catalog did not describe: its type is unknown, so personal.
+                let column = shape.and_then(|s| s.column(name));
+                if column.is_none_or(is_personal) {
+                    let ty = column.map_or("type unknown", |c| c.type_name.as_str());
                     unclassified.push(format!("{table}.{} ({ty})", display_ident(name)));
                 }
                 None
@@ -126,21 +158,28 @@ pub(super) fn masks_of(
     Ok(masks)
 }
 
-/// Notes in `masked` the column masks the dump's tables got (not `keep`), and the
-/// personal-looking columns a `keep` rule classified as not personal.
-pub(super) fn note_classes(rules: &Rules, schema: &Schema, masked: &mut Masked) {
-    for (table, columns) in schema.tables() {
-        for column in columns {
-            match classify(rules, schema, table, column) {
+/// Notes in `masked` the column masks the dump's tables got (not `keep`; a partitioned
+/// table's are its partitions', which hold its rows), and the personal-looking columns a
+/// `keep` rule classified as not personal.
+pub(super) fn note_classes(rules: &Rules, tables: &Tables, masked: &mut Masked) {
+    for table in tables.values() {
+        for column in &table.columns {
+            match classify(rules, table, column) {
                 Class::Ruled(Mask::Keep, _) => {
-                    masked.kept.push((table.clone(), column.name.clone()));
+                    let kept = (
+                        listed_under(rules, tables, table, column).clone(),
+                        column.name.clone(),
+                    );
+                    if !masked.kept.contains(&kept) {
+                        masked.kept.push(kept);
+                    }
                 }
-                Class::Ruled(mask, _) => {
+                Class::Ruled(mask, _) if !table.partitioned => {
                     masked
                         .applied
-                        .push((table.clone(), schema.shape(table, column), mask.clone()));
+                        .push((table.name.clone(), column.clone(), mask.clone()));
                 }
-                Class::Emptied | Class::Unclassified | Class::NotPersonal => {}
+                Class::Ruled(..) | Class::Emptied | Class::Unclassified | Class::NotPersonal => {}
             }
         }
     }

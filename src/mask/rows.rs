@@ -1,8 +1,8 @@
-//! COPY rows of a table with masked columns, rewritten field by field: each ruled field's
-//! value decoded and masked through its column's shape ([`mask_field`]: element by element
-//! for an array, as bytes for bytea) and encoded again; the admin's row re-keyed
-//! ([`super::admin`]). Rows arrive in chunks that cut them anywhere: the cut row waits for
-//! the next chunk.
+//! COPY rows of a table with masked columns, rewritten field by field: each row checked to
+//! be read by the server as it is here ([`copy::framing`]), each ruled field's value decoded,
+//! masked through its column's shape ([`mask_field`]: element by element for an array, as
+//! bytes for bytea) and encoded again; the admin's row re-keyed ([`super::admin`]). Rows
+//! arrive in chunks that cut them anywhere: the cut row waits for the next chunk.
 
 use crate::config::masking::Mask;
 use crate::table::{TableName, display_ident};
@@ -12,6 +12,7 @@ use super::error::MaskError;
 use super::gate::misfits;
 use super::kinds::{KindError, Masks};
 use super::shape::ColumnShape;
+use super::tables::TableShape;
 use super::{array, copy};
 
 /// Longest COPY row of a masked table held at once; pg_dump lines are far shorter unless a
@@ -30,30 +31,48 @@ pub(super) struct MaskedCopy {
     pub(super) rows: u64,
     /// Values masked, per field.
     pub(super) values: Vec<u64>,
+    /// The COPY statement's dump line.
+    line: u64,
 }
 
 impl MaskedCopy {
-    /// The COPY of `table` listing `names`, each masked by its mask in `rules` (`None`
-    /// keeps it) through its shape in `shapes` (`shapes(name)`); refused, before any row,
-    /// when a mask does not fit its column.
+    /// The COPY (at dump line `line`) of `table` listing `names`, each masked by its mask in
+    /// `rules` (`None` keeps it) through its column's shape; refused, before any row, when a
+    /// mask does not fit its column.
     pub(super) fn new(
         masks: &Masks,
-        table: &TableName,
+        table: &TableShape,
+        line: u64,
         names: Vec<String>,
         rules: Vec<Option<Mask>>,
-        shapes: impl Fn(&str) -> ColumnShape,
         admin: Option<AdminFields>,
     ) -> Result<MaskedCopy, MaskError> {
+        let mut misfit = Vec::new();
         let fields: Vec<Option<(Mask, ColumnShape)>> = rules
             .into_iter()
             .zip(&names)
-            .map(|(mask, name)| mask.map(|m| (m, shapes(name))))
+            .map(|(mask, name)| {
+                let mask = mask?;
+                match table.column(name) {
+                    Some(shape) => Some((mask, shape.clone())),
+                    None => {
+                        // The server refuses such a COPY too; refused here first, so no
+                        // masked field is ever passed through unread.
+                        misfit.push(format!(
+                            "{}.{}: the COPY lists a column the table does not have",
+                            table.name,
+                            display_ident(name)
+                        ));
+                        None
+                    }
+                }
+            })
             .collect();
-        let misfit = misfits(
+        misfit.extend(misfits(
             masks.email_domain(),
-            table,
+            &table.name,
             fields.iter().flatten().map(|(m, s)| (s, m)),
-        );
+        ));
         if !misfit.is_empty() {
             return Err(MaskError::Misfit(misfit));
         }
@@ -64,6 +83,7 @@ impl MaskedCopy {
             admin,
             partial: Vec::new(),
             rows: 0,
+            line,
         })
     }
 }
@@ -102,6 +122,12 @@ pub(super) fn rows(
     let mut fields: Vec<&[u8]> = Vec::with_capacity(m.fields.len());
     for line in lines.split_inclusive(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\n").unwrap_or(line);
+        copy::framing(line).map_err(|why| MaskError::Framing {
+            line: m.line,
+            table: table.to_string(),
+            row: m.rows + 1,
+            why,
+        })?;
         fields.clear();
         fields.extend(copy::fields(line));
         if fields.len() != m.fields.len() {

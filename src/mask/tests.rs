@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::restore::lexer::{Item, Lexer};
+use schema::Schema;
 
 fn masker(rules: Rules) -> Masker {
     let admin = Admin {
@@ -28,18 +29,40 @@ fn rules(columns: &[(&str, &str, Mask)], tables: &[(&str, TableMode)]) -> Rules 
     rules
 }
 
-/// Streams `sql` through `m`, COPY data fed in pieces of `piece` bytes; returns the
-/// statements kept and the COPY data passed on.
+/// The catalog's answer to `question` (before `s`, a COPY's or an INSERT's, or the end),
+/// read from the dump's text as `schema` has learnt it.
+fn answer(schema: &Schema, question: &catalog::Question, s: Option<&Statement>) -> Answer {
+    let tables = schema.shapes();
+    let copy = s
+        .filter(|_| question.target.is_some())
+        .and_then(|s| Some(s.table(if is_insert(s) { 2 } else { 1 })?.0))
+        .filter(|t| tables.contains_key(t));
+    let asked =
+        |t: &TableShape| question.all || copy.as_ref().is_some_and(|c| t.lineage().any(|l| l == c));
+    Answer {
+        tables: tables.values().filter(|t| asked(t)).cloned().collect(),
+        target: copy,
+    }
+}
+
+/// Streams `sql` through `m`, COPY data fed in pieces of `piece` bytes, the masker's
+/// questions answered from the dump's text; returns the statements kept and the COPY data
+/// passed on.
 fn stream(m: &mut Masker, sql: &str, piece: usize) -> Result<(Vec<String>, String), MaskError> {
     let text = format!("{sql}\n-- PostgreSQL database dump complete\n");
     let mut lexer = Lexer::new(text.as_bytes());
+    let mut schema = Schema::default();
     let (mut kept, mut data) = (Vec::new(), String::new());
     while let Some(item) = lexer.next_item().unwrap() {
         match item {
             Item::Statement(s) => {
-                if m.statement(&s)? {
+                let asked = m
+                    .ask(At::Statement(&s))
+                    .map(|q| answer(&schema, &q, Some(&s)));
+                if m.statement(&s, asked)? == Action::Keep {
                     kept.push(s.text.clone());
                 }
+                schema.learn(&s);
             }
             Item::CopyData(chunk) => {
                 for part in chunk.chunks(piece) {
@@ -56,6 +79,8 @@ fn stream(m: &mut Masker, sql: &str, piece: usize) -> Result<(Vec<String>, Strin
             Item::Meta { .. } => {}
         }
     }
+    let question = m.ask(At::End).expect("the end is asked about");
+    m.end(answer(&schema, &question, None))?;
     Ok((kept, data))
 }
 
@@ -255,32 +280,141 @@ fn a_copy_s_masks_are_fitted_to_the_shapes_it_is_given_at_its_start() {
     // The shapes a COPY is masked through may be learnt at its start (from the server):
     // a misfit there stops it before its first row.
     let masks = Masks::new(Key::from_bytes(&[1; 32]), "staging.invalid");
-    let table = TableName::new("public", "t");
-    let shape = |name: &str| ColumnShape {
-        name: name.to_owned(),
-        type_name: "text".into(),
-        base: shape::BaseType::Text,
-        array: false,
-        not_null: true,
-        type_length: None,
-        checks: Vec::new(),
-        generated: false,
-        default: None,
+    let table = TableShape {
+        name: TableName::new("public", "t"),
+        parents: Vec::new(),
+        partition: false,
+        partitioned: false,
+        columns: vec![ColumnShape {
+            name: "a".to_owned(),
+            type_name: "text".into(),
+            base: shape::BaseType::Text,
+            array: false,
+            not_null: true,
+            type_length: None,
+            checks: Vec::new(),
+            generated: false,
+            default: None,
+        }],
+        catalog: None,
     };
-    let copy = |mask: Mask| {
-        MaskedCopy::new(
-            &masks,
-            &table,
-            vec!["a".into()],
-            vec![Some(mask)],
-            shape,
-            None,
-        )
-    };
+    let copy =
+        |mask: Mask| MaskedCopy::new(&masks, &table, 1, vec!["a".into()], vec![Some(mask)], None);
     assert!(copy(Mask::Text).is_ok());
     let err = copy(Mask::Null).err().unwrap().to_string();
     assert!(
         err.contains("public.t.a (text): mask \"null\" does not fit: the column is NOT NULL"),
         "{err}"
     );
+}
+
+#[test]
+fn rules_on_a_parent_reach_its_partitions_unless_theirs_differ_where_rows_are_routed() {
+    let sql = "CREATE TABLE public.event (id integer, email text) PARTITION BY LIST (id);
+CREATE TABLE public.event_1 (id integer, email text);
+ALTER TABLE ONLY public.event ATTACH PARTITION public.event_1 FOR VALUES IN (1);
+CREATE TABLE public.event_2 PARTITION OF public.event FOR VALUES IN (2);
+COPY public.event_1 (id, email) FROM stdin;
+1\tjane@example.org
+\\.";
+    let mut m = masker(rules(&[("event", "email", Mask::Hash)], &[]));
+    let (_, data) = stream(&mut m, sql, 3).unwrap();
+    let (id, hash) = data.trim_end().split_once('\t').unwrap();
+    assert_eq!((id, hash.len()), ("1", 64));
+    // Counted under the partitioned table, which the rule names.
+    assert!(
+        m.done
+            .values
+            .contains_key(&TableName::new("public", "event"))
+    );
+
+    // Rows copied into the partitioned table go to partitions the masking cannot tell apart:
+    // a partition with a rule of its own is refused there.
+    let routed = "CREATE TABLE public.event (id integer, email text) PARTITION BY LIST (id);
+CREATE TABLE public.event_1 PARTITION OF public.event FOR VALUES IN (1);
+CREATE TABLE public.event_2 PARTITION OF public.event FOR VALUES IN (2);
+COPY public.event (id, email) FROM stdin;
+1\tjane@example.org
+\\.";
+    let mut m = masker(rules(
+        &[
+            ("event", "email", Mask::Hash),
+            ("event_2", "email", Mask::Keep),
+        ],
+        &[],
+    ));
+    let err = stream(&mut m, routed, 1 << 20).unwrap_err().to_string();
+    assert!(
+        err.starts_with(
+            "dump line 4: refusing COPY into the partitioned table public.event: its rows go to \
+             partitions whose rules differ from its own (public.event_2.email)"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn what_the_copy_leaves_to_the_server_is_refused_when_masked() {
+    let refused = |sql: &str, expected: &str| {
+        let mut m = masker(rules(
+            &[("t", "email", Mask::Hash)],
+            &[("t", TableMode::Keep)],
+        ));
+        let err = stream(&mut m, sql, 1 << 20).unwrap_err().to_string();
+        assert!(err.starts_with(expected), "{err}");
+    };
+    refused(
+        "CREATE TABLE public.t (id integer, email text);\nCOPY public.t FROM stdin;\n1\tx\n\\.",
+        "dump line 2: refusing COPY into public.t: it lists no columns",
+    );
+    refused(
+        "CREATE TABLE public.t (id integer, email text DEFAULT public.f());
+COPY public.t (id) FROM stdin;\n1\n\\.",
+        "dump line 2: refusing COPY into public.t: pg_dump leaves out no column but generated \
+         ones, and this COPY leaves out email",
+    );
+    refused(
+        "CREATE TABLE public.t (id integer, email text GENERATED ALWAYS AS (public.f(id)) STORED);
+COPY public.t (id) FROM stdin;\n1\n\\.",
+        "public.t.email is a generated column",
+    );
+    refused(
+        "CREATE TABLE public.t (id integer, email text);\nCOPY public.t (id, email) FROM stdin;
+1\tjane\\\t2\n\\.",
+        "dump line 2: row 1 of the COPY into public.t is not COPY text as pg_dump writes it \
+         (a backslash before a raw tab)",
+    );
+    // A constant default is in the schema, which the scan reads.
+    let sql = "CREATE TABLE public.t (id integer, email text DEFAULT 'none'::text);
+COPY public.t (id) FROM stdin;\n1\n\\.";
+    let mut m = masker(rules(
+        &[("t", "email", Mask::Hash)],
+        &[("t", TableMode::Keep)],
+    ));
+    assert!(stream(&mut m, sql, 1 << 20).is_ok());
+}
+
+#[test]
+fn only_a_literal_cast_once_is_a_constant_default() {
+    for constant in [
+        "'x'::text",
+        "42",
+        "-1.5",
+        "NULL::character varying",
+        "''::text",
+        "true",
+    ] {
+        assert!(is_constant(constant), "{constant}");
+    }
+    for computed in [
+        "public.f()",
+        "now()",
+        "(now())::text",
+        "('x'::text)::public.t",
+        "'x'::public.t",
+        "pg_catalog.convert_from(pg_catalog.decode('amFuZQ=='::text, 'base64'::text), 'UTF8'::name)",
+        "nextval('s'::regclass)",
+    ] {
+        assert!(!is_constant(computed), "{computed}");
+    }
 }

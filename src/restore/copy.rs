@@ -83,7 +83,7 @@ pub async fn copy(
         let data = match items.recv().await {
             Some(Load::CopyData(data)) => data,
             Some(Load::CopyEnd { .. }) => break,
-            Some(other) => unreachable!("{other:?} inside COPY data"),
+            Some(_) => unreachable!("only data comes between a COPY's start and end"),
             None => return Err(LoadError::InputEnded),
         };
         if continuing.is_none()
@@ -203,10 +203,11 @@ async fn load_part(
     Ok((rows, (txid % (1 << 32)).to_string()))
 }
 
-/// Rows of `table` (as the COPY spells it for SQL) that its COPYs did not write as they stand: each
-/// COPY was its transaction's first command, so its rows have cmin 0 and, untouched since,
-/// xmax 0 (PostgreSQL 15: a row a function updates during the COPY has a later cmin; one it
-/// then updated in a rolled-back subtransaction shows a combo id as cmin, and an xmax).
+/// Rows of `table` (as the COPY spells it for SQL), its partitions and children, that their
+/// COPYs did not write as they stand: each COPY was its transaction's first command, so its
+/// rows have cmin 0 and, untouched since, xmax 0 (PostgreSQL 15: a row a function updates
+/// during the COPY has a later cmin; one it then updated in a rolled-back subtransaction
+/// shows a combo id as cmin, and an xmax).
 /// Nothing ran on the scratch database since the COPYs committed. With row_security off, a
 /// policy that would hide rows fails the query.
 async fn written_during(client: &Client, table: &str) -> Result<i64, ServerMessage> {
@@ -216,7 +217,7 @@ async fn written_during(client: &Client, table: &str) -> Result<i64, ServerMessa
     let written = client
         .query_one(
             &format!(
-                "SELECT pg_catalog.count(*) FROM ONLY {table}
+                "SELECT pg_catalog.count(*) FROM {table}
                  WHERE cmin::pg_catalog.text OPERATOR(pg_catalog.<>) '0'
                  OR xmax::pg_catalog.text OPERATOR(pg_catalog.<>) '0'"
             ),

@@ -146,6 +146,11 @@ impl<R: Read> Lexer<R> {
         }
     }
 
+    /// The dump line it has read up to.
+    pub fn line(&self) -> u64 {
+        self.line
+    }
+
     /// The input, once the dump has been read.
     pub fn into_inner(self) -> R {
         self.input

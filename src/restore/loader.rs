@@ -4,8 +4,9 @@
 //! each COPY in a transaction of the loader's own whose xid it returns (verification checks
 //! that the masked rows are those COPYs').
 //! Post-data statements go to [`PostData`], which runs them on a pool of sessions; the
-//! loader waits for them where order matters. At the end every session must be outside any
-//! transaction, whatever code the dump ran.
+//! loader waits for them where order matters. The stage's questions ([`Load::Ask`]) run on
+//! the loader's session once everything before them has. At the end every session must be
+//! outside any transaction, whatever code the dump ran.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -112,6 +113,14 @@ pub async fn load(
                     }
                 }
             }
+            Load::Ask { line: at, ask } => {
+                line = at;
+                post_data.finish().await?;
+                batch.flush(client).await?;
+                ask(client.clone())
+                    .await
+                    .map_err(|message| LoadError::Statement { line, message })?;
+            }
             Load::CopyStart {
                 statement,
                 table,
@@ -156,14 +165,18 @@ pub async fn load(
     Ok(loaded)
 }
 
-/// Whether `table` (as the COPY spells it for SQL, resolved as the COPY is) has a trigger of the
-/// dump's: one created before the data could rewrite every masked row as it is inserted.
-/// Our SQL names pg_catalog's operators and types: the dump may have set search_path.
+/// Whether `table` (as the COPY spells it for SQL, resolved as the COPY is) or one of its
+/// partitions, where its rows go, has a trigger of the dump's: one created before the data
+/// could rewrite every masked row as it is inserted. Our SQL names pg_catalog's operators and
+/// types: the dump may have set search_path.
 async fn has_trigger(client: &Client, table: &str) -> Result<bool, ServerMessage> {
     let count: i64 = client
         .query_one(
-            "SELECT pg_catalog.count(*) FROM pg_catalog.pg_trigger
-             WHERE tgrelid OPERATOR(pg_catalog.=) $1::pg_catalog.text::pg_catalog.regclass
+            "WITH target AS (SELECT $1::pg_catalog.text::pg_catalog.regclass AS oid)
+             SELECT pg_catalog.count(*) FROM pg_catalog.pg_trigger
+             WHERE tgrelid OPERATOR(pg_catalog.=) ANY (
+                 SELECT t.relid FROM target, pg_catalog.pg_partition_tree(target.oid) t
+                 UNION ALL SELECT oid FROM target)
              AND NOT tgisinternal",
             &[&table],
         )

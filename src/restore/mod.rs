@@ -30,11 +30,13 @@ use std::io::Read;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use futures::future::BoxFuture;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::config::DecryptConfig;
 use crate::database::DbError;
+use crate::database::sql::ServerMessage;
 use crate::progress::Progress;
 use crate::snapshot::Snapshot;
 use crate::store::{SourceBucket, StoreError};
@@ -130,10 +132,28 @@ pub struct Source<'a> {
 
 /// The stage between the filter and the loader: it sees everything that passes and may
 /// rewrite or drop it: the masking of a restore (`crate::mask`), or the survey of `plan` and
-/// `rules` (`crate::survey`), which only reads. Both build on this module.
+/// `rules` (`crate::survey`), which only reads. Both build on this module. A stage may ask
+/// the scratch database a [`Question`] before a statement or the end of the dump: the loader
+/// asks it on its own session once everything before it has run, and the stage waits for
+/// the answer (a plan has no database: its stage asks nothing).
 pub trait StreamStage: Send + 'static {
-    /// Sees every statement the filter kept; false drops it.
-    fn statement(&mut self, s: &Statement) -> Result<bool, StageError>;
+    /// What the stage learns from the scratch database.
+    type Answer: Send + 'static;
+    /// The question to ask before `at`, if any.
+    fn question(&mut self, _at: At<'_>) -> Option<Question<Self::Answer>> {
+        None
+    }
+    /// Sees every statement the filter kept, with the answer to the question asked before
+    /// it; [`Action::Drop`] drops it.
+    fn statement(
+        &mut self,
+        s: &Statement,
+        answer: Option<Self::Answer>,
+    ) -> Result<Action, StageError>;
+    /// The table the COPY whose statement it just saw loads into.
+    fn copy_table(&self, s: &Statement) -> TableName {
+        s.copy_table()
+    }
     /// A chunk of COPY data: passed on (maybe rewritten), or `None` to hold it back.
     fn copy_data(&mut self, data: Bytes) -> Result<Option<Bytes>, StageError>;
     /// The end of a COPY: what is left of its data, if anything.
@@ -142,7 +162,23 @@ pub trait StreamStage: Send + 'static {
     fn masks_copy(&self) -> bool {
         false
     }
+    /// The end of the dump, with the answer to the question asked before it.
+    fn end(&mut self, _answer: Option<Self::Answer>) -> Result<(), StageError> {
+        Ok(())
+    }
 }
+
+/// Where in the dump a stage may ask the database something.
+#[derive(Clone, Copy)]
+pub enum At<'a> {
+    Statement(&'a Statement),
+    End,
+}
+
+/// A question for the scratch database, asked on the loader's session.
+pub type Question<A> = Box<
+    dyn FnOnce(Arc<tokio_postgres::Client>) -> BoxFuture<'static, Result<A, ServerMessage>> + Send,
+>;
 
 pub type StageError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -199,6 +235,9 @@ pub async fn inspect<R: StreamStage>(
                         *planned.rows.entry(table).or_insert(0) += n
                     }
                     Load::Sql(_) | Load::CopyData(_) => {}
+                    Load::Ask { .. } => {
+                        unreachable!("a stage streamed without a database asks it nothing")
+                    }
                 }
             }
             Ok(planned)
@@ -485,13 +524,14 @@ fn read_items<R: StreamStage>(
                     }
                     Err(r) => return Err(Stop::Failed(DecodeFailure::Refused(r))),
                 }
-                if !stage.statement(&s).map_err(stage_failed)? {
-                    count("INSERT into a table emptied by anonymize.table");
+                let answer = asked(&mut stage, At::Statement(&s), s.line, out)?;
+                if let Action::Drop(reason) = stage.statement(&s, answer).map_err(stage_failed)? {
+                    count(reason);
                     continue;
                 }
                 if s.is_copy_from_stdin() {
                     send(Load::CopyStart {
-                        table: s.copy_table(),
+                        table: stage.copy_table(&s),
                         masked: stage.masks_copy(),
                         statement: s,
                     })?;
@@ -515,11 +555,38 @@ fn read_items<R: StreamStage>(
     filter
         .finish()
         .map_err(|r| Stop::Failed(DecodeFailure::Refused(r)))?;
+    let answer = asked(&mut stage, At::End, lexer.line(), out)?;
+    stage.end(answer).map_err(stage_failed)?;
     Ok(Decoded {
         bytes_sql: lexer.into_inner().bytes,
         filtered,
         stage,
     })
+}
+
+/// Has the loader ask the stage's question before `at` (dump line `line`), if it has one,
+/// and waits for the answer; the loader gone, its failure is the cause.
+fn asked<R: StreamStage>(
+    stage: &mut R,
+    at: At<'_>,
+    line: u64,
+    out: &mpsc::Sender<Load>,
+) -> Result<Option<R::Answer>, Stop<DecodeFailure>> {
+    let Some(question) = stage.question(at) else {
+        return Ok(None);
+    };
+    let (reply, answer) = oneshot::channel();
+    let ask: load::Ask = Box::new(move |client| {
+        Box::pin(async move {
+            let answer = question(client).await?;
+            // The decode stage waits for it; gone, it failed.
+            let _ = reply.send(answer);
+            Ok(())
+        })
+    });
+    out.blocking_send(Load::Ask { line, ask })
+        .map_err(|_| Stop::Closed)?;
+    answer.blocking_recv().map(Some).map_err(|_| Stop::Closed)
 }
 
 /// Reads what the download task sends; an error it sends ends the stream with that error.

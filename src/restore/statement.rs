@@ -179,7 +179,12 @@ impl Statement {
     /// That table as the COPY spells it, each part quoted, for SQL: the server resolves it as
     /// it resolves the COPY, whatever `search_path` the dump set.
     pub fn copy_table_sql(&self) -> String {
-        quoted(&self.qualified(1).expect("a COPY names its table").0)
+        self.name_sql(1).expect("a COPY names its table")
+    }
+
+    /// The dotted name at token `i` as the statement spells it, each part quoted, for SQL.
+    pub fn name_sql(&self, i: usize) -> Option<String> {
+        self.qualified(i).map(|(parts, _)| quoted(&parts))
     }
 
     /// The statement's leading words and names, up to its first parenthesis or literal: what

@@ -42,7 +42,9 @@ pub async fn apply(
 }
 
 /// Re-enables the triggers and refreshes materialized views, so they show what `extra_sql`
-/// changed too.
+/// changed too. Each refresh runs in a subtransaction of its own: rows the dump's code in a
+/// view's query writes then carry its xid, which the row-version check after it tells from
+/// the anonymization's own.
 pub async fn finish(tx: &Transaction<'_>) -> Result<(), AnonymizeError> {
     let (users, integrations) = (users().sql(), integrations().sql());
     tx.batch_execute(&format!(
@@ -62,9 +64,11 @@ pub async fn finish(tx: &Transaction<'_>) -> Result<(), AnonymizeError> {
         .map_err(sql_error("listing materialized views"))?;
     for view in views {
         let name: String = view.get(0);
-        tx.batch_execute(&format!("REFRESH MATERIALIZED VIEW {name}"))
-            .await
-            .map_err(sql_error(&format!("refreshing materialized view {name}")))?;
+        tx.batch_execute(&format!(
+            "SAVEPOINT refresh; REFRESH MATERIALIZED VIEW {name}; RELEASE SAVEPOINT refresh"
+        ))
+        .await
+        .map_err(sql_error(&format!("refreshing materialized view {name}")))?;
     }
     Ok(())
 }

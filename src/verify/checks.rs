@@ -157,21 +157,29 @@ pub async fn run(
     ])
 }
 
-/// Every row of the tables holding masked columns was written by a COPY of that table (its
-/// `xmin` is one of `xids`, the loader's COPY transactions per table):
-/// any other row was written after the masking, by code of the dump's (an index expression,
-/// a CHECK, a matview refresh, a trigger of another table's COPY). Run before the
-/// anonymization writes rows itself.
-pub async fn only_copied_rows(
+/// The tables holding masked columns whose rows were not all written by a COPY of that table
+/// (or of a table its rows were routed through: a partitioned parent) or by the transaction
+/// `own` (the anonymization's, once it wrote rows itself), as `table: count`: any other row
+/// was written after the masking, by code of the dump's (an index expression, a CHECK, a
+/// materialized view's refresh, a trigger of another table's COPY).
+pub async fn written_after_copies(
     tx: &Transaction<'_>,
     masked: &Masked,
     xids: &BTreeMap<TableName, Vec<String>>,
-) -> Result<Verification, AnonymizeError> {
+    own: Option<&str>,
+) -> Result<Vec<String>, AnonymizeError> {
     let tables: BTreeSet<&TableName> = masked.applied.iter().map(|(t, _, _)| t).collect();
     let mut written_after = Vec::new();
     for table in &tables {
         // A table no COPY loaded: any row it has was written otherwise.
-        let ids: &[String] = xids.get(*table).map_or(&[], Vec::as_slice);
+        let parents = masked.parents.get(*table).map_or(&[][..], Vec::as_slice);
+        let ids: Vec<&str> = std::iter::once(*table)
+            .chain(parents)
+            .filter_map(|t| xids.get(t))
+            .flatten()
+            .map(String::as_str)
+            .chain(own)
+            .collect();
         // ONLY: an inheriting table's rows are its own COPY's.
         let count: i64 = tx
             .query_one(
@@ -190,7 +198,13 @@ pub async fn only_copied_rows(
             ));
         }
     }
-    Ok(check(
+    Ok(written_after)
+}
+
+/// The verification [`written_after_copies`] found (`checked` masked tables).
+pub fn only_copied_rows(written_after: Vec<String>, masked: &Masked) -> Verification {
+    let tables: BTreeSet<&TableName> = masked.applied.iter().map(|(t, _, _)| t).collect();
+    check(
         "masked tables hold only their COPY's rows",
         written_after.is_empty(),
         if written_after.is_empty() {
@@ -198,7 +212,17 @@ pub async fn only_copied_rows(
         } else {
             written_after.join(", ")
         },
-    ))
+    )
+}
+
+/// The anonymization transaction's xid, as `xmin::text` shows the rows it writes.
+pub async fn own_xid(tx: &Transaction<'_>) -> Result<String, AnonymizeError> {
+    let xid: i64 = tx
+        .query_one("SELECT txid_current()", &[])
+        .await
+        .map_err(sql_error("reading the transaction's id"))?
+        .get(0);
+    Ok((xid % (1 << 32)).to_string())
 }
 
 /// The masked columns (`table.column: count`) holding values their mask never writes:
@@ -227,7 +251,7 @@ async fn outside_masks(
             "$1::text IS NOT NULL"
         };
         let rows = format!(
-            "FROM {} WHERE {column} IS NOT NULL AND {not_admin}",
+            "FROM ONLY {} WHERE {column} IS NOT NULL AND {not_admin}",
             table.sql()
         );
         let count = match &language {

@@ -192,6 +192,7 @@ pub(super) mod tests {
             table: vec![],
             mask_key_file: None,
             unclassified: Default::default(),
+            large_objects: Default::default(),
             rules: Default::default(),
         }
     }

@@ -8,10 +8,13 @@
 //! comments, enum labels, names). A column is reported when its name says PII (email, phone,
 //! token, ...) and it holds values the rules did not mask, and any column or literal when
 //! its values look like emails, phone numbers, API tokens, IBANs or card numbers
-//! ([`classify`]). Findings name the object, column or field, kind and count, never a value.
+//! ([`classify`]). With `anonymize.large_objects = "keep"` it reads every large object too
+//! ([`large_objects`]). Findings name the object, column or field, kind and count, never a
+//! value.
 
 mod classify;
 mod kept;
+mod large_objects;
 mod literals;
 mod rows;
 
@@ -21,8 +24,8 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Transaction;
 
 use super::{AnonymizeError, sql_error};
-use crate::config::AnonymizeConfig;
 use crate::config::masking::Mask;
+use crate::config::{AnonymizeConfig, LargeObjects};
 use crate::mask::Masked;
 use crate::table::TableName;
 
@@ -73,6 +76,9 @@ pub async fn run(
         }
     }
     findings.extend(literals::scan(tx, cfg).await?);
+    if cfg.large_objects == LargeObjects::Keep {
+        findings.extend(large_objects::scan(tx, cfg).await?);
+    }
     Ok(findings)
 }
 

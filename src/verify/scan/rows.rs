@@ -18,7 +18,7 @@ use crate::verify::{AnonymizeError, sql_error};
 
 /// 1 MiB per window, with 1 KiB of context on each side: longer than any email, number or
 /// token the classifier matches.
-const WINDOWS: Windows = Windows {
+pub(super) const WINDOWS: Windows = Windows {
     width: 1 << 20,
     overlap: 1 << 10,
 };
@@ -29,21 +29,21 @@ const WINDOWS: Windows = Windows {
 /// a match no longer than `overlap` is seen whole (with the characters its edges look at) in
 /// the window it starts in, and is counted there only.
 pub(super) struct Windows {
-    width: usize,
+    pub(super) width: usize,
     overlap: usize,
 }
 
 impl Windows {
     /// `substring`'s FROM (1-based) and FOR for the window owning the bytes from `start`
     /// (0-based, a multiple of `width`).
-    fn bounds(&self, start: usize) -> (usize, usize) {
+    pub(super) fn bounds(&self, start: usize) -> (usize, usize) {
         let before = start.min(self.overlap);
         (start - before + 1, before + self.width + self.overlap)
     }
 
     /// The kinds of the matches starting in what `window` (read with [`Windows::bounds`] of
     /// `start`) owns, and whether the value goes on after that.
-    fn kinds(
+    pub(super) fn kinds(
         &self,
         window: &[u8],
         start: usize,
