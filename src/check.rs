@@ -44,6 +44,7 @@ pub async fn run(config: &Config, path: &Path) -> Vec<CheckResult> {
     let mut results = vec![
         CheckResult::from("config", Ok("valid".into())),
         CheckResult::from("config file mode", config_mode(path)),
+        CheckResult::from("notify", Ok(notifications(config))),
     ];
     results.extend(snapshots(config).await);
     results.extend(database(config).await);
@@ -87,6 +88,27 @@ fn config_mode(path: &Path) -> Result<String, String> {
     } else {
         format!("{} is mode {mode:04o}", path.display())
     })
+}
+
+/// Who is told after a run (and of a new snapshot's unclassified columns): email, webhooks,
+/// both, or, said as a warning, no one.
+fn notifications(config: &Config) -> String {
+    let Some(notify) = &config.notify else {
+        return "warning: no [notify] section: no one is told after a run".into();
+    };
+    let mut channels = Vec::new();
+    if let Some(email) = notify.email() {
+        channels.push(format!("email to {}", email.to.join(", ")));
+    }
+    for (i, hook) in notify.webhook.iter().enumerate() {
+        let on: Vec<String> = hook.on.iter().map(ToString::to_string).collect();
+        channels.push(format!(
+            "notify.webhook[{i}] ({}) on {}",
+            hook.kind,
+            on.join(", ")
+        ));
+    }
+    channels.join("; ")
 }
 
 /// The staging server: reachable, the target marked, the role not a superuser.

@@ -418,16 +418,37 @@ fn default_metrics_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9797))
 }
 
+/// `[notify]`: the summary email (`smtp_url`, `from` and `to`, set together), chat webhooks,
+/// or both.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyConfig {
     /// `smtp://`, `smtps://` (implicit TLS) or `smtp://...?tls=required` (STARTTLS).
-    pub smtp_url: Secret,
-    pub from: String,
-    pub to: Vec<String>,
+    pub smtp_url: Option<Secret>,
+    pub from: Option<String>,
+    pub to: Option<Vec<String>>,
     /// `[[notify.webhook]]`: chat channels (or any JSON receiver) told after every run.
     #[serde(default)]
     pub webhook: Vec<WebhookConfig>,
+}
+
+/// Where the summary email goes.
+#[derive(Debug, Clone, Copy)]
+pub struct EmailConfig<'a> {
+    pub smtp_url: &'a Secret,
+    pub from: &'a str,
+    pub to: &'a [String],
+}
+
+impl NotifyConfig {
+    /// The email's settings; `None` for a chat-only `[notify]`.
+    pub fn email(&self) -> Option<EmailConfig<'_>> {
+        Some(EmailConfig {
+            smtp_url: self.smtp_url.as_ref()?,
+            from: self.from.as_deref()?,
+            to: self.to.as_deref()?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -270,6 +270,19 @@ async fn a_bad_config_exits_2_naming_the_key() {
         assert_eq!(out.code, 2, "{key}: {out:?}");
         assert!(out.stderr.contains(key), "{key}: {out:?}");
     }
+    // Three errors at once, in `run` and `check` alike: each named, the duration's key once.
+    let three = base
+        .replace("prefix = \"\"", "prefix = \"\"\nmax_age = \"soon\"")
+        .replace("[database]", "[database]\nbogus = 1")
+        + "\n[schedule]\ncron = \"every night\"\n";
+    for command in ["run", "check"] {
+        let out = run(&write_config(&three), &[command]).await;
+        assert_eq!(out.code, 2, "{command}: {out:?}");
+        assert!(out.stderr.contains("3 config errors"), "{command}: {out:?}");
+        for key in ["snapshot.max_age", "database.bogus", "schedule.cron"] {
+            assert_eq!(out.stderr.matches(key).count(), 1, "{key}: {out:?}");
+        }
+    }
     let missing = run(std::path::Path::new("/nonexistent/config.toml"), &["check"]).await;
     assert_eq!(missing.code, 2, "{missing:?}");
     assert!(
