@@ -12,6 +12,7 @@ use crate::config::{BucketConfig, Config};
 use crate::database::restore_role::{self, Fitness};
 use crate::database::sql::quote_ident;
 use crate::database::{Server, markers};
+use crate::drift::{self, Drift};
 use crate::media::{self, MARKER_KEY};
 use crate::restore;
 use crate::snapshot::{Catalog, Selection, Snapshot, format_age};
@@ -299,7 +300,34 @@ async fn snapshots(config: &Config) -> Vec<CheckResult> {
             .map_err(|e| e.to_string());
         results.push(CheckResult::from("snapshot decryption", opened));
     }
+    let columns = match drift::classify(config, &bucket, &snapshot).await {
+        Ok(drift) => columns(&drift),
+        Err(e) => Err(e.to_string()),
+    };
+    results.push(CheckResult::from("snapshot columns", columns));
     results
+}
+
+/// Whether the rules classify every column of the newest snapshot, as the daemon's watch
+/// finds it: a column without a rule fails the check.
+fn columns(drift: &Drift) -> Result<String, String> {
+    let name = &drift.snapshot;
+    let gone = match drift.rules_for_nothing.as_slice() {
+        [] => String::new(),
+        gone => format!(
+            "; warning: rules name what it does not have: {}",
+            gone.join(", ")
+        ),
+    };
+    if drift.unclassified.is_empty() {
+        return Ok(format!("every column of {name} is classified{gone}"));
+    }
+    Err(format!(
+        "{} unclassified column(s) in {name}: {}{gone}; `staging-refresh rules --snapshot {name} \
+         --toml` prints rules to review and add",
+        drift.unclassified.len(),
+        drift.by_table().join("; ")
+    ))
 }
 
 async fn newest_snapshot(

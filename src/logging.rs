@@ -99,10 +99,7 @@ impl Drop for OneLine {
     }
 }
 
-/// `text` on one line: `\n` and `\r` inside it written as those two characters.
-pub fn one_line(text: &str) -> String {
-    text.replace('\r', "\\r").replace('\n', "\\n")
-}
+pub use crate::util::one_line;
 
 /// Whether stderr is the journal stream systemd connected: it names that stream's device and
 /// inode in `JOURNAL_STREAM` (a child whose stderr was redirected inherits the variable, so

@@ -6,6 +6,11 @@ use std::path::Path;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// `text` on one line: `\n` and `\r` inside it written as those two characters.
+pub fn one_line(text: &str) -> String {
+    text.replace('\r', "\\r").replace('\n', "\\n")
+}
+
 /// A process id for people; `unknown` when a lock file did not name one.
 pub fn shown_pid(pid: Option<u32>) -> String {
     pid.map_or_else(|| "unknown".to_owned(), |pid| pid.to_string())

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::Secret;
 use super::masking::Rules;
-use super::units::{GIB, MIB, MaxDelete, de_duration, de_size, de_time_zone};
+use super::units::{GIB, MIB, MaxDelete, de_duration, de_size, de_time_zone, de_watch};
 
 fn yes() -> bool {
     true
@@ -369,6 +369,10 @@ pub struct ScheduleConfig {
     pub time_zone: chrono_tz::Tz,
     #[serde(default = "yes")]
     pub catch_up: bool,
+    /// How often the daemon lists the snapshot bucket for a new snapshot, whose columns it
+    /// then classifies against the rules; `None` ("off" or "0"): it does not.
+    #[serde(default = "default_watch", deserialize_with = "de_watch")]
+    pub watch: Option<Duration>,
 }
 
 impl Default for ScheduleConfig {
@@ -377,8 +381,13 @@ impl Default for ScheduleConfig {
             cron: default_cron(),
             time_zone: default_time_zone(),
             catch_up: true,
+            watch: default_watch(),
         }
     }
+}
+
+fn default_watch() -> Option<Duration> {
+    Some(Duration::from_secs(15 * 60))
 }
 
 impl ScheduleConfig {

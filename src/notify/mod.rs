@@ -5,6 +5,7 @@
 //! quote production data ([`redact`]). A failure to send is logged and counted, never a failed
 //! run.
 
+mod drift;
 mod email;
 mod html;
 mod redact;
@@ -16,6 +17,7 @@ use chrono::{DateTime, Utc};
 use email::send;
 
 use crate::config::Config;
+use crate::drift::Drift;
 use crate::report::RunReport;
 use crate::report::outline::{Outline, Reader, Staging};
 use crate::state::StateFile;
@@ -28,30 +30,38 @@ pub struct Summary {
     pub html: String,
 }
 
-/// Emails the run's summary when `[notify]` is configured and posts it to each webhook whose
-/// `on` lists the run's severity. Each attempt is counted by channel and result in the state
-/// file (the metrics' notification counter); a failure is logged, and never changes the run's
-/// outcome.
+/// Tells every channel of `[notify]` how a run went.
 pub async fn after_run(config: &Config, report: &RunReport) {
+    tell(config, &outline(config, report, Utc::now())).await;
+}
+
+/// Warns every channel of `[notify]` that a new snapshot has columns no rule classifies (or
+/// rules naming what it does not have), with the rules to add; `next_run` is the schedule's.
+pub async fn drift(config: &Config, drift: &Drift, next_run: Option<DateTime<Utc>>) {
+    tell(config, &drift::outline(config, drift, next_run)).await;
+}
+
+/// Emails `outline` when `[notify]` has email, and posts it to each webhook whose `on` lists
+/// its severity. Each attempt is counted by channel and result in the state file (the
+/// metrics' notification counter); a failure is logged, and never changes a run's outcome.
+async fn tell(config: &Config, outline: &Outline) {
     let Some(notify) = &config.notify else {
         return;
     };
-    let now = Utc::now();
     let mut results = Vec::new();
     if let Some(email) = notify.email() {
-        let sent = send(email, &summary(config, report, now)).await;
+        let sent = send(email, &Summary::of(outline)).await;
         match &sent {
             Ok(()) => tracing::info!(to = email.to.len(), "summary email sent"),
             Err(e) => tracing::warn!(error = %e, "the summary email could not be sent"),
         }
         results.push(("email".to_owned(), sent.is_ok()));
     }
-    let outline = outline(config, report, now);
     for (index, hook) in notify.webhook.iter().enumerate() {
         if !hook.on.contains(&outline.severity) {
             continue;
         }
-        let sent = webhook::send(index, hook, &outline).await;
+        let sent = webhook::send(index, hook, outline).await;
         match &sent {
             Ok(()) => tracing::info!(index, kind = %hook.kind, "webhook message sent"),
             Err(e) => tracing::warn!(error = %e, "the webhook message could not be sent"),
@@ -98,12 +108,13 @@ fn outline(config: &Config, report: &RunReport, now: DateTime<Utc>) -> Outline {
     )
 }
 
-/// The email for `report`; `now` dates the snapshot's age.
-pub fn summary(config: &Config, report: &RunReport, now: DateTime<Utc>) -> Summary {
-    let outline = outline(config, report, now);
-    Summary {
-        subject: format!("[staging-refresh] {}", outline.headline),
-        text: text::render(&outline),
-        html: html::render(&outline),
+impl Summary {
+    /// The email of `outline`.
+    fn of(outline: &Outline) -> Summary {
+        Summary {
+            subject: format!("[staging-refresh] {}", outline.headline),
+            text: text::render(outline),
+            html: html::render(outline),
+        }
     }
 }

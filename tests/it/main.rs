@@ -10,6 +10,7 @@ mod catalog;
 mod containment;
 mod daemon;
 mod database_tls;
+mod drift;
 mod faults;
 mod fitting;
 mod formats;
