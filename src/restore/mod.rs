@@ -468,14 +468,14 @@ fn decode<R: StreamStage>(
     };
     let opened =
         decode::sql(input, snapshot, secrets).map_err(|e| failed(DecodeFailure::Decode(e)))?;
-    // Garbage from a damaged file or a wrong key can fail any later step: the decryption's
-    // own verdict, read to its end, comes first.
-    read_items(opened.sql, snapshot, filter, stage, out, &failed).map_err(|stop| match stop {
-        Stop::Failed(failure) => Stop::Failed(match opened.decrypted.and_then(|d| d.failure()) {
-            Some(e) => DecodeFailure::Decode(e),
-            None => failure,
-        }),
-        closed => closed,
+    // Garbage from a damaged file or a wrong key can fail any later step, ours or the
+    // server's (which closes the stream): the decryption's own verdict, read to its end,
+    // comes first.
+    read_items(opened.sql, snapshot, filter, stage, out, &failed).map_err(|stop| {
+        match opened.decrypted.and_then(|d| d.failure()) {
+            Some(e) => Stop::Failed(DecodeFailure::Decode(e)),
+            None => stop,
+        }
     })
 }
 
