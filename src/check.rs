@@ -111,7 +111,7 @@ async fn database(config: &Config) -> Vec<CheckResult> {
         )),
         Err(e) => Err(e.to_string()),
     };
-    let role = match server.is_superuser(&client).await {
+    let role = match server.connected_as_superuser(&client).await {
         Ok(true) => Ok(
             "warning: the role is a superuser; the dump runs as the restore role all the same, \
              but prefer a role with CREATEDB that is a member of database.owner"

@@ -271,7 +271,7 @@ impl Server {
     }
 
     /// Whether the connected role is a superuser.
-    pub async fn is_superuser(&self, client: &Client) -> Result<bool, DbError> {
+    pub async fn connected_as_superuser(&self, client: &Client) -> Result<bool, DbError> {
         client
             .query_one(
                 "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",

@@ -4,7 +4,8 @@
 //! [`schema`]; at the first row of data every personal-looking column must have a rule (the
 //! config's [`Rules`]) or the run stops before anything is loaded ([`gate`]). COPY rows of ruled
 //! columns are rewritten field by field ([`rows`], [`copy`], [`kinds`]); `empty` tables are
-//! restored without rows. The production admin's row is re-keyed in place ([`admin`]).
+//! restored without rows. The accounts table is checked against `[anonymize.accounts]` and the
+//! production admin's row re-keyed in place ([`admin`]).
 
 mod admin;
 pub mod copy;
@@ -22,12 +23,12 @@ use std::path::Path;
 
 use bytes::Bytes;
 
-use crate::config::masking::{Mask, Rules, users};
-use crate::config::{AnonymizeConfig, TableMode};
+use crate::config::masking::{Mask, Rules};
+use crate::config::{AccountsConfig, AnonymizeConfig, TableMode};
 use crate::restore::statement::Statement;
 use crate::restore::{StageError, StreamStage};
 use crate::table::{TableName, display_ident};
-pub use admin::{Admin, BCRYPT_COST};
+pub use admin::{Admin, BCRYPT_COST, check_columns, check_table};
 pub use error::MaskError;
 pub use gate::classify;
 pub use key::Key;
@@ -38,8 +39,8 @@ use schema::Schema;
 /// What the masking did, for verification and the report.
 #[derive(Debug, Clone, Default)]
 pub struct Masked {
-    /// The admin's id (as COPY text), kept from production.
-    pub admin_id: String,
+    /// The admin's id (as COPY text), kept from production; `None` without an admin.
+    pub admin_id: Option<String>,
     /// Rows whose values were masked, per table.
     pub rows: BTreeMap<TableName, u64>,
     /// Values masked, per table and column.
@@ -59,13 +60,14 @@ pub struct Masked {
 pub struct Masker {
     rules: Rules,
     masks: Masks,
-    admin: Admin,
+    accounts: AccountsConfig,
+    admin: Option<Admin>,
     schema: Schema,
     data_started: bool,
     copy: Option<Copy>,
     /// Admin rows found so far.
     admins: Vec<String>,
-    users_copied: bool,
+    accounts_copied: bool,
     done: Masked,
 }
 
@@ -92,11 +94,17 @@ impl Masker {
         Ok(Masker::new(
             rules,
             Masks::new(key, &cfg.email_domain),
+            cfg.accounts.clone(),
             admin,
         ))
     }
 
-    pub fn new(rules: Rules, masks: Masks, admin: Admin) -> Masker {
+    pub fn new(
+        rules: Rules,
+        masks: Masks,
+        accounts: AccountsConfig,
+        admin: Option<Admin>,
+    ) -> Masker {
         let done = Masked {
             password_salt: masks.password_salt(),
             password_prefix: masks.password_prefix().to_owned(),
@@ -105,12 +113,13 @@ impl Masker {
         Masker {
             rules,
             masks,
+            accounts,
             admin,
             schema: Schema::default(),
             data_started: false,
             copy: None,
             admins: Vec::new(),
-            users_copied: false,
+            accounts_copied: false,
             done,
         }
     }
@@ -158,14 +167,7 @@ impl Masker {
                 };
                 let rest = m.partial.split_off(end + 1);
                 let lines = std::mem::replace(&mut m.partial, rest);
-                let out = rows::rows(
-                    &self.masks,
-                    &self.admin,
-                    &mut self.admins,
-                    &copy.table,
-                    m,
-                    &lines,
-                )?;
+                let out = rows::rows(&self.masks, &mut self.admins, &copy.table, m, &lines)?;
                 Ok(Some(Bytes::from(out)))
             }
         }
@@ -185,14 +187,7 @@ impl Masker {
                 let out = if tail.is_empty() {
                     Vec::new()
                 } else {
-                    rows::rows(
-                        &self.masks,
-                        &self.admin,
-                        &mut self.admins,
-                        &copy.table,
-                        &mut m,
-                        &tail,
-                    )?
+                    rows::rows(&self.masks, &mut self.admins, &copy.table, &mut m, &tail)?
                 };
                 *self.done.rows.entry(copy.table.clone()).or_default() += m.rows;
                 for (name, n) in m.names.iter().zip(&m.values) {
@@ -206,9 +201,11 @@ impl Masker {
                             .or_default() += n;
                     }
                 }
-                if m.admin.is_some() {
-                    self.users_copied = true;
-                    self.admin.found_once(&self.admins)?;
+                if copy.table == self.accounts.table {
+                    self.accounts_copied = true;
+                    if let Some(admin) = &self.admin {
+                        admin.found_once(&self.accounts, &self.admins)?;
+                    }
                 }
                 Ok((!out.is_empty()).then(|| Bytes::from(out)))
             }
@@ -218,20 +215,26 @@ impl Masker {
     /// At the end of the dump: what was masked.
     pub fn finish(mut self) -> Result<Masked, MaskError> {
         self.start_data()?;
-        if !self.users_copied {
-            return Err(self.admin.not_found());
+        if let Some(admin) = self.admin.as_ref().filter(|_| !self.accounts_copied) {
+            return Err(admin.not_found(&self.accounts));
         }
         gate::note_classes(&self.rules, &self.schema, &mut self.done);
-        self.done.admin_id = self.admins.pop().unwrap_or_default();
+        self.done.admin_id = self.admins.pop();
         Ok(self.done)
     }
 
-    /// Before the first row of data: every table the pre-data made is checked.
+    /// Before the first row of data: the accounts table and every table the pre-data made
+    /// are checked.
     fn start_data(&mut self) -> Result<(), MaskError> {
         if self.data_started {
             return Ok(());
         }
         self.data_started = true;
+        let accounts = self.schema.columns(&self.accounts.table);
+        check_table(
+            &self.accounts,
+            accounts.map(|columns| columns.iter().map(|c| c.name.as_str())),
+        )?;
         gate::warn_unknown_columns(&self.rules, &self.schema);
         let tables: Vec<TableName> = self.schema.tables().map(|(t, _)| t.clone()).collect();
         gate::check(&self.rules, &self.schema, &tables)
@@ -245,17 +248,18 @@ impl Masker {
             Action::Empty { rows: 0 }
         } else {
             let masks = gate::masks_of(&self.rules, &self.schema, &table, &names)?;
-            let admin = (table == users()).then(|| self.admin.fields(&names));
+            let admin = if table == self.accounts.table {
+                let listed: Vec<&str> = names.iter().map(String::as_str).collect();
+                check_columns(&self.accounts, &listed)?;
+                self.admin
+                    .as_ref()
+                    .map(|admin| admin.fields(&self.accounts, &names))
+            } else {
+                None
+            };
             match admin {
-                Some(None) => return Err(self.admin.not_found()),
                 None if masks.iter().all(Option::is_none) => Action::Pass,
-                admin => Action::Mask(MaskedCopy::new(
-                    &self.schema,
-                    &table,
-                    names,
-                    masks,
-                    admin.flatten(),
-                )),
+                admin => Action::Mask(MaskedCopy::new(&self.schema, &table, names, masks, admin)),
             }
         };
         self.copy = Some(Copy { table, action });

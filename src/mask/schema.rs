@@ -420,7 +420,7 @@ mod tests {
              CREATE TYPE public.span AS RANGE (subtype = integer);
              CREATE DOMAIN public.email AS public.citext CHECK ((VALUE ~ '@'::text));
              CREATE DOMAIN public.score AS integer NOT NULL;
-             CREATE TABLE public.\"user\" (
+             CREATE TABLE public.\"order\" (
                  id uuid NOT NULL,
                  email public.email NOT NULL,
                  name character varying(40),
@@ -436,14 +436,14 @@ mod tests {
                  odd public.unknown_type,
                  CONSTRAINT user_score CHECK ((n > (0)::numeric))
              );
-             ALTER TABLE ONLY public.\"user\" ADD COLUMN phone text, ALTER COLUMN tags SET NOT NULL;
-             ALTER TABLE ONLY public.\"user\" ADD CONSTRAINT user_pkey PRIMARY KEY (id);",
+             ALTER TABLE ONLY public.\"order\" ADD COLUMN phone text, ALTER COLUMN tags SET NOT NULL;
+             ALTER TABLE ONLY public.\"order\" ADD CONSTRAINT order_pkey PRIMARY KEY (id);",
         );
         assert_eq!(
-            personal(&schema, "public.user"),
+            personal(&schema, "public.order"),
             ["email", "name", "tags", "ip", "home", "doc", "odd", "phone"]
         );
-        let cols = schema.columns(&TableName::new("public", "user")).unwrap();
+        let cols = schema.columns(&TableName::new("public", "order")).unwrap();
         let col = |n: &str| cols.iter().find(|c| c.name == n).unwrap();
         assert!(col("email").not_null && col("tags").not_null && !col("name").not_null);
         assert_eq!(Schema::max_len(&col("name").ty), Some(40));

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::config::masking::{integrations, users};
 use crate::database::{Server, markers};
 use crate::media::{MediaPlan, MediaProgress, Mirror};
 use crate::progress::{Progress, Unit};
@@ -37,9 +36,8 @@ pub struct DatabasePlan {
     pub bytes_sql: u64,
     pub rows: BTreeMap<String, u64>,
     pub statements_filtered: BTreeMap<String, u64>,
-    /// Users that would be anonymized (all but the admin).
+    /// Accounts that would be anonymized (all but the admin).
     pub users_to_anonymize: u64,
-    pub integrations_to_neutralise: u64,
     /// Every column that could hold personal data, with its mask; the emptied tables; the
     /// unclassified columns a run would stop at.
     pub masking: Columns,
@@ -98,14 +96,18 @@ async fn database_plan(config: &Config, selection: &Selection) -> Result<Databas
     } else {
         databases.push(format!("rename {scratch} to {name}"));
     }
-    let rows_of = |table: TableName| streamed.rows.get(&table).copied().unwrap_or(0);
+    let accounts = streamed
+        .rows
+        .get(&config.anonymize.accounts.table)
+        .copied()
+        .unwrap_or(0);
+    let admins = u64::from(config.anonymize.prod_admin_email.is_some());
     let mut snapshot_report = SnapshotReport::from(&snapshot);
     snapshot_report.checksum_verified = streamed.checksum_verified;
     Ok(DatabasePlan {
         snapshot: snapshot_report,
         bytes_sql: streamed.bytes_sql,
-        users_to_anonymize: rows_of(users()).saturating_sub(1),
-        integrations_to_neutralise: rows_of(integrations()),
+        users_to_anonymize: accounts.saturating_sub(admins),
         masking,
         rows: report::keyed(&streamed.rows, TableName::as_dumped),
         statements_filtered: streamed.filtered,

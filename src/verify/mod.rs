@@ -173,5 +173,5 @@ async fn change_data(
                 message: e.into(),
             })?;
     }
-    changes::finish(tx).await
+    changes::finish(tx, cfg, masked).await
 }

@@ -6,6 +6,7 @@
 
 mod common;
 
+mod applications;
 mod containment;
 mod daemon;
 mod database_tls;

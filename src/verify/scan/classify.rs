@@ -181,7 +181,7 @@ pub(super) mod tests {
 
     pub(in crate::verify::scan) fn cfg() -> AnonymizeConfig {
         AnonymizeConfig {
-            prod_admin_email: "info@shootify.io".into(),
+            prod_admin_email: Some("boss@example.com".into()),
             admin_email: "admin@staging.example.com".into(),
             admin_password: Secret::from("password"),
             password_hash: PasswordHash::Unusable,
@@ -192,6 +192,10 @@ pub(super) mod tests {
             table: vec![],
             mask_key_file: None,
             unclassified: Default::default(),
+            accounts: serde_json::from_value(serde_json::json!({
+                "table": "users", "id": "id", "email": "email", "password": "password_digest",
+            }))
+            .unwrap(),
             rules: Default::default(),
         }
     }
