@@ -55,6 +55,16 @@ fn print_database_plan(config: &Config, plan: &DatabasePlan) {
         plan.users_to_anonymize, config.anonymize.accounts.table
     );
     print_masking(&plan.masking);
+    if !plan.forbidden.is_empty() {
+        println!(
+            "the restore role may not run {} statements of the dump; a run would stop at the \
+             first:",
+            plan.forbidden.len()
+        );
+        for forbidden in &plan.forbidden {
+            println!("  {}", one_line(forbidden));
+        }
+    }
     for step in &plan.databases {
         println!("would {step}");
     }
