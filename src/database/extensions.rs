@@ -2,7 +2,8 @@
 //! extensions the server has and which of them it may create itself (trusted, or not
 //! superuser-only), and what the scratch database holds before the restore, copied from
 //! `database.template` (the extensions a superuser created there once, their schemas and
-//! tables, the languages only a superuser may write functions in).
+//! tables, the languages only a superuser may write functions in). The template's schemas
+//! are handed to the restore role ([`adopt_schemas`]).
 
 use std::collections::{HashMap, HashSet};
 
@@ -33,6 +34,42 @@ impl Template {
     pub fn source(&self) -> &str {
         self.configured.as_deref().unwrap_or("template0")
     }
+}
+
+/// Gives `restore_role` the schemas the scratch database (`client`, connected as the refresh
+/// role, a member of the restore role that owns the database) has from its template owned
+/// by `pg_database_owner` (as the README's one-time step creates an extension's schema),
+/// `public` aside: the restore role owns them as it owns a schema the dump creates, so it
+/// keeps its way into them once the anonymization hands the database to `database.owner`,
+/// and they are handed over with the rest.
+pub async fn adopt_schemas(
+    server: &Server,
+    client: &Client,
+    restore_role: &str,
+) -> Result<(), DbError> {
+    let what = "handing the template's schemas to the restore role";
+    let schemas: Vec<String> = client
+        .query(
+            "SELECT nspname::text FROM pg_catalog.pg_namespace
+             WHERE nspowner = 'pg_database_owner'::pg_catalog.regrole AND nspname <> 'public'",
+            &[],
+        )
+        .await
+        .map_err(|e| server.error(what, &e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let sql: String = schemas
+        .iter()
+        .map(|schema| {
+            format!(
+                "ALTER SCHEMA {} OWNER TO {};",
+                quote_ident(schema),
+                quote_ident(restore_role)
+            )
+        })
+        .collect();
+    server.execute(client, what, &sql).await
 }
 
 /// The restore role's view of extensions on this server.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio_postgres::Client;
 
 use super::{Doing, Run, RunError, restore_filter};
-use crate::database::extensions::{Extensions, Template};
+use crate::database::extensions::{self, Extensions, Template};
 use crate::database::restore_role::{self, Reach};
 use crate::database::settings;
 use crate::fault;
@@ -122,6 +122,7 @@ impl Run<'_> {
         // What the restore role may run depends on what the scratch database holds.
         let privileges = {
             let client = self.server.connect(Some(&scratch)).await?;
+            extensions::adopt_schemas(&self.server, &client, &role.name).await?;
             let extensions =
                 Extensions::read(&self.server, &client, template, true, &role.name).await?;
             Privileges::enforcing(extensions)

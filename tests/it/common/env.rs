@@ -37,6 +37,8 @@ pub struct Env {
     pub prefix: String,
     /// `snapshot.database`: the production database the snapshots are dumps of.
     pub snapshot_database: String,
+    /// Lines added to the `[database]` section.
+    pub database: String,
     /// `anonymize.prod_admin_email`: the fixture's admin unless a test says otherwise.
     pub prod_admin_email: Option<String>,
     /// Lines added to the `[anonymize]` section.
@@ -105,6 +107,7 @@ impl Env {
             snapshot: dump_name(PROD_DB, "prod-db", Utc::now() - chrono::Duration::hours(1)),
             prefix: String::new(),
             snapshot_database: PROD_DB.into(),
+            database: String::new(),
             prod_admin_email: Some(PROD_ADMIN_EMAIL.into()),
             anonymize: String::new(),
             rules: PROD_RULES.into(),
@@ -167,7 +170,7 @@ database = "{snapshot_database}"
 url = "{url}"
 name = "{db}"
 owner = "{OWNER}"
-{restore_password}
+{restore_password}{database}
 
 [anonymize]
 admin_email = "{ADMIN_EMAIL}"
@@ -189,6 +192,7 @@ listen = "{metrics}"
             url = self.url,
             db = self.db,
             restore_password = restore_password,
+            database = self.database,
             anonymize = self.anonymize,
             rules = self.rules,
             accounts = self.accounts,

@@ -102,6 +102,23 @@ pub fn seed_prod_with(pg: &Postgres, db: &str, users: u64, more: &[&str]) {
     psql_as_owner(pg, db, &args);
 }
 
+/// Creates database `db` on `pg` and runs the fixture file `file` in it as the superuser,
+/// as another application's production would have made it (extensions, publications).
+pub fn seed_as_superuser(pg: &Postgres, db: &str, file: &str) {
+    pg.create_db(db);
+    let out = Command::new(Postgres::bin("psql"))
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &pg.url(db), "-f"])
+        .arg(fixture_path(file))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql -f {file} on {db} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// psql on `db` as [`PROD_OWNER`] with `args` (`-f FILE`, `-c SQL`, in order); it must succeed.
 pub fn psql_as_owner(pg: &Postgres, db: &str, args: &[&str]) {
     let out = Command::new(Postgres::bin("psql"))
