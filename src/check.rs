@@ -15,7 +15,7 @@ use crate::database::sql::quote_ident;
 use crate::database::{Server, markers};
 use crate::media::{self, MARKER_KEY};
 use crate::restore;
-use crate::restore::privileges::{Privileges, Verdict};
+use crate::restore::privileges::{Privileges, Verdict, created_extension};
 use crate::restore::statement::Statement;
 use crate::snapshot::{Catalog, Selection, Snapshot, format_age};
 use crate::staging::redis;
@@ -201,15 +201,13 @@ async fn extensions(
     let privileges = Privileges::listing(facts);
     let mut created = Vec::new();
     let mut forbidden = Vec::new();
-    for s in head
-        .iter()
-        .filter(|s| s.starts_with(&["create", "extension"]))
-    {
+    for s in &head {
+        let Some((name, _)) = created_extension(s) else {
+            continue;
+        };
         match privileges.statement(s) {
             Verdict::Forbidden(f) => forbidden.push(f.why),
-            Verdict::Run | Verdict::Drop(_) => {
-                created.extend(s.name(if s.is_word(2, "if") { 5 } else { 2 }))
-            }
+            Verdict::Run | Verdict::Drop(_) => created.push(name),
         }
     }
     if !forbidden.is_empty() {

@@ -140,8 +140,8 @@ impl Privileges {
         if !creates {
             return Ok(Verdict::Run);
         }
-        if s.is_word(kind, "extension") {
-            return self.extension(s, kind + 1);
+        if let Some((name, schema)) = created_extension(s) {
+            return self.extension(&name, schema);
         }
         if s.is_word(kind, "schema") {
             let at = if s.is_word(kind + 1, "if") {
@@ -162,11 +162,8 @@ impl Privileges {
             && let Some((_, next)) = s.qualified(kind + 1)
             && s.token_text(next) == Some("(")
         {
-            return Err(
-                "only a superuser may create a base type (with input and output \
-                        functions)"
-                    .into(),
-            );
+            let why = "only a superuser may create a base type (with input and output functions)";
+            return Err(why.into());
         }
         if s.is_word(kind, "function") || s.is_word(kind, "procedure") {
             let language = s
@@ -184,19 +181,11 @@ impl Privileges {
         Ok(Verdict::Run)
     }
 
-    /// `CREATE EXTENSION [IF NOT EXISTS] <name> [WITH] [SCHEMA <schema>] ...`, the name at
-    /// token `at`.
-    fn extension(&self, s: &Statement, at: usize) -> Result<Verdict, String> {
-        let at = if s.is_word(at, "if") { at + 3 } else { at };
-        let Some(name) = s.name(at) else {
-            return Ok(Verdict::Run);
-        };
-        let schema = (at + 1..s.tokens.len())
-            .find(|&i| s.is_word(i, "schema"))
-            .and_then(|i| s.name(i + 1));
+    /// Creating extension `name` in `schema` (the dump's, if it names one).
+    fn extension(&self, name: &str, schema: Option<String>) -> Result<Verdict, String> {
         let extensions = &self.extensions;
-        let fix = || extensions.fix(&name, schema.as_deref().unwrap_or("public"));
-        if let Some(has) = extensions.installed.get(&name) {
+        let fix = || extensions.fix(name, schema.as_deref().unwrap_or("public"));
+        if let Some(has) = extensions.installed.get(name) {
             return match &schema {
                 Some(wanted) if wanted != has => Err(format!(
                     "the scratch database has extension {name:?} from database.template in \
@@ -206,7 +195,7 @@ impl Privileges {
                 _ => Ok(Verdict::Drop(EXTENSION_PRESENT)),
             };
         }
-        match extensions.available.get(&name) {
+        match extensions.available.get(name) {
             Some(true) => Ok(Verdict::Run),
             Some(false) => Err(format!(
                 "only a superuser may create extension {name:?} (it is not trusted); {}",
@@ -260,6 +249,20 @@ impl Privileges {
             Verdict::Run
         })
     }
+}
+
+/// The extension `CREATE EXTENSION [IF NOT EXISTS] <name> [WITH] [SCHEMA <schema>] ...`
+/// creates, and the schema it names.
+pub fn created_extension(s: &Statement) -> Option<(String, Option<String>)> {
+    if !s.starts_with(&["create", "extension"]) {
+        return None;
+    }
+    let at = if s.is_word(2, "if") { 5 } else { 2 };
+    let name = s.name(at)?;
+    let schema = (at + 1..s.tokens.len())
+        .find(|&i| s.is_word(i, "schema"))
+        .and_then(|i| s.name(i + 1));
+    Some((name, schema))
 }
 
 /// COMMENT ON and SECURITY LABEL ON: extensions' comments are their owners', publications
