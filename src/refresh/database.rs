@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio_postgres::Client;
 
 use super::{Doing, Run, RunError, restore_filter};
+use crate::database::extensions::{self, Extensions, Template};
 use crate::database::restore_role::{self, Reach};
 use crate::database::settings;
 use crate::fault;
@@ -15,6 +16,7 @@ use crate::journal::Step;
 use crate::mask::{Masked, Masker};
 use crate::progress::{Progress, Unit};
 use crate::report::{self, Phase};
+use crate::restore::privileges::Privileges;
 use crate::restore::session::Sessions;
 use crate::restore::{self, RestoreError, Streamed, filter::Filter};
 use crate::snapshot::Snapshot;
@@ -81,8 +83,9 @@ impl Run<'_> {
             .await
     }
 
-    /// Streams `snapshot` into a new scratch database owned by the restore role, masking it
-    /// on the way; the restore's figures go in the report.
+    /// Streams `snapshot` into a new scratch database owned by the restore role (a copy of
+    /// `database.template`, or of template0), masking it on the way; the restore's figures
+    /// go in the report.
     async fn restore(
         &mut self,
         maintenance: &Client,
@@ -110,10 +113,20 @@ impl Run<'_> {
             &self.config.restore,
         )
         .await?;
+        let database = &self.config.database;
+        let template = Template::new(database.template.as_deref(), &database.name);
         self.server
-            .create(maintenance, &scratch, Some(&role.name))
+            .create(maintenance, &scratch, template.source(), Some(&role.name))
             .await?;
         fault::point("restore.scratch-created");
+        // What the restore role may run depends on what the scratch database holds.
+        let privileges = {
+            let client = self.server.connect(Some(&scratch)).await?;
+            extensions::adopt_schemas(&self.server, &client, &role.name).await?;
+            let extensions =
+                Extensions::read(&self.server, &client, template, true, &role.name).await?;
+            Privileges::enforcing(extensions)
+        };
 
         let progress = Arc::new(Progress::new("restore", Unit::Bytes, Some(snapshot.size)));
         self.begin(Phase::Restore, Some(progress.clone()));
@@ -127,7 +140,7 @@ impl Run<'_> {
         let restored = restore::restore(
             source,
             snapshot,
-            filter,
+            (filter, privileges),
             masker,
             &sessions,
             progress.clone(),
@@ -195,6 +208,7 @@ impl Run<'_> {
                 self.report.rows_anonymized = report::keyed(&done.rows, TableName::as_dumped);
                 self.report.verification = done.verification;
                 self.report.pii_findings = done.findings;
+                self.report.unpopulated_views = done.unpopulated_views;
             }
             Err(err) => {
                 let (verification, findings) = AnonymizeError::results(&err);

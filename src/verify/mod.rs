@@ -33,6 +33,8 @@ pub struct Anonymized {
     pub rows: BTreeMap<TableName, u64>,
     pub verification: Vec<Verification>,
     pub findings: Vec<Finding>,
+    /// Materialized views production never populated, restored so and not scanned.
+    pub unpopulated_views: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +135,13 @@ pub async fn run(
         return Err(AnonymizeError::Verification(verification));
     }
     let findings = scan::run(&tx, cfg, masked).await?;
+    let unpopulated_views = scan::unpopulated_views(&tx).await?;
+    if !unpopulated_views.is_empty() {
+        tracing::info!(
+            views = %unpopulated_views.join(", "),
+            "materialized views production never populated are restored unpopulated, unscanned"
+        );
+    }
     if !findings.is_empty() {
         match cfg.on_unmasked_pii {
             OnUnmaskedPii::Fail => return Err(AnonymizeError::Pii(findings)),
@@ -151,6 +160,7 @@ pub async fn run(
         rows: masked.rows.clone(),
         verification,
         findings,
+        unpopulated_views,
     })
 }
 
@@ -179,5 +189,5 @@ async fn change_data(
                 message: e.into(),
             })?;
     }
-    changes::finish(tx).await
+    changes::finish(tx, cfg, masked).await
 }
