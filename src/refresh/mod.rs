@@ -105,7 +105,7 @@ pub async fn run(
             run_id = %report.run_id,
             phase = %run.phase,
             "refresh failed: {}",
-            crate::error::chain(&err)
+            crate::report::redact::capped(&crate::error::chain(&err))
         );
     } else {
         tracing::info!(run_id = %report.run_id, "refresh finished");
