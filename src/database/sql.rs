@@ -26,8 +26,15 @@ pub struct ServerMessage {
     pub detail: Option<String>,
     pub hint: Option<String>,
     pub context: Option<String>,
-    /// The SQLSTATE, when the server sent one.
-    pub code: Option<String>,
+    /// What the server said of the error besides its text, when the server said it.
+    pub structure: Option<Box<Structure>>,
+}
+
+/// An error's structure, as the server sends it besides the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Structure {
+    /// The SQLSTATE.
+    pub code: String,
     /// The objects the error's own fields name (`table public.t`, `column c`, ...) and, for
     /// a COPY, the line and column of its data that failed.
     pub names: Vec<String>,
@@ -72,8 +79,10 @@ impl From<&tokio_postgres::Error> for ServerMessage {
             detail,
             hint,
             context: db.where_().map(withhold_context),
-            code: Some(db.code().code().to_owned()),
-            names,
+            structure: Some(Box::new(Structure {
+                code: db.code().code().to_owned(),
+                names,
+            })),
         }
     }
 }
@@ -92,20 +101,24 @@ impl ServerMessage {
             detail: None,
             hint: None,
             context: None,
-            code: None,
-            names: Vec::new(),
+            structure: None,
         }
+    }
+
+    /// The SQLSTATE, when the server sent one.
+    pub fn code(&self) -> Option<&str> {
+        self.structure.as_ref().map(|s| s.code.as_str())
     }
 
     /// What may be sent out: for the server's own message, its SQLSTATE, the class and
     /// condition that code stands for, and the objects it named; never its text.
     pub fn without_values(&self) -> String {
-        let Some(code) = &self.code else {
+        let Some(Structure { code, names }) = self.structure.as_deref() else {
             return self.message.clone();
         };
         let mut shown = format!("server error {code} ({})", describe_code(code));
-        if !self.names.is_empty() {
-            shown.push_str(&format!(" on {}", self.names.join(", ")));
+        if !names.is_empty() {
+            shown.push_str(&format!(" on {}", names.join(", ")));
         }
         shown
     }
@@ -125,7 +138,7 @@ impl fmt::Display for ServerMessage {
                 write!(f, "; {label}: {part}")?;
             }
         }
-        if let Some(code) = &self.code {
+        if let Some(code) = self.code() {
             write!(f, " (SQLSTATE {code})")?;
         }
         Ok(())
@@ -343,8 +356,10 @@ mod tests {
             detail: Some("Key (email)=(…) is duplicated.".into()),
             hint: None,
             context: None,
-            code: Some("23505".into()),
-            names: vec!["table \"user\"".into(), "constraint user_email_key".into()],
+            structure: Some(Box::new(Structure {
+                code: "23505".into(),
+                names: vec!["table \"user\"".into(), "constraint user_email_key".into()],
+            })),
         };
         let err = AtLine(server);
         assert_eq!(

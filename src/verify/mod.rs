@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use tokio_postgres::{Client, Transaction};
 
 use crate::config::{AnonymizeConfig, OnUnmaskedPii, RestoreConfig};
-use crate::database::sql::ServerMessage;
+use crate::database::sql::{ServerMessage, quote_ident};
 use crate::mask::Masked;
 use crate::table::TableName;
 pub use checks::Verification;
@@ -95,10 +95,8 @@ pub async fn run(
     xids: &BTreeMap<TableName, Vec<String>>,
     limits: &RestoreConfig,
 ) -> Result<Anonymized, AnonymizeError> {
-    client
-        .batch_execute("RESET ALL")
-        .await
-        .map_err(sql_error("resetting the session"))?;
+    // No RESET ALL: the session starts from known settings (`restore_role::connect`), and
+    // RESET ALL would bring back the role's and the database's defaults, the dump's to set.
     let tx = client
         .transaction()
         .await
@@ -162,9 +160,16 @@ async fn change_data(
             path: shown.clone(),
             message: ServerMessage::plain(e.to_string()),
         })?;
-        // The operator's SQL names tables as a session does by default.
+        // The operator's SQL names tables in the schemas the operator named: never in
+        // "$user", which the dump can create (a schema named like the restore role, holding
+        // tables named like the application's).
         let sql = format!(
-            "SET LOCAL search_path TO DEFAULT;\n{sql}\n;SET LOCAL search_path = pg_catalog, pg_temp"
+            "SET LOCAL search_path = {};\n{sql}\n;SET LOCAL search_path = pg_catalog, pg_temp",
+            cfg.extra_sql_search_path
+                .iter()
+                .map(|schema| quote_ident(schema))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         tx.batch_execute(&sql)
             .await

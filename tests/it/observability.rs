@@ -475,17 +475,19 @@ async fn a_failure_email_names_the_phase_and_the_way_back_without_production_val
     let (name, _, _) = upload(&staging, dump.as_bytes(), Duration::hours(1)).await;
     let out = staging.run(&["run", "--skip-media"]).await;
     assert_eq!(out.code, 1, "{out:?}");
-    // The whole error (stderr, the state file) quotes the value; the email must not.
+    // The whole error (stderr, the state file) names the index, with the value withheld.
     assert!(
-        out.stderr.contains("could not create unique index") && out.stderr.contains(org),
+        out.stderr.contains("could not create unique index")
+            && out.stderr.contains("Key (id)=(…) is duplicated"),
         "{out:?}"
     );
+    assert!(!out.stderr.contains(org), "{out:?}");
     assert_eq!(staging.query("SELECT note FROM sentinel"), SENTINEL);
 
     let email = received(&to);
     email.subject_starts_with(&format!("[staging-refresh] FAILED in restore: {name} ("));
     email.says("The refresh failed in the restore phase. Staging still serves its previous data, unchanged");
-    email.says("could not create unique index");
+    email.says("server error 23505 (unique violation) on schema public, table organization");
     email.says("`staging-refresh status` on the staging host shows the whole error");
     email.says(&format!("staging-refresh run --snapshot {name}"));
     email.says("systemctl start staging-refresh@now");
