@@ -105,7 +105,7 @@ fn outline(
 fn summary(outline: &Outline) -> Summary {
     Summary {
         subject: format!("[staging-refresh] {}", outline.headline),
-        text: text::render(&outline),
-        html: html::render(&outline),
+        text: text::render(outline),
+        html: html::render(outline),
     }
 }
