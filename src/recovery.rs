@@ -159,9 +159,10 @@ async fn repair(config: &Config, entry: &Entry, actions: &mut Vec<String>) -> Re
                 Login::Taken { .. } => "took back the restore role's login for the run",
                 _ => "put the restore role back to database.restore_password_file's password",
             };
-            let found = restore_role::put_back(&server, &role, login, None)
+            // The scratch database, still there, is the role's: what is in it is not outside.
+            let found = restore_role::put_back(&server, &role, login, scratch.as_deref())
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| crate::error::chain(&e))?;
             actions.push(match found.as_slice() {
                 [] => format!("{done} ({role:?})"),
                 found => format!(

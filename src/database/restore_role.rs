@@ -426,7 +426,9 @@ pub async fn prove(
         Login::Configured(password) | Login::ForRun(password) => {
             if !logs_in(server, role, password).await? {
                 left.push(format!(
-                    "its password does not log in: whoever changed it may log in as it; rotate                      it, as a superuser: ALTER ROLE {quoted} PASSWORD '<new password>'; and                      write it to database.restore_password_file"
+                    "its password does not log in: whoever changed it may log in as it; rotate \
+                     it, as a superuser: ALTER ROLE {quoted} PASSWORD '<new password>'; and \
+                     write it to database.restore_password_file"
                 ));
             }
         }
@@ -455,7 +457,9 @@ pub async fn prove(
     }
     if holds > 0 {
         left.push(format!(
-            "it owns or holds privileges on {holds} objects outside the scratch database: as a              superuser, in each database: REASSIGN OWNED BY {quoted} TO <database.owner>;              DROP OWNED BY {quoted};"
+            "it owns or holds privileges on {holds} objects outside the scratch database: as a \
+             superuser, in each database: REASSIGN OWNED BY {quoted} TO <database.owner>; \
+             DROP OWNED BY {quoted};"
         ));
     }
     Ok(left)

@@ -195,6 +195,7 @@ const NAMED_BY: &[&str] = &[
     "tablespace",
     "trigger",
     "type",
+    "user",
     "view",
 ];
 

@@ -54,14 +54,11 @@ impl Recipients {
         }
     }
 
-    /// A name (a table's, a column's) as recipients see it: itself, or its hash when it looks
-    /// personal.
+    /// A name (a table's, a column's) as recipients see it: each part that looks personal
+    /// (`public."Jane +44 20 7946 0958"`'s quoted one) by its hash.
     pub fn name(&self, name: &str) -> String {
-        if kinds_in_value(name, &self.anonymize).is_empty() {
-            name.to_owned()
-        } else {
-            self.hashed(name)
-        }
+        PART.replace_all(name, |c: &regex::Captures| self.part(&c[0]))
+            .into_owned()
     }
 
     /// A text as recipients see it: each personal-looking part hashed, long lists cut.
@@ -75,17 +72,21 @@ impl Recipients {
             .filter_map(|own| rest.find(own.as_str()).map(|at| (at, own)))
             .min()
         {
-            shown.push_str(&self.parts(&rest[..at]));
+            shown.push_str(&self.name(&rest[..at]));
             shown.push_str(own);
             rest = &rest[at + own.len()..];
         }
-        shown.push_str(&self.parts(rest));
+        shown.push_str(&self.name(rest));
         shown.lines().map(capped).collect::<Vec<_>>().join("\n")
     }
 
-    fn parts(&self, text: &str) -> String {
-        PART.replace_all(text, |c: &regex::Captures| self.name(&c[0]))
-            .into_owned()
+    /// One part: itself, or its hash when it looks personal.
+    fn part(&self, part: &str) -> String {
+        if kinds_in_value(part, &self.anonymize).is_empty() {
+            part.to_owned()
+        } else {
+            self.hashed(part)
+        }
     }
 
     /// `[hashed 1a2b3c4d]`: the first 4 bytes of HMAC-SHA256 of `value` under the masking key.
@@ -147,15 +148,15 @@ mod tests {
             "loading COPY data into public.\"Jane +44 20 7946 0958\" (COPY at dump line 9) on \
              postgres://refresh@db.internal:5432/postgres; no user has jane@example.org",
         );
-        let table = r.name("\"Jane +44 20 7946 0958\"");
+        let table = r.name("public.\"Jane +44 20 7946 0958\"");
         assert!(
-            table.starts_with("[hashed ") && table.len() == 17,
+            table.starts_with("public.[hashed ") && table.len() == 24,
             "{table}"
         );
         assert_eq!(
             shown,
             format!(
-                "loading COPY data into public.{table} (COPY at dump line 9) on \
+                "loading COPY data into {table} (COPY at dump line 9) on \
                  postgres://refresh@db.internal:5432/postgres; no user has {}",
                 r.name("jane@example.org")
             )

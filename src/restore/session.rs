@@ -57,7 +57,8 @@ impl Bound {
             // Its session is not used again (the run fails): no need to wait for ever.
             let _ = tokio::time::timeout(CANCEL_GRACE, work).await;
             return Err(ServerMessage::plain(format!(
-                "it ran longer than restore.statement_timeout ({}), so the refresh cancelled                  it (code in the dump can lift the session's own statement timeout)",
+                "it ran longer than restore.statement_timeout ({}), so the refresh cancelled \
+                 it (code in the dump can lift the session's own statement timeout)",
                 humantime::format_duration(self.limit)
             )));
         };

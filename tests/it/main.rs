@@ -18,6 +18,7 @@ mod monitoring;
 mod observability;
 mod postdata;
 mod refresh;
+mod restore_role;
 mod rules;
 mod secrets;
 mod snapshots;

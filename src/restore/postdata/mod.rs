@@ -321,8 +321,7 @@ impl<'a> PostData<'a> {
                 }
             }
             Err(Failure::Statement(m))
-                if m.code() == Some(SqlState::T_R_DEADLOCK_DETECTED.code())
-                    && !waiting.alone =>
+                if m.code() == Some(SqlState::T_R_DEADLOCK_DETECTED.code()) && !waiting.alone =>
             {
                 tracing::info!(
                     line = waiting.job.line,
