@@ -298,6 +298,18 @@ pub async fn put_back(
 ) -> Result<Vec<String>, DbError> {
     let what = format!("putting the restore role {role:?} back");
     let error = |e: &tokio_postgres::Error| server.error(&what, e);
+    // A session of its own: the role is reached with SET ROLE inside a transaction, so the
+    // session never outlives it as the role, and no code of the dump's runs in it.
+    let client = server.connect(None).await?;
+    let exists = client
+        .query_opt("SELECT FROM pg_catalog.pg_roles WHERE rolname = $1", &[&role])
+        .await
+        .map_err(|e| error(&e))?
+        .is_some();
+    if !exists {
+        // A run that died before it created the role left nothing on it.
+        return Ok(Vec::new());
+    }
     let mut found = Vec::new();
     let had = match login {
         Login::Configured(password)
@@ -311,9 +323,6 @@ pub async fn put_back(
     {
         found.push("its password had been changed".to_owned());
     }
-    // A session of its own: the role is reached with SET ROLE inside a transaction, so the
-    // session never outlives it as the role, and no code of the dump's runs in it.
-    let client = server.connect(None).await?;
     let settings = client
         .query(
             "SELECT coalesce(pg_catalog.quote_ident(d.datname), ''), s.setconfig::text[]
