@@ -20,6 +20,7 @@ use chrono::Utc;
 
 use crate::config::Config;
 use crate::database::restore_role::{self, Login};
+use crate::database::sql::chain_without_values;
 use crate::database::{Server, swap};
 use crate::journal::{self, Entry, MediaPass, Recovery, Stage, Step, Window};
 use crate::lock::RunLock;
@@ -162,7 +163,7 @@ async fn repair(config: &Config, entry: &Entry, actions: &mut Vec<String>) -> Re
             // The scratch database, still there, is the role's: what is in it is not outside.
             let found = restore_role::put_back(&server, &role, login, scratch.as_deref())
                 .await
-                .map_err(|e| crate::error::chain(&e))?;
+                .map_err(|e| chain_without_values(&e))?;
             actions.push(match found.as_slice() {
                 [] => format!("{done} ({role:?})"),
                 found => format!(

@@ -302,7 +302,10 @@ pub async fn put_back(
     // session never outlives it as the role, and no code of the dump's runs in it.
     let client = server.connect(None).await?;
     let exists = client
-        .query_opt("SELECT FROM pg_catalog.pg_roles WHERE rolname = $1", &[&role])
+        .query_opt(
+            "SELECT FROM pg_catalog.pg_roles WHERE rolname = $1",
+            &[&role],
+        )
         .await
         .map_err(|e| error(&e))?
         .is_some();

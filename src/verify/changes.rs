@@ -42,8 +42,9 @@ pub async fn apply(
 }
 
 /// Re-enables the triggers and refreshes materialized views, so they show what `extra_sql`
-/// changed too.
-pub async fn finish(tx: &Transaction<'_>) -> Result<(), AnonymizeError> {
+/// changed too; each refresh after `settings` (the transaction's own, which code the dump's
+/// that ran before may have changed).
+pub async fn finish(tx: &Transaction<'_>, settings: &str) -> Result<(), AnonymizeError> {
     let (users, integrations) = (users().sql(), integrations().sql());
     tx.batch_execute(&format!(
         "ALTER TABLE {users} ENABLE TRIGGER USER;
@@ -62,7 +63,7 @@ pub async fn finish(tx: &Transaction<'_>) -> Result<(), AnonymizeError> {
         .map_err(sql_error("listing materialized views"))?;
     for view in views {
         let name: String = view.get(0);
-        tx.batch_execute(&format!("REFRESH MATERIALIZED VIEW {name}"))
+        tx.batch_execute(&format!("{settings}; REFRESH MATERIALIZED VIEW {name}"))
             .await
             .map_err(sql_error(&format!("refreshing materialized view {name}")))?;
     }

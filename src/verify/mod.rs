@@ -101,23 +101,15 @@ pub async fn run(
         .transaction()
         .await
         .map_err(sql_error("starting the transaction"))?;
-    // The restore ran with synchronous_commit off; this commit flushes all of it, so a
-    // crash after cutover can never bring back un-anonymized rows.
-    tx.batch_execute(&format!(
-        "SET LOCAL synchronous_commit = on;
-         SET LOCAL search_path = pg_catalog, pg_temp;
-         SET LOCAL statement_timeout = {};
-         SET LOCAL lock_timeout = {}",
-        limits.statement_timeout.as_millis(),
-        limits.lock_timeout.as_millis(),
-    ))
-    .await
-    .map_err(sql_error("configuring the transaction"))?;
+    let settings = transaction_settings(limits);
+    tx.batch_execute(&settings)
+        .await
+        .map_err(sql_error("configuring the transaction"))?;
     let set_aside = guard::set_aside(&tx).await?;
     // Before anything of ours writes rows: afterwards every row is written after its COPY.
     let only_copied = checks::only_copied_rows(&tx, masked, xids).await?;
     if changes::changes_data(cfg) {
-        change_data(&tx, cfg, masked).await?;
+        change_data(&tx, cfg, masked, &settings).await?;
     }
     let mut verification = vec![only_copied];
     verification.extend(checks::run(&tx, cfg, masked).await?);
@@ -146,12 +138,30 @@ pub async fn run(
     })
 }
 
+/// The anonymization transaction's own settings. The restore ran with synchronous_commit
+/// off; this commit flushes all of it, so a crash after cutover can never bring back
+/// un-anonymized rows. The dump's code (a materialized view's query, a trigger `extra_sql`
+/// fires) can change them for the statements after it (`set_config('statement_timeout',
+/// '0', true)`), not for its own: they are set again after each statement that runs it.
+fn transaction_settings(limits: &RestoreConfig) -> String {
+    format!(
+        "SET LOCAL synchronous_commit = on;
+         SET LOCAL search_path = pg_catalog, pg_temp;
+         SET LOCAL statement_timeout = {};
+         SET LOCAL lock_timeout = {}",
+        limits.statement_timeout.as_millis(),
+        limits.lock_timeout.as_millis(),
+    )
+}
+
 /// What changes rows after the masked restore, with production's triggers off: real bcrypt
-/// hashes and `extra_sql`; then the materialized views are refreshed to show it.
+/// hashes and `extra_sql`; then the materialized views are refreshed to show it. `settings`
+/// are the transaction's, set again after each statement that can run the dump's code.
 async fn change_data(
     tx: &Transaction<'_>,
     cfg: &AnonymizeConfig,
     masked: &Masked,
+    settings: &str,
 ) -> Result<(), AnonymizeError> {
     changes::apply(tx, cfg, masked).await?;
     for path in &cfg.extra_sql {
@@ -164,12 +174,12 @@ async fn change_data(
         // "$user", which the dump can create (a schema named like the restore role, holding
         // tables named like the application's).
         let sql = format!(
-            "SET LOCAL search_path = {};\n{sql}\n;SET LOCAL search_path = pg_catalog, pg_temp",
+            "SET LOCAL search_path = {};\n{sql}\n;{settings}",
             cfg.extra_sql_search_path
                 .iter()
                 .map(|schema| quote_ident(schema))
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
         );
         tx.batch_execute(&sql)
             .await
@@ -178,5 +188,8 @@ async fn change_data(
                 message: e.into(),
             })?;
     }
-    changes::finish(tx).await
+    changes::finish(tx, settings).await?;
+    tx.batch_execute(settings)
+        .await
+        .map_err(sql_error("configuring the transaction again"))
 }

@@ -405,6 +405,40 @@ async fn a_dump_that_lifts_the_statement_timeout_still_ends_at_the_statement_tim
     assert!(started.elapsed().as_secs() < 120, "{:?}", started.elapsed());
 }
 
+#[tokio::test]
+async fn a_trigger_that_lifts_the_anonymizations_statement_timeout_still_ends_at_it() {
+    // extra_sql's UPDATE fires the dump's trigger, which lifts the anonymization
+    // transaction's timeout for the statements after it; the refresh of a view that hangs
+    // (only there: the restore's sessions run with synchronous_commit off) comes next.
+    let dump = append(
+        prod_dump(),
+        "CREATE TABLE public.counter (n integer);\n\
+         COPY public.counter (n) FROM stdin;\n1\n\\.\n\
+         CREATE FUNCTION public.lift() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN \
+         PERFORM pg_catalog.set_config('statement_timeout', '0', true); RETURN NULL; END $f$;\n\
+         CREATE TRIGGER lift AFTER UPDATE ON public.counter \
+         FOR EACH STATEMENT EXECUTE FUNCTION public.lift();\n\
+         CREATE FUNCTION public.hang() RETURNS integer LANGUAGE plpgsql AS $f$ BEGIN \
+         IF pg_catalog.current_setting('synchronous_commit') = 'on' THEN \
+         PERFORM pg_catalog.pg_sleep(100000); END IF; RETURN 1; END $f$;\n\
+         CREATE MATERIALIZED VIEW public.hangs AS SELECT public.hang() AS x;",
+    );
+    let mut env = env_with(&dump, false).await;
+    let extra = env.dir.join("extra.sql");
+    std::fs::write(&extra, "UPDATE counter SET n = 2;\n").unwrap();
+    env.anonymize = format!("extra_sql = [{:?}]\n", extra.display().to_string());
+    env.sections
+        .push_str("\n[restore]\nstatement_timeout = \"2s\"\n");
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), env.refresh())
+        .await
+        .expect("the run ends within two minutes");
+    env.assert_failed_cleanly(
+        &out,
+        "refreshing materialized view public.hangs: ERROR: canceling statement due to statement \
+         timeout",
+    );
+}
+
 /// Whether `env`'s restore role may log in, and its password hash (`-` for none).
 fn restore_login(env: &Env) -> String {
     env.pg.query(
