@@ -21,6 +21,7 @@ mod monitoring;
 mod observability;
 mod postdata;
 mod refresh;
+mod restore_role;
 mod rules;
 mod secrets;
 mod snapshots;

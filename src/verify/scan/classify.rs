@@ -188,6 +188,7 @@ pub(super) mod tests {
             email_domain: "staging.invalid".into(),
             on_unmasked_pii: OnUnmaskedPii::Warn,
             extra_sql: vec![],
+            extra_sql_search_path: vec!["public".into()],
             column: vec![],
             table: vec![],
             mask_key_file: None,
