@@ -18,8 +18,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use schema::{
-    AnonymizeConfig, BackendConfig, BucketConfig, ColumnRule, DaemonConfig, DatabaseConfig,
-    DecryptConfig, EmailConfig, LargeObjects, MaintenanceConfig, MediaConfig, MetricsConfig,
+    AccountsConfig, AnonymizeConfig, BackendConfig, BucketConfig, ColumnRule, DaemonConfig,
+    DatabaseConfig, DecryptConfig, EmailConfig, LargeObjects, MaintenanceConfig, MediaConfig,
+    MetricsConfig,
     NotifyConfig, OnUnmaskedPii, PasswordHash, RedisConfig, RestoreConfig, ScheduleConfig,
     Severity, SnapshotConfig, TableMode, TableRule, Unclassified, WebhookConfig, WebhookKind,
 };
@@ -41,6 +42,7 @@ const SECRET_KEYS: &[&str] = &[
 const LIST_KEYS: &[&str] = &[
     "notify.to",
     "anonymize.extra_sql",
+    "anonymize.extra_sql_search_path",
     "backend.stop",
     "backend.start",
 ];
@@ -130,6 +132,7 @@ impl Config {
         let mut errors = load::Errors::default();
         read_secret_files(&mut tree, "", &mut errors);
         nest_snapshot_store(&mut tree, &mut errors);
+        require_accounts(&tree, &mut errors);
         let config =
             load::deserialize::<Config>(tree, &mut errors, flat_snapshot_keys).map(|mut config| {
                 validate::config(&config, &mut errors);
@@ -245,6 +248,26 @@ fn read_secret_files(
     }
 }
 
+/// An `[anonymize]` without `[anonymize.accounts]` (a config written before the section
+/// existed, when one application's users table was built in) is an error that says what to
+/// add, rather than serde's "missing".
+fn require_accounts(tree: &config::Map<String, config::Value>, errors: &mut load::Errors) {
+    let Some(config::ValueKind::Table(anonymize)) = tree.get("anonymize").map(|v| &v.kind) else {
+        return;
+    };
+    if anonymize.contains_key("accounts") {
+        return;
+    }
+    errors.push(
+        "anonymize.accounts",
+        "missing: name the application's users table and its columns, e.g. \
+         [anonymize.accounts] table = \"public.users\", id = \"id\", email = \"email\", \
+         password = \"encrypted_password\", and name, superuser (boolean) and active (boolean) \
+         where the table has them; a config from before this section existed also needs \
+         [[anonymize.column]] rules for what the runbook neutralised (README \"Upgrading\")",
+    );
+}
+
 /// `[snapshot]` writes its bucket's keys flat beside its own, while `SnapshotConfig` holds
 /// them as one `BucketConfig` in `store`: loading moves them into a `store` table, and
 /// [`flat_snapshot_keys`] turns error keys back into the file's. (serde's `flatten` cannot
@@ -303,6 +326,11 @@ url = "postgres://refresh@127.0.0.1/postgres"
 [anonymize]
 admin_email = "admin@example.com"
 admin_password = "correct horse"
+[anonymize.accounts]
+table = "public.users"
+id = "id"
+email = "email"
+password = "encrypted_password"
 "#;
 
     pub(super) fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -337,9 +365,11 @@ admin_password = "correct horse"
         assert_eq!(c.snapshot.max_age, Duration::from_secs(26 * 3600));
         assert_eq!(c.database.name, "app");
         assert!(c.database.keep_previous);
-        assert_eq!(c.anonymize.prod_admin_email, "info@shootify.io");
+        assert_eq!(c.anonymize.prod_admin_email, None);
+        assert_eq!(c.database.template, None);
         assert_eq!(c.anonymize.password_hash, PasswordHash::Unusable);
         assert_eq!(c.anonymize.email_domain, "staging.invalid");
+        assert_eq!(c.anonymize.extra_sql_search_path, ["public"]);
         assert_eq!(c.schedule.cron, "0 0 3 * * *");
         assert!(c.schedule.catch_up);
         assert!(c.notify.is_none());

@@ -7,8 +7,8 @@ use std::str::FromStr;
 use super::Config;
 use super::load::Errors;
 use super::schema::{
-    AnonymizeConfig, BackendConfig, BucketConfig, DatabaseConfig, MediaConfig, NotifyConfig,
-    RedisConfig, RestoreConfig, ScheduleConfig, SnapshotConfig,
+    AccountsConfig, AnonymizeConfig, BackendConfig, BucketConfig, DatabaseConfig, MediaConfig,
+    NotifyConfig, RedisConfig, RestoreConfig, ScheduleConfig, SnapshotConfig,
 };
 use super::units::{GIB, MIB};
 
@@ -66,6 +66,9 @@ fn database(d: &DatabaseConfig, e: &mut Errors) {
     if let Some(owner) = &d.owner {
         identifier("database.owner", owner, 0, e);
     }
+    if let Some(template) = &d.template {
+        identifier("database.template", template, 0, e);
+    }
     if d.restore_password
         .as_ref()
         .is_some_and(|p| p.expose_secret().is_empty())
@@ -87,13 +90,16 @@ fn restore(r: &RestoreConfig, e: &mut Errors) {
 
 fn anonymize(a: &AnonymizeConfig, e: &mut Errors) {
     for (key, email) in [
-        ("anonymize.admin_email", &a.admin_email),
-        ("anonymize.prod_admin_email", &a.prod_admin_email),
+        ("anonymize.admin_email", Some(&a.admin_email)),
+        ("anonymize.prod_admin_email", a.prod_admin_email.as_ref()),
     ] {
-        if !looks_like_email(email) {
+        if let Some(email) = email
+            && !looks_like_email(email)
+        {
             e.push(key, format!("{email:?} is not an email address"));
         }
     }
+    accounts(&a.accounts, e);
     let password = a.admin_password.expose_secret();
     if password.chars().count() < 8 {
         e.push("anonymize.admin_password", "must be at least 8 characters");
@@ -123,11 +129,37 @@ fn anonymize(a: &AnonymizeConfig, e: &mut Errors) {
             format!("{}: {err}", path.display()),
         );
     }
+    if a.extra_sql_search_path.is_empty()
+        || a.extra_sql_search_path
+            .iter()
+            .any(|s| s.is_empty() || s.contains('\0'))
+    {
+        e.push(
+            "anonymize.extra_sql_search_path",
+            "name at least one schema, each a non-empty name",
+        );
+    }
     for (i, path) in a.extra_sql.iter().enumerate() {
         if let Err(err) = std::fs::metadata(path) {
             e.push(
                 format!("anonymize.extra_sql[{i}]"),
                 format!("{}: {err}", path.display()),
+            );
+        }
+    }
+}
+
+/// Every configured column named, each once.
+fn accounts(a: &AccountsConfig, e: &mut Errors) {
+    let columns = a.columns();
+    for (i, (key, column)) in columns.iter().enumerate() {
+        let key = format!("anonymize.accounts.{key}");
+        if column.is_empty() {
+            e.push(key, "is empty");
+        } else if let Some((other, _)) = columns[..i].iter().find(|(_, c)| c == column) {
+            e.push(
+                key,
+                format!("{column:?} is anonymize.accounts.{other} already"),
             );
         }
     }
@@ -338,6 +370,8 @@ mod tests {
             ("[redis]\nurl = \"http://nope\"\n", "redis.url"),
             ("[restore]\njobs = 0\n", "restore.jobs"),
             ("[snapshot.decrypt]\n", "snapshot.decrypt"),
+            ("superuser = \"email\"\n", "anonymize.accounts.superuser"),
+            ("name = \"\"\n", "anonymize.accounts.name"),
         ];
         for (extra, key) in cases {
             let err = load(&format!("{MINIMAL}{extra}"), &[]).unwrap_err();
@@ -358,6 +392,36 @@ mod tests {
         );
         let err = load(&MINIMAL.replace("bucket = \"snaps\"", ""), &[]).unwrap_err();
         assert!(err.to_string().contains("bucket"), "{err}");
+        let err = load(
+            &MINIMAL.replace("[anonymize]", "[anonymize]\nextra_sql_search_path = []"),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(key_of(err), "anonymize.extra_sql_search_path");
+        let err = load(
+            &MINIMAL.replace("[anonymize]", "[anonymize]\nprod_admin_email = \"boss\""),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(key_of(err), "anonymize.prod_admin_email");
+        let err = load(
+            &MINIMAL.replace("table = \"public.users\"", "table = \"a.b.c\""),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(key_of(err), "anonymize.accounts.table");
+    }
+
+    #[test]
+    fn a_config_without_the_accounts_section_says_what_to_add() {
+        let (without, _) = MINIMAL.split_once("[anonymize.accounts]").unwrap();
+        let err = load(without, &[]).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("[anonymize.accounts] table = ") && text.contains("README"),
+            "{text}"
+        );
+        assert_eq!(key_of(err), "anonymize.accounts");
     }
 
     #[test]

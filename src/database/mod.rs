@@ -1,7 +1,8 @@
 //! The staging PostgreSQL server as the refresh sees it: connections (always through the
-//! maintenance URL, by database name), the scratch database, the swap at cutover and the
-//! opt-in markers.
+//! maintenance URL, by database name), the scratch database, the swap at cutover, the
+//! opt-in markers and the extensions the restore role may use.
 
+pub mod extensions;
 pub mod markers;
 pub mod restore_role;
 pub mod settings;
@@ -94,18 +95,21 @@ impl Server {
         self.connect_with(config).await
     }
 
-    /// Connects to `database` as `user`, with `password`, on the URL's host.
+    /// Connects to `database` (the maintenance database when `None`) as `user`, with
+    /// `password`, on the URL's host.
     pub async fn connect_as(
         &self,
-        database: &str,
+        database: Option<&str>,
         user: &str,
         password: &crate::config::Secret,
     ) -> Result<Client, DbError> {
         let mut config = self.config.clone();
-        config
-            .dbname(database)
-            .user(user)
-            .password(password.expose_secret());
+        // Without a database in the URL, the server takes the URL's user's name for it.
+        let maintenance = self.config.get_dbname().or(self.config.get_user());
+        if let Some(db) = database.or(maintenance) {
+            config.dbname(db);
+        }
+        config.user(user).password(password.expose_secret());
         self.connect_with(config).await
     }
 
@@ -124,6 +128,18 @@ impl Server {
             client
         };
         Ok(client)
+    }
+
+    /// Asks the server to cancel the statement `client`'s session is running, as libpq's
+    /// `PQcancel` does: over a connection of its own.
+    pub async fn cancel(&self, client: &Client) -> Result<(), DbError> {
+        let token = client.cancel_token();
+        let cancelled = if self.config.get_ssl_mode() == SslMode::Disable {
+            token.cancel_query(tokio_postgres::NoTls).await
+        } else {
+            token.cancel_query(tls::connector()).await
+        };
+        cancelled.map_err(|e| self.error("cancelling a statement", &e))
     }
 
     /// Runs SQL that returns nothing, naming `what` in the error.
@@ -210,11 +226,13 @@ impl Server {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    /// Creates an empty database from template0, owned by `owner` when given.
+    /// Creates a database from `template` (template0, or `database.template`'s extensions),
+    /// owned by `owner` when given.
     pub async fn create(
         &self,
         client: &Client,
         database: &str,
+        template: &str,
         owner: Option<&str>,
     ) -> Result<(), DbError> {
         let owner = owner
@@ -222,10 +240,11 @@ impl Server {
             .unwrap_or_default();
         self.execute(
             client,
-            &format!("creating database {database:?}"),
+            &format!("creating database {database:?} from {template:?}"),
             &format!(
-                "CREATE DATABASE {} TEMPLATE template0{owner}",
-                quote_ident(database)
+                "CREATE DATABASE {} TEMPLATE {}{owner}",
+                quote_ident(database),
+                quote_ident(template)
             ),
         )
         .await
@@ -271,7 +290,7 @@ impl Server {
     }
 
     /// Whether the connected role is a superuser.
-    pub async fn is_superuser(&self, client: &Client) -> Result<bool, DbError> {
+    pub async fn connected_as_superuser(&self, client: &Client) -> Result<bool, DbError> {
         client
             .query_one(
                 "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",

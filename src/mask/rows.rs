@@ -7,7 +7,7 @@
 use crate::config::masking::Mask;
 use crate::table::{TableName, display_ident};
 
-use super::admin::{Admin, AdminFields};
+use super::admin::AdminFields;
 use super::error::MaskError;
 use super::gate::misfits;
 use super::kinds::{KindError, Masks};
@@ -16,15 +16,18 @@ use super::tables::TableShape;
 use super::{array, copy};
 
 /// Longest COPY row of a masked table held at once; pg_dump lines are far shorter unless a
-/// single value is huge, and that value would need masking whole.
-pub(super) const MAX_ROW: usize = 256 << 20;
+/// single value is huge, and that value would need masking whole. A row is held a few
+/// times over while it is decoded, masked and encoded again (a 200 MiB value took the
+/// process to 431 MB): the limit keeps that well under the memory a refresh otherwise uses
+/// times a few.
+pub(super) const MAX_ROW: usize = 32 << 20;
 
 /// A COPY being masked.
 pub(super) struct MaskedCopy {
     /// Per field: its mask and its column's shape, `None` to keep.
     fields: Vec<Option<(Mask, ColumnShape)>>,
     pub(super) names: Vec<String>,
-    /// Field indexes of the admin's columns, in the users table.
+    /// Field indexes of the admin's columns, in the accounts table.
     pub(super) admin: Option<AdminFields>,
     /// The start of a row the last chunk cut.
     pub(super) partial: Vec<u8>,
@@ -112,7 +115,6 @@ pub(super) fn mask_field(
 /// Rewrites whole COPY lines (each ending in `\n`); the admin rows' ids go to `admins`.
 pub(super) fn rows(
     masks: &Masks,
-    admin: &Admin,
     admins: &mut Vec<String>,
     table: &TableName,
     m: &mut MaskedCopy,
@@ -140,7 +142,7 @@ pub(super) fn rows(
         let admin_row = m
             .admin
             .as_ref()
-            .and_then(|a| Some((a, a.admin_id(&fields, &admin.prod_email)?)))
+            .and_then(|a| Some((a, a.admin_id(&fields)?)))
             .map(|(a, id)| {
                 admins.push(id);
                 a

@@ -2,13 +2,12 @@
 //! ([`crate::report::outline`]): the operator's plain text ([`for_operator`]), and what is sent
 //! out after every run, the summary email (plain text and HTML) and the chat webhooks
 //! ([`webhook`]). Everything sent carries what the run report holds minus anything that could
-//! quote production data ([`redact`]). A failure to send is logged and counted, never a failed
-//! run.
+//! quote production data ([`Recipients`]). A failure to send is logged and counted, never a
+//! failed run.
 
 mod drift;
 mod email;
 mod html;
-mod redact;
 mod text;
 mod webhook;
 
@@ -20,6 +19,7 @@ use crate::config::Config;
 use crate::drift::Drift;
 use crate::report::RunReport;
 use crate::report::outline::{Outline, Reader, Staging};
+use crate::report::redact::Recipients;
 use crate::state::StateFile;
 
 /// One email: subject and the same content as text and HTML.
@@ -32,7 +32,8 @@ pub struct Summary {
 
 /// Tells every channel of `[notify]` how a run went.
 pub async fn after_run(config: &Config, report: &RunReport) {
-    tell(config, &outline(config, report, Utc::now())).await;
+    let recipients = Recipients::new(config);
+    tell(config, &outline(config, report, Utc::now(), &recipients)).await;
 }
 
 /// Warns every channel of `[notify]` that a new snapshot has columns no rule classifies (or
@@ -50,7 +51,7 @@ async fn tell(config: &Config, outline: &Outline) {
     };
     let mut results = Vec::new();
     if let Some(email) = notify.email() {
-        let sent = send(email, &Summary::of(outline)).await;
+        let sent = send(email, &summary(outline)).await;
         match &sent {
             Ok(()) => tracing::info!(to = email.to.len(), "summary email sent"),
             Err(e) => tracing::warn!(error = %e, "the summary email could not be sent"),
@@ -99,22 +100,25 @@ fn staging(config: &Config) -> Staging {
 
 /// The outline of `report` as everyone it is sent to may read it; `now` dates the snapshot's
 /// age.
-fn outline(config: &Config, report: &RunReport, now: DateTime<Utc>) -> Outline {
+fn outline(
+    config: &Config,
+    report: &RunReport,
+    now: DateTime<Utc>,
+    recipients: &Recipients,
+) -> Outline {
     Outline::of(
         report,
         &staging(config),
         now,
-        Reader::Recipients(redact::without_values),
+        Reader::Recipients(recipients),
     )
 }
 
-impl Summary {
-    /// The email of `outline`.
-    fn of(outline: &Outline) -> Summary {
-        Summary {
-            subject: format!("[staging-refresh] {}", outline.headline),
-            text: text::render(outline),
-            html: html::render(outline),
-        }
+/// The email of an outline.
+fn summary(outline: &Outline) -> Summary {
+    Summary {
+        subject: format!("[staging-refresh] {}", outline.headline),
+        text: text::render(outline),
+        html: html::render(outline),
     }
 }

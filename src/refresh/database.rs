@@ -1,13 +1,14 @@
 //! The database side of phase 1: a fresh scratch database, the dump restored into it as the
 //! unprivileged restore role (masked in the stream), anonymized and verified in one
 //! transaction, then handed to `database.owner`; and what a run that stops takes back (the
-//! restore role's login, the scratch database).
+//! restore role as it was, the scratch database).
 
 use std::sync::Arc;
 
 use tokio_postgres::Client;
 
 use super::{Doing, Run, RunError, restore_filter};
+use crate::database::extensions::{self, Extensions, Template};
 use crate::database::restore_role::{self, Reach};
 use crate::database::settings;
 use crate::fault;
@@ -15,6 +16,7 @@ use crate::journal::Step;
 use crate::mask::{Masked, Masker};
 use crate::progress::{Progress, Unit};
 use crate::report::{self, Phase};
+use crate::restore::privileges::Privileges;
 use crate::restore::session::Sessions;
 use crate::restore::{self, RestoreError, Streamed, filter::Filter};
 use crate::snapshot::Snapshot;
@@ -23,7 +25,8 @@ use crate::table::TableName;
 use crate::verify::{self, AnonymizeError};
 
 /// The role the dump runs as, and how it reaches the scratch database.
-struct RestoreRole {
+#[derive(Clone)]
+pub(super) struct RestoreRole {
     name: String,
     reach: Reach,
 }
@@ -71,7 +74,13 @@ impl Run<'_> {
             self.config.database.restore_password.as_ref(),
         )
         .await?;
+        // Before the dump's first statement, nothing of an earlier dump's may be left on it.
+        let found = restore_role::put_back(&self.server, &name, reach.during_run(), None).await?;
+        self.report
+            .restore_role_reset
+            .extend(found.into_iter().map(|f| format!("before this run, {f}")));
         let role = RestoreRole { name, reach };
+        self.restore_role = Some(role.clone());
         let owner = match &self.config.database.owner {
             Some(owner) => owner.clone(),
             None => self.server.current_role(maintenance).await?,
@@ -81,8 +90,9 @@ impl Run<'_> {
             .await
     }
 
-    /// Streams `snapshot` into a new scratch database owned by the restore role, masking it
-    /// on the way; the restore's figures go in the report.
+    /// Streams `snapshot` into a new scratch database owned by the restore role (a copy of
+    /// `database.template`, or of template0), masking it on the way; the restore's figures
+    /// go in the report.
     async fn restore(
         &mut self,
         maintenance: &Client,
@@ -110,10 +120,20 @@ impl Run<'_> {
             &self.config.restore,
         )
         .await?;
+        let database = &self.config.database;
+        let template = Template::new(database.template.as_deref(), &database.name);
         self.server
-            .create(maintenance, &scratch, Some(&role.name))
+            .create(maintenance, &scratch, template.source(), Some(&role.name))
             .await?;
         fault::point("restore.scratch-created");
+        // What the restore role may run depends on what the scratch database holds.
+        let privileges = {
+            let client = self.server.connect(Some(&scratch)).await?;
+            extensions::adopt_schemas(&self.server, &client, &role.name).await?;
+            let extensions =
+                Extensions::read(&self.server, &client, template, true, &role.name).await?;
+            Privileges::enforcing(extensions)
+        };
 
         let progress = Arc::new(Progress::new("restore", Unit::Bytes, Some(snapshot.size)));
         self.begin(Phase::Restore, Some(progress.clone()));
@@ -127,7 +147,7 @@ impl Run<'_> {
         let restored = restore::restore(
             source,
             snapshot,
-            filter,
+            (filter, privileges),
             masker,
             &sessions,
             progress.clone(),
@@ -195,6 +215,7 @@ impl Run<'_> {
                 self.report.rows_anonymized = report::keyed(&done.rows, TableName::as_dumped);
                 self.report.verification = done.verification;
                 self.report.pii_findings = done.findings;
+                self.report.unpopulated_views = done.unpopulated_views;
             }
             Err(err) => {
                 let (verification, findings) = AnonymizeError::results(&err);
@@ -220,16 +241,55 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Takes back the restore role's login for this run, over a connection of its own (the
-    /// run's may be what failed); a configured password is the operator's and stays.
-    pub(super) async fn release_restore_login(&self) -> Result<(), RunError> {
-        if self.config.database.restore_password.is_some() {
+    /// Puts the restore role back as the run found it, however phase 1 ended (the dump's
+    /// code may have changed its password and settings): the operator's password, or the
+    /// run's login taken back; what it found is reported.
+    pub(super) async fn put_back_restore_role(&mut self) -> Result<(), RunError> {
+        let Some(role) = &self.restore_role else {
+            // The run stopped before it prepared the role: it changed nothing there.
             return Ok(());
+        };
+        let scratch = self.config.scratch_db();
+        let found = restore_role::put_back(
+            &self.server,
+            &role.name,
+            role.reach.after_run(),
+            Some(&scratch),
+        )
+        .await?;
+        if !found.is_empty() {
+            tracing::warn!(
+                role = %role.name,
+                found = %found.join("; "),
+                "the restore role was changed (by code in the dump); it is put back"
+            );
         }
-        let role = restore_role::name(&self.config.database.name);
-        let client = self.server.connect(None).await?;
-        restore_role::release(&self.server, &client, &role).await?;
+        self.report.restore_role_reset.extend(found);
         Ok(())
+    }
+
+    /// Once the new data is live, proves again from outside that the restore role is as a
+    /// run leaves it; anything that is not is a warning on every channel, with what to do.
+    pub(super) async fn prove_restore_role(&mut self) {
+        let Some(role) = &self.restore_role else {
+            return;
+        };
+        let login = role.reach.after_run();
+        let left = match self.server.connect(None).await {
+            Ok(client) => {
+                restore_role::prove(&self.server, &client, &role.name, &login, None).await
+            }
+            Err(e) => Err(e),
+        }
+        .unwrap_or_else(|e| {
+            vec![format!(
+                "it could not be checked ({e}): check it with `staging-refresh check`"
+            )]
+        });
+        for problem in &left {
+            tracing::error!(role = %role.name, "the restore role is not put back: {problem}");
+        }
+        self.report.restore_role_left = left;
     }
 
     /// Drops the scratch database over a connection of its own (the run's may be what

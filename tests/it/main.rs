@@ -6,6 +6,7 @@
 
 mod common;
 
+mod applications;
 mod catalog;
 mod containment;
 mod daemon;
@@ -21,6 +22,7 @@ mod monitoring;
 mod observability;
 mod postdata;
 mod refresh;
+mod restore_role;
 mod rules;
 mod secrets;
 mod snapshots;

@@ -37,20 +37,22 @@ pub async fn run(
     } else {
         print_text(&snapshot, &columns);
     }
-    Ok(if columns.unclassified().next().is_some() {
-        Exit::Failed
-    } else {
-        Exit::Success
-    })
+    Ok(
+        if columns.unclassified().next().is_some() || !columns.accounts_problems.is_empty() {
+            Exit::Failed
+        } else {
+            Exit::Success
+        },
+    )
 }
 
 fn print_text(snapshot: &SnapshotReport, columns: &Columns) {
-    println!("{}", snapshot.describe());
+    say!("{}", snapshot.describe());
     for c in &columns.columns {
         let name = one_line(&c.name());
         match (&c.mask, c.rule, &c.suggestion, &c.evidence) {
             (Some(mask), Some(rule), ..) => {
-                println!("  {name:<48} {:<24} {mask:<12} {rule}", c.ty);
+                say!("  {name:<48} {:<24} {mask:<12} {rule}", c.ty);
             }
             (_, _, Some(suggestion), Some(evidence)) => {
                 let suggested = match suggestion.mask {
@@ -58,7 +60,7 @@ fn print_text(snapshot: &SnapshotReport, columns: &Columns) {
                     "keep" => suggestion.why.to_owned(),
                     mask => format!("suggest {mask} ({})", suggestion.why),
                 };
-                println!(
+                say!(
                     "  {name:<48} {:<24} UNCLASSIFIED {suggested}; evidence: {}",
                     c.ty,
                     evidence.describe()
@@ -68,14 +70,17 @@ fn print_text(snapshot: &SnapshotReport, columns: &Columns) {
         }
     }
     for table in &columns.emptied {
-        println!(
+        say!(
             "  {:<48} restored without rows (table rule)",
             one_line(table)
         );
     }
+    for problem in &columns.accounts_problems {
+        println!("a run would fail: {}", one_line(problem));
+    }
     let unclassified = columns.unclassified().count();
     if unclassified == 0 {
-        println!("every column is classified");
+        say!("every column is classified");
     } else {
         let consequence = match columns.unclassified_policy {
             Unclassified::Fail => "a run would fail (anonymize.unclassified = \"fail\")",
@@ -83,7 +88,7 @@ fn print_text(snapshot: &SnapshotReport, columns: &Columns) {
                 "a run would keep their values (anonymize.unclassified = \"warn\")"
             }
         };
-        println!(
+        say!(
             "{unclassified} unclassified columns: {consequence}; `staging-refresh rules --toml` \
              prints rules to start from (values examined: the first {} KiB of each)",
             VALUE_PREFIX >> 10
@@ -98,6 +103,9 @@ fn rules_toml(snapshot: &SnapshotReport, columns: &Columns) -> String {
          # Review each one, then add them to the [anonymize] section of the config.\n",
         one_line(&snapshot.name)
     );
+    for problem in &columns.accounts_problems {
+        out.push_str(&format!("# A run would fail: {}\n", one_line(problem)));
+    }
     for c in columns.unclassified() {
         out.push('\n');
         out.push_str(

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use indicatif::HumanBytes;
 
-use super::{Line, Reader, Section, Staging, row, seconds, text};
+use super::{Line, Section, Staging, row, seconds, text};
 use crate::media::MediaReport;
 use crate::report::{RunReport, counted};
 use crate::snapshot::format_age;
@@ -184,7 +184,7 @@ pub(super) fn media_section(media: &MediaReport) -> Section {
     }
 }
 
-pub(super) fn checks_section(report: &RunReport, reader: Reader) -> Section {
+pub(super) fn checks_section(report: &RunReport) -> Section {
     let mut lines = Vec::new();
     let failed: Vec<_> = report.verification.iter().filter(|v| !v.ok).collect();
     if report.verification.is_empty() {
@@ -201,7 +201,7 @@ pub(super) fn checks_section(report: &RunReport, reader: Reader) -> Section {
             report.verification.len()
         )));
         for v in failed {
-            lines.push(row([&v.name, &reader.detail(&v.detail)]));
+            lines.push(row([&v.name, &v.detail]));
         }
     }
     if report.pii_findings.is_empty() {
@@ -239,7 +239,7 @@ pub(super) fn checks_section(report: &RunReport, reader: Reader) -> Section {
 mod tests {
     use super::checks_section;
     use crate::report::RunReport;
-    use crate::report::outline::{Line, Reader, row, text};
+    use crate::report::outline::{Line, row, text};
     use crate::verify::Finding;
 
     #[test]
@@ -247,14 +247,14 @@ mod tests {
         let mut report = RunReport::new("r1".into());
         for (by, count) in [("column name", 3), ("sampled values", 2)] {
             report.pii_findings.push(Finding {
-                table: "user".into(),
+                table: "member".into(),
                 column: "phone_number".into(),
                 kind: "phone".into(),
                 by: by.into(),
                 count,
             });
         }
-        let section = checks_section(&report, Reader::Operator);
+        let section = checks_section(&report);
         let rows: Vec<&Line> = section
             .lines
             .iter()
@@ -264,7 +264,7 @@ mod tests {
         assert_eq!(
             rows[1],
             &row([
-                "user.phone_number",
+                "member.phone_number",
                 "phone",
                 "column name (3 values), sampled values (2 values)"
             ])
