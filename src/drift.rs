@@ -7,6 +7,7 @@
 //! each such table's COPY was seen or [`READ_FOR`] has passed.
 
 use std::collections::BTreeSet;
+use std::io::Read;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
@@ -153,9 +154,10 @@ pub async fn classify(
     })
 }
 
-/// Feeds `survey` the pre-data, then samples the COPYs it needs (see the module's doc).
-fn read(
-    body: Body,
+/// Feeds `survey` the pre-data of `body`, the snapshot's bytes, then samples the COPYs it
+/// needs (see the module's doc).
+fn read<R: Read + std::fmt::Debug + Send + 'static>(
+    body: R,
     snapshot: &Snapshot,
     secrets: Option<&Secrets>,
     survey: &mut Survey,
@@ -194,7 +196,7 @@ fn read(
 /// The snapshot's body as the blocking decoder reads it.
 struct Body(SyncIoBridge<Pin<Box<dyn AsyncBufRead + Send>>>);
 
-impl std::io::Read for Body {
+impl Read for Body {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         self.0.read(buf)
     }
@@ -203,5 +205,88 @@ impl std::io::Read for Body {
 impl std::fmt::Debug for Body {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("the snapshot's body")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AnonymizeConfig;
+    use crate::config::masking::Rules;
+    use crate::snapshot::{Compression, Content};
+
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            name: "pgsql_app_db_20260101-030000.sql".into(),
+            key: "pgsql_app_db_20260101-030000.sql".into(),
+            content: Content::Database,
+            database: "app".into(),
+            host: "db".into(),
+            taken_at: Utc::now(),
+            size: 0,
+            compression: Compression::None,
+            encrypted: false,
+            checksum: None,
+        }
+    }
+
+    /// Three tables' COPYs, then a statement the lexer refuses (its string never closes):
+    /// reading past where it should stop fails.
+    const DUMP: &str = "CREATE TABLE public.member (id integer, login text, digest text);
+CREATE TABLE public.u (id integer);
+CREATE TABLE public.t (id integer, note text);
+CREATE TABLE public.v (id integer);
+COPY public.u (id) FROM stdin;
+1
+\\.
+COPY public.t (id, note) FROM stdin;
+1\tjane@example.org
+2\tomar@example.org
+\\.
+COPY public.v (id) FROM stdin;
+1
+\\.
+SELECT 'never closed
+";
+
+    fn survey(column_rules: serde_json::Value) -> Survey {
+        let cfg: AnonymizeConfig = serde_json::from_value(serde_json::json!({
+            "admin_email": "admin@staging.example.com",
+            "admin_password": "staging-admin-password",
+            "accounts": {"table": "member", "id": "id", "email": "login", "password": "digest"},
+            "column": column_rules,
+        }))
+        .unwrap();
+        Survey::new(Rules::from_config(&cfg).unwrap(), &cfg)
+    }
+
+    #[test]
+    fn with_every_column_classified_reading_stops_at_the_first_copy() {
+        let mut survey = survey(serde_json::json!([
+            {"table": "t", "column": "note", "mask": "email"}
+        ]));
+        read(std::io::Cursor::new(DUMP), &snapshot(), None, &mut survey).unwrap();
+        assert!(survey.rules_for_nothing().is_empty());
+        assert_eq!(survey.finish().unclassified().count(), 0);
+    }
+
+    #[test]
+    fn an_unclassified_column_is_sampled_and_reading_stops_after_its_table() {
+        let mut survey = survey(serde_json::json!([
+            {"table": "t", "column": "gone", "mask": "keep"}
+        ]));
+        read(std::io::Cursor::new(DUMP), &snapshot(), None, &mut survey).unwrap();
+        assert_eq!(survey.rules_for_nothing(), ["public.t.gone"]);
+        let columns = survey.finish();
+        let note: Vec<_> = columns.unclassified().collect();
+        assert_eq!(note.len(), 1);
+        let evidence = note[0].evidence.as_ref().unwrap();
+        assert_eq!((evidence.values, evidence.kinds["email"]), (2, 2));
+        let rule = note[0].rule_toml().unwrap();
+        assert!(
+            rule.contains("column = \"note\"\nmask = \"email\""),
+            "{rule}"
+        );
+        assert!(!rule.contains("jane"), "{rule}");
     }
 }

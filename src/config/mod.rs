@@ -20,9 +20,9 @@ use serde::Deserialize;
 pub use schema::{
     AccountsConfig, AnonymizeConfig, BackendConfig, BucketConfig, ColumnRule, DaemonConfig,
     DatabaseConfig, DecryptConfig, EmailConfig, LargeObjects, MaintenanceConfig, MediaConfig,
-    MetricsConfig,
-    NotifyConfig, OnUnmaskedPii, PasswordHash, RedisConfig, RestoreConfig, ScheduleConfig,
-    Severity, SnapshotConfig, TableMode, TableRule, Unclassified, WebhookConfig, WebhookKind,
+    MetricsConfig, NotifyConfig, OnUnmaskedPii, PasswordHash, RedisConfig, RestoreConfig,
+    ScheduleConfig, Severity, SnapshotConfig, TableMode, TableRule, Unclassified, WebhookConfig,
+    WebhookKind,
 };
 pub use units::MaxDelete;
 

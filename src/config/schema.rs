@@ -10,9 +10,7 @@ use serde::Deserialize;
 
 use super::Secret;
 use super::masking::Rules;
-use super::units::{
-    GIB, MIB, MaxDelete, de_duration, de_size, de_table, de_time_zone, de_watch,
-};
+use super::units::{GIB, MIB, MaxDelete, de_duration, de_size, de_table, de_time_zone, de_watch};
 use crate::table::TableName;
 
 fn yes() -> bool {
