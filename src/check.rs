@@ -252,11 +252,11 @@ async fn restore_role(server: &Server, client: &Client, config: &Config) -> Resu
     let role = restore_role::name(&config.database.name);
     let configured = config.database.restore_password.is_some();
     let error = |e: crate::database::DbError| e.to_string();
-    if let Some(why) = restore_role::cannot_log_in(server, client, &role, configured)
+    if let Some(refused) = restore_role::cannot_log_in(server, client, &role, configured)
         .await
         .map_err(error)?
     {
-        return Err(why);
+        return Err(refused.message);
     }
     let login = if configured {
         "with database.restore_password_file"
