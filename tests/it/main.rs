@@ -6,6 +6,7 @@
 
 mod common;
 
+mod advice;
 mod applications;
 mod catalog;
 mod containment;
