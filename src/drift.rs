@@ -59,7 +59,7 @@ impl Drift {
         self.unclassified.is_empty() && self.rules_for_nothing.is_empty()
     }
 
-    /// The unclassified columns grouped by table: `public.user: phone (text), nick (text)`.
+    /// The unclassified columns grouped by table: `public.member: phone (text), nick (text)`.
     pub fn by_table(&self) -> Vec<String> {
         let mut lines: Vec<(String, Vec<String>)> = Vec::new();
         for c in &self.unclassified {

@@ -116,23 +116,23 @@ mod tests {
     #[test]
     fn causes_are_read_from_the_errors_kinds_through_their_wrappers() {
         let unclassified = RestoreError::Stage(Box::new(MaskError::Unclassified(vec![
-            "public.user.referral_note".into(),
+            "public.member.referral_note".into(),
         ])));
         assert_eq!(
             Cause::of(&unclassified),
             Some(Cause::Unclassified {
-                columns: vec!["public.user.referral_note".into()]
+                columns: vec!["public.member.referral_note".into()]
             })
         );
         let admin = RestoreError::Stage(Box::new(MaskError::AdminNotFound {
-            table: "public.user".into(),
+            table: "public.member".into(),
             column: "email".into(),
             email: "boss@example.com".into(),
         }));
         assert_eq!(
             Cause::of(&admin),
             Some(Cause::AdminNotFound {
-                table: "public.user".into(),
+                table: "public.member".into(),
                 column: "email".into()
             })
         );

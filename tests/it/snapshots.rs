@@ -147,6 +147,9 @@ async fn pattern_and_max_age_choose_what_counts() {
     let stale = dump_name("app", "db", now - Duration::hours(30));
     let manual = dump_name("app", "manual", now - Duration::hours(1));
     put_all(&env.bucket, vec![stale.clone(), manual.clone()]).await;
+    // `check` reads the newest snapshot's table definitions: this one has some (none).
+    let empty_dump = common::fixtures::zstd(b"-- PostgreSQL database dump complete\n");
+    s3().put(&env.bucket, &stale, empty_dump).await;
 
     let pattern = env.config_text().replace(
         "prefix = \"\"",

@@ -56,9 +56,11 @@ pub(super) fn advice(cause: &Cause, snapshot: Option<&str>, retry: &str) -> Vec<
         Cause::NotOptedIn => vec![
             text(
                 "Staging has not opted in as a refresh target. If the database (and media \
-                 bucket) named in the error are staging's, mark them once, then run again:",
+                 bucket) named in the error are staging's, mark them once, check the rest of \
+                 the configuration and targets, then run again:",
             ),
             Line::Command("staging-refresh init-target".into()),
+            Line::Command("staging-refresh check".into()),
             again,
         ],
         Cause::RestoreRoleLogin { sql } => {
@@ -110,7 +112,7 @@ mod tests {
     #[test]
     fn each_cause_says_what_to_do() {
         let unclassified = said(Cause::Unclassified {
-            columns: vec!["public.user.note".into()],
+            columns: vec!["public.member.note".into()],
         });
         assert!(
             unclassified.contains(
@@ -139,12 +141,12 @@ mod tests {
             "{none_before}"
         );
         let admin = said(Cause::AdminNotFound {
-            table: "public.user".into(),
+            table: "public.member".into(),
             column: "email".into(),
         });
         assert!(
             admin.contains("anonymize.prod_admin_email")
-                && admin.contains("column email of public.user"),
+                && admin.contains("column email of public.member"),
             "{admin}"
         );
         let marker = said(Cause::NotOptedIn);
