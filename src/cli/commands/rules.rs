@@ -118,7 +118,7 @@ fn column_toml(c: &Classified) -> String {
         toml_string(&c.column),
         toml_string(suggestion.mask),
     );
-    if let Some(value) = suggestion.value {
+    if let Some(value) = &suggestion.value {
         out.push_str(&format!("value = {}\n", toml_string(value)));
     }
     if !suggestion.paths.is_empty() {

@@ -1,24 +1,28 @@
 //! A snapshot's columns as the rules classify them ([`classify`], the run's own
 //! check): every column that could hold personal data, with its rule, or, unclassified, with
-//! a suggested mask and the evidence for it: what its name says ([`kind_by_name`]) and the
-//! shapes of the values in its COPY data ([`kinds_in_value`]): counts, never a value.
+//! a suggested mask ([`suggest`]) and the [`evidence`] for it: what its name says
+//! ([`kind_by_name`]) and what its values in the COPY data hold: counts, never a value.
 //! [`Survey`] is a [`StreamStage`] for `restore::inspect` that reads the stream of `plan` and
 //! `rules` and passes nothing on.
 
-use std::collections::{BTreeMap, HashMap};
+mod evidence;
+mod suggest;
+
+use std::collections::HashMap;
 
 use bytes::Bytes;
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::config::masking::{Class, Origin, Rules};
 use crate::config::{AnonymizeConfig, TableMode, Unclassified};
-use crate::mask::schema::{Column, Schema};
+use crate::mask::schema::Schema;
 use crate::mask::{classify, copy, listed_columns};
 use crate::restore::statement::Statement;
 use crate::restore::{StageError, StreamStage};
 use crate::table::{TableName, display_ident};
-use crate::verify::scan::{kind_by_name, kinds_in_value};
+use crate::verify::scan::kind_by_name;
+pub use evidence::Evidence;
+pub use suggest::Suggestion;
 
 /// How much of each value is examined (its COPY text): memory and time stay bounded
 /// whatever the values' sizes. A json value longer than this is not parsed for paths.
@@ -69,166 +73,6 @@ impl Classified {
     }
 }
 
-/// What an unclassified column seems to hold.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Evidence {
-    /// What the column's name says it holds: email, phone, secret, password, iban or card.
-    pub name: Option<&'static str>,
-    /// Non-NULL values read in the COPY data (the first [`VALUE_PREFIX`] bytes of each).
-    pub values: u64,
-    /// Values holding each kind: email, phone, token, iban, card.
-    pub kinds: BTreeMap<&'static str, u64>,
-    /// In a json column: per dotted path of keys, the values holding each kind there.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub paths: BTreeMap<String, BTreeMap<&'static str, u64>>,
-}
-
-impl Evidence {
-    /// One line: "name says email; 200 of 200 values hold an email".
-    pub fn describe(&self) -> String {
-        let name = match self.name {
-            Some(kind) => format!("name says {kind}"),
-            None => "name says nothing".to_owned(),
-        };
-        let kinds: Vec<String> = self
-            .kinds
-            .iter()
-            .map(|(kind, n)| format!("{n} of {} values hold {kind}", self.values))
-            .collect();
-        let values = if kinds.is_empty() {
-            format!("none of {} values looks personal", self.values)
-        } else {
-            kinds.join(", ")
-        };
-        let paths: Vec<String> = self
-            .paths
-            .iter()
-            .flat_map(|(path, kinds)| kinds.iter().map(move |(k, n)| format!("{path}: {n} {k}")))
-            .collect();
-        if paths.is_empty() {
-            format!("{name}; {values}")
-        } else {
-            format!("{name}; {values} ({})", paths.join(", "))
-        }
-    }
-
-    fn observe(&mut self, text: &str, parse_json: bool, cfg: &AnonymizeConfig) {
-        self.values += 1;
-        let kinds = kinds_in_value(text, cfg);
-        for kind in &kinds {
-            *self.kinds.entry(*kind).or_default() += 1;
-        }
-        if parse_json
-            && !kinds.is_empty()
-            && let Ok(doc) = serde_json::from_str::<Value>(text)
-        {
-            self.walk(&doc, &mut Vec::new(), cfg);
-        }
-    }
-
-    /// Counts the kinds in `doc`'s strings by path; arrays on the way are transparent, as
-    /// they are to a json mask.
-    fn walk<'a>(&mut self, doc: &'a Value, path: &mut Vec<&'a str>, cfg: &AnonymizeConfig) {
-        match doc {
-            // A key with a dot cannot be written as a json mask's path.
-            Value::Object(map) => {
-                for (key, value) in map.iter().filter(|(k, _)| !k.contains('.')) {
-                    path.push(key);
-                    self.walk(value, path, cfg);
-                    path.pop();
-                }
-            }
-            Value::Array(items) => items.iter().for_each(|v| self.walk(v, path, cfg)),
-            Value::String(s) if !path.is_empty() => {
-                for kind in kinds_in_value(s, cfg) {
-                    let at = self.paths.entry(path.join(".")).or_default();
-                    *at.entry(kind).or_default() += 1;
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-/// A mask to review for an unclassified column.
-#[derive(Debug, Clone, Serialize)]
-pub struct Suggestion {
-    /// A mask kind; `keep` when nothing looked personal (review it).
-    pub mask: &'static str,
-    /// A json mask's paths.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub paths: BTreeMap<String, &'static str>,
-    /// A redact mask's value.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub value: Option<&'static str>,
-    /// Why, in a few words.
-    pub why: &'static str,
-}
-
-/// The mask for values of `kind` (a [`kinds_in_value`] or [`kind_by_name`] kind).
-fn mask_for(kind: &str) -> &'static str {
-    match kind {
-        "email" => "email",
-        "phone" => "phone",
-        "token" => "token",
-        "secret" => "hash",
-        "password" => "password",
-        // IBANs and card numbers: a placeholder of the same length.
-        _ => "text",
-    }
-}
-
-fn suggest(column: &Column, evidence: &Evidence) -> Suggestion {
-    let ty = column.ty.name.last().map_or("", String::as_str);
-    let plain = |mask, why| Suggestion {
-        mask,
-        paths: BTreeMap::new(),
-        value: None,
-        why,
-    };
-    // The kind most values hold.
-    let top = evidence.kinds.iter().max_by_key(|(_, n)| **n);
-    if ["inet", "cidr", "macaddr", "macaddr8"].contains(&ty) {
-        return plain("null", "network addresses are personal data");
-    }
-    if ["json", "jsonb"].contains(&ty) && !column.ty.array {
-        if !evidence.paths.is_empty() {
-            let paths = evidence
-                .paths
-                .iter()
-                .filter_map(|(path, kinds)| {
-                    let (kind, _) = kinds.iter().max_by_key(|(_, n)| **n)?;
-                    Some((path.clone(), mask_for(kind)))
-                })
-                .collect();
-            return Suggestion {
-                mask: "json",
-                paths,
-                value: None,
-                why: "personal values found at these paths",
-            };
-        }
-        if top.is_some() || evidence.name.is_some() {
-            // A placeholder text would not be valid JSON.
-            return Suggestion {
-                value: Some("{}"),
-                ..plain(
-                    "redact",
-                    "personal values found, at no path a mask can name",
-                )
-            };
-        }
-    }
-    match (top, evidence.name) {
-        (Some((kind, n)), _) if n * 2 >= evidence.values => {
-            plain(mask_for(kind), "most values hold this kind")
-        }
-        (Some(_), _) => plain("text", "some values hold personal data among other text"),
-        (None, Some(kind)) => plain(mask_for(kind), "the column's name says so"),
-        (None, None) => plain("keep", "review: probably keep, nothing personal seen"),
-    }
-}
-
 /// Reads the stream: the schema from the pre-data, the values of unclassified columns from
 /// their COPY data.
 pub struct Survey {
@@ -274,11 +118,12 @@ impl Reading {
     fn end_field(&mut self, cfg: &AnonymizeConfig) {
         let value = std::mem::take(&mut self.value);
         let truncated = std::mem::take(&mut self.truncated);
-        let Some(Some((_, json, evidence))) = self.fields.get_mut(self.field) else {
+        let Some(Some((name, json, evidence))) = self.fields.get_mut(self.field) else {
             return;
         };
         if let Some(decoded) = copy::decode(&value) {
-            evidence.observe(&String::from_utf8_lossy(&decoded), *json && !truncated, cfg);
+            let json = (*json && !truncated).then_some(name.as_str());
+            evidence.observe(&String::from_utf8_lossy(&decoded), json, cfg);
         }
     }
 }
@@ -326,6 +171,7 @@ impl Survey {
             if self.rules.table_mode(table) == Some(TableMode::Empty) {
                 emptied.push(table.to_string());
             }
+            let siblings: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
             for column in cols {
                 let (mask, rule) = match classify(&self.rules, &self.schema, table, column) {
                     Class::Emptied | Class::NotPersonal => continue,
@@ -337,7 +183,7 @@ impl Survey {
                         .evidence
                         .remove(&(table.clone(), column.name.clone()))
                         .unwrap_or_default();
-                    evidence.name = kind_by_name(&column.name);
+                    evidence.name = kind_by_name(&table.name, &column.name, &siblings);
                     evidence
                 });
                 columns.push(Classified {
@@ -346,7 +192,9 @@ impl Survey {
                     ty: column.ty.to_string(),
                     mask,
                     rule,
-                    suggestion: evidence.as_ref().map(|e| suggest(column, e)),
+                    suggestion: evidence
+                        .as_ref()
+                        .map(|e| suggest::suggest(column, e, &self.cfg)),
                     evidence,
                 });
             }
@@ -379,20 +227,10 @@ impl StreamStage for Survey {
     fn copy_end(&mut self) -> Result<Option<Bytes>, StageError> {
         if let Some(reading) = self.copy.take() {
             for (name, _, seen) in reading.fields.into_iter().flatten() {
-                let evidence = self
-                    .evidence
+                self.evidence
                     .entry((reading.table.clone(), name))
-                    .or_default();
-                evidence.values += seen.values;
-                for (kind, n) in seen.kinds {
-                    *evidence.kinds.entry(kind).or_default() += n;
-                }
-                for (path, kinds) in seen.paths {
-                    let at = evidence.paths.entry(path).or_default();
-                    for (kind, n) in kinds {
-                        *at.entry(kind).or_default() += n;
-                    }
-                }
+                    .or_default()
+                    .add(seen);
             }
         }
         Ok(None)
@@ -401,6 +239,8 @@ impl StreamStage for Survey {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::restore::lexer::{Item, Lexer};
 
