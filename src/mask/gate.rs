@@ -3,12 +3,12 @@
 //! loaded, naming each such column; a `null` mask never meets a NOT NULL column. At the end
 //! of the dump, what the rules made of its columns goes to verification and the report.
 
-use crate::config::Unclassified;
+use crate::config::Unclassified as UnclassifiedPolicy;
 use crate::config::masking::{Class, Mask, Rules};
 use crate::table::{TableName, display_ident};
 
 use super::Masked;
-use super::error::MaskError;
+use super::error::{MaskError, Unclassified};
 use super::schema::{Column, Schema};
 
 /// What the rules make of `column` of `table`, its type read in `schema`: the run's gate,
@@ -42,16 +42,18 @@ pub(super) fn warn_unknown_columns(rules: &Rules, schema: &Schema) {
 
 /// Every personal column of `tables` has a rule, and no `null` mask meets NOT NULL.
 pub(super) fn check(rules: &Rules, schema: &Schema, tables: &[TableName]) -> Result<(), MaskError> {
-    let mut unclassified = Vec::new();
+    let mut unclassified = Unclassified::default();
     for table in tables {
         for column in schema.columns(table).unwrap_or_default() {
-            let name = || format!("{table}.{}", display_ident(&column.name));
             match classify(rules, schema, table, column) {
                 Class::Ruled(Mask::Null, _) if column.not_null => {
-                    return Err(MaskError::NullOnNotNull { column: name() });
+                    return Err(MaskError::NullOnNotNull {
+                        column: format!("{table}.{}", display_ident(&column.name)),
+                    });
                 }
                 Class::Unclassified => {
-                    unclassified.push(format!("{} ({})", name(), column.ty));
+                    let name = display_ident(&column.name);
+                    unclassified.push(table.to_string(), format!("{name} ({})", column.ty));
                 }
                 Class::Ruled(..) | Class::Emptied | Class::NotPersonal => {}
             }
@@ -68,7 +70,7 @@ pub(super) fn masks_of(
     names: &[String],
 ) -> Result<Vec<Option<Mask>>, MaskError> {
     let columns = schema.columns(table).unwrap_or_default();
-    let mut unclassified = Vec::new();
+    let mut unclassified = Unclassified::default();
     let masks = names
         .iter()
         .map(|name| match rules.mask(table, name) {
@@ -79,7 +81,7 @@ pub(super) fn masks_of(
                 let column = columns.iter().find(|c| c.name == *name);
                 if column.is_none_or(|c| schema.is_personal(&c.ty)) {
                     let ty = column.map_or("type unknown".to_owned(), |c| c.ty.to_string());
-                    unclassified.push(format!("{table}.{} ({ty})", display_ident(name)));
+                    unclassified.push(table.to_string(), format!("{} ({ty})", display_ident(name)));
                 }
                 None
             }
@@ -109,18 +111,18 @@ pub(super) fn note_classes(rules: &Rules, schema: &Schema, masked: &mut Masked) 
     }
 }
 
-/// Fails on `columns` (unclassified, as `table.column (type)`), or warns of them.
-fn refuse_unclassified(policy: Unclassified, columns: Vec<String>) -> Result<(), MaskError> {
-    if columns.is_empty() {
+/// Fails on the `unclassified` columns, or warns of them.
+fn refuse_unclassified(
+    policy: UnclassifiedPolicy,
+    unclassified: Unclassified,
+) -> Result<(), MaskError> {
+    if unclassified.is_empty() {
         return Ok(());
     }
     match policy {
-        Unclassified::Fail => Err(MaskError::Unclassified(columns)),
-        Unclassified::Warn => {
-            tracing::warn!(
-                columns = %columns.join(", "),
-                "unclassified columns kept unmasked (anonymize.unclassified = \"warn\")"
-            );
+        UnclassifiedPolicy::Fail => Err(MaskError::Unclassified(unclassified)),
+        UnclassifiedPolicy::Warn => {
+            tracing::warn!("{}", unclassified.warning());
             Ok(())
         }
     }

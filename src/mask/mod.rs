@@ -28,7 +28,7 @@ use crate::restore::statement::Statement;
 use crate::restore::{StageError, StreamStage};
 use crate::table::{TableName, display_ident};
 pub use admin::{Admin, BCRYPT_COST};
-pub use error::MaskError;
+pub use error::{MaskError, Unclassified};
 pub use gate::classify;
 pub use key::Key;
 pub use kinds::Masks;
@@ -277,7 +277,9 @@ impl Masker {
         };
         let masks = match gate::masks_of(&self.rules, &self.schema, &table, &names) {
             Ok(masks) => masks,
-            Err(MaskError::Unclassified(columns)) => return Err(refused(columns)),
+            Err(MaskError::Unclassified(unclassified)) => {
+                return Err(refused(unclassified.columns()));
+            }
             Err(e) => return Err(e),
         };
         let masked: Vec<String> = names

@@ -204,6 +204,10 @@ pub struct RunReport {
     /// them as not personal.
     #[serde(default)]
     pub columns_kept: Vec<String>,
+    /// Every column no rule classified, `schema.table.column (type)`, when that refused the
+    /// run (its error shows a screenful).
+    #[serde(default)]
+    pub unclassified_columns: Vec<String>,
     pub verification: Vec<Verification>,
     pub pii_findings: Vec<Finding>,
     /// `SECURITY DEFINER` functions the dump created: they run as `database.owner` for
@@ -253,6 +257,7 @@ impl RunReport {
             masked_values: BTreeMap::new(),
             tables_emptied: BTreeMap::new(),
             columns_kept: Vec::new(),
+            unclassified_columns: Vec::new(),
             verification: Vec::new(),
             pii_findings: Vec::new(),
             maintenance_seconds: None,
