@@ -116,7 +116,10 @@ impl Unclassified {
             .collect();
         if self.tables.len() > SHOWN_TABLES {
             let more = self.tables.len() - SHOWN_TABLES;
-            lines.push(format!("and {}", crate::report::counted(more, "more table")));
+            lines.push(format!(
+                "and {}",
+                crate::report::counted(more, "more table")
+            ));
         }
         lines
     }

@@ -13,110 +13,19 @@ static GIVEN: LazyLock<HashSet<&'static str>> =
     LazyLock::new(|| list(include_str!("names/given.txt")));
 static SURNAMES: LazyLock<HashSet<&'static str>> =
     LazyLock::new(|| list(include_str!("names/surnames.txt")));
+static COMMON: LazyLock<HashSet<&'static str>> =
+    LazyLock::new(|| COMMON_WORDS.split_whitespace().collect());
 
 /// Names that are also months, colours, places or everyday words: alone, or next to another
 /// of them ("Grant Park", "Jordan Brown"), they say nothing of a person.
-const COMMON_WORDS: &[&str] = &[
-    "amber",
-    "april",
-    "art",
-    "august",
-    "austin",
-    "ball",
-    "bell",
-    "bill",
-    "bird",
-    "black",
-    "blue",
-    "brown",
-    "carolina",
-    "case",
-    "chad",
-    "chance",
-    "charlotte",
-    "china",
-    "cook",
-    "crystal",
-    "daisy",
-    "dallas",
-    "day",
-    "dean",
-    "denver",
-    "don",
-    "faith",
-    "field",
-    "florence",
-    "fox",
-    "frost",
-    "georgia",
-    "gold",
-    "grant",
-    "gray",
-    "green",
-    "grey",
-    "guy",
-    "hall",
-    "hazel",
-    "hill",
-    "holly",
-    "hope",
-    "houston",
-    "hunt",
-    "hunter",
-    "india",
-    "iris",
-    "ivy",
-    "jade",
-    "jasmine",
-    "jersey",
-    "jordan",
-    "joy",
-    "june",
-    "king",
-    "lane",
-    "lily",
-    "little",
-    "long",
-    "love",
-    "madison",
-    "major",
-    "mark",
-    "may",
-    "north",
-    "olive",
-    "orlando",
-    "page",
-    "paris",
-    "park",
-    "pearl",
-    "price",
-    "rice",
-    "rich",
-    "rose",
-    "ruby",
-    "savannah",
-    "sharp",
-    "short",
-    "silver",
-    "small",
-    "snow",
-    "south",
-    "stone",
-    "street",
-    "strong",
-    "summer",
-    "sydney",
-    "victoria",
-    "violet",
-    "virginia",
-    "west",
-    "white",
-    "will",
-    "wolf",
-    "wood",
-    "york",
-    "young",
-];
+const COMMON_WORDS: &str = "\
+    amber april art august austin ball bell bill bird black blue brown carolina case chad \
+    chance charlotte china cook crystal daisy dallas day dean denver don faith field \
+    florence fox frost georgia gold grant gray green grey guy hall hazel hill holly hope \
+    houston hunt hunter india iris ivy jade jasmine jersey jordan joy june king lane lily \
+    little long love madison major mark may north olive orlando page paris park pearl \
+    price rice rich rose ruby savannah sharp short silver small snow south stone street \
+    strong summer sydney victoria violet virginia west white will wolf wood york young";
 
 fn list(text: &'static str) -> HashSet<&'static str> {
     text.lines()
@@ -159,7 +68,7 @@ fn word(text: &str) -> Option<Word> {
     let w = Word {
         given: GIVEN.contains(lower),
         surname: SURNAMES.contains(lower),
-        common: COMMON_WORDS.contains(&lower),
+        common: COMMON.contains(lower),
     };
     (w.given || w.surname).then_some(w)
 }
