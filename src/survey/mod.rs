@@ -336,6 +336,50 @@ COPY public.session (id, token) FROM stdin;
     }
 
     #[test]
+    fn suggestions_follow_what_columns_hold_and_fit_their_types() {
+        let dump = "CREATE TABLE public.contacts (id integer, first_name varchar(10), notes text,
+    username text NOT NULL, backup_codes text[], secret bytea NOT NULL,
+    ip varchar(45) NOT NULL, last_ip inet NOT NULL, country text, city text, zip text,
+    street text, doc jsonb, recipient text);
+COPY public.contacts (id, first_name, notes, username, backup_codes, secret, ip, last_ip, country, city, zip, street, doc, recipient) FROM stdin;
+1\tJane\tCalled Jane Doe on +44 20 7946 0958, mail jane@example.org\tjdoe\t{a,b}\t\\\\x0102\t203.0.113.5\t203.0.113.6\tJordan\tSpringfield\t62704\t12 Elm St\t{\"billing\": {\"street\": \"12 Elm St\", \"city\": \"Springfield\"}, \"theme\": \"dark\"}\tMaria Garcia
+2\tOmar\tNo answer, try again\tomar\t\\N\t\\\\x03\t198.51.100.7\t198.51.100.8\tFrance\tBerlin\t10115\tHauptstraße 5\t{\"theme\": \"light\"}\tJohn Smith
+\\.";
+        let columns = survey(dump, 7);
+        let suggested = |name: &str| {
+            let c = columns.columns.iter().find(|c| c.column == name).unwrap();
+            let s = c.suggestion.as_ref().unwrap();
+            (s.mask, s.value.as_deref())
+        };
+        // "First Last" is longer than varchar(10): a placeholder of the same length.
+        assert_eq!(suggested("first_name"), ("text", None));
+        // A name, a phone and an email in one note: text, not phone.
+        assert_eq!(suggested("notes"), ("text", None));
+        assert_eq!(suggested("username"), ("hash", None));
+        // Text masks do not fit arrays, bytea or network types: NULL, or a constant of the type.
+        assert_eq!(suggested("backup_codes"), ("null", None));
+        assert_eq!(suggested("secret"), ("redact", Some("")));
+        assert_eq!(suggested("ip"), ("token", None));
+        assert_eq!(suggested("last_ip"), ("redact", Some("192.0.2.1")));
+        // "Jordan" the country is no name.
+        assert_eq!(suggested("country"), ("keep", None));
+        assert_eq!(suggested("city"), ("text", None));
+        assert_eq!(suggested("zip"), ("token", None));
+        assert_eq!(suggested("street"), ("text", None));
+        assert_eq!(suggested("recipient"), ("name", None));
+        let doc = columns.columns.iter().find(|c| c.column == "doc").unwrap();
+        let doc = doc.suggestion.as_ref().unwrap();
+        assert_eq!(doc.mask, "json");
+        assert_eq!(
+            doc.paths,
+            BTreeMap::from([
+                ("billing.city".into(), "text"),
+                ("billing.street".into(), "text")
+            ])
+        );
+    }
+
+    #[test]
     fn only_the_first_bytes_of_a_value_are_examined() {
         let long = format!("{}jane@example.org", "x".repeat(VALUE_PREFIX));
         let sql = format!(

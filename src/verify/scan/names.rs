@@ -25,7 +25,8 @@ const COMMON_WORDS: &str = "\
     houston hunt hunter india iris ivy jade jasmine jersey jordan joy june king lane lily \
     little long love madison major mark may north olive orlando page paris park pearl \
     price rice rich rose ruby savannah sharp short silver small snow south stone street \
-    strong summer sydney victoria violet virginia west white will wolf wood york young";
+    strong summer sydney victoria violet virginia west white will wolf wood york young \
+    france spain kenya israel england holland london madrid march";
 
 fn list(text: &'static str) -> HashSet<&'static str> {
     text.lines()
