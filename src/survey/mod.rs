@@ -8,7 +8,7 @@
 mod evidence;
 mod suggest;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -80,6 +80,9 @@ pub struct Survey {
     rules: Rules,
     schema: Schema,
     evidence: HashMap<(TableName, String), Evidence>,
+    /// The columns a unique index or constraint of the post-data names alone: their masks
+    /// must keep distinct values distinct.
+    unique: HashSet<(TableName, String)>,
     copy: Option<Reading>,
 }
 
@@ -135,6 +138,7 @@ impl Survey {
             rules,
             schema: Schema::default(),
             evidence: HashMap::new(),
+            unique: HashSet::new(),
             copy: None,
         }
     }
@@ -192,9 +196,10 @@ impl Survey {
                     ty: column.ty.to_string(),
                     mask,
                     rule,
-                    suggestion: evidence
-                        .as_ref()
-                        .map(|e| suggest::suggest(column, e, &self.cfg)),
+                    suggestion: evidence.as_ref().map(|e| {
+                        let unique = self.unique.contains(&(table.clone(), column.name.clone()));
+                        suggest::suggest(column, unique, e, &self.cfg)
+                    }),
                     evidence,
                 });
             }
@@ -211,6 +216,8 @@ impl StreamStage for Survey {
     fn statement(&mut self, s: &Statement) -> Result<bool, StageError> {
         if s.is_copy_from_stdin() {
             self.copy_start(s);
+        } else if let Some(unique) = unique_column(s) {
+            self.unique.insert(unique);
         } else {
             self.schema.learn(s);
         }
@@ -234,6 +241,43 @@ impl StreamStage for Survey {
             }
         }
         Ok(None)
+    }
+}
+
+/// The one column a `CREATE UNIQUE INDEX` or an `ADD CONSTRAINT ... UNIQUE | PRIMARY KEY`
+/// names alone, with its table.
+fn unique_column(s: &Statement) -> Option<(TableName, String)> {
+    let (table, open) = if s.starts_with(&["create", "unique", "index"]) {
+        let on = s
+            .top_level(0..s.tokens.len())
+            .find(|&i| s.is_word(i, "on"))?;
+        let (table, next) = s.table(on + 1 + usize::from(s.is_word(on + 1, "only")))?;
+        (
+            table,
+            if s.is_word(next, "using") {
+                next + 2
+            } else {
+                next
+            },
+        )
+    } else if s.starts_with(&["alter", "table"]) {
+        let (table, next) = s.table(2 + usize::from(s.is_word(2, "only")))?;
+        let unique = (next..s.tokens.len()).find(|&i| {
+            s.is_word(i, "unique") || (s.is_word(i, "key") && s.is_word(i - 1, "primary"))
+        })?;
+        (table, unique + 1)
+    } else {
+        return None;
+    };
+    if s.token_text(open) != Some("(") {
+        return None;
+    }
+    match s.elements(open).0.as_slice() {
+        // A column, maybe with its order or operator class; not an expression.
+        [one] if !matches!(s.token_text(one.start + 1), Some("(" | ":" | ".")) => {
+            Some((table, s.name(one.start)?))
+        }
+        _ => None,
     }
 }
 
@@ -377,6 +421,27 @@ COPY public.contacts (id, first_name, notes, username, backup_codes, secret, ip,
                 ("billing.street".into(), "text")
             ])
         );
+    }
+
+    #[test]
+    fn a_unique_column_gets_a_mask_that_keeps_values_distinct() {
+        let dump = "CREATE TABLE public.a (id integer, note text, street text, city text, zip text);
+COPY public.a (id, note, street, city, zip) FROM stdin;
+1\tCalled Jane Doe on +44 20 7946 0958\t12 Elm St\tSpringfield\t62704
+\\.
+ALTER TABLE ONLY public.a ADD CONSTRAINT a_street_key UNIQUE (street);
+ALTER TABLE ONLY public.a ADD CONSTRAINT a_city_fkey FOREIGN KEY (city) REFERENCES public.b(city);
+CREATE UNIQUE INDEX a_note ON public.a USING btree (note text_pattern_ops);
+CREATE UNIQUE INDEX a_lower_zip ON ONLY public.a USING btree (lower(zip));";
+        let columns = survey(dump, 1 << 20);
+        let suggested = |name: &str| {
+            let c = columns.columns.iter().find(|c| c.column == name).unwrap();
+            c.suggestion.as_ref().unwrap().mask
+        };
+        assert_eq!(suggested("note"), "token");
+        assert_eq!(suggested("street"), "token");
+        assert_eq!(suggested("city"), "text");
+        assert_eq!(suggested("zip"), "token");
     }
 
     #[test]

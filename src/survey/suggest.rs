@@ -1,7 +1,8 @@
 //! The mask to suggest for an unclassified column, in three steps: what the column holds
 //! ([`holds`]: its name and its values' [`Evidence`]), the masks for that kind in order of
-//! preference ([`masks_for`]), and the first of them the column takes ([`fits`]), a NULL or
-//! a constant of its type last.
+//! preference ([`masks_for`]), and the first of them the column takes ([`fits`]; distinct
+//! values for distinct ones where a unique index says so), a NULL or a constant of its type
+//! last.
 
 use std::collections::BTreeMap;
 
@@ -89,14 +90,15 @@ fn holds(evidence: &Evidence) -> (Holds, &'static str) {
     }
 }
 
-/// The masks for what a column holds, best first.
+/// The masks for what a column holds, best first; `token` last, as it fits any text column
+/// and keeps distinct values distinct.
 fn masks_for(holds: Holds) -> Vec<Mask> {
     let kind = match holds {
         Holds::Nothing => return vec![Mask::Keep],
-        Holds::FreeText => return vec![Mask::Text],
+        Holds::FreeText => return vec![Mask::Text, Mask::Token],
         Holds::Kind(kind) => kind,
     };
-    match kind {
+    let mut masks = match kind {
         EMAIL => vec![Mask::Email, Mask::Hash, Mask::Token],
         PHONE => vec![Mask::Phone],
         NAME => vec![Mask::Name, Mask::Text],
@@ -106,10 +108,19 @@ fn masks_for(holds: Holds) -> Vec<Mask> {
         // index the column has.
         SECRET | TOKEN | POSTCODE | IDENTITY => vec![Mask::Token],
         PASSWORD => vec![Mask::Password, Mask::Token],
-        IP => vec![Mask::Null, Mask::Token],
+        IP => vec![Mask::Null],
         // Addresses, personal text, IBANs and card numbers: a placeholder of the same length.
         _ => vec![Mask::Text],
+    };
+    if !masks.contains(&Mask::Token) {
+        masks.push(Mask::Token);
     }
+    masks
+}
+
+/// Whether `mask` writes distinct values for distinct ones (NULLs never collide).
+fn distinct(mask: &Mask) -> bool {
+    !matches!(mask, Mask::Text | Mask::Name | Mask::Redact(_))
 }
 
 /// The mask for values of `kind` inside a json document.
@@ -184,8 +195,14 @@ fn placeholder(column: &Column) -> &'static str {
     }
 }
 
-/// The suggestion for `column`, from what its name and values showed.
-pub(super) fn suggest(column: &Column, evidence: &Evidence, cfg: &AnonymizeConfig) -> Suggestion {
+/// The suggestion for `column` (`unique`: a unique index names it alone), from what its name
+/// and values showed.
+pub(super) fn suggest(
+    column: &Column,
+    unique: bool,
+    evidence: &Evidence,
+    cfg: &AnonymizeConfig,
+) -> Suggestion {
     let ty = type_name(column);
     let (holds, mut why) = if ["inet", "cidr", "macaddr", "macaddr8"].contains(&ty) {
         (Holds::Kind(IP), "network addresses are personal data")
@@ -219,7 +236,7 @@ pub(super) fn suggest(column: &Column, evidence: &Evidence, cfg: &AnonymizeConfi
     }
     let mask = masks
         .into_iter()
-        .find(|m| fits(m, column, cfg))
+        .find(|m| fits(m, column, cfg) && (distinct(m) || !unique))
         .unwrap_or_else(|| Mask::Redact(placeholder(column).into()));
     Suggestion {
         mask: (&mask).into(),
