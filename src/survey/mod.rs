@@ -425,7 +425,8 @@ COPY public.contacts (id, first_name, notes, username, backup_codes, secret, ip,
 
     #[test]
     fn a_unique_column_gets_a_mask_that_keeps_values_distinct() {
-        let dump = "CREATE TABLE public.a (id integer, note text, street text, city text, zip text);
+        let dump =
+            "CREATE TABLE public.a (id integer, note text, street text, city text, zip text);
 COPY public.a (id, note, street, city, zip) FROM stdin;
 1\tCalled Jane Doe on +44 20 7946 0958\t12 Elm St\tSpringfield\t62704
 \\.

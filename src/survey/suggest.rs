@@ -34,7 +34,7 @@ pub struct Suggestion {
 
 /// Kinds whose values have a shape of their own: a column of them is that kind whatever its
 /// name says (a `login` of emails is emails), and one of them in free text is personal.
-const SHAPED: &[&str] = &[EMAIL, PHONE, IP, TOKEN, IBAN, CARD];
+const SHAPED: &[&str] = &[EMAIL, PHONE, IP, TOKEN, PASSWORD, IBAN, CARD];
 /// Kinds whose masks rewrite only part of a value, or write a short one: free text under
 /// such a name (a `contact_name` with a phone number in it) is masked as text.
 const PARTIAL: &[&str] = &[
@@ -61,8 +61,10 @@ fn holds(evidence: &Evidence) -> (Holds, &'static str) {
         .filter(|(_, n)| **n * 2 >= values)
         .map(|(kind, _)| *kind);
     let in_text = evidence.kinds.iter().any(|(kind, &n)| {
-        // A name or an address is seen in text by a lookup that can err: a few do not count.
-        SHAPED.contains(kind) || (n >= 2 && n * 20 >= values)
+        // A name or an address is seen in text by a lookup that can err: a few do not count,
+        // nor do values that are one alone (a company named "Alpha Industries").
+        let within = n - evidence.alone.get(kind).copied().unwrap_or(0);
+        SHAPED.contains(kind) || (within >= 2 && within * 20 >= values)
     });
     match (evidence.name, alone) {
         (Some(name), Some(kind))

@@ -9,6 +9,7 @@ mod common;
 mod containment;
 mod daemon;
 mod database_tls;
+mod detect;
 mod faults;
 mod formats;
 mod hostile_input;

@@ -1,5 +1,5 @@
-//! What a value looks like it holds: emails, phone numbers, API tokens, IBANs, card numbers
-//! (with a valid Luhn digit), IP addresses (valid ones, not version numbers), postal
+//! What a value looks like it holds: emails, phone numbers, API tokens, password hashes,
+//! IBANs, card numbers (with a valid Luhn digit), IP addresses (valid ones, not version numbers), postal
 //! addresses (a house number beside a street word) and people's names ([`names`]). Emails in
 //! the masked domain and the staging admin's are not personal. The scan asks which kinds a
 //! text holds anywhere; `rules` also asks which kind a value is, alone.
@@ -10,11 +10,11 @@ use std::sync::LazyLock;
 
 use regex::{Regex, RegexSet};
 
-use super::column_names::{ADDRESS, CARD, EMAIL, IBAN, IP, NAME, PHONE};
+use super::column_names::{ADDRESS, CARD, EMAIL, IBAN, IP, NAME, PASSWORD, PHONE};
 use super::names;
 use crate::config::AnonymizeConfig;
 
-/// API tokens by their vendors' prefixes.
+/// API tokens and payment ids by their vendors' prefixes (Stripe's, GitHub's, Slack's, AWS').
 pub(crate) const TOKEN: &str = "token";
 
 static EMAIL_RE: LazyLock<Regex> = LazyLock::new(|| {
@@ -30,7 +30,15 @@ static NATIONAL_PHONE: LazyLock<Regex> = LazyLock::new(|| {
 });
 static TOKEN_RE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"\b(?:[spr]k_live_[A-Za-z0-9]{8,}|cus_[A-Za-z0-9]{8,}|ghp_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|xox[abprs]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16})|-----BEGIN [A-Z ]*PRIVATE KEY-----",
+        r"\b(?:[spr]k_live_[A-Za-z0-9]{8,}|cus_[A-Za-z0-9]{8,}|(?:pm|pi|ch|card|seti|acct)_[A-Za-z0-9]{14,}|ghp_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|xox[abprs]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16})|-----BEGIN [A-Z ]*PRIVATE KEY-----",
+    )
+    .unwrap()
+});
+/// Password hashes in the formats applications store: bcrypt, argon2, Django's PBKDF2, crypt(3)'s
+/// MD5 and SHA-2.
+static PASSWORD_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"\$2[aby]?\$[0-9]{2}\$[./A-Za-z0-9]{53}|\$argon2(?:id|i|d)\$[^\s$]*\$[^\s$]*\$[^\s$]+\$[A-Za-z0-9+/]+|pbkdf2_sha(?:1|256)\$[0-9]+\$[^\s$]+\$[A-Za-z0-9+/=]+|\$[156]\$[./A-Za-z0-9]{1,16}\$[./A-Za-z0-9]{22,86}",
     )
     .unwrap()
 });
@@ -80,7 +88,7 @@ static ADDRESS_RE: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// The kinds a regex finds, in [`PREFILTER`]'s order.
-const FOUND_BY_REGEX: [&str; 8] = [EMAIL, PHONE, TOKEN, IBAN, CARD, IP, IP, ADDRESS];
+const FOUND_BY_REGEX: [&str; 9] = [EMAIL, PHONE, TOKEN, PASSWORD, IBAN, CARD, IP, IP, ADDRESS];
 
 /// For each kind of [`FOUND_BY_REGEX`], a pattern matching wherever it could (loosened: no
 /// word boundaries, no checks), all run in one pass: most values hold nothing personal,
@@ -90,7 +98,8 @@ static PREFILTER: LazyLock<RegexSet> = LazyLock::new(|| {
     RegexSet::new([
         r"(?i:[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,})",
         r"\+[1-9][0-9 ().-]{6,20}[0-9]",
-        r"[spr]k_live_|cus_[A-Za-z0-9]{8}|ghp_|github_pat_|xox[abprs]-|AKIA[0-9A-Z]{16}|-----BEGIN ",
+        r"[spr]k_live_|cus_[A-Za-z0-9]{8}|(?:pm|pi|ch|card|seti|acct)_[A-Za-z0-9]{14}|ghp_|github_pat_|xox[abprs]-|AKIA[0-9A-Z]{16}|-----BEGIN ",
+        r"\$2[aby]?\$[0-9]{2}\$|\$argon2|pbkdf2_sha|\$[156]\$",
         r"[A-Z]{2}[0-9]{2} ?[A-Z0-9]{4} ?[A-Z0-9]{4}",
         r"[0-9]{13}|[0-9]{4}[ -][0-9]{4}[ -][0-9]{4}|3[47][0-9]{2}[ -][0-9]{6}",
         r"[0-9]\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]",
@@ -129,11 +138,12 @@ fn found(text: &str, cfg: &AnonymizeConfig) -> Vec<(&'static str, Range<usize>)>
                 .filter(|m| (8..=15).contains(&digits(m.as_str())))
                 .for_each(|m| add(m.range())),
             2 => TOKEN_RE.find_iter(text).for_each(|m| add(m.range())),
-            3 => IBAN_RE
+            3 => PASSWORD_RE.find_iter(text).for_each(|m| add(m.range())),
+            4 => IBAN_RE
                 .find_iter(text)
                 .filter(|m| iban_valid(m.as_str()))
                 .for_each(|m| add(m.range())),
-            4 => {
+            5 => {
                 // Blanked to the same length, so offsets stay those of `text`.
                 let without_uuids =
                     UUID.replace_all(text, |c: &regex::Captures| " ".repeat(c[0].len()));
@@ -142,11 +152,11 @@ fn found(text: &str, cfg: &AnonymizeConfig) -> Vec<(&'static str, Range<usize>)>
                     .filter(|m| card_prefix(m.as_str()) && luhn_valid(m.as_str()))
                     .for_each(|m| add(m.range()));
             }
-            5 => IPV4_RE
+            6 => IPV4_RE
                 .find_iter(text)
                 .filter(|m| ipv4(text, m.range()))
                 .for_each(|m| add(m.range())),
-            6 => IPV6_RE
+            7 => IPV6_RE
                 .find_iter(text)
                 .filter(|m| ipv6(text, m.range()))
                 .for_each(|m| add(m.range())),
@@ -354,6 +364,15 @@ pub(super) mod tests {
                 &["token"],
             ),
             ("customer cus_NffrFeUfNV2Hib", &["token"]),
+            ("paid with pm_1NxYzA2eZvKYlo2C8hZ3kQ", &["token"]),
+            (
+                "$2b$12$KIXQJ1bQ8ZpvVh5YnYJrUe3ZQ0Fq9xGzW7oU1aH2dD3eE4fF5gG6h",
+                &["password"],
+            ),
+            (
+                "pbkdf2_sha256$720000$c2FsdHNhbHQ$aGFzaGhhc2g=",
+                &["password"],
+            ),
             ("IBAN DE89 3704 0044 0532 0130 00", &["iban"]),
             ("card 4111 1111 1111 1111", &["card"]),
             ("card 4111-1111-1111-1111", &["card"]),
@@ -430,6 +449,10 @@ pub(super) mod tests {
             ("Jane", Some("name")),
             ("221B Baker Street, London NW1 6XE", Some("address")),
             ("sk_live_4eC39HqLyjWDarjtT1zdp7dc", Some("token")),
+            (
+                "$2a$12$KIXQJ1bQ8ZpvVh5YnYJrUe3ZQ0Fq9xGzW7oU1aH2dD3eE4fF5gG6h",
+                Some("password"),
+            ),
             // Not one thing alone: free text, dates, numbers, nothing personal.
             ("Jane Doe, jane@example.org", None),
             ("write to jane@example.org today", None),

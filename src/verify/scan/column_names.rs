@@ -157,6 +157,8 @@ const IDENTITY_PAIRS: &[[&str; 2]] = &[
     ["tax", "number"],
     ["social", "security"],
     ["insurance", "number"],
+    ["vat", "number"],
+    ["vat", "id"],
     ["driver", "license"],
     ["drivers", "license"],
     ["driving", "licence"],
@@ -232,8 +234,15 @@ fn is_trailing(word: &str) -> bool {
 }
 
 /// Whether `table` holds people: its last word says so (`users`, `crm_contacts`), or it
-/// holds their details (`user_details`).
+/// holds their details (`user_details`); an application's clients are not people
+/// (`oauth_clients`).
 fn people_like(table: &[String]) -> bool {
+    if any(
+        table,
+        "oauth oauth2 api app application integration service",
+    ) {
+        return false;
+    }
     match table.split_last() {
         Some((last, _)) if listed(PEOPLE, last) => true,
         Some((last, before)) => listed(DETAILS, last) && any(before, PEOPLE),
@@ -280,9 +289,13 @@ pub(crate) fn kind_by_name(table: &str, column: &str, siblings: &[&str]) -> Opti
     {
         return Some(IDENTITY);
     }
-    // A session id is a secret; other ids are references.
+    // What is encrypted is a secret, whatever it is (`encrypted_url`); a session id is a
+    // secret too, where other ids are references.
     let session_id = head == "id" && after("session");
-    if is(DESCRIPTORS) && !session_id {
+    if (any(&w, "encrypted crypted ciphertext") && !any(&w, PASSWORD_WORDS)) || session_id {
+        return Some(SECRET);
+    }
+    if is(DESCRIPTORS) {
         return None;
     }
     if any(&w, PASSWORD_WORDS) {
@@ -293,7 +306,6 @@ pub(crate) fn kind_by_name(table: &str, column: &str, siblings: &[&str]) -> Opti
         });
     }
     if any(&w, SECRET_WORDS)
-        || session_id
         || (head == "key"
             && (after(SECRET_KEYS)
                 || (before.is_empty() && any(&table, "token tokens secret credential api"))))
@@ -424,6 +436,7 @@ mod tests {
                 verification_code feed_token",
             ),
             (SECRET, "trackers", "session_id confirmation_key"),
+            (SECRET, "web_hooks", "encrypted_url encrypted_url_iv"),
             (
                 PASSWORD,
                 "users",
@@ -472,7 +485,7 @@ mod tests {
             wallets.wallet_address coupons.code products.discount_code stores.city \
             discard.discard_reason products.description payments.card_brand payments.card_last4 \
             projects.handle_path ar_internal_metadata.value deploy_keys.public_key \
-            events.location users.user_id"
+            events.location users.user_id oauth2clients.name"
             .split_whitespace()
         {
             let (table, column) = column.split_once('.').unwrap();

@@ -117,16 +117,22 @@ pub(super) fn holds_name(text: &str, starts: Range<usize>) -> bool {
 }
 
 /// Whether `value` is a person's name and nothing else: one to four capitalised words (an
-/// initial may stand between them), at least half of them names of the lists, none of them
-/// common words; "Doe, Jane" too.
+/// initial may stand between them), the first a given name ("Jane Doe", or after a comma:
+/// "Doe, Jane"), at least half of them names of the lists, none a common word. A single word
+/// is a given name of three letters or more ("NG" or "Key" alone are codes and words).
 pub(crate) fn is_name(value: &str) -> bool {
     let value = value.trim();
-    let parts: Vec<&str> = value
-        .split([' ', ','])
-        .filter(|p| !p.is_empty())
-        .filter(|p| !is_initial(p))
+    if value.len() > 64 {
+        return false;
+    }
+    // "Doe, Jane": the given name comes after the comma.
+    let (before_comma, after_comma) = value.split_once(',').unwrap_or(("", value));
+    let parts: Vec<&str> = after_comma
+        .split(' ')
+        .chain(before_comma.split(' '))
+        .filter(|p| !p.is_empty() && !is_initial(p))
         .collect();
-    if parts.is_empty() || parts.len() > 4 || value.len() > 64 {
+    if parts.is_empty() || parts.len() > 4 {
         return false;
     }
     let mut known = 0;
@@ -141,7 +147,8 @@ pub(crate) fn is_name(value: &str) -> bool {
             None => {}
         }
     }
-    known * 2 >= parts.len()
+    let given = word(parts[0]).is_some_and(|w| w.given);
+    given && known * 2 >= parts.len() && (parts.len() > 1 || parts[0].len() >= 3)
 }
 
 /// `J.` or `J`: a middle initial.
@@ -189,13 +196,12 @@ mod tests {
     fn a_value_that_is_a_name() {
         for name in [
             "Jane",
-            "Doe",
             "Jane Doe",
             "Doe, Jane",
             "Mary J. Blige",
             "Jose Garcia Lopez",
             "Maria Oluwaseun",
-            "O'Brien",
+            "Sean O'Brien",
         ] {
             assert!(is_name(name), "{name}");
         }
@@ -204,6 +210,10 @@ mod tests {
             "Jordan",
             "May",
             "Brown",
+            "Doe",
+            "NG",
+            "Cold Call",
+            "Bravo Systems",
             "Oluwaseun Adeyemi",
             "Product 5",
             "jane",
