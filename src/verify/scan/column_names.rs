@@ -250,16 +250,18 @@ fn people_like(table: &[String]) -> bool {
     }
 }
 
-/// Whether the table holds postal addresses: it is called so, or another column is a
-/// street, an address line or a postcode.
-fn address_context(table: &[String], siblings: &[&str]) -> bool {
-    let postal = |column: &&str| {
-        let w = words(column);
+/// Whether the table holds postal addresses: it is called so, or another column than
+/// `column` is a street, an address or a postcode.
+fn address_context(table: &[String], column: &str, siblings: &[&str]) -> bool {
+    let postal = |sibling: &&str| {
+        let w = words(sibling);
         let head = w.iter().rev().find(|w| !is_trailing(w));
-        head.is_some_and(|h| {
-            listed("street line zip postcode address addr", h)
-                || (h == "code" && any(&w, "postal post"))
-        }) && !any(&w, EMAIL_WORDS)
+        *sibling != column
+            && head.is_some_and(|h| {
+                listed("street zip postcode address addr", h)
+                    || (h == "code" && any(&w, "postal post"))
+            })
+            && !any(&w, EMAIL_WORDS)
             && !any(&w, IP_WORDS)
     };
     table.last().is_some_and(|w| listed("address location", w)) || siblings.iter().any(postal)
@@ -341,8 +343,9 @@ pub(crate) fn kind_by_name(table: &str, column: &str, siblings: &[&str]) -> Opti
     }
     if (is(STREET_WORDS) && !after(NOT_POSTAL))
         || (head == "line"
-            && (any(before, "address addr street") || address_context(&table, siblings)))
-        || (is(CITY_WORDS) && (any(before, "address addr") || address_context(&table, siblings)))
+            && (any(before, "address addr street") || address_context(&table, column, siblings)))
+        || (is(CITY_WORDS)
+            && (any(before, "address addr") || address_context(&table, column, siblings)))
         || (head == "location" && people_like(&table))
     {
         return Some(ADDRESS);
@@ -351,7 +354,7 @@ pub(crate) fn kind_by_name(table: &str, column: &str, siblings: &[&str]) -> Opti
         return Some(USERNAME);
     }
     if is(PERSON_HEADS)
-        || (is(COMPANY_HEADS) && (people_like(&table) || address_context(&table, siblings)))
+        || (is(COMPANY_HEADS) && (people_like(&table) || address_context(&table, column, siblings)))
     {
         return Some(NAME);
     }
@@ -504,6 +507,7 @@ mod tests {
             Some(ADDRESS)
         );
         assert_eq!(kind_by_name("orders", "line1", &["id", "email"]), None);
+        assert_eq!(kind_by_name("event_log", "line", &["id", "line"]), None);
         assert_eq!(says("authtoken_token", "key"), Some(SECRET));
         assert_eq!(says("contacts", "name"), Some(NAME));
         assert_eq!(says("addresses", "company"), Some(NAME));
