@@ -205,6 +205,10 @@ pub struct RunReport {
     /// them as not personal.
     #[serde(default)]
     pub columns_kept: Vec<String>,
+    /// Every column no rule classified, `schema.table.column (type)`, when that refused the
+    /// run (its error shows a screenful).
+    #[serde(default)]
+    pub unclassified_columns: Vec<String>,
     pub verification: Vec<Verification>,
     pub pii_findings: Vec<Finding>,
     /// Materialized views production never populated (`WITH NO DATA`): restored unpopulated,
@@ -268,6 +272,7 @@ impl RunReport {
             masked_values: BTreeMap::new(),
             tables_emptied: BTreeMap::new(),
             columns_kept: Vec::new(),
+            unclassified_columns: Vec::new(),
             verification: Vec::new(),
             pii_findings: Vec::new(),
             unpopulated_views: Vec::new(),

@@ -11,6 +11,7 @@ mod catalog;
 mod containment;
 mod daemon;
 mod database_tls;
+mod detect;
 mod faults;
 mod fitting;
 mod formats;

@@ -89,8 +89,9 @@ fn print_text(snapshot: &SnapshotReport, columns: &Columns) {
             }
         };
         say!(
-            "{unclassified} unclassified columns: {consequence}; `staging-refresh rules --toml` \
-             prints rules to start from (values examined: the first {} KiB of each)",
+            "{unclassified} unclassified columns: {consequence}; `staging-refresh rules --toml \
+             --snapshot {}` prints rules to start from (values examined: the first {} KiB of each)",
+            one_line(&snapshot.name),
             VALUE_PREFIX >> 10
         );
     }
@@ -126,7 +127,7 @@ fn column_toml(c: &Classified) -> String {
         toml_string(&c.column),
         toml_string(suggestion.mask),
     );
-    if let Some(value) = suggestion.value {
+    if let Some(value) = &suggestion.value {
         out.push_str(&format!("value = {}\n", toml_string(value)));
     }
     if !suggestion.paths.is_empty() {
