@@ -305,16 +305,17 @@ impl Survey {
                 evidence.name = kind_by_name(&table.name, &name, &siblings);
                 evidence
             });
+            let suggestion = evidence.as_ref().map(|e| {
+                let unique = self.unique.contains(&(table.clone(), name.clone()));
+                suggest::suggest(column, unique, e, &self.cfg)
+            });
             columns.push(Classified {
                 table: table.to_string(),
                 column: name,
                 ty: column.type_name.clone(),
                 mask,
                 rule,
-                suggestion: evidence.as_ref().map(|e| {
-                    let unique = self.unique.contains(&(table.clone(), name.clone()));
-                    suggest::suggest(column, unique, e, &self.cfg)
-                }),
+                suggestion,
                 evidence,
             });
         }
@@ -553,9 +554,10 @@ COPY public.contacts (id, first_name, notes, username, backup_codes, secret, ip,
         // A name, a phone and an email in one note: text, not phone.
         assert_eq!(suggested("notes"), ("text", None));
         assert_eq!(suggested("username"), ("hash", None));
-        // Text masks do not fit arrays, bytea or network types: NULL, or a constant of the type.
-        assert_eq!(suggested("backup_codes"), ("null", None));
-        assert_eq!(suggested("secret"), ("redact", Some("")));
+        // Text masks fit an array element by element, `token` fits bytea byte by byte; a
+        // network type takes NULL, or a constant of the type.
+        assert_eq!(suggested("backup_codes"), ("token", None));
+        assert_eq!(suggested("secret"), ("token", None));
         assert_eq!(suggested("ip"), ("token", None));
         assert_eq!(suggested("last_ip"), ("redact", Some("192.0.2.1")));
         // "Jordan" the country is no name.
