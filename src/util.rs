@@ -34,6 +34,11 @@ fn escaped(text: &str, kept: &[char]) -> String {
     out
 }
 
+/// `n` and `noun`, plural unless `n` is 1: "1 column", "4 columns".
+pub fn counted(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
 /// A process id for people; `unknown` when a lock file did not name one.
 pub fn shown_pid(pid: Option<u32>) -> String {
     pid.map_or_else(|| "unknown".to_owned(), |pid| pid.to_string())

@@ -13,7 +13,7 @@ use crate::database::restore_role::{self, Reach};
 use crate::database::settings;
 use crate::fault;
 use crate::journal::Step;
-use crate::mask::{Masked, Masker};
+use crate::mask::{MaskError, Masked, Masker};
 use crate::progress::{Progress, Unit};
 use crate::report::{self, Phase};
 use crate::restore::privileges::Privileges;
@@ -158,8 +158,20 @@ impl Run<'_> {
                 humantime::format_duration(limit).to_string(),
             )),
         }
+        .map_err(|mut e| {
+            if let RestoreError::Stage(stage) = &mut e {
+                self.note_unclassified(stage.downcast_mut(), snapshot);
+            }
+            e
+        })
         .doing(restoring())?;
-        let masked = masker.finish().doing(restoring())?;
+        let masked = masker
+            .finish()
+            .map_err(|mut e| {
+                self.note_unclassified(Some(&mut e), snapshot);
+                e
+            })
+            .doing(restoring())?;
         progress.finish();
         self.report.bytes_downloaded = streamed.bytes_downloaded;
         self.report.bytes_restored = streamed.bytes_sql;
@@ -176,6 +188,15 @@ impl Run<'_> {
             s.checksum_verified = streamed.checksum_verified;
         }
         Ok((streamed, masked))
+    }
+
+    /// A refusal of unclassified columns names the snapshot to ask for rules, and leaves
+    /// every column in the report (the refusal shows a screenful).
+    fn note_unclassified(&mut self, err: Option<&mut MaskError>, snapshot: &Snapshot) {
+        if let Some(MaskError::Unclassified(unclassified)) = err {
+            unclassified.snapshot = Some(snapshot.name.clone());
+            self.report.unclassified_columns = unclassified.columns();
+        }
     }
 
     /// The anonymize phase: the dump's own changes to the database's settings undone, then

@@ -15,8 +15,9 @@ use crate::restore::privileges::Forbidden;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Cause {
-    /// Columns no rule classifies (`anonymize.unclassified = "fail"`).
-    Unclassified { columns: Vec<String> },
+    /// Columns no rule classifies (`anonymize.unclassified = "fail"`), this many (the
+    /// report's `unclassified_columns` names them).
+    Unclassified { columns: usize },
     /// The snapshot's bytes are bad: its checksum does not match, it does not decompress or
     /// decrypt to its end. `previous`: the snapshot before it, to choose instead.
     BadSnapshot {
@@ -64,8 +65,8 @@ impl Cause {
         }
         if let Some(mask) = err.downcast_ref::<MaskError>() {
             return match mask {
-                MaskError::Unclassified(columns) => Some(Cause::Unclassified {
-                    columns: columns.clone(),
+                MaskError::Unclassified(unclassified) => Some(Cause::Unclassified {
+                    columns: unclassified.columns().len(),
                 }),
                 MaskError::AdminNotFound { table, column, .. } => Some(Cause::AdminNotFound {
                     table: table.clone(),
@@ -106,6 +107,7 @@ impl Cause {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mask::Unclassified;
     use crate::media::MediaError;
     use crate::snapshot::{ChecksumKind, Compression};
 
@@ -115,14 +117,12 @@ mod tests {
 
     #[test]
     fn causes_are_read_from_the_errors_kinds_through_their_wrappers() {
-        let unclassified = RestoreError::Stage(Box::new(MaskError::Unclassified(vec![
-            "public.member.referral_note".into(),
-        ])));
+        let mut columns = Unclassified::default();
+        columns.push("public.member".into(), "referral_note (text)".into());
+        let unclassified = RestoreError::Stage(Box::new(MaskError::Unclassified(columns)));
         assert_eq!(
             Cause::of(&unclassified),
-            Some(Cause::Unclassified {
-                columns: vec!["public.member.referral_note".into()]
-            })
+            Some(Cause::Unclassified { columns: 1 })
         );
         let admin = RestoreError::Stage(Box::new(MaskError::AdminNotFound {
             table: "public.member".into(),

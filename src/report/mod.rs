@@ -20,6 +20,7 @@ use crate::journal::Recovery;
 use crate::media::MediaReport;
 use crate::snapshot::Snapshot;
 use crate::table::TableName;
+pub use crate::util::counted;
 use crate::verify::{Finding, Verification};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -211,6 +212,10 @@ pub struct RunReport {
     /// them as not personal.
     #[serde(default)]
     pub columns_kept: Vec<String>,
+    /// Every column no rule classified, `schema.table.column (type)`, when that refused the
+    /// run (its error shows a screenful).
+    #[serde(default)]
+    pub unclassified_columns: Vec<String>,
     pub verification: Vec<Verification>,
     pub pii_findings: Vec<Finding>,
     /// Materialized views production never populated (`WITH NO DATA`): restored unpopulated,
@@ -275,6 +280,7 @@ impl RunReport {
             masked_values: BTreeMap::new(),
             tables_emptied: BTreeMap::new(),
             columns_kept: Vec::new(),
+            unclassified_columns: Vec::new(),
             verification: Vec::new(),
             pii_findings: Vec::new(),
             unpopulated_views: Vec::new(),
@@ -355,9 +361,4 @@ pub fn keyed<V: Clone>(
     map.iter()
         .map(|(table, v)| (name(table), v.clone()))
         .collect()
-}
-
-/// `n` and `noun`, plural unless `n` is 1: "1 column", "4 columns".
-pub fn counted(n: usize, noun: &str) -> String {
-    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }

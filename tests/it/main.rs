@@ -12,6 +12,7 @@ mod catalog;
 mod containment;
 mod daemon;
 mod database_tls;
+mod detect;
 mod drift;
 mod faults;
 mod fitting;

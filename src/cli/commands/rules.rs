@@ -89,8 +89,9 @@ fn print_text(snapshot: &SnapshotReport, columns: &Columns) {
             }
         };
         say!(
-            "{unclassified} unclassified columns: {consequence}; `staging-refresh rules --toml` \
-             prints rules to start from (values examined: the first {} KiB of each)",
+            "{unclassified} unclassified columns: {consequence}; `staging-refresh rules --toml \
+             --snapshot {}` prints rules to start from (values examined: the first {} KiB of each)",
+            one_line(&snapshot.name),
             VALUE_PREFIX >> 10
         );
     }
