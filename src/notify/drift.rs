@@ -4,12 +4,13 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::config::{Config, Unclassified};
+use crate::config::Unclassified;
 use crate::drift::Drift;
 use crate::report::Severity;
 use crate::report::outline::{Line, Outline, Section, text};
 
-pub fn outline(config: &Config, drift: &Drift, next_run: Option<DateTime<Utc>>) -> Outline {
+/// The warning for `drift`; `policy` is `anonymize.unclassified`, `next_run` the schedule's.
+pub fn outline(drift: &Drift, policy: Unclassified, next_run: Option<DateTime<Utc>>) -> Outline {
     let name = &drift.snapshot;
     let columns = drift.unclassified.len();
     let when = match next_run {
@@ -22,7 +23,7 @@ pub fn outline(config: &Config, drift: &Drift, next_run: Option<DateTime<Utc>>) 
         drift.taken_at.format("%Y-%m-%d %H:%M UTC")
     ))];
     if columns > 0 {
-        opening.push(text(match config.anonymize.unclassified {
+        opening.push(text(match policy {
             Unclassified::Fail => format!(
                 "{when} will refuse this snapshot (anonymize.unclassified = \"fail\"): staging \
                  keeps its current data until rules classify them."
@@ -83,5 +84,77 @@ pub fn outline(config: &Config, drift: &Drift, next_run: Option<DateTime<Utc>>) 
                 lines: steps,
             },
         ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drift::DriftColumn;
+
+    fn drift(unclassified: Vec<DriftColumn>, rules_for_nothing: Vec<String>) -> Drift {
+        Drift {
+            snapshot: "pgsql_app_db_20260102-030000.sql.zst".into(),
+            taken_at: Utc::now(),
+            checked_at: Utc::now(),
+            unclassified,
+            rules_for_nothing,
+        }
+    }
+
+    fn column(table: &str, column: &str) -> DriftColumn {
+        DriftColumn {
+            table: table.into(),
+            column: column.into(),
+            ty: "text".into(),
+            rule: format!(
+                "[[anonymize.column]]\ntable = \"{table}\"\ncolumn = \"{column}\"\nmask = \"keep\"\n"
+            ),
+        }
+    }
+
+    fn text_of(outline: &Outline) -> String {
+        crate::notify::text::render(outline)
+    }
+
+    #[test]
+    fn the_warning_groups_columns_by_table_and_carries_their_rules() {
+        let found = drift(
+            vec![
+                column("public.member", "nick"),
+                column("public.member", "bio"),
+                column("public.order", "note"),
+            ],
+            vec![],
+        );
+        let outline = outline(&found, Unclassified::Fail, None);
+        assert_eq!(outline.severity, Severity::Warning);
+        assert_eq!(
+            outline.headline,
+            "SCHEMA DRIFT: 3 unclassified column(s) in pgsql_app_db_20260102-030000.sql.zst"
+        );
+        let text = text_of(&outline);
+        assert!(
+            text.contains("public.member: nick (text), bio (text)\n"),
+            "{text}"
+        );
+        assert!(text.contains("public.order: note (text)\n"), "{text}");
+        assert!(text.contains("will refuse this snapshot"), "{text}");
+        assert!(text.contains("      column = \"note\"\n"), "{text}");
+        let warned = text_of(&super::outline(&found, Unclassified::Warn, None));
+        assert!(warned.contains("will keep their values"), "{warned}");
+    }
+
+    #[test]
+    fn rules_for_nothing_alone_are_warned_about_too() {
+        let found = drift(vec![], vec!["public.member.nick".into()]);
+        let outline = outline(&found, Unclassified::Fail, None);
+        assert_eq!(
+            outline.headline,
+            "SCHEMA DRIFT: 1 rule(s) for nothing in pgsql_app_db_20260102-030000.sql.zst"
+        );
+        let text = text_of(&outline);
+        assert!(text.contains("public.member.nick"), "{text}");
+        assert!(!text.contains("will refuse"), "{text}");
     }
 }

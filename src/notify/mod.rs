@@ -39,7 +39,8 @@ pub async fn after_run(config: &Config, report: &RunReport) {
 /// Warns every channel of `[notify]` that a new snapshot has columns no rule classifies (or
 /// rules naming what it does not have), with the rules to add; `next_run` is the schedule's.
 pub async fn drift(config: &Config, drift: &Drift, next_run: Option<DateTime<Utc>>) {
-    tell(config, &drift::outline(config, drift, next_run)).await;
+    let policy = config.anonymize.unclassified;
+    tell(config, &drift::outline(drift, policy, next_run)).await;
 }
 
 /// Emails `outline` when `[notify]` has email, and posts it to each webhook whose `on` lists
