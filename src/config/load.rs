@@ -106,7 +106,8 @@ pub(super) fn deserialize<T: DeserializeOwned>(
             (None, _) => key,
         };
         if let Some(tried) = stand_ins.iter_mut().find(|(k, _)| *k == key) {
-            // The stand-in itself was refused: try the next kind, or give up.
+            // The stand-in itself was refused (a missing `kind` takes neither): try the next
+            // kind, or give up, with what was found so far recorded.
             let next = STAND_INS.get(tried.1)?;
             tried.1 += 1;
             *slot(&mut tree, &path)? = config::Value::new(None, next());
@@ -128,10 +129,11 @@ pub(super) fn deserialize<T: DeserializeOwned>(
     None
 }
 
-/// The field a "missing field" error names (the config crate prefixes it with its parents).
+/// The field a "missing field" error names (the config crate prefixes it with its parents:
+/// `notify.webhook[0]kind`).
 fn missing_field(err: &config::ConfigError) -> Option<String> {
     match err {
-        config::ConfigError::NotFound(key) => Some(key.rsplit('.').next()?.to_owned()),
+        config::ConfigError::NotFound(key) => Some(key.rsplit(['.', ']']).next()?.to_owned()),
         config::ConfigError::At { error, .. } => missing_field(error),
         _ => None,
     }

@@ -478,6 +478,18 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_key_in_a_list_item_is_named_by_its_place() {
+        let text = format!(
+            "{MINIMAL}[notify]\n[[notify.webhook]]\nurl = \"https://chat.example.com/h\"\n"
+        );
+        let err = load(&text, &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config key `notify.webhook[0].kind`: missing"
+        );
+    }
+
+    #[test]
     fn notify_takes_email_webhooks_or_both() {
         let hook = "[[notify.webhook]]\nkind = \"json\"\nurl = \"https://chat.example.com/h\"\n";
         let email = "smtp_url = \"smtp://127.0.0.1:25\"\nfrom = \"r@example.com\"\nto = [\"a@example.com\"]\n";
