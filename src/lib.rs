@@ -31,8 +31,8 @@
 //! | [`state`] | the state file: the current run, the last reports, totals |
 //! | [`check`] | `check`: config, credentials, reachability, markers, roles |
 //! | [`metrics`] | the Prometheus endpoint, read from the state file |
-//! | [`notify`] | what people read of a run: the operator's plain text, the summary email (text and HTML), the chat webhooks |
-//! | [`daemon`] | the event loop and scheduler, the run supervisor, the control socket, systemd notification |
+//! | [`notify`] | what people read of a run (the operator's plain text, the summary email in text and HTML, the chat webhooks) and of a new snapshot's unclassified columns |
+//! | [`daemon`] | the event loop and scheduler, the run supervisor, the snapshot watch, the control socket, systemd notification |
 //! | [`status`] | `status`: the current and last run, the daemon, the maintenance flag, the previous database |
 //! | [`cli`] | the commands of the operator contract |
 

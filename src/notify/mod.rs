@@ -2,8 +2,9 @@
 //! ([`crate::report::outline`]): the operator's plain text ([`for_operator`]), and what is sent
 //! out after every run, the summary email (plain text and HTML) and the chat webhooks
 //! ([`webhook`]). Everything sent carries what the run report holds minus anything that could
-//! quote production data ([`Recipients`]). A failure to send is logged and counted, never a
-//! failed run.
+//! quote production data ([`Recipients`]). The same channels carry the daemon's warning of a
+//! new snapshot's unclassified columns ([`drift`], an outline of its own). A failure to send
+//! is logged and counted, never a failed run.
 
 mod drift;
 mod email;
