@@ -212,7 +212,6 @@ impl std::fmt::Debug for Body {
 mod tests {
     use super::*;
     use crate::config::AnonymizeConfig;
-    use crate::config::masking::Rules;
     use crate::snapshot::{Compression, Content};
 
     fn snapshot() -> Snapshot {
@@ -257,7 +256,7 @@ SELECT 'never closed
             "column": column_rules,
         }))
         .unwrap();
-        Survey::new(Rules::from_config(&cfg).unwrap(), &cfg)
+        Survey::new(cfg.parse_rules().unwrap(), &cfg)
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Small helpers: text made safe to print on one line, and the durable files of the state,
-//! the run journal and the maintenance flag.
+//! Small helpers: text made safe to print on one line, counts in messages, and the durable
+//! files of the state, the run journal and the maintenance flag.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;

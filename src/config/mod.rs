@@ -17,12 +17,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use masking::{AccountsConfig, ColumnRule, TableMode, TableRule, Unclassified};
 pub use schema::{
-    AccountsConfig, AnonymizeConfig, BackendConfig, BucketConfig, ColumnRule, DaemonConfig,
-    DatabaseConfig, DecryptConfig, EmailConfig, LargeObjects, MaintenanceConfig, MediaConfig,
-    MetricsConfig, NotifyConfig, OnUnmaskedPii, PasswordHash, RedisConfig, RestoreConfig,
-    ScheduleConfig, Severity, SnapshotConfig, TableMode, TableRule, Unclassified, WebhookConfig,
-    WebhookKind,
+    AnonymizeConfig, BackendConfig, BucketConfig, DaemonConfig, DatabaseConfig, DecryptConfig,
+    EmailConfig, LargeObjects, MaintenanceConfig, MediaConfig, MetricsConfig, NotifyConfig,
+    OnUnmaskedPii, PasswordHash, RedisConfig, RestoreConfig, ScheduleConfig, Severity,
+    SnapshotConfig, WebhookConfig, WebhookKind,
 };
 pub use units::MaxDelete;
 
@@ -136,7 +136,7 @@ impl Config {
         let config =
             load::deserialize::<Config>(tree, &mut errors, flat_snapshot_keys).map(|mut config| {
                 validate::config(&config, &mut errors);
-                match masking::Rules::from_config(&config.anonymize) {
+                match config.anonymize.parse_rules() {
                     Ok(rules) => config.anonymize.rules = rules,
                     Err(e) => errors.add(e),
                 }

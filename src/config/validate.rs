@@ -6,9 +6,10 @@ use std::str::FromStr;
 
 use super::Config;
 use super::load::Errors;
+use super::masking::AccountsConfig;
 use super::schema::{
-    AccountsConfig, AnonymizeConfig, BackendConfig, BucketConfig, DatabaseConfig, MediaConfig,
-    NotifyConfig, RedisConfig, RestoreConfig, ScheduleConfig, SnapshotConfig,
+    AnonymizeConfig, BackendConfig, BucketConfig, DatabaseConfig, MediaConfig, NotifyConfig,
+    RedisConfig, RestoreConfig, ScheduleConfig, SnapshotConfig,
 };
 use super::units::{GIB, MIB};
 

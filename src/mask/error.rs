@@ -4,7 +4,6 @@ use std::fmt;
 
 use super::key::KeyError;
 use super::kinds::KindError;
-use super::rows::MAX_ROW;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MaskError {
@@ -75,8 +74,8 @@ pub enum MaskError {
         fields: usize,
         columns: usize,
     },
-    #[error("a COPY row of {table} is longer than {} MiB; it cannot be masked", MAX_ROW >> 20)]
-    RowTooLong { table: String },
+    #[error("a COPY row of {table} is longer than {} MiB; it cannot be masked", limit >> 20)]
+    RowTooLong { table: String, limit: usize },
     #[error(
         "dump line {line}: INSERT INTO {table} sets masked or unclassified columns ({}); \
          masking applies to COPY data: take the dump without --inserts",

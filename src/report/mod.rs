@@ -20,7 +20,7 @@ use crate::journal::Recovery;
 use crate::media::MediaReport;
 use crate::snapshot::Snapshot;
 use crate::table::TableName;
-pub use crate::util::counted;
+use crate::util::counted;
 use crate::verify::{Finding, Verification};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
