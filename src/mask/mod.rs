@@ -32,6 +32,7 @@ mod limits;
 mod rows;
 pub mod schema;
 pub mod shape;
+mod stage;
 pub mod tables;
 #[cfg(test)]
 mod tests;
@@ -43,9 +44,9 @@ use bytes::Bytes;
 
 use crate::config::masking::{Mask, Rules, users};
 use crate::config::{AnonymizeConfig, LargeObjects, TableMode};
+use crate::restore::At;
 use crate::restore::filter::Action;
 use crate::restore::statement::Statement;
-use crate::restore::{At, Question, StageError, StreamStage};
 use crate::table::{TableName, display_ident};
 pub use admin::{Admin, BCRYPT_COST};
 use catalog::Answer;
@@ -78,6 +79,9 @@ pub struct Masked {
     pub applied: Vec<(TableName, ColumnShape, Mask)>,
     /// The personal-looking columns a `keep` rule classified as not personal.
     pub kept: Vec<(TableName, String)>,
+    /// The tables INSERTs wrote into (with the partitions their rows may go to): rows the
+    /// stream saw as SQL, not as COPY fields.
+    pub inserted: BTreeSet<TableName>,
     /// The ancestors of each table that has some: a COPY into a partitioned table loads its
     /// partitions' rows.
     pub parents: BTreeMap<TableName, Vec<TableName>>,
@@ -113,7 +117,21 @@ struct Copy {
     table: TableName,
     /// The table the report counts its rows under.
     reported: TableName,
+    /// The columns it lists, and whether a mask rewrites each.
+    fields: Vec<(String, bool)>,
     action: CopyAction,
+}
+
+/// The COPY in progress, as a reader of the rows the masker passes on sees it.
+pub struct CopyFields<'a> {
+    /// The tables its rows land in: its own and its partitions', extensions' tables left
+    /// out (an extension's script may have written rows of its own there).
+    pub into: Vec<&'a TableName>,
+    /// Per field: its column's name and shape (`None` if the table lacks it: the server
+    /// refuses the COPY), and whether a mask rewrites it.
+    pub fields: Vec<(&'a str, Option<&'a ColumnShape>, bool)>,
+    /// Its rows are dropped (`anonymize.table` mode "empty").
+    pub emptied: bool,
 }
 
 enum CopyAction {
@@ -288,6 +306,28 @@ impl Masker {
         }
     }
 
+    /// The COPY in progress, if one is.
+    pub fn copy_fields(&self) -> Option<CopyFields<'_>> {
+        let copy = self.copy.as_ref()?;
+        let shape = &self.tables[&copy.table];
+        let into = self
+            .tree(&copy.table)
+            .into_iter()
+            .filter(|t| !t.catalog.as_ref().is_some_and(|c| c.extension))
+            .map(|t| &t.name)
+            .collect();
+        let fields = copy
+            .fields
+            .iter()
+            .map(|(name, masked)| (name.as_str(), shape.column(name), *masked))
+            .collect();
+        Some(CopyFields {
+            into,
+            fields,
+            emptied: matches!(copy.action, CopyAction::Empty { .. }),
+        })
+    }
+
     /// After the last statement, with the catalog's answer (every table): the scratch
     /// database holds the tables and columns the masking classified, as it classified them.
     pub fn end(&mut self, answer: Answer) -> Result<(), MaskError> {
@@ -407,10 +447,12 @@ impl Masker {
         }
         let loaded: Vec<TableName> = tree.iter().map(|t| t.name.clone()).collect();
         self.loaded.extend(loaded);
+        let mut masked = vec![false; names.len()];
         let action = if self.rules.table_mode(shape.lineage()) == Some(TableMode::Empty) {
             CopyAction::Empty { rows: 0 }
         } else {
             let masks = gate::masks_of(&self.rules, &table, Some(&shape), &names)?;
+            masked = masks.iter().map(Option::is_some).collect();
             let admin = (table == users()).then(|| self.admin.fields(&names));
             match admin {
                 Some(None) => return Err(self.admin.not_found()),
@@ -419,7 +461,7 @@ impl Masker {
                     &self.masks,
                     &shape,
                     line,
-                    names,
+                    names.clone(),
                     masks,
                     admin.flatten(),
                 )?),
@@ -428,6 +470,7 @@ impl Masker {
         self.copy = Some(Copy {
             reported: shape.reported().clone(),
             table,
+            fields: names.into_iter().zip(masked).collect(),
             action,
         });
         Ok(())
@@ -539,6 +582,7 @@ impl Masker {
             }
         }
         let written_into: Vec<TableName> = tree.iter().map(|t| t.name.clone()).collect();
+        self.done.inserted.extend(written_into.iter().cloned());
         self.loaded.extend(written_into);
         Ok(Action::Keep)
     }
@@ -556,38 +600,6 @@ fn refused(s: &Statement, why: &'static str) -> MaskError {
         statement,
         target: s.table(at).map_or_else(String::new, |(t, _)| t.to_string()),
         why,
-    }
-}
-
-impl StreamStage for Masker {
-    type Answer = Answer;
-    fn question(&mut self, at: At<'_>) -> Option<Question<Answer>> {
-        let question = self.ask(at)?;
-        Some(Box::new(move |client| {
-            Box::pin(async move { question.ask(&client).await })
-        }))
-    }
-    fn statement(&mut self, s: &Statement, answer: Option<Answer>) -> Result<Action, StageError> {
-        Ok(Masker::statement(self, s, answer)?)
-    }
-    fn copy_table(&self, s: &Statement) -> TableName {
-        self.copy
-            .as_ref()
-            .map_or_else(|| s.copy_table(), |c| c.table.clone())
-    }
-    fn copy_data(&mut self, data: Bytes) -> Result<Option<Bytes>, StageError> {
-        Ok(Masker::copy_data(self, data)?)
-    }
-    fn copy_end(&mut self) -> Result<Option<Bytes>, StageError> {
-        Ok(Masker::copy_end(self)?)
-    }
-    fn masks_copy(&self) -> bool {
-        self.copy
-            .as_ref()
-            .is_some_and(|c| matches!(c.action, CopyAction::Mask(_)))
-    }
-    fn end(&mut self, answer: Option<Answer>) -> Result<(), StageError> {
-        Ok(Masker::end(self, answer.expect("the end is asked about"))?)
     }
 }
 

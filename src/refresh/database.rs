@@ -20,7 +20,8 @@ use crate::restore::{self, RestoreError, Streamed, filter::Filter};
 use crate::snapshot::Snapshot;
 use crate::store::SourceBucket;
 use crate::table::TableName;
-use crate::verify::{self, AnonymizeError};
+use crate::verify::scan::stream::Scanning;
+use crate::verify::{self, AnonymizeError, StreamScan};
 
 /// The role the dump runs as, and how it reaches the scratch database.
 struct RestoreRole {
@@ -76,20 +77,20 @@ impl Run<'_> {
             Some(owner) => owner.clone(),
             None => self.server.current_role(maintenance).await?,
         };
-        let (streamed, masked) = self.restore(maintenance, snapshot, filter, &role).await?;
-        self.anonymize(maintenance, &role, &owner, &streamed, &masked)
+        let (streamed, masked, scan) = self.restore(maintenance, snapshot, filter, &role).await?;
+        self.anonymize(maintenance, &role, &owner, &streamed, (&masked, &scan))
             .await
     }
 
-    /// Streams `snapshot` into a new scratch database owned by the restore role, masking it
-    /// on the way; the restore's figures go in the report.
+    /// Streams `snapshot` into a new scratch database owned by the restore role, masking and
+    /// scanning it on the way; the restore's figures go in the report.
     async fn restore(
         &mut self,
         maintenance: &Client,
         snapshot: &Snapshot,
         filter: Filter,
         role: &RestoreRole,
-    ) -> Result<(Streamed, Masked), RunError> {
+    ) -> Result<(Streamed, Masked, StreamScan), RunError> {
         let scratch = self.config.scratch_db();
         // The mask key is read (or made) before anything is created: a bad key file changes
         // nothing.
@@ -128,19 +129,26 @@ impl Run<'_> {
             source,
             snapshot,
             filter,
-            masker,
+            Scanning::new(masker, &self.config.anonymize),
             &sessions,
             progress.clone(),
         );
-        let (streamed, masker) = match tokio::time::timeout(limit, restored).await {
+        let (streamed, scanning) = match tokio::time::timeout(limit, restored).await {
             Ok(streamed) => streamed,
             Err(_) => Err(RestoreError::TimedOut(
                 humantime::format_duration(limit).to_string(),
             )),
         }
         .doing(restoring())?;
+        let (masker, scan) = scanning.finish();
         let masked = masker.finish().doing(restoring())?;
         progress.finish();
+        let restoring = self.phase_started.elapsed().as_secs_f64();
+        self.report
+            .step(report::Step::Data, restoring - streamed.post_data_seconds);
+        self.report
+            .step(report::Step::PostData, streamed.post_data_seconds);
+        self.report.step(report::Step::StreamScan, scan.seconds);
         self.report.bytes_downloaded = streamed.bytes_downloaded;
         self.report.bytes_restored = streamed.bytes_sql;
         self.report.rows_restored = report::keyed(&streamed.rows, TableName::as_dumped);
@@ -155,7 +163,7 @@ impl Run<'_> {
         if let Some(s) = &mut self.report.snapshot {
             s.checksum_verified = streamed.checksum_verified;
         }
-        Ok((streamed, masked))
+        Ok((streamed, masked, scan))
     }
 
     /// The anonymize phase: the dump's own changes to the database's settings undone, then
@@ -167,7 +175,7 @@ impl Run<'_> {
         role: &RestoreRole,
         owner: &str,
         streamed: &Streamed,
-        masked: &Masked,
+        (masked, scan): (&Masked, &StreamScan),
     ) -> Result<(), RunError> {
         let scratch = self.config.scratch_db();
         self.begin(Phase::Anonymize, None);
@@ -185,7 +193,7 @@ impl Run<'_> {
         match verify::run(
             &mut client,
             &self.config.anonymize,
-            masked,
+            (masked, scan),
             &streamed.xids,
             &self.config.restore,
         )
@@ -195,6 +203,9 @@ impl Run<'_> {
                 self.report.rows_anonymized = report::keyed(&done.rows, TableName::as_dumped);
                 self.report.verification = done.verification;
                 self.report.pii_findings = done.findings;
+                self.report
+                    .step(report::Step::Verification, done.verification_seconds);
+                self.report.step(report::Step::Scan, done.scan_seconds);
             }
             Err(err) => {
                 let (verification, findings) = AnonymizeError::results(&err);

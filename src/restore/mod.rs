@@ -91,6 +91,8 @@ pub struct Streamed {
     /// The xids of each table's COPY transactions: what verification expects every masked
     /// row's `xmin` to be.
     pub xids: BTreeMap<TableName, Vec<String>>,
+    /// How long the post-data section took (the rest of the restore is its data section).
+    pub post_data_seconds: f64,
     /// Statements and meta-commands dropped or rewritten by the filter, by reason.
     pub filtered: BTreeMap<String, u64>,
 }
@@ -319,13 +321,18 @@ where
         Err(Stop::Failed(e)) => return Err(e.into()),
         Err(Stop::Closed) => return Err(consumed.err().unwrap_or(LoadError::InputEnded).into()),
     };
-    let Loaded { rows, xids } = consumed?;
+    let Loaded {
+        rows,
+        xids,
+        post_data_seconds,
+    } = consumed?;
     let streamed = Streamed {
         bytes_downloaded,
         bytes_sql,
         checksum_verified,
         rows,
         xids,
+        post_data_seconds,
         filtered,
     };
     Ok((streamed, stage))

@@ -157,58 +157,68 @@ pub async fn run(
     ])
 }
 
-/// The tables holding masked columns whose rows were not all written by a COPY of that table
-/// (or of a table its rows were routed through: a partitioned parent) or by the transaction
-/// `own` (the anonymization's, once it wrote rows itself), as `table: count`: any other row
-/// was written after the masking, by code of the dump's (an index expression, a CHECK, a
-/// materialized view's refresh, a trigger of another table's COPY).
-pub async fn written_after_copies(
-    tx: &Transaction<'_>,
-    masked: &Masked,
-    xids: &BTreeMap<TableName, Vec<String>>,
-    own: Option<&str>,
-) -> Result<Vec<String>, AnonymizeError> {
-    let tables: BTreeSet<&TableName> = masked.applied.iter().map(|(t, _, _)| t).collect();
-    let mut written_after = Vec::new();
-    for table in &tables {
-        // A table no COPY loaded: any row it has was written otherwise.
-        let parents = masked.parents.get(*table).map_or(&[][..], Vec::as_slice);
-        let ids: Vec<&str> = std::iter::once(*table)
-            .chain(parents)
-            .filter_map(|t| xids.get(t))
-            .flatten()
-            .map(String::as_str)
-            .chain(own)
-            .collect();
-        // ONLY: an inheriting table's rows are its own COPY's.
-        let count: i64 = tx
-            .query_one(
-                &format!(
-                    "SELECT count(*) FROM ONLY {} WHERE xmin::text <> ALL($1::text[])",
-                    table.sql()
-                ),
-                &[&ids],
-            )
-            .await
-            .map_err(sql_error("verifying the masked tables' rows"))?
-            .get(0);
-        if count > 0 {
-            written_after.push(format!(
-                "rows of {table} written after its COPY: {count} (by code in the dump)"
-            ));
-        }
-    }
-    Ok(written_after)
+/// The tables whose rows must all be their COPYs': those with masked columns and those the
+/// PII scan read in the stream.
+pub struct RowVersions<'a> {
+    pub tables: &'a BTreeSet<&'a TableName>,
+    /// Each table's ancestors: a COPY into a partitioned table loads its partitions' rows.
+    pub parents: &'a BTreeMap<TableName, Vec<TableName>>,
+    /// The xids of each table's COPY transactions.
+    pub xids: &'a BTreeMap<TableName, Vec<String>>,
 }
 
-/// The verification [`written_after_copies`] found (`checked` masked tables).
-pub fn only_copied_rows(written_after: Vec<String>, masked: &Masked) -> Verification {
-    let tables: BTreeSet<&TableName> = masked.applied.iter().map(|(t, _, _)| t).collect();
+impl RowVersions<'_> {
+    /// The tables whose rows were not all written by a COPY of that table (or of a table its
+    /// rows were routed through: a partitioned parent) or by the transaction `own` (the
+    /// anonymization's, once it wrote rows itself), as `table: count`: any other row was
+    /// written after the stream masked and scanned it, by code of the dump's (an index
+    /// expression, a CHECK, a materialized view's refresh, a trigger of another table's
+    /// COPY).
+    pub async fn written_after_copies(
+        &self,
+        tx: &Transaction<'_>,
+        own: Option<&str>,
+    ) -> Result<Vec<String>, AnonymizeError> {
+        let mut written_after = Vec::new();
+        for table in self.tables {
+            // A table no COPY loaded: any row it has was written otherwise.
+            let parents = self.parents.get(*table).map_or(&[][..], Vec::as_slice);
+            let ids: Vec<&str> = std::iter::once(*table)
+                .chain(parents)
+                .filter_map(|t| self.xids.get(t))
+                .flatten()
+                .map(String::as_str)
+                .chain(own)
+                .collect();
+            // ONLY: an inheriting table's rows are its own COPY's.
+            let count: i64 = tx
+                .query_one(
+                    &format!(
+                        "SELECT count(*) FROM ONLY {} WHERE xmin::text <> ALL($1::text[])",
+                        table.sql()
+                    ),
+                    &[&ids],
+                )
+                .await
+                .map_err(sql_error("verifying the restored tables' rows"))?
+                .get(0);
+            if count > 0 {
+                written_after.push(format!(
+                    "rows of {table} written after its COPY: {count} (by code in the dump)"
+                ));
+            }
+        }
+        Ok(written_after)
+    }
+}
+
+/// The verification [`RowVersions::written_after_copies`] found (`checked` tables).
+pub fn only_copied_rows(written_after: Vec<String>, checked: usize) -> Verification {
     check(
-        "masked tables hold only their COPY's rows",
+        "restored tables hold only their COPY's rows",
         written_after.is_empty(),
         if written_after.is_empty() {
-            format!("{} masked tables checked", tables.len())
+            format!("{checked} tables checked")
         } else {
             written_after.join(", ")
         },

@@ -23,4 +23,5 @@ mod refresh;
 mod rules;
 mod secrets;
 mod snapshots;
+mod stream_scan;
 mod webhooks;

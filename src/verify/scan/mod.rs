@@ -17,6 +17,7 @@ mod kept;
 mod large_objects;
 mod literals;
 mod rows;
+pub mod stream;
 
 pub(crate) use classify::{kind_by_name, kinds_in_value};
 
@@ -28,6 +29,7 @@ use crate::config::masking::Mask;
 use crate::config::{AnonymizeConfig, LargeObjects};
 use crate::mask::Masked;
 use crate::table::TableName;
+pub use stream::StreamScan;
 
 /// The schemas the dump's objects live in: not the system's.
 const USER_SCHEMA: &str =
@@ -61,14 +63,33 @@ pub fn describe(findings: &[Finding]) -> String {
         .join(", ")
 }
 
+/// The findings of the scan in the stream (`stream`) and of the scan of what it did not see:
+/// the columns it did not read, and in those it read the rows the transaction `own` (the
+/// anonymization's, when it wrote rows) rewrote since.
 pub async fn run(
     tx: &Transaction<'_>,
     cfg: &AnonymizeConfig,
     masked: &Masked,
+    stream: &StreamScan,
+    own: Option<&str>,
 ) -> Result<Vec<Finding>, AnonymizeError> {
-    let mut findings = Vec::new();
+    let mut findings = stream.findings.clone();
+    let copied = stream::copied_tables(masked, stream);
     for (table, columns) in scanned_columns(tx, masked).await? {
-        findings.extend(rows::scan(tx, cfg, &table, &columns).await?);
+        let read = stream
+            .covered
+            .get(&table)
+            .filter(|_| copied.contains(&table));
+        let (read, unread): (Vec<&str>, Vec<&str>) = columns
+            .iter()
+            .map(String::as_str)
+            .partition(|c| read.is_some_and(|read| read.contains(*c)));
+        if !unread.is_empty() {
+            findings.extend(rows::scan(tx, cfg, &table, &unread, None).await?);
+        }
+        if let Some(own) = own.filter(|_| !read.is_empty()) {
+            findings.extend(rows::scan(tx, cfg, &table, &read, Some(own)).await?);
+        }
     }
     for (table, shape, mask) in &masked.applied {
         if let Mask::Json(json) = mask {

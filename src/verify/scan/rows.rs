@@ -72,13 +72,15 @@ struct Long {
     kinds: BTreeSet<&'static str>,
 }
 
-/// Findings in every row of `columns` of `table`: columns whose name says PII holding values
-/// the rules did not mask ("column name"), and values that look like PII ("values").
+/// Findings in every row of `columns` of `table` (only those the transaction `written_by`
+/// wrote, when given): columns whose name says PII holding values the rules did not mask
+/// ("column name"), and values that look like PII ("values").
 pub(super) async fn scan(
     tx: &Transaction<'_>,
     cfg: &AnonymizeConfig,
     table: &TableName,
-    columns: &[String],
+    columns: &[&str],
+    written_by: Option<&str>,
 ) -> Result<Vec<Finding>, AnonymizeError> {
     let what = format!("scanning {table}");
     let (from, length) = WINDOWS.bounds(0);
@@ -91,8 +93,13 @@ pub(super) async fn scan(
             )
         })
         .collect();
+    // The xid is a number we read from the server.
+    let rows = match written_by {
+        Some(xid) => format!("WHERE xmin::text = '{xid}'"),
+        None => String::new(),
+    };
     let sql = format!(
-        "SELECT ctid::text, {} FROM {}",
+        "SELECT ctid::text, {} FROM {} {rows}",
         values.join(", "),
         table.sql()
     );
@@ -137,7 +144,7 @@ pub(super) async fn scan(
              FROM (SELECT convert_to({}::text, 'UTF8') AS v FROM {}
                    WHERE ctid = $1::text::tid OFFSET 0) value,
                   LATERAL generate_series({width}, length(v) - 1, {width}) start",
-            quote_ident(&columns[value.column]),
+            quote_ident(columns[value.column]),
             table.sql(),
             length = WINDOWS.bounds(width).1,
         );
@@ -161,17 +168,17 @@ pub(super) async fn scan(
         .enumerate()
         .filter_map(|(column, (kind, &count))| {
             let kind = (*kind)?;
-            (count > 0).then(|| finding(table, &columns[column], kind, "column name", count))
+            (count > 0).then(|| finding(table, columns[column], kind, "column name", count))
         });
     let found = matches
         .into_iter()
-        .map(|((column, kind), count)| finding(table, &columns[column], kind, "values", count));
+        .map(|((column, kind), count)| finding(table, columns[column], kind, "values", count));
     Ok(named.chain(found).collect())
 }
 
 /// Whether a value of a column named like PII holds nothing personal: empty, a masked email
 /// or the staging admin's.
-fn masked_or_empty(value: &str, cfg: &AnonymizeConfig) -> bool {
+pub(super) fn masked_or_empty(value: &str, cfg: &AnonymizeConfig) -> bool {
     let masked = format!("@{}", cfg.email_domain.to_lowercase());
     value.is_empty() || value == cfg.admin_email || value.to_lowercase().ends_with(&masked)
 }
