@@ -142,12 +142,15 @@ enum CopyAction {
 
 impl Masker {
     /// The masker the config describes (its rules as `Config::load` validated them), its key
-    /// loaded or generated into `state_dir`. Slow (it hashes the admin password with
-    /// bcrypt): call it off the async runtime.
-    pub fn from_config(cfg: &AnonymizeConfig, state_dir: &Path) -> Result<Masker, MaskError> {
+    /// loaded or generated into `state_dir`, with the `admin` [`Admin::from_config`] made
+    /// (slow: the caller runs it beside other work).
+    pub fn from_config(
+        cfg: &AnonymizeConfig,
+        state_dir: &Path,
+        admin: Admin,
+    ) -> Result<Masker, MaskError> {
         let rules = cfg.rules.clone();
         let key = Key::load(cfg.mask_key_file.as_deref(), state_dir)?;
-        let admin = Admin::from_config(cfg)?;
         let mut masker = Masker::new(rules, Masks::new(key, &cfg.email_domain), admin);
         masker.large_objects = cfg.large_objects;
         Ok(masker)

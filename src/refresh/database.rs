@@ -6,13 +6,14 @@
 use std::sync::Arc;
 
 use tokio_postgres::Client;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::{Doing, Run, RunError, restore_filter};
 use crate::database::restore_role::{self, Reach};
 use crate::database::settings;
 use crate::fault;
 use crate::journal::Step;
-use crate::mask::{Masked, Masker};
+use crate::mask::{Admin, Masked, Masker};
 use crate::progress::{Progress, Unit};
 use crate::report::{self, Phase};
 use crate::restore::session::Sessions;
@@ -58,6 +59,12 @@ impl Run<'_> {
         snapshot: &Snapshot,
     ) -> Result<(), RunError> {
         let scratch = self.config.scratch_db();
+        // The admin's bcrypt hash takes a core for a quarter of a second: it is computed
+        // while the steps before the restore wait on the server.
+        let anonymize = self.config.anonymize.clone();
+        let hashing = AbortOnDropHandle::new(tokio::task::spawn_blocking(move || {
+            Admin::from_config(&anonymize)
+        }));
         let filter = restore_filter(&self.server, maintenance, snapshot).await?;
         let name = restore_role::name(&self.config.database.name);
         self.journal.step(Step::Restore {
@@ -77,7 +84,13 @@ impl Run<'_> {
             Some(owner) => owner.clone(),
             None => self.server.current_role(maintenance).await?,
         };
-        let (streamed, masked, scan) = self.restore(maintenance, snapshot, filter, &role).await?;
+        let admin = hashing
+            .await
+            .expect("hashing the admin's password does not panic")
+            .doing("preparing the masking")?;
+        let (streamed, masked, scan) = self
+            .restore(maintenance, snapshot, filter, &role, admin)
+            .await?;
         self.anonymize(maintenance, &role, &owner, &streamed, (&masked, &scan))
             .await
     }
@@ -90,18 +103,13 @@ impl Run<'_> {
         snapshot: &Snapshot,
         filter: Filter,
         role: &RestoreRole,
+        admin: Admin,
     ) -> Result<(Streamed, Masked, StreamScan), RunError> {
         let scratch = self.config.scratch_db();
         // The mask key is read (or made) before anything is created: a bad key file changes
         // nothing.
-        let (anonymize, state_dir) = (
-            self.config.anonymize.clone(),
-            self.config.daemon.state_dir.clone(),
-        );
         let masker =
-            tokio::task::spawn_blocking(move || Masker::from_config(&anonymize, &state_dir))
-                .await
-                .expect("preparing the masker does not panic")
+            Masker::from_config(&self.config.anonymize, &self.config.daemon.state_dir, admin)
                 .doing("preparing the masking")?;
         let sessions = Sessions::new(
             &self.server,
