@@ -133,7 +133,7 @@ restore_password = "{RESTORE_PASSWORD}"
 prod_admin_email = "{PROD_ADMIN_EMAIL}"
 admin_email = "admin@staging.example.com"
 admin_password = "sandbox-admin-password"
-{rules}
+{rules}{accounts}
 [media]
 enabled = true
 # The sandbox's staging bucket starts nearly empty: allow its stale object to go.
@@ -168,6 +168,7 @@ control_socket = "{state}/control.sock"
 "#,
             snapshot_bucket = s3.bucket_toml(&snapshots),
             rules = common::fixtures::PROD_RULES,
+            accounts = common::fixtures::PROD_ACCOUNTS,
             backend_log = args.dir.join("backend.log").display(),
             media_source = s3.bucket_toml(&media_prod),
             media_target = s3.bucket_toml(&media_staging),

@@ -9,11 +9,14 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::config::{BucketConfig, Config};
+use crate::database::extensions::{Extensions, Template};
 use crate::database::restore_role::{self, Fitness};
 use crate::database::sql::quote_ident;
 use crate::database::{Server, markers};
 use crate::media::{self, MARKER_KEY};
 use crate::restore;
+use crate::restore::privileges::{Privileges, Verdict, created_extension};
+use crate::restore::statement::Statement;
 use crate::snapshot::{Catalog, Selection, Snapshot, format_age};
 use crate::staging::redis;
 use crate::store::{SourceBucket, TargetBucket};
@@ -45,8 +48,9 @@ pub async fn run(config: &Config, path: &Path) -> Vec<CheckResult> {
         CheckResult::from("config", Ok("valid".into())),
         CheckResult::from("config file mode", config_mode(path)),
     ];
-    results.extend(snapshots(config).await);
-    results.extend(database(config).await);
+    let (snapshot_results, head) = snapshots(config).await;
+    results.extend(snapshot_results);
+    results.extend(database(config, head).await);
     if let Some(url) = &config.redis.url {
         let reachable = redis::ping(url).await.map(|()| "reachable".to_owned());
         results.push(CheckResult::from(
@@ -89,8 +93,10 @@ fn config_mode(path: &Path) -> Result<String, String> {
     })
 }
 
-/// The staging server: reachable, the target marked, the role not a superuser.
-async fn database(config: &Config) -> Vec<CheckResult> {
+/// The staging server: reachable, the target marked, the role not a superuser, the restore
+/// role fit, the extensions the newest snapshot (`head`, its first statements) creates
+/// available to it.
+async fn database(config: &Config, head: Result<Vec<Statement>, String>) -> Vec<CheckResult> {
     let server = Server::new(&config.database.url);
     let client = match server.connect(None).await {
         Ok(client) => client,
@@ -111,7 +117,7 @@ async fn database(config: &Config) -> Vec<CheckResult> {
         )),
         Err(e) => Err(e.to_string()),
     };
-    let role = match server.is_superuser(&client).await {
+    let role = match server.connected_as_superuser(&client).await {
         Ok(true) => Ok(
             "warning: the role is a superuser; the dump runs as the restore role all the same, \
              but prefer a role with CREATEDB that is a member of database.owner"
@@ -133,7 +139,88 @@ async fn database(config: &Config) -> Vec<CheckResult> {
             .await
             .unwrap_or_else(|e| Err(e.to_string())),
     ));
+    results.push(CheckResult::from(
+        "extensions",
+        extensions(&server, &client, config, head).await,
+    ));
     results
+}
+
+/// `database.template`, when set, is a template the refresh role may copy; every extension
+/// the newest snapshot creates is there, or the restore role may create it.
+async fn extensions(
+    server: &Server,
+    client: &Client,
+    config: &Config,
+    head: Result<Vec<Statement>, String>,
+) -> Result<String, String> {
+    let database = &config.database;
+    let template = Template::new(database.template.as_deref(), &database.name);
+    if let Some(name) = &template.configured {
+        let is_template: Option<bool> = client
+            .query_opt(
+                "SELECT datistemplate FROM pg_catalog.pg_database WHERE datname = $1",
+                &[name],
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .map(|r| r.get(0));
+        let quoted = quote_ident(name);
+        match is_template {
+            None => {
+                return Err(format!(
+                    "database.template {name:?} does not exist: as a superuser, once: CREATE \
+                     DATABASE {quoted} IS_TEMPLATE true; then create in it the extensions the \
+                     dump needs (`staging-refresh plan` lists them)"
+                ));
+            }
+            Some(false) => {
+                return Err(format!(
+                    "database.template {name:?} is not a template the refresh role may copy: \
+                     as a superuser: ALTER DATABASE {quoted} IS_TEMPLATE true;"
+                ));
+            }
+            Some(true) => {}
+        }
+    }
+    let role = restore_role::name(&database.name);
+    let facts = Extensions::of_template(server, client, template.clone(), &role)
+        .await
+        .map_err(|e| e.to_string())?;
+    let from = format!("the scratch database is made from {}", template.source());
+    // A snapshot that cannot be read is the snapshot checks' to report; a run fails on it.
+    let head = match head {
+        Ok(head) => head,
+        Err(e) => {
+            return Ok(format!(
+                "warning: the newest snapshot's start could not be read ({e}), so its \
+                 extensions are not known; {from}"
+            ));
+        }
+    };
+    let privileges = Privileges::listing(facts);
+    let mut created = Vec::new();
+    let mut forbidden = Vec::new();
+    for s in &head {
+        let Some((name, _)) = created_extension(s) else {
+            continue;
+        };
+        match privileges.statement(s) {
+            Verdict::Forbidden(f) => forbidden.push(f.why),
+            Verdict::Run | Verdict::Drop(_) => created.push(name),
+        }
+    }
+    if !forbidden.is_empty() {
+        return Err(forbidden.join("; "));
+    }
+    Ok(if created.is_empty() {
+        format!("the newest snapshot creates no extension; {from}")
+    } else {
+        format!(
+            "the newest snapshot creates {}: each there or the restore role's to create; {from}",
+            created.join(", ")
+        )
+    })
 }
 
 /// The restore can log in as the restore role, which is fit, or the connected role may
@@ -257,27 +344,36 @@ fn media_distinct(source: &BucketConfig, target: &BucketConfig) -> Result<String
 }
 
 /// The snapshot bucket and its newest snapshot; an encrypted one must open with the
-/// configured secret.
-async fn snapshots(config: &Config) -> Vec<CheckResult> {
+/// configured secret. Returns the newest snapshot's first statements too.
+async fn snapshots(config: &Config) -> (Vec<CheckResult>, Result<Vec<Statement>, String>) {
     let bucket = SourceBucket::new(config.snapshot.bucket_config());
     let newest = match newest_snapshot(config, &bucket).await {
         Ok(newest) => newest,
-        Err(e) => return vec![CheckResult::from("snapshot bucket", Err(e))],
+        Err(e) => {
+            let unread = format!("no snapshot to read ({e})");
+            return (
+                vec![CheckResult::from("snapshot bucket", Err(e))],
+                Err(unread),
+            );
+        }
     };
     let mut results = vec![CheckResult::from("snapshot bucket", Ok(newest.1))];
     let snapshot = newest.0;
+    let source = restore::Source {
+        bucket: &bucket,
+        decrypt: config.snapshot.decrypt.as_ref(),
+    };
+    let head = restore::probe(source, &snapshot)
+        .await
+        .map_err(|e| e.to_string());
     if snapshot.encrypted {
-        let source = restore::Source {
-            bucket: &bucket,
-            decrypt: config.snapshot.decrypt.as_ref(),
+        let opened = match &head {
+            Ok(_) => Ok(format!("[snapshot.decrypt] opens {}", snapshot.name)),
+            Err(e) => Err(e.clone()),
         };
-        let opened = restore::probe(source, &snapshot)
-            .await
-            .map(|()| format!("[snapshot.decrypt] opens {}", snapshot.name))
-            .map_err(|e| e.to_string());
         results.push(CheckResult::from("snapshot decryption", opened));
     }
-    results
+    (results, head)
 }
 
 async fn newest_snapshot(

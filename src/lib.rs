@@ -15,8 +15,8 @@
 //! | [`lock`] | one refresh at a time: the flock'd lock file |
 //! | [`store`] | S3 clients; the production bucket's read-only type |
 //! | [`snapshot`] | the snapshot catalog: db-backup names, sidecars, selection |
-//! | [`database`] | the staging PostgreSQL server: sessions, scratch database, swap, markers, SQL quoting, server errors |
-//! | [`restore`] | the dump stream: download, decode, lexer and filter, loader, parallel post-data |
+//! | [`database`] | the staging PostgreSQL server: sessions, scratch database, swap, markers, SQL quoting, server errors, the extensions the restore role may use |
+//! | [`restore`] | the dump stream: download, decode, lexer, filter and what the restore role may run, loader, parallel post-data |
 //! | [`mask`] | masking in the restore stream: the unclassified gate, mask kinds applied, COPY rows, the key, the admin row |
 //! | [`verify`] | the anonymize phase after the restore: `extra_sql`, bcrypt hashes, verification, the PII scan |
 //! | [`survey`] | a snapshot's columns as the rules classify them: rule, or suggestion and evidence (`plan`, `rules`) |

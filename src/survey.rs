@@ -3,7 +3,8 @@
 //! a suggested mask and the evidence for it: what its name says ([`kind_by_name`]) and the
 //! shapes of the values in its COPY data ([`kinds_in_value`]): counts, never a value.
 //! [`Survey`] is a [`StreamStage`] for `restore::inspect` that reads the stream of `plan` and
-//! `rules` and passes nothing on.
+//! `rules` and passes nothing on. It checks the accounts table and the production admin's
+//! row as a run does (`mask::check_table`), and says what a run would stop at.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -15,7 +16,9 @@ use crate::config::masking::{Class, Origin, Rules};
 use crate::config::{AnonymizeConfig, TableMode, Unclassified};
 use crate::mask::schema::Schema;
 use crate::mask::shape::{BaseType, ColumnShape};
-use crate::mask::{classify, column_list, copy, listed_under};
+use crate::mask::{
+    MaskError, check_columns, check_table, classify, column_list, copy, listed_under,
+};
 use crate::restore::filter::Action;
 use crate::restore::statement::Statement;
 use crate::restore::{StageError, StreamStage};
@@ -35,6 +38,9 @@ pub struct Columns {
     pub emptied: Vec<String>,
     /// `anonymize.unclassified`: whether an unclassified column fails a run.
     pub unclassified_policy: Unclassified,
+    /// What a run would stop at in the accounts table: the table or a configured column
+    /// missing, the production admin's row missing or not unique.
+    pub accounts_problems: Vec<String>,
 }
 
 impl Columns {
@@ -42,9 +48,11 @@ impl Columns {
         self.columns.iter().filter(|c| c.mask.is_none())
     }
 
-    /// Whether a run would fail on an unclassified column.
+    /// Whether a run would fail on an unclassified column or the accounts table.
     pub fn run_would_fail(&self) -> bool {
-        self.unclassified_policy == Unclassified::Fail && self.unclassified().next().is_some()
+        !self.accounts_problems.is_empty()
+            || (self.unclassified_policy == Unclassified::Fail
+                && self.unclassified().next().is_some())
     }
 }
 
@@ -252,6 +260,9 @@ pub struct Survey {
     schema: Schema,
     evidence: HashMap<(TableName, String), Evidence>,
     copy: Option<Reading>,
+    /// What the accounts table's COPY lacked, and its admin rows.
+    accounts_problems: Vec<String>,
+    admin_rows: u64,
 }
 
 /// A COPY with unclassified columns, being read.
@@ -264,6 +275,9 @@ struct Reading {
     /// The current field's first [`VALUE_PREFIX`] bytes, still escaped.
     value: Vec<u8>,
     truncated: bool,
+    /// In the accounts table's COPY: the email field, compared with the production admin's.
+    admin_email: Option<usize>,
+    admin_rows: u64,
 }
 
 impl Reading {
@@ -278,7 +292,8 @@ impl Reading {
     }
 
     fn take(&mut self, part: &[u8]) {
-        if !matches!(self.fields.get(self.field), Some(Some(_))) {
+        let read = matches!(self.fields.get(self.field), Some(Some(_)));
+        if !read && self.admin_email != Some(self.field) {
             return;
         }
         let room = VALUE_PREFIX - self.value.len();
@@ -289,6 +304,12 @@ impl Reading {
     fn end_field(&mut self, cfg: &AnonymizeConfig) {
         let value = std::mem::take(&mut self.value);
         let truncated = std::mem::take(&mut self.truncated);
+        if self.admin_email == Some(self.field)
+            && !truncated
+            && copy::decode(&value).as_deref() == cfg.prod_admin_email.as_deref().map(str::as_bytes)
+        {
+            self.admin_rows += 1;
+        }
         let Some(Some((_, json, evidence))) = self.fields.get_mut(self.field) else {
             return;
         };
@@ -306,6 +327,8 @@ impl Survey {
             schema: Schema::default(),
             evidence: HashMap::new(),
             copy: None,
+            accounts_problems: Vec::new(),
+            admin_rows: 0,
         }
     }
 
@@ -318,6 +341,16 @@ impl Survey {
         };
         let names = column_list(s, next)
             .unwrap_or_else(|| shape.columns.iter().map(|c| c.name.clone()).collect());
+        let mut admin_email = None;
+        if table == self.cfg.accounts.table {
+            let listed: Vec<&str> = names.iter().map(String::as_str).collect();
+            if let Err(e) = check_columns(&self.cfg.accounts, &listed) {
+                self.accounts_problems.push(e.to_string());
+            }
+            admin_email = (self.cfg.prod_admin_email.is_some())
+                .then(|| names.iter().position(|n| *n == self.cfg.accounts.email))
+                .flatten();
+        }
         let fields: Vec<_> = names
             .into_iter()
             .map(|name| {
@@ -327,18 +360,61 @@ impl Survey {
                 unclassified.then(|| (name, json && !column.array, Evidence::default()))
             })
             .collect();
-        self.copy = fields.iter().any(Option::is_some).then(|| Reading {
-            table,
-            fields,
-            field: 0,
-            value: Vec::new(),
-            truncated: false,
-        });
+        self.copy =
+            (fields.iter().any(Option::is_some) || admin_email.is_some()).then(|| Reading {
+                table,
+                fields,
+                field: 0,
+                value: Vec::new(),
+                truncated: false,
+                admin_email,
+                admin_rows: 0,
+            });
+    }
+
+    /// What a run would stop at in the accounts table, as the masking says it.
+    fn accounts_problems(&self) -> Vec<String> {
+        let accounts = &self.cfg.accounts;
+        let table = self.schema.shape(&accounts.table);
+        if let Err(e) = check_table(
+            accounts,
+            table
+                .as_ref()
+                .map(|t| t.columns.iter().map(|c| c.name.as_str())),
+        ) {
+            return vec![e.to_string()];
+        }
+        let mut problems = self.accounts_problems.clone();
+        if let Some(email) = &self.cfg.prod_admin_email
+            && problems.is_empty()
+        {
+            let (table, column) = (accounts.table.to_string(), accounts.email.clone());
+            match self.admin_rows {
+                1 => {}
+                0 => problems.push(
+                    MaskError::AdminNotFound {
+                        table,
+                        column,
+                        email: email.clone(),
+                    }
+                    .to_string(),
+                ),
+                count => problems.push(
+                    MaskError::AdminNotUnique {
+                        table,
+                        count: count as usize,
+                    }
+                    .to_string(),
+                ),
+            }
+        }
+        problems
     }
 
     /// The dump's columns, classified; a partitioned table's (or a parent's, inherited) once,
     /// under that table, with what all its partitions' values showed.
     pub fn finish(mut self) -> Columns {
+        let accounts_problems = self.accounts_problems();
         let tables = self.schema.shapes();
         let mut listed: BTreeMap<(TableName, String), (&ColumnShape, Class<'_>)> = BTreeMap::new();
         let mut emptied = Vec::new();
@@ -403,6 +479,7 @@ impl Survey {
             columns,
             emptied,
             unclassified_policy: self.rules.unclassified,
+            accounts_problems,
         }
     }
 }
@@ -429,6 +506,7 @@ impl StreamStage for Survey {
 
     fn copy_end(&mut self) -> Result<Option<Bytes>, StageError> {
         if let Some(reading) = self.copy.take() {
+            self.admin_rows += reading.admin_rows;
             for (name, _, seen) in reading.fields.into_iter().flatten() {
                 self.evidence
                     .entry((reading.table.clone(), name))
@@ -447,8 +525,10 @@ mod tests {
 
     fn cfg() -> AnonymizeConfig {
         serde_json::from_value(serde_json::json!({
+            "prod_admin_email": "boss@example.com",
             "admin_email": "admin@staging.example.com",
             "admin_password": "staging-admin-password",
+            "accounts": {"table": "member", "id": "id", "email": "login", "password": "digest"},
             "table": [{"table": "session", "mode": "empty"}],
             "column": [{"table": "t", "column": "label", "mask": "keep"}],
         }))
@@ -457,7 +537,10 @@ mod tests {
 
     /// Streams `sql` through a survey, COPY data fed in pieces of `piece` bytes.
     fn survey(sql: &str, piece: usize) -> Columns {
-        let cfg = cfg();
+        survey_with(cfg(), sql, piece)
+    }
+
+    fn survey_with(cfg: AnonymizeConfig, sql: &str, piece: usize) -> Columns {
         let mut survey = Survey::new(Rules::from_config(&cfg).unwrap(), &cfg);
         let text = format!("{sql}\n-- PostgreSQL database dump complete\n");
         let mut lexer = Lexer::new(text.as_bytes());
@@ -534,6 +617,35 @@ COPY public.session (id, token) FROM stdin;
             assert_eq!(theme.suggestion.as_ref().unwrap().mask, "keep");
             assert!(columns.run_would_fail());
         }
+    }
+
+    #[test]
+    fn a_missing_accounts_table_column_or_admin_row_is_what_a_run_would_stop_at() {
+        let member = "CREATE TABLE public.member (id integer, login text, digest text);";
+        let copy = |rows: &str| {
+            format!("{member}\nCOPY public.member (id, login, digest) FROM stdin;\n{rows}\\.")
+        };
+        let problems = |sql: &str| survey(sql, 3).accounts_problems;
+        assert_eq!(
+            problems(&copy("1\tboss@example.com\tx\n2\tjo@example.org\ty\n")),
+            [] as [String; 0]
+        );
+        assert!(
+            problems(DUMP)[0].starts_with("the dump has no table public.member"),
+            "{:?}",
+            problems(DUMP)
+        );
+        let no_digest = member.replace(", digest text", "");
+        assert!(problems(&no_digest)[0].contains("\"digest\" (anonymize.accounts.password)"));
+        assert!(
+            problems(&copy("2\tjo@example.org\ty\n"))[0].starts_with("no row of public.member")
+        );
+        let twice = copy("1\tboss@example.com\tx\n2\tboss@example.com\ty\n");
+        assert!(problems(&twice)[0].starts_with("2 rows of public.member"));
+        let mut no_admin = cfg();
+        no_admin.prod_admin_email = None;
+        let columns = survey_with(no_admin, &copy("2\tjo@example.org\ty\n"), 1);
+        assert!(columns.accounts_problems.is_empty());
     }
 
     #[test]

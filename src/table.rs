@@ -36,7 +36,7 @@ impl TableName {
         format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
     }
 
-    /// `public."user"`, as pg_dump spells it: the rows per table (report, plan, metrics) and
+    /// `public."order"`, as pg_dump spells it: the rows per table (report, plan, metrics) and
     /// the loader's errors name a table as the dump's COPY statement does.
     pub fn as_dumped(&self) -> String {
         let ident = |name: &str| {
@@ -51,7 +51,7 @@ impl TableName {
     }
 }
 
-/// `public.user`, quoted only where the name would not read back: how people name a table
+/// `public.order`, quoted only where the name would not read back: how people name a table
 /// (the config, rules, masked values, verification, masking errors).
 impl fmt::Display for TableName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -155,8 +155,8 @@ mod tests {
     #[test]
     fn config_names_parse_into_schema_and_table() {
         assert_eq!(
-            TableName::parse("user").unwrap(),
-            TableName::new("public", "user")
+            TableName::parse("order").unwrap(),
+            TableName::new("public", "order")
         );
         assert_eq!(
             TableName::parse("Billing.Invoice").unwrap(),
@@ -169,24 +169,27 @@ mod tests {
         for bad in ["", "a.b.c", "a.", "\"open", "\"a\"b"] {
             assert!(TableName::parse(bad).is_err(), "{bad}");
         }
-        assert_eq!(TableName::new("x.y", "user").to_string(), "\"x.y\".user");
+        assert_eq!(TableName::new("x.y", "order").to_string(), "\"x.y\".order");
         assert_eq!(
-            TableName::new("public", "user").sql(),
-            "\"public\".\"user\""
+            TableName::new("public", "order").sql(),
+            "\"public\".\"order\""
         );
     }
 
     #[test]
     fn identifiers_are_quoted() {
-        assert_eq!(quote_ident("user"), "\"user\"");
+        assert_eq!(quote_ident("order"), "\"order\"");
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
     }
 
     #[test]
     fn names_as_pg_dump_spells_them_quote_keywords_too() {
         let dumped = |schema: &str, name: &str| TableName::new(schema, name).as_dumped();
-        assert_eq!(dumped("public", "user"), "public.\"user\"");
-        assert_eq!(TableName::new("public", "user").to_string(), "public.user");
+        assert_eq!(dumped("public", "group"), "public.\"group\"");
+        assert_eq!(
+            TableName::new("public", "order").to_string(),
+            "public.order"
+        );
         assert_eq!(dumped("public", "order_line"), "public.order_line");
         assert_eq!(dumped("public", "order"), "public.\"order\"");
         assert_eq!(dumped("public", "xmltable"), "public.\"xmltable\"");

@@ -1,15 +1,15 @@
 //! The masking rules: `[[anonymize.column]]` and `[[anonymize.table]]` parsed and validated
 //! when the config loads (so `check`, every command and the daemon's reload refuse the same
-//! ones, each error naming its key), plus the runbook's own rules for the users and
-//! integrations tables, which every run applies. The mask kinds are data here, by their
-//! config names; `mask` applies them.
+//! ones, each error naming its key), plus the rules `[anonymize.accounts]` makes for the
+//! application's users table, which every run applies. The mask kinds are data here, by
+//! their config names; `mask` applies them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 use strum::{EnumString, IntoStaticStr, VariantNames};
 
-use super::schema::{AnonymizeConfig, ColumnRule, TableMode, Unclassified};
+use super::schema::{AccountsConfig, AnonymizeConfig, ColumnRule, TableMode, Unclassified};
 use super::{ConfigError, key_error};
 use crate::table::TableName;
 
@@ -92,45 +92,38 @@ impl std::fmt::Display for Mask {
     }
 }
 
-/// The runbook's tables.
-pub fn users() -> TableName {
-    TableName::new("public", "user")
-}
-pub fn integrations() -> TableName {
-    TableName::new("public", "external_system_integration")
-}
-
-/// The admin's columns in the users table, and the placeholder name other users get.
-pub const EMAIL: &str = "email";
-pub const FULL_NAME: &str = "full_name";
-pub const PASSWORD: &str = "hashed_password";
-pub const SUPERUSER: &str = "is_superuser";
-pub const ACTIVE: &str = "is_active";
-pub const ID: &str = "id";
+/// The placeholder name every other account gets, and the staging admin's.
 pub const ANONYMIZED_NAME: &str = "Anonymized User";
 pub const ADMIN_NAME: &str = "Staging Admin";
 
-/// The runbook's steps as rules: users get reserved-domain emails, a placeholder name, an
-/// unusable password hash and no superuser flag; integrations stop pushing and lose their
-/// URL and key. The admin row is handled apart (see `mask::Admin`).
-fn runbook() -> Vec<(TableName, &'static str, Mask)> {
-    vec![
-        (users(), EMAIL, Mask::Email),
-        (users(), FULL_NAME, Mask::Redact(ANONYMIZED_NAME.into())),
-        (users(), PASSWORD, Mask::Password),
-        (users(), SUPERUSER, Mask::Redact("f".into())),
-        (integrations(), "push_products", Mask::Redact("f".into())),
-        (integrations(), "push_service_base_url", Mask::Null),
-        (integrations(), "push_service_api_key", Mask::Null),
+/// The runbook's steps for the accounts as rules: reserved-domain emails, a placeholder
+/// name, an unusable password hash and no superuser flag; the id is kept (it is how the
+/// admin's row is found again). The admin's row is handled apart (see `mask::Admin`).
+fn account_rules(a: &AccountsConfig) -> Vec<(&str, Mask)> {
+    let optional = [
+        (&a.name, Mask::Redact(ANONYMIZED_NAME.into())),
+        (&a.superuser, Mask::Redact("f".into())),
+    ];
+    [
+        (a.id.as_str(), Mask::Keep),
+        (a.email.as_str(), Mask::Email),
+        (a.password.as_str(), Mask::Password),
     ]
+    .into_iter()
+    .chain(
+        optional
+            .into_iter()
+            .filter_map(|(column, mask)| Some((column.as_deref()?, mask))),
+    )
+    .collect()
 }
 
 /// Where a column's rule comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Origin {
-    /// The runbook's rules, which every run applies.
-    BuiltIn,
+    /// `[anonymize.accounts]`, whose columns every run masks.
+    Accounts,
     /// An `[[anonymize.column]]` rule.
     Column,
     /// An `[[anonymize.table]]` rule (`mode = "keep"`).
@@ -140,7 +133,7 @@ pub enum Origin {
 impl std::fmt::Display for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Origin::BuiltIn => "built-in",
+            Origin::Accounts => "anonymize.accounts",
             Origin::Column => "column rule",
             Origin::Table => "table rule",
         })
@@ -167,6 +160,8 @@ pub struct Rules {
     pub columns: HashMap<TableName, BTreeMap<String, Mask>>,
     pub tables: HashMap<TableName, TableMode>,
     pub unclassified: Unclassified,
+    /// The columns whose rules `[anonymize.accounts]` makes.
+    accounts: HashSet<(TableName, String)>,
 }
 
 impl Rules {
@@ -177,21 +172,24 @@ impl Rules {
             unclassified: cfg.unclassified,
             ..Rules::default()
         };
-        for (table, column, mask) in runbook() {
+        let accounts = &cfg.accounts.table;
+        for (column, mask) in account_rules(&cfg.accounts) {
             rules
                 .columns
-                .entry(table)
+                .entry(accounts.clone())
                 .or_default()
                 .insert(column.to_owned(), mask);
+            rules.accounts.insert((accounts.clone(), column.to_owned()));
         }
         for (i, rule) in cfg.table.iter().enumerate() {
             let key = |field: &str| format!("anonymize.table[{i}].{field}");
             let table = TableName::parse(&rule.table).map_err(|m| key_error(key("table"), m))?;
-            if rule.mode == TableMode::Empty && (table == users() || table == integrations()) {
+            if rule.mode == TableMode::Empty && table == *accounts {
                 return Err(key_error(
                     key("mode"),
                     format!(
-                        "{table} cannot be emptied: the admin and the runbook's rules need its rows"
+                        "{table} cannot be emptied: it is anonymize.accounts.table, whose rows \
+                         the admin and the account checks need"
                     ),
                 ));
             }
@@ -214,11 +212,11 @@ impl Rules {
             }
             let columns = rules.columns.entry(table.clone()).or_default();
             if columns.contains_key(&rule.column) {
-                let why = if runbook()
-                    .iter()
-                    .any(|(t, c, _)| *t == table && *c == rule.column)
+                let why = if rules
+                    .accounts
+                    .contains(&(table.clone(), rule.column.clone()))
                 {
-                    "is masked by the built-in runbook rules"
+                    "is a column of anonymize.accounts, which masks it"
                 } else {
                     "has a rule already"
                 };
@@ -253,9 +251,9 @@ impl Rules {
         tables.into_iter().find_map(|table| {
             match self.columns.get(table).and_then(|c| c.get(column)) {
                 Some(mask) => {
-                    let built_in = runbook().iter().any(|(t, c, _)| t == table && *c == column);
-                    let origin = if built_in {
-                        Origin::BuiltIn
+                    let accounts = self.accounts.contains(&(table.clone(), column.to_owned()));
+                    let origin = if accounts {
+                        Origin::Accounts
                     } else {
                         Origin::Column
                     };
@@ -375,6 +373,8 @@ mod tests {
         let mut cfg = serde_json::json!({
             "admin_email": "admin@staging.example.com",
             "admin_password": "staging-admin-password",
+            "accounts": {"table": "auth.members", "id": "member_id", "email": "login",
+                         "password": "digest", "superuser": "staff"},
         });
         cfg.as_object_mut()
             .unwrap()
@@ -430,12 +430,19 @@ mod tests {
         let customer = TableName::new("public", "customer");
         let doc = r.mask([&customer], "doc").unwrap();
         assert_eq!(doc.to_string(), "json(; rest = text)");
+        let members = TableName::new("auth", "members");
+        assert_eq!(
+            r.rule([&members], "login"),
+            Some((&Mask::Email, Origin::Accounts))
+        );
+        assert_eq!(r.mask([&members], "digest"), Some(&Mask::Password));
+        assert_eq!(r.mask([&members], "staff"), Some(&Mask::Redact("f".into())));
+        assert_eq!(r.mask([&members], "member_id"), Some(&Mask::Keep));
+        assert_eq!(r.mask([&members], "phone"), None);
         assert_eq!(
             r.mask([&customer], "tags").unwrap().to_string(),
             "json(a = email)"
         );
-        assert_eq!(r.mask([&users()], "email"), Some(&Mask::Email));
-        assert_eq!(r.mask([&users()], "phone"), None);
         assert_eq!(
             r.table_mode([&TableName::new("public", "session")]),
             Some(TableMode::Empty)
@@ -484,8 +491,8 @@ mod tests {
                 "anonymize.column[0].table: \"a.b.c\" is not a table name",
             ),
             (
-                serde_json::json!({"column": [{"table": "user", "column": "email", "mask": "keep"}]}),
-                "anonymize.column[0].column: public.user.email is masked by the built-in runbook rules",
+                serde_json::json!({"column": [{"table": "auth.members", "column": "login", "mask": "keep"}]}),
+                "anonymize.column[0].column: auth.members.login is a column of anonymize.accounts",
             ),
             (
                 serde_json::json!({"column": [{"table": "t", "column": "c", "mask": "json"}]}),
@@ -526,8 +533,8 @@ mod tests {
                 "anonymize.column[0].table: public.s is emptied",
             ),
             (
-                serde_json::json!({"table": [{"table": "user", "mode": "empty"}]}),
-                "anonymize.table[0].mode: public.user cannot be emptied",
+                serde_json::json!({"table": [{"table": "auth.members", "mode": "empty"}]}),
+                "anonymize.table[0].mode: auth.members cannot be emptied",
             ),
         ];
         for (extra, expected) in cases {
@@ -551,7 +558,10 @@ mod tests {
             rules.mask([&TableName::new("public", "t")], "c"),
             Some(&Mask::Email)
         );
-        assert_eq!(rules.mask([&users()], EMAIL), Some(&Mask::Email));
+        assert_eq!(
+            rules.rule([&TableName::new("public", "users")], "email"),
+            Some((&Mask::Email, Origin::Accounts))
+        );
         let err = load(&rule("scramble"), &[]).unwrap_err();
         assert!(
             err.to_string().contains("unknown mask \"scramble\""),

@@ -17,10 +17,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use schema::{
-    AnonymizeConfig, BackendConfig, BucketConfig, ColumnRule, DaemonConfig, DatabaseConfig,
-    DecryptConfig, LargeObjects, MaintenanceConfig, MediaConfig, MetricsConfig, NotifyConfig,
-    OnUnmaskedPii, PasswordHash, RedisConfig, RestoreConfig, ScheduleConfig, Severity,
-    SnapshotConfig, TableMode, TableRule, Unclassified, WebhookConfig, WebhookKind,
+    AccountsConfig, AnonymizeConfig, BackendConfig, BucketConfig, ColumnRule, DaemonConfig,
+    DatabaseConfig, DecryptConfig, LargeObjects, MaintenanceConfig, MediaConfig, MetricsConfig,
+    NotifyConfig, OnUnmaskedPii, PasswordHash, RedisConfig, RestoreConfig, ScheduleConfig,
+    Severity, SnapshotConfig, TableMode, TableRule, Unclassified, WebhookConfig, WebhookKind,
 };
 pub use units::MaxDelete;
 
@@ -125,6 +125,7 @@ impl Config {
             .map_err(|e| file_error(e.to_string()))?;
         read_secret_files(&mut tree, "")?;
         nest_snapshot_store(&mut tree)?;
+        require_accounts(&tree)?;
         let value = config::Value::new(None, config::ValueKind::Table(tree));
         let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let key = e.path().to_string();
@@ -236,6 +237,26 @@ fn read_secret_files(
     Ok(())
 }
 
+/// An `[anonymize]` without `[anonymize.accounts]` (a config written before the section
+/// existed, when one application's users table was built in) fails here, before anything is
+/// loaded, saying what to add rather than serde's "missing field".
+fn require_accounts(tree: &config::Map<String, config::Value>) -> Result<(), ConfigError> {
+    let Some(config::ValueKind::Table(anonymize)) = tree.get("anonymize").map(|v| &v.kind) else {
+        return Ok(());
+    };
+    if anonymize.contains_key("accounts") {
+        return Ok(());
+    }
+    Err(key_error(
+        "anonymize.accounts",
+        "missing: name the application's users table and its columns, e.g. \
+         [anonymize.accounts] table = \"public.users\", id = \"id\", email = \"email\", \
+         password = \"encrypted_password\", and name, superuser (boolean) and active (boolean) \
+         where the table has them; a config from before this section existed also needs \
+         [[anonymize.column]] rules for what the runbook neutralised (README \"Upgrading\")",
+    ))
+}
+
 /// `[snapshot]` writes its bucket's keys flat beside its own, while `SnapshotConfig` holds
 /// them as one `BucketConfig` in `store`: loading moves them into a `store` table, and
 /// [`flat_snapshot_keys`] turns error keys back into the file's. (serde's `flatten` cannot
@@ -295,6 +316,11 @@ url = "postgres://refresh@127.0.0.1/postgres"
 [anonymize]
 admin_email = "admin@example.com"
 admin_password = "correct horse"
+[anonymize.accounts]
+table = "public.users"
+id = "id"
+email = "email"
+password = "encrypted_password"
 "#;
 
     pub(super) fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -323,7 +349,8 @@ admin_password = "correct horse"
         assert_eq!(c.snapshot.max_age, Duration::from_secs(26 * 3600));
         assert_eq!(c.database.name, "app");
         assert!(c.database.keep_previous);
-        assert_eq!(c.anonymize.prod_admin_email, "info@shootify.io");
+        assert_eq!(c.anonymize.prod_admin_email, None);
+        assert_eq!(c.database.template, None);
         assert_eq!(c.anonymize.password_hash, PasswordHash::Unusable);
         assert_eq!(c.anonymize.email_domain, "staging.invalid");
         assert_eq!(c.schedule.cron, "0 0 3 * * *");

@@ -10,7 +10,8 @@ use serde::Deserialize;
 
 use super::Secret;
 use super::masking::Rules;
-use super::units::{GIB, MIB, MaxDelete, de_duration, de_size, de_time_zone};
+use super::units::{GIB, MIB, MaxDelete, de_duration, de_size, de_table, de_time_zone};
+use crate::table::TableName;
 
 fn yes() -> bool {
     true
@@ -99,6 +100,9 @@ pub struct DatabaseConfig {
     /// The password of `<name>_restore`, created `LOGIN PASSWORD` by the operator; needed
     /// when the refresh role may not set it for each run (neither superuser nor CREATEROLE).
     pub restore_password: Option<Secret>,
+    /// The database the scratch database is created from (default `template0`): made once by
+    /// a superuser with the extensions the dump creates that the restore role may not.
+    pub template: Option<String>,
 }
 
 fn default_db_name() -> String {
@@ -124,8 +128,8 @@ pub enum OnUnmaskedPii {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnonymizeConfig {
-    #[serde(default = "default_prod_admin_email")]
-    pub prod_admin_email: String,
+    /// The production admin, whose row is re-keyed in place; none: every account is masked.
+    pub prod_admin_email: Option<String>,
     pub admin_email: String,
     pub admin_password: Secret,
     #[serde(default = "default_password_hash")]
@@ -146,10 +150,56 @@ pub struct AnonymizeConfig {
     pub unclassified: Unclassified,
     #[serde(default)]
     pub large_objects: LargeObjects,
-    /// The masking rules, the runbook's included, parsed and validated by
+    /// `[anonymize.accounts]`: the application's users table.
+    pub accounts: AccountsConfig,
+    /// The masking rules, the accounts' included, parsed and validated by
     /// [`Config::load`](super::Config::load) (which alone sets them).
     #[serde(skip)]
     pub rules: Rules,
+}
+
+/// `[anonymize.accounts]`: the application's users table and the columns the admin's re-key
+/// and the account checks read. Its email, password, name and superuser columns are masked
+/// (rules of their own); the id and active columns are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountsConfig {
+    #[serde(deserialize_with = "de_table")]
+    pub table: TableName,
+    /// Kept for the production admin's row: its id owns everything.
+    pub id: String,
+    pub email: String,
+    /// The password hash.
+    pub password: String,
+    pub name: Option<String>,
+    /// A boolean column: the admin's is true, every other account's false.
+    pub superuser: Option<String>,
+    /// A boolean column: an inactive account cannot log in.
+    pub active: Option<String>,
+}
+
+impl AccountsConfig {
+    /// The configured columns, by their key: the required ones, then those set.
+    pub fn columns(&self) -> Vec<(&'static str, &str)> {
+        let optional = [
+            ("name", &self.name),
+            ("superuser", &self.superuser),
+            ("active", &self.active),
+        ];
+        [
+            ("id", &self.id),
+            ("email", &self.email),
+            ("password", &self.password),
+        ]
+        .into_iter()
+        .map(|(key, column)| (key, column.as_str()))
+        .chain(
+            optional
+                .into_iter()
+                .filter_map(|(key, column)| Some((key, column.as_deref()?))),
+        )
+        .collect()
+    }
 }
 
 /// `[[anonymize.column]]`.
@@ -208,9 +258,6 @@ pub enum LargeObjects {
     Keep,
 }
 
-fn default_prod_admin_email() -> String {
-    "info@shootify.io".into()
-}
 fn default_password_hash() -> PasswordHash {
     PasswordHash::Unusable
 }

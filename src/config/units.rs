@@ -1,11 +1,13 @@
 //! The value types written as text in the config file: durations ("26h"), sizes ("512MiB"),
-//! time zones ("Europe/Rome") and the media delete limit ("10%" or a count), with the serde
-//! deserializers the schema names in `deserialize_with`.
+//! time zones ("Europe/Rome"), table names ("public.users") and the media delete limit ("10%"
+//! or a count), with the serde deserializers the schema names in `deserialize_with`.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
+
+use crate::table::TableName;
 
 pub const MIB: u64 = 1024 * 1024;
 pub const GIB: u64 = 1024 * MIB;
@@ -97,6 +99,11 @@ pub fn de_time_zone<'de, D: Deserializer<'de>>(d: D) -> Result<chrono_tz::Tz, D:
             "unknown time zone {text:?}; use an IANA name like \"Europe/Rome\""
         ))
     })
+}
+
+pub fn de_table<'de, D: Deserializer<'de>>(d: D) -> Result<TableName, D::Error> {
+    let text = String::deserialize(d)?;
+    TableName::parse(&text).map_err(serde::de::Error::custom)
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@ use crate::config::ExposeSecret;
 use std::str::FromStr;
 
 use super::schema::{
-    AnonymizeConfig, BackendConfig, BucketConfig, DatabaseConfig, MediaConfig, NotifyConfig,
-    RedisConfig, RestoreConfig, ScheduleConfig, SnapshotConfig,
+    AccountsConfig, AnonymizeConfig, BackendConfig, BucketConfig, DatabaseConfig, MediaConfig,
+    NotifyConfig, RedisConfig, RestoreConfig, ScheduleConfig, SnapshotConfig,
 };
 use super::units::{GIB, MIB};
 use super::{Config, ConfigError, key_error};
@@ -65,6 +65,9 @@ fn database(d: &DatabaseConfig) -> Result<(), ConfigError> {
     if let Some(owner) = &d.owner {
         identifier("database.owner", owner, 0)?;
     }
+    if let Some(template) = &d.template {
+        identifier("database.template", template, 0)?;
+    }
     if d.restore_password
         .as_ref()
         .is_some_and(|p| p.expose_secret().is_empty())
@@ -88,13 +91,16 @@ fn restore(r: &RestoreConfig) -> Result<(), ConfigError> {
 
 fn anonymize(a: &AnonymizeConfig) -> Result<(), ConfigError> {
     for (key, email) in [
-        ("anonymize.admin_email", &a.admin_email),
-        ("anonymize.prod_admin_email", &a.prod_admin_email),
+        ("anonymize.admin_email", Some(&a.admin_email)),
+        ("anonymize.prod_admin_email", a.prod_admin_email.as_ref()),
     ] {
-        if !looks_like_email(email) {
+        if let Some(email) = email
+            && !looks_like_email(email)
+        {
             return Err(key_error(key, format!("{email:?} is not an email address")));
         }
     }
+    accounts(&a.accounts)?;
     if a.admin_password.expose_secret().chars().count() < 8 {
         return Err(key_error(
             "anonymize.admin_password",
@@ -135,6 +141,24 @@ fn anonymize(a: &AnonymizeConfig) -> Result<(), ConfigError> {
                 format!("{}: {e}", path.display()),
             )
         })?;
+    }
+    Ok(())
+}
+
+/// Every configured column named, each once.
+fn accounts(a: &AccountsConfig) -> Result<(), ConfigError> {
+    let columns = a.columns();
+    for (i, (key, column)) in columns.iter().enumerate() {
+        let key = format!("anonymize.accounts.{key}");
+        if column.is_empty() {
+            return Err(key_error(key, "is empty"));
+        }
+        if let Some((other, _)) = columns[..i].iter().find(|(_, c)| c == column) {
+            return Err(key_error(
+                key,
+                format!("{column:?} is anonymize.accounts.{other} already"),
+            ));
+        }
     }
     Ok(())
 }
@@ -337,6 +361,8 @@ mod tests {
             ("[redis]\nurl = \"http://nope\"\n", "redis.url"),
             ("[restore]\njobs = 0\n", "restore.jobs"),
             ("[snapshot.decrypt]\n", "snapshot.decrypt"),
+            ("superuser = \"email\"\n", "anonymize.accounts.superuser"),
+            ("name = \"\"\n", "anonymize.accounts.name"),
         ];
         for (extra, key) in cases {
             let err = load(&format!("{MINIMAL}{extra}"), &[]).unwrap_err();
@@ -357,6 +383,30 @@ mod tests {
         );
         let err = load(&MINIMAL.replace("bucket = \"snaps\"", ""), &[]).unwrap_err();
         assert!(err.to_string().contains("bucket"), "{err}");
+        let err = load(
+            &MINIMAL.replace("[anonymize]", "[anonymize]\nprod_admin_email = \"boss\""),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(key_of(err), "anonymize.prod_admin_email");
+        let err = load(
+            &MINIMAL.replace("table = \"public.users\"", "table = \"a.b.c\""),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(key_of(err), "anonymize.accounts.table");
+    }
+
+    #[test]
+    fn a_config_without_the_accounts_section_says_what_to_add() {
+        let (without, _) = MINIMAL.split_once("[anonymize.accounts]").unwrap();
+        let err = load(without, &[]).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("[anonymize.accounts] table = ") && text.contains("README"),
+            "{text}"
+        );
+        assert_eq!(key_of(err), "anonymize.accounts");
     }
 
     #[test]

@@ -390,6 +390,12 @@ url = "postgres://refresh@127.0.0.1:9/postgres"
 admin_email = "admin@staging.example.com"
 admin_password = "staging-admin-password"
 
+[anonymize.accounts]
+table = "public.users"
+id = "id"
+email = "email"
+password = "encrypted_password"
+
 [media]
 enabled = false
 

@@ -1,7 +1,8 @@
 //! The staging PostgreSQL server as the refresh sees it: connections (always through the
-//! maintenance URL, by database name), the scratch database, the swap at cutover and the
-//! opt-in markers.
+//! maintenance URL, by database name), the scratch database, the swap at cutover, the
+//! opt-in markers and the extensions the restore role may use.
 
+pub mod extensions;
 pub mod markers;
 pub mod restore_role;
 pub mod settings;
@@ -210,11 +211,13 @@ impl Server {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    /// Creates an empty database from template0, owned by `owner` when given.
+    /// Creates a database from `template` (template0, or `database.template`'s extensions),
+    /// owned by `owner` when given.
     pub async fn create(
         &self,
         client: &Client,
         database: &str,
+        template: &str,
         owner: Option<&str>,
     ) -> Result<(), DbError> {
         let owner = owner
@@ -222,10 +225,11 @@ impl Server {
             .unwrap_or_default();
         self.execute(
             client,
-            &format!("creating database {database:?}"),
+            &format!("creating database {database:?} from {template:?}"),
             &format!(
-                "CREATE DATABASE {} TEMPLATE template0{owner}",
-                quote_ident(database)
+                "CREATE DATABASE {} TEMPLATE {}{owner}",
+                quote_ident(database),
+                quote_ident(template)
             ),
         )
         .await
@@ -271,7 +275,7 @@ impl Server {
     }
 
     /// Whether the connected role is a superuser.
-    pub async fn is_superuser(&self, client: &Client) -> Result<bool, DbError> {
+    pub async fn connected_as_superuser(&self, client: &Client) -> Result<bool, DbError> {
         client
             .query_one(
                 "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",

@@ -91,14 +91,31 @@ pub enum MaskError {
         columns: Vec<String>,
     },
     #[error(
-        "no user has the production admin email {email:?} (anonymize.prod_admin_email); \
-         nothing was changed"
+        "the dump has no table {table} (anonymize.accounts.table), nothing was loaded: name the \
+         application's users table"
     )]
-    AdminNotFound { email: String },
+    AccountsTable { table: String },
     #[error(
-        "{count} users have the production admin email (anonymize.prod_admin_email); expected one"
+        "the dump's table {table} (anonymize.accounts.table) has no column {}, nothing was \
+         loaded: name its columns",
+        .columns.join(", ")
     )]
-    AdminNotUnique { count: usize },
+    AccountsColumns { table: String, columns: Vec<String> },
+    #[error(
+        "no row of {table} has the production admin email {email:?} in {column} \
+         (anonymize.prod_admin_email); staging was not changed: correct it, or leave it out to \
+         mask every account"
+    )]
+    AdminNotFound {
+        table: String,
+        column: String,
+        email: String,
+    },
+    #[error(
+        "{count} rows of {table} have the production admin email (anonymize.prod_admin_email); \
+         expected one"
+    )]
+    AdminNotUnique { table: String, count: usize },
     #[error(transparent)]
     Key(#[from] KeyError),
     #[error("hashing the admin password: {0}")]

@@ -12,7 +12,7 @@
 //! by field ([`rows`], [`copy`], [`kinds`]; arrays element by element ([`array`]), bytea as
 //! bytes ([`bytea`]), JSON by path ([`json`])), each mask writing into its [`language`];
 //! `empty` tables are restored without rows. The production admin's row is re-keyed in place
-//! ([`admin`]). After the last statement the catalog must still hold what was classified,
+//! (the accounts table checked against `[anonymize.accounts]`: [`admin`]). After the last statement the catalog must still hold what was classified,
 //! or the run fails ([`tables::reconcile`]). `plan` and `rules` classify from the dump's
 //! text instead ([`schema`]).
 
@@ -42,13 +42,13 @@ use std::path::Path;
 
 use bytes::Bytes;
 
-use crate::config::masking::{Mask, Rules, users};
-use crate::config::{AnonymizeConfig, LargeObjects, TableMode};
+use crate::config::masking::{Mask, Rules};
+use crate::config::{AccountsConfig, AnonymizeConfig, LargeObjects, TableMode};
 use crate::restore::At;
 use crate::restore::filter::Action;
 use crate::restore::statement::Statement;
 use crate::table::{TableName, display_ident};
-pub use admin::{Admin, BCRYPT_COST};
+pub use admin::{Admin, BCRYPT_COST, check_columns, check_table};
 use catalog::Answer;
 pub use error::MaskError;
 pub use gate::{classify, listed_under};
@@ -65,8 +65,8 @@ const LARGE_OBJECT_DATA: &str = "large object data (anonymize.large_objects = \"
 /// What the masking did, for verification and the report.
 #[derive(Debug, Clone, Default)]
 pub struct Masked {
-    /// The admin's id (as COPY text), kept from production.
-    pub admin_id: String,
+    /// The admin's id (as COPY text), kept from production; `None` without an admin.
+    pub admin_id: Option<String>,
     /// Rows whose values were masked, per table (a partition's under its partitioned table).
     pub rows: BTreeMap<TableName, u64>,
     /// Values masked, per table and column (a partition's under its partitioned table).
@@ -94,7 +94,8 @@ pub struct Masked {
 pub struct Masker {
     rules: Rules,
     masks: Masks,
-    admin: Admin,
+    accounts: AccountsConfig,
+    admin: Option<Admin>,
     large_objects: LargeObjects,
     /// The tables as the scratch database's catalog last described them.
     tables: Tables,
@@ -107,7 +108,7 @@ pub struct Masker {
     copy: Option<Copy>,
     /// Admin rows found so far.
     admins: Vec<String>,
-    users_copied: bool,
+    accounts_copied: bool,
     done: Masked,
 }
 
@@ -147,16 +148,26 @@ impl Masker {
     pub fn from_config(
         cfg: &AnonymizeConfig,
         state_dir: &Path,
-        admin: Admin,
+        admin: Option<Admin>,
     ) -> Result<Masker, MaskError> {
         let rules = cfg.rules.clone();
         let key = Key::load(cfg.mask_key_file.as_deref(), state_dir)?;
-        let mut masker = Masker::new(rules, Masks::new(key, &cfg.email_domain), admin);
+        let mut masker = Masker::new(
+            rules,
+            Masks::new(key, &cfg.email_domain),
+            cfg.accounts.clone(),
+            admin,
+        );
         masker.large_objects = cfg.large_objects;
         Ok(masker)
     }
 
-    pub fn new(rules: Rules, masks: Masks, admin: Admin) -> Masker {
+    pub fn new(
+        rules: Rules,
+        masks: Masks,
+        accounts: AccountsConfig,
+        admin: Option<Admin>,
+    ) -> Masker {
         let done = Masked {
             password_salt: masks.password_salt(),
             password_prefix: masks.password_prefix().to_owned(),
@@ -165,6 +176,7 @@ impl Masker {
         Masker {
             rules,
             masks,
+            accounts,
             admin,
             large_objects: LargeObjects::default(),
             tables: Tables::new(),
@@ -173,7 +185,7 @@ impl Masker {
             data_started: false,
             copy: None,
             admins: Vec::new(),
-            users_copied: false,
+            accounts_copied: false,
             done,
         }
     }
@@ -252,14 +264,7 @@ impl Masker {
                 };
                 let rest = m.partial.split_off(end + 1);
                 let lines = std::mem::replace(&mut m.partial, rest);
-                let out = rows::rows(
-                    &self.masks,
-                    &self.admin,
-                    &mut self.admins,
-                    &copy.table,
-                    m,
-                    &lines,
-                )?;
+                let out = rows::rows(&self.masks, &mut self.admins, &copy.table, m, &lines)?;
                 Ok(Some(Bytes::from(out)))
             }
         }
@@ -279,14 +284,7 @@ impl Masker {
                 let out = if tail.is_empty() {
                     Vec::new()
                 } else {
-                    rows::rows(
-                        &self.masks,
-                        &self.admin,
-                        &mut self.admins,
-                        &copy.table,
-                        &mut m,
-                        &tail,
-                    )?
+                    rows::rows(&self.masks, &mut self.admins, &copy.table, &mut m, &tail)?
                 };
                 *self.done.rows.entry(copy.reported.clone()).or_default() += m.rows;
                 for (name, n) in m.names.iter().zip(&m.values) {
@@ -300,9 +298,11 @@ impl Masker {
                             .or_default() += n;
                     }
                 }
-                if m.admin.is_some() {
-                    self.users_copied = true;
-                    self.admin.found_once(&self.admins)?;
+                if copy.table == self.accounts.table {
+                    self.accounts_copied = true;
+                    if let Some(admin) = &self.admin {
+                        admin.found_once(&self.accounts, &self.admins)?;
+                    }
                 }
                 Ok((!out.is_empty()).then(|| Bytes::from(out)))
             }
@@ -347,8 +347,8 @@ impl Masker {
 
     /// At the end of the dump: what was masked.
     pub fn finish(mut self) -> Result<Masked, MaskError> {
-        if !self.users_copied {
-            return Err(self.admin.not_found());
+        if let Some(admin) = self.admin.as_ref().filter(|_| !self.accounts_copied) {
+            return Err(admin.not_found(&self.accounts));
         }
         gate::note_classes(&self.rules, &self.tables, &mut self.done);
         self.done.parents = self
@@ -357,14 +357,21 @@ impl Masker {
             .filter(|t| !t.parents.is_empty())
             .map(|t| (t.name.clone(), t.parents.clone()))
             .collect();
-        self.done.admin_id = self.admins.pop().unwrap_or_default();
+        self.done.admin_id = self.admins.pop();
         Ok(self.done)
     }
 
-    /// Before the first row of data, with every table: each one is checked.
+    /// Before the first row of data, with every table: the accounts table and each one are
+    /// checked.
     fn start_data(&mut self, tables: Vec<TableShape>) -> Result<(), MaskError> {
         self.data_started = true;
         self.tables = tables.into_iter().map(|t| (t.name.clone(), t)).collect();
+        check_table(
+            &self.accounts,
+            self.tables
+                .get(&self.accounts.table)
+                .map(|t| t.columns.iter().map(|c| c.name.as_str())),
+        )?;
         gate::warn_unknown_columns(&self.rules, &self.tables);
         // An extension's tables hold what the extension put there; a COPY into one is
         // checked at its start.
@@ -456,9 +463,16 @@ impl Masker {
         } else {
             let masks = gate::masks_of(&self.rules, &table, Some(&shape), &names)?;
             masked = masks.iter().map(Option::is_some).collect();
-            let admin = (table == users()).then(|| self.admin.fields(&names));
+            let admin = if table == self.accounts.table {
+                let listed: Vec<&str> = names.iter().map(String::as_str).collect();
+                check_columns(&self.accounts, &listed)?;
+                self.admin
+                    .as_ref()
+                    .map(|admin| admin.fields(&self.accounts, &names))
+            } else {
+                None
+            };
             match admin {
-                Some(None) => return Err(self.admin.not_found()),
                 None if masks.iter().all(Option::is_none) => CopyAction::Pass,
                 admin => CopyAction::Mask(MaskedCopy::new(
                     &self.masks,
@@ -466,7 +480,7 @@ impl Masker {
                     line,
                     names.clone(),
                     masks,
-                    admin.flatten(),
+                    admin,
                 )?),
             }
         };

@@ -7,7 +7,7 @@
 use crate::config::masking::Mask;
 use crate::table::{TableName, display_ident};
 
-use super::admin::{Admin, AdminFields};
+use super::admin::AdminFields;
 use super::error::MaskError;
 use super::gate::misfits;
 use super::kinds::{KindError, Masks};
@@ -24,7 +24,7 @@ pub(super) struct MaskedCopy {
     /// Per field: its mask and its column's shape, `None` to keep.
     fields: Vec<Option<(Mask, ColumnShape)>>,
     pub(super) names: Vec<String>,
-    /// Field indexes of the admin's columns, in the users table.
+    /// Field indexes of the admin's columns, in the accounts table.
     pub(super) admin: Option<AdminFields>,
     /// The start of a row the last chunk cut.
     pub(super) partial: Vec<u8>,
@@ -112,7 +112,6 @@ pub(super) fn mask_field(
 /// Rewrites whole COPY lines (each ending in `\n`); the admin rows' ids go to `admins`.
 pub(super) fn rows(
     masks: &Masks,
-    admin: &Admin,
     admins: &mut Vec<String>,
     table: &TableName,
     m: &mut MaskedCopy,
@@ -140,7 +139,7 @@ pub(super) fn rows(
         let admin_row = m
             .admin
             .as_ref()
-            .and_then(|a| Some((a, a.admin_id(&fields, &admin.prod_email)?)))
+            .and_then(|a| Some((a, a.admin_id(&fields)?)))
             .map(|(a, id)| {
                 admins.push(id);
                 a

@@ -4,19 +4,29 @@ use super::*;
 use crate::restore::lexer::{Item, Lexer};
 use schema::Schema;
 
+/// The accounts table of these tests: named otherwise than any application's.
+fn accounts() -> AccountsConfig {
+    serde_json::from_value(serde_json::json!({
+        "table": "public.member", "id": "id", "email": "login", "password": "digest",
+        "name": "display_name", "superuser": "staff",
+    }))
+    .unwrap()
+}
+
 fn masker(rules: Rules) -> Masker {
     let admin = Admin {
-        prod_email: "info@shootify.io".into(),
+        prod_email: "boss@example.com".into(),
         email: "admin@staging.example.com".into(),
         hash: "$2b$12$adminhash".into(),
     };
     let masks = Masks::new(Key::from_bytes(&[1; 32]), "staging.invalid");
-    Masker::new(rules, masks, admin)
+    Masker::new(rules, masks, accounts(), Some(admin))
 }
 
+/// The accounts table's rules and these.
 fn rules(columns: &[(&str, &str, Mask)], tables: &[(&str, TableMode)]) -> Rules {
     let mut rules = Rules::default();
-    for (table, column, mask) in columns {
+    for (table, column, mask) in member_rules().iter().chain(columns) {
         rules
             .columns
             .entry(TableName::parse(table).unwrap())
@@ -84,67 +94,130 @@ fn stream(m: &mut Masker, sql: &str, piece: usize) -> Result<(Vec<String>, Strin
     Ok((kept, data))
 }
 
-const USERS: &str = "CREATE TABLE public.\"user\" (id integer NOT NULL, email text NOT NULL,
-        full_name text, is_superuser boolean NOT NULL);
-        COPY public.\"user\" (id, email, full_name, is_superuser) FROM stdin;
-        1\tinfo@shootify.io\tShootify Admin\tt
-        2\tjane@example.org\tJane\\tDoe\tt
-        3\tjo@example.org\t\\N\tf
+/// The accounts table's pre-data, with no data.
+const MEMBER: &str = "CREATE TABLE public.member (id integer NOT NULL, login text NOT NULL,
+        display_name text, staff boolean NOT NULL, digest text);";
+
+const MEMBERS: &str = "CREATE TABLE public.member (id integer NOT NULL, login text NOT NULL,
+        display_name text, staff boolean NOT NULL, digest text);
+        COPY public.member (id, login, display_name, staff, digest) FROM stdin;
+        1\tboss@example.com\tThe Boss\tt\tx
+        2\tjane@example.org\tJane\\tDoe\tt\tx
+        3\tjo@example.org\t\\N\tf\t\\N
         \\.";
 
-fn user_rules() -> Vec<(&'static str, &'static str, Mask)> {
+fn member_rules() -> Vec<(&'static str, &'static str, Mask)> {
     vec![
-        ("user", "email", Mask::Email),
-        ("user", "full_name", Mask::Redact("Anonymized User".into())),
-        ("user", "is_superuser", Mask::Redact("f".into())),
+        ("member", "login", Mask::Email),
+        (
+            "member",
+            "display_name",
+            Mask::Redact("Anonymized User".into()),
+        ),
+        ("member", "staff", Mask::Redact("f".into())),
+        ("member", "digest", Mask::Keep),
     ]
 }
 
 #[test]
 fn copy_rows_are_masked_and_the_admin_row_re_keyed_whatever_the_chunking() {
-    let sql = USERS.replace("\n        ", "\n");
+    let sql = MEMBERS.replace("\n        ", "\n");
     let mut outputs = Vec::new();
     for piece in [1, 7, 1 << 20] {
-        let mut m = masker(rules(&user_rules(), &[]));
+        let mut m = masker(rules(&[], &[]));
         let (_, data) = stream(&mut m, &sql, piece).unwrap();
         let masked = m.finish().unwrap();
-        assert_eq!(masked.admin_id, "1");
-        let user = TableName::new("public", "user");
-        assert_eq!(masked.rows[&user], 3);
-        assert_eq!(masked.values[&user]["email"], 2);
+        assert_eq!(masked.admin_id.as_deref(), Some("1"));
+        let member = TableName::new("public", "member");
+        assert_eq!(masked.rows[&member], 3);
+        assert_eq!(masked.values[&member]["login"], 2);
         outputs.push(data);
     }
     assert!(outputs.iter().all(|o| *o == outputs[0]));
     let lines: Vec<&str> = outputs[0].lines().collect();
-    assert_eq!(lines[0], "1\tadmin@staging.example.com\tStaging Admin\tt");
+    assert_eq!(
+        lines[0],
+        "1\tadmin@staging.example.com\tStaging Admin\tt\t$2b$12$adminhash"
+    );
     let jane: Vec<&str> = lines[1].split('\t').collect();
     assert!(jane[1].starts_with("anon_") && jane[1].ends_with("@staging.invalid"));
-    assert_eq!(jane[2..], ["Anonymized User", "f"]);
+    assert_eq!(jane[2..], ["Anonymized User", "f", "x"]);
     assert!(
-        lines[2].ends_with("\t\\N\tf"),
+        lines[2].ends_with("\t\\N\tf\t\\N"),
         "NULL stays NULL: {}",
         lines[2]
     );
 }
 
 #[test]
-fn no_admin_row_fails() {
-    let sql = USERS
-        .replace("\n        ", "\n")
-        .replace("info@shootify.io", "x@y.z");
-    let mut m = masker(rules(&user_rules(), &[]));
+fn without_a_production_admin_every_account_is_masked() {
+    let sql = MEMBERS.replace("\n        ", "\n");
+    let masks = Masks::new(Key::from_bytes(&[1; 32]), "staging.invalid");
+    let mut m = Masker::new(rules(&[], &[]), masks, accounts(), None);
+    let (_, data) = stream(&mut m, &sql, 1 << 20).unwrap();
+    assert_eq!(m.finish().unwrap().admin_id, None);
+    for line in data.lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        assert!(fields[1].starts_with("anon_"), "{line}");
+        assert_eq!(fields[3], "f", "{line}");
+    }
+}
+
+#[test]
+fn no_admin_row_fails_at_the_end_of_its_tables_copy() {
+    let sql = format!(
+        "{}\nCREATE TABLE public.later (id integer);",
+        MEMBERS
+            .replace("\n        ", "\n")
+            .replace("boss@example.com", "x@y.z")
+    );
+    let mut m = masker(rules(&[], &[]));
     let err = stream(&mut m, &sql, 1 << 20).unwrap_err();
     assert!(matches!(err, MaskError::AdminNotFound { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("no row of public.member has the production admin email \"boss@"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_accounts_table_or_column_the_dump_lacks_fails_before_the_first_row() {
+    let t = "CREATE TABLE public.t (id integer);\nCOPY public.t (id) FROM stdin;\n1\n\\.";
+    let mut m = masker(rules(&[], &[]));
+    let err = stream(&mut m, t, 1 << 20).unwrap_err().to_string();
+    assert!(
+        err.starts_with("the dump has no table public.member (anonymize.accounts.table)"),
+        "{err}"
+    );
+    let sql = format!("{}\n{t}", MEMBER.replace(", digest text", ""));
+    let mut m = masker(rules(&[], &[]));
+    let err = stream(&mut m, &sql, 1 << 20).unwrap_err().to_string();
+    assert!(
+        err.contains("has no column \"digest\" (anonymize.accounts.password)"),
+        "{err}"
+    );
+    // A COPY of the accounts table that leaves a configured column out.
+    let sql =
+        format!("{MEMBER}\nCOPY public.member (id, login, display_name, staff) FROM stdin;\n\\.");
+    let mut m = masker(rules(&[], &[]));
+    let err = stream(&mut m, &sql, 1 << 20).unwrap_err().to_string();
+    assert!(
+        err.contains("\"digest\" (anonymize.accounts.password)"),
+        "{err}"
+    );
 }
 
 #[test]
 fn unclassified_columns_are_named_before_the_first_row() {
-    let sql = "CREATE TABLE public.t (id integer, note text, ip inet, n numeric);
+    let sql = &format!(
+        "{MEMBER}\nCREATE TABLE public.t (id integer, note text, ip inet, n numeric);
 CREATE TABLE \"x.y\".u (label varchar(5));
 COPY public.t (id, note, ip, n) FROM stdin;
 1\tsecret\t10.0.0.1\t1
-\\.";
-    let mut m = masker(Rules::default());
+\\."
+    );
+    let mut m = masker(rules(&[], &[]));
     let err = stream(&mut m, sql, 1 << 20).unwrap_err().to_string();
     assert!(
         err.contains("public.t.note (text), public.t.ip (inet), \"x.y\".u.label (varchar(5))"),
@@ -160,14 +233,16 @@ COPY public.t (id, note, ip, n) FROM stdin;
 
 #[test]
 fn emptied_tables_lose_their_rows_and_inserts_into_masked_tables_are_refused() {
-    let sql = "CREATE TABLE public.session (id integer, token text);
+    let sql = &format!(
+        "{MEMBER}\nCREATE TABLE public.session (id integer, token text);
 CREATE TABLE public.note (id integer, body text);
 COPY public.session (id, token) FROM stdin;
 1\ttok_1
 2\ttok_2
 \\.
 INSERT INTO public.session VALUES (3, 'tok_3');
-INSERT INTO public.note (id, body) VALUES (1, 'jane@example.org');";
+INSERT INTO public.note (id, body) VALUES (1, 'jane@example.org');"
+    );
     let mut m = masker(rules(
         &[("note", "body", Mask::Text)],
         &[("session", TableMode::Empty)],
@@ -175,7 +250,7 @@ INSERT INTO public.note (id, body) VALUES (1, 'jane@example.org');";
     let err = stream(&mut m, sql, 1 << 20).unwrap_err().to_string();
     assert!(
         err.starts_with(
-            "dump line 8: INSERT INTO public.note sets masked or unclassified columns (body)"
+            "dump line 10: INSERT INTO public.note sets masked or unclassified columns (body)"
         ),
         "{err}"
     );
@@ -199,12 +274,13 @@ INSERT INTO public.note (id, body) VALUES (1, 'jane@example.org');";
 
 #[test]
 fn masks_that_do_not_fit_their_columns_are_refused_before_the_first_row() {
-    let sql =
-        "CREATE TABLE public.c (id integer, email varchar(10), phone text NOT NULL, note text,
+    let sql = &format!(
+        "{MEMBER}\nCREATE TABLE public.c (id integer, email varchar(10), phone text NOT NULL, note text,
     CONSTRAINT c_note_check CHECK ((char_length(note) <= 24)));
 COPY public.c (id, email, phone, note) FROM stdin;
 1\tjane@example.org\t+1 555\tJane
-\\.";
+\\."
+    );
     let mut m = masker(rules(
         &[
             ("c", "email", Mask::Email),
@@ -238,14 +314,15 @@ COPY public.c (id, email, phone, note) FROM stdin;
 
 #[test]
 fn arrays_mask_each_element_domains_their_base_type_and_bytea_its_bytes() {
-    let sql = "CREATE DOMAIN public.short AS text
+    let sql = &[MEMBER, "
+CREATE DOMAIN public.short AS text
 \tCONSTRAINT short_check CHECK ((char_length(VALUE) <= 24));
 CREATE TABLE public.p (id integer, emails character varying(64)[], tokens text[],
     names public.short[], secret bytea NOT NULL);
 COPY public.p (id, emails, tokens, names, secret) FROM stdin;
 1\t{jane@example.org,NULL,\"odd,one@example.org\"}\t{{sk_live_abc,ghp_x},{NULL,\"a b\\\\\\\\\"}}\t{Jane,\"Doe, John\"}\t\\\\x0102ff
 2\t\\N\t{}\t\\N\t\\\\x
-\\.";
+\\."].concat();
     let mut m = masker(rules(
         &[
             ("p", "emails", Mask::Email),
@@ -310,13 +387,18 @@ fn a_copy_s_masks_are_fitted_to_the_shapes_it_is_given_at_its_start() {
 
 #[test]
 fn rules_on_a_parent_reach_its_partitions_unless_theirs_differ_where_rows_are_routed() {
-    let sql = "CREATE TABLE public.event (id integer, email text) PARTITION BY LIST (id);
+    let sql = &[
+        MEMBER,
+        "
+CREATE TABLE public.event (id integer, email text) PARTITION BY LIST (id);
 CREATE TABLE public.event_1 (id integer, email text);
 ALTER TABLE ONLY public.event ATTACH PARTITION public.event_1 FOR VALUES IN (1);
 CREATE TABLE public.event_2 PARTITION OF public.event FOR VALUES IN (2);
 COPY public.event_1 (id, email) FROM stdin;
 1\tjane@example.org
-\\.";
+\\.",
+    ]
+    .concat();
     let mut m = masker(rules(&[("event", "email", Mask::Hash)], &[]));
     let (_, data) = stream(&mut m, sql, 3).unwrap();
     let (id, hash) = data.trim_end().split_once('\t').unwrap();
@@ -330,12 +412,17 @@ COPY public.event_1 (id, email) FROM stdin;
 
     // Rows copied into the partitioned table go to partitions the masking cannot tell apart:
     // a partition with a rule of its own is refused there.
-    let routed = "CREATE TABLE public.event (id integer, email text) PARTITION BY LIST (id);
+    let routed = &[
+        MEMBER,
+        "
+CREATE TABLE public.event (id integer, email text) PARTITION BY LIST (id);
 CREATE TABLE public.event_1 PARTITION OF public.event FOR VALUES IN (1);
 CREATE TABLE public.event_2 PARTITION OF public.event FOR VALUES IN (2);
 COPY public.event (id, email) FROM stdin;
 1\tjane@example.org
-\\.";
+\\.",
+    ]
+    .concat();
     let mut m = masker(rules(
         &[
             ("event", "email", Mask::Hash),
@@ -346,7 +433,7 @@ COPY public.event (id, email) FROM stdin;
     let err = stream(&mut m, routed, 1 << 20).unwrap_err().to_string();
     assert!(
         err.starts_with(
-            "dump line 4: refusing COPY into the partitioned table public.event: its rows go to \
+            "dump line 6: refusing COPY into the partitioned table public.event: its rows go to \
              partitions whose rules differ from its own (public.event_2.email)"
         ),
         "{err}"
@@ -360,17 +447,18 @@ fn what_the_copy_leaves_to_the_server_is_refused_when_masked() {
             &[("t", "email", Mask::Hash)],
             &[("t", TableMode::Keep)],
         ));
-        let err = stream(&mut m, sql, 1 << 20).unwrap_err().to_string();
+        let sql = [MEMBER, "\n", sql].concat();
+        let err = stream(&mut m, &sql, 1 << 20).unwrap_err().to_string();
         assert!(err.starts_with(expected), "{err}");
     };
     refused(
         "CREATE TABLE public.t (id integer, email text);\nCOPY public.t FROM stdin;\n1\tx\n\\.",
-        "dump line 2: refusing COPY into public.t: it lists no columns",
+        "dump line 4: refusing COPY into public.t: it lists no columns",
     );
     refused(
         "CREATE TABLE public.t (id integer, email text DEFAULT public.f());
 COPY public.t (id) FROM stdin;\n1\n\\.",
-        "dump line 2: refusing COPY into public.t: pg_dump leaves out no column but generated \
+        "dump line 4: refusing COPY into public.t: pg_dump leaves out no column but generated \
          ones, and this COPY leaves out email",
     );
     refused(
@@ -381,12 +469,17 @@ COPY public.t (id) FROM stdin;\n1\n\\.",
     refused(
         "CREATE TABLE public.t (id integer, email text);\nCOPY public.t (id, email) FROM stdin;
 1\tjane\\\t2\n\\.",
-        "dump line 2: row 1 of the COPY into public.t is not COPY text as pg_dump writes it \
+        "dump line 4: row 1 of the COPY into public.t is not COPY text as pg_dump writes it \
          (a backslash before a raw tab)",
     );
     // A constant default is in the schema, which the scan reads.
-    let sql = "CREATE TABLE public.t (id integer, email text DEFAULT 'none'::text);
-COPY public.t (id) FROM stdin;\n1\n\\.";
+    let sql = &[
+        MEMBER,
+        "
+CREATE TABLE public.t (id integer, email text DEFAULT 'none'::text);
+COPY public.t (id) FROM stdin;\n1\n\\.",
+    ]
+    .concat();
     let mut m = masker(rules(
         &[("t", "email", Mask::Hash)],
         &[("t", TableMode::Keep)],

@@ -40,10 +40,10 @@ mod tests {
         );
         assert_eq!(
             without_values(
-                "no user has the production admin email \"boss@shootify.io\" \
+                "no row of public.member has the production admin email \"boss@example.com\" \
                  on postgres://refresh@db.internal:5432/postgres"
             ),
-            "no user has the production admin email \"[email address withheld]\" \
+            "no row of public.member has the production admin email \"[email address withheld]\" \
              on postgres://refresh@db.internal:5432/postgres"
         );
         let plain = "relation \"no_such_table\" does not exist";

@@ -9,6 +9,7 @@ use tokio_postgres::Client;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::{Doing, Run, RunError, restore_filter};
+use crate::database::extensions::{self, Extensions, Template};
 use crate::database::restore_role::{self, Reach};
 use crate::database::settings;
 use crate::fault;
@@ -16,6 +17,7 @@ use crate::journal::Step;
 use crate::mask::{Admin, Masked, Masker};
 use crate::progress::{Progress, Unit};
 use crate::report::{self, Phase};
+use crate::restore::privileges::Privileges;
 use crate::restore::session::Sessions;
 use crate::restore::{self, RestoreError, Streamed, filter::Filter};
 use crate::snapshot::Snapshot;
@@ -95,15 +97,16 @@ impl Run<'_> {
             .await
     }
 
-    /// Streams `snapshot` into a new scratch database owned by the restore role, masking and
-    /// scanning it on the way; the restore's figures go in the report.
+    /// Streams `snapshot` into a new scratch database owned by the restore role (a copy of
+    /// `database.template`, or of template0), masking and scanning it on the way; the
+    /// restore's figures go in the report.
     async fn restore(
         &mut self,
         maintenance: &Client,
         snapshot: &Snapshot,
         filter: Filter,
         role: &RestoreRole,
-        admin: Admin,
+        admin: Option<Admin>,
     ) -> Result<(Streamed, Masked, StreamScan), RunError> {
         let scratch = self.config.scratch_db();
         // The mask key is read (or made) before anything is created: a bad key file changes
@@ -119,10 +122,20 @@ impl Run<'_> {
             &self.config.restore,
         )
         .await?;
+        let database = &self.config.database;
+        let template = Template::new(database.template.as_deref(), &database.name);
         self.server
-            .create(maintenance, &scratch, Some(&role.name))
+            .create(maintenance, &scratch, template.source(), Some(&role.name))
             .await?;
         fault::point("restore.scratch-created");
+        // What the restore role may run depends on what the scratch database holds.
+        let privileges = {
+            let client = self.server.connect(Some(&scratch)).await?;
+            extensions::adopt_schemas(&self.server, &client, &role.name).await?;
+            let extensions =
+                Extensions::read(&self.server, &client, template, true, &role.name).await?;
+            Privileges::enforcing(extensions)
+        };
 
         let progress = Arc::new(Progress::new("restore", Unit::Bytes, Some(snapshot.size)));
         self.begin(Phase::Restore, Some(progress.clone()));
@@ -136,7 +149,7 @@ impl Run<'_> {
         let restored = restore::restore(
             source,
             snapshot,
-            filter,
+            (filter, privileges),
             Scanning::new(masker, &self.config.anonymize),
             &sessions,
             progress.clone(),
@@ -214,6 +227,7 @@ impl Run<'_> {
                 self.report
                     .step(report::Step::Verification, done.verification_seconds);
                 self.report.step(report::Step::Scan, done.scan_seconds);
+                self.report.unpopulated_views = done.unpopulated_views;
             }
             Err(err) => {
                 let (verification, findings) = AnonymizeError::results(&err);

@@ -8,13 +8,14 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::config::masking::{integrations, users};
-use crate::database::{Server, markers};
+use crate::database::extensions::{Extensions, Template};
+use crate::database::{Server, markers, restore_role};
 use crate::media::{MediaPlan, MediaProgress, Mirror};
 use crate::progress::{Progress, Unit};
 use crate::refresh::{Doing, Options, RunError, restore_filter, select_snapshot};
 use crate::report::{self, SnapshotReport};
 use crate::restore::filter::Filter;
+use crate::restore::privileges::Privileges;
 use crate::restore::{self, Streamed};
 use crate::shutdown::CancellationToken;
 use crate::snapshot::{Selection, Snapshot};
@@ -37,12 +38,14 @@ pub struct DatabasePlan {
     pub bytes_sql: u64,
     pub rows: BTreeMap<String, u64>,
     pub statements_filtered: BTreeMap<String, u64>,
-    /// Users that would be anonymized (all but the admin).
+    /// Accounts that would be anonymized (all but the admin).
     pub users_to_anonymize: u64,
-    pub integrations_to_neutralise: u64,
     /// Every column that could hold personal data, with its mask; the emptied tables; the
     /// unclassified columns a run would stop at.
     pub masking: Columns,
+    /// The statements the restore role may not run, each naming its dump line and why: a
+    /// run would stop at the first.
+    pub forbidden: Vec<String>,
     /// Database operations, in order.
     pub databases: Vec<String>,
     /// Whether `init-target` has marked the database (a run refuses without it).
@@ -78,14 +81,21 @@ async fn database_plan(config: &Config, selection: &Selection) -> Result<Databas
     let target_marked = markers::marked_at(&server, &client, name).await?.is_some();
     let (bucket, snapshot) = select_snapshot(config, selection).await?;
     let filter = restore_filter(&server, &client, &snapshot).await?;
-    let (streamed, masking) = survey(config, (&bucket, &snapshot), filter, "plan").await?;
+    let template = Template::new(config.database.template.as_deref(), name);
+    let source = template.source().to_owned();
+    let role = restore_role::name(name);
+    let extensions = Extensions::of_template(&server, &client, template, &role).await?;
+    let judges = (filter, Some(Privileges::listing(extensions)));
+    let (streamed, masking) = survey(config, (&bucket, &snapshot), judges, "plan").await?;
 
     let (scratch, previous) = (config.scratch_db(), config.previous_db());
     let mut databases = Vec::new();
     if server.exists(&client, &scratch).await? {
         databases.push(format!("drop {scratch} (left by an earlier run)"));
     }
-    databases.push(format!("create {scratch} and restore into it"));
+    databases.push(format!(
+        "create {scratch} from {source} and restore into it"
+    ));
     if server.exists(&client, &previous).await? {
         databases.push(format!("drop {previous} (the previous refresh's)"));
     }
@@ -98,15 +108,20 @@ async fn database_plan(config: &Config, selection: &Selection) -> Result<Databas
     } else {
         databases.push(format!("rename {scratch} to {name}"));
     }
-    let rows_of = |table: TableName| streamed.rows.get(&table).copied().unwrap_or(0);
+    let accounts = streamed
+        .rows
+        .get(&config.anonymize.accounts.table)
+        .copied()
+        .unwrap_or(0);
+    let admins = u64::from(config.anonymize.prod_admin_email.is_some());
     let mut snapshot_report = SnapshotReport::from(&snapshot);
     snapshot_report.checksum_verified = streamed.checksum_verified;
     Ok(DatabasePlan {
         snapshot: snapshot_report,
         bytes_sql: streamed.bytes_sql,
-        users_to_anonymize: rows_of(users()).saturating_sub(1),
-        integrations_to_neutralise: rows_of(integrations()),
+        users_to_anonymize: accounts.saturating_sub(admins),
         masking,
+        forbidden: streamed.forbidden.iter().map(ToString::to_string).collect(),
         rows: report::keyed(&streamed.rows, TableName::as_dumped),
         statements_filtered: streamed.filtered,
         databases,
@@ -122,19 +137,21 @@ pub async fn columns(
 ) -> Result<(SnapshotReport, Columns), RunError> {
     let (bucket, snapshot) = select_snapshot(config, selection).await?;
     // Without the server's version and roles, the filter drops every GRANT and any
-    // `SET transaction_timeout`: neither says anything about columns.
+    // `SET transaction_timeout`, and what the restore role may run is not known: none of
+    // that says anything about columns.
     let filter = Filter::new(0, Default::default(), snapshot.database.clone());
-    let (streamed, columns) = survey(config, (&bucket, &snapshot), filter, "rules").await?;
+    let (streamed, columns) = survey(config, (&bucket, &snapshot), (filter, None), "rules").await?;
     let mut report = SnapshotReport::from(&snapshot);
     report.checksum_verified = streamed.checksum_verified;
     Ok((report, columns))
 }
 
-/// Streams `snapshot` through the filter and a [`Survey`], loading nothing.
+/// Streams `snapshot` through the filter, what the restore role may run (when known) and a
+/// [`Survey`], loading nothing.
 async fn survey(
     config: &Config,
     (bucket, snapshot): (&SourceBucket, &Snapshot),
-    filter: Filter,
+    judges: (Filter, Option<Privileges>),
     progress: &str,
 ) -> Result<(Streamed, Columns), RunError> {
     let survey = Survey::new(config.anonymize.rules.clone(), &config.anonymize);
@@ -143,7 +160,7 @@ async fn survey(
         bucket,
         decrypt: config.snapshot.decrypt.as_ref(),
     };
-    let (streamed, survey) = restore::inspect(source, snapshot, filter, survey, progress.clone())
+    let (streamed, survey) = restore::inspect(source, snapshot, judges, survey, progress.clone())
         .await
         .doing(format!("reading {}", snapshot.name))?;
     progress.finish();

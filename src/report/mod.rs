@@ -254,6 +254,10 @@ pub struct RunReport {
     pub columns_kept: Vec<String>,
     pub verification: Vec<Verification>,
     pub pii_findings: Vec<Finding>,
+    /// Materialized views production never populated (`WITH NO DATA`): restored unpopulated,
+    /// as psql leaves them, and skipped by the PII scan.
+    #[serde(default)]
+    pub unpopulated_views: Vec<String>,
     /// `SECURITY DEFINER` functions the dump created: they run as `database.owner` for
     /// whoever calls them.
     #[serde(default)]
@@ -304,6 +308,7 @@ impl RunReport {
             columns_kept: Vec::new(),
             verification: Vec::new(),
             pii_findings: Vec::new(),
+            unpopulated_views: Vec::new(),
             maintenance_seconds: None,
             previous_kept: false,
             redis_flushed: false,

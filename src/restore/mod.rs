@@ -5,8 +5,8 @@
 //!    `.md5` or `.sha1` sidecar at the end of the stream), progress;
 //! 2. decode (a blocking thread): [`decode`] (decryption, decompression), the
 //!    psql-compatible [`lexer`] (splitting the dump into [`statement`]s), the [`filter`],
-//!    and a [`StreamStage`] (for a restore the masking: no raw personal value leaves this
-//!    thread);
+//!    what the restore role may run ([`privileges`]), and a [`StreamStage`] (for a restore
+//!    the masking: no raw personal value leaves this thread);
 //! 3. consume (the caller's task): the [`loader`] for a restore (its post-data statements
 //!    on a pool of [`session`]s, see [`postdata`]), a counter for a plan.
 //!
@@ -21,6 +21,7 @@ mod load;
 mod load_error;
 pub mod loader;
 pub mod postdata;
+pub mod privileges;
 pub mod session;
 pub mod statement;
 
@@ -48,6 +49,7 @@ pub use load::Load;
 use load_error::LoadError;
 use loader::Loaded;
 use postdata::PostData;
+use privileges::{Forbidden, Privileges, Verdict};
 use session::Sessions;
 use statement::Statement;
 
@@ -68,6 +70,8 @@ pub enum RestoreError {
     Syntax(String),
     #[error(transparent)]
     Refused(#[from] Refusal),
+    #[error(transparent)]
+    Forbidden(#[from] Forbidden),
     #[error(transparent)]
     Load(#[from] LoadError),
     #[error("the restore took longer than restore.timeout ({0})")]
@@ -95,6 +99,8 @@ pub struct Streamed {
     pub post_data_seconds: f64,
     /// Statements and meta-commands dropped or rewritten by the filter, by reason.
     pub filtered: BTreeMap<String, u64>,
+    /// The statements the restore role may not run (listed by a plan).
+    pub forbidden: Vec<Forbidden>,
 }
 
 /// Why the decode stage failed: [`RestoreError`]'s causes that stage has (its loader errors
@@ -103,6 +109,7 @@ enum DecodeFailure {
     Decode(DecodeError),
     Syntax(String),
     Refused(Refusal),
+    Forbidden(Forbidden),
     Stage(StageError),
 }
 
@@ -112,6 +119,7 @@ impl From<DecodeFailure> for RestoreError {
             DecodeFailure::Decode(e) => e.into(),
             DecodeFailure::Syntax(message) => RestoreError::Syntax(message),
             DecodeFailure::Refused(r) => r.into(),
+            DecodeFailure::Forbidden(f) => f.into(),
             DecodeFailure::Stage(e) => RestoreError::Stage(e),
         }
     }
@@ -185,11 +193,12 @@ pub type Question<A> = Box<
 pub type StageError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Restores `snapshot` through `stage` into the scratch database `sessions` open (as the
-/// restore role); returns the stage after the last item.
+/// restore role), stopping at a statement `privileges` forbids; returns the stage after the
+/// last item.
 pub async fn restore<R: StreamStage>(
     source: Source<'_>,
     snapshot: &Snapshot,
-    filter: Filter,
+    (filter, privileges): (Filter, Privileges),
     stage: R,
     sessions: &Sessions<'_>,
     progress: Arc<Progress>,
@@ -199,7 +208,7 @@ pub async fn restore<R: StreamStage>(
     stream(
         source,
         snapshot,
-        filter,
+        (filter, Some(privileges)),
         stage,
         progress,
         |items| async move {
@@ -210,20 +219,21 @@ pub async fn restore<R: StreamStage>(
     .await
 }
 
-/// Streams `snapshot` through checksum, decoding, the filter and `stage` (which reads,
-/// for a plan: its output goes nowhere) without loading anything: the rows per table come
-/// from the COPY blocks. Returns the stage after the last item.
+/// Streams `snapshot` through checksum, decoding, the filter, `privileges` when the staging
+/// server's are known (listing what it forbids) and `stage` (which reads, for a plan: its
+/// output goes nowhere) without loading anything: the rows per table come from the COPY
+/// blocks. Returns the stage after the last item.
 pub async fn inspect<R: StreamStage>(
     source: Source<'_>,
     snapshot: &Snapshot,
-    filter: Filter,
+    judges: (Filter, Option<Privileges>),
     stage: R,
     progress: Arc<Progress>,
 ) -> Result<(Streamed, R), RestoreError> {
     stream(
         source,
         snapshot,
-        filter,
+        judges,
         stage,
         progress,
         |mut items| async move {
@@ -251,7 +261,7 @@ pub async fn inspect<R: StreamStage>(
 async fn stream<R: StreamStage, F, Fut>(
     Source { bucket, decrypt }: Source<'_>,
     snapshot: &Snapshot,
-    filter: Filter,
+    judges: (Filter, Option<Privileges>),
     stage: R,
     progress: Arc<Progress>,
     consume: F,
@@ -298,7 +308,7 @@ where
             ChannelReader::new(raw_rx),
             &decoded_snapshot,
             secrets.as_ref(),
-            filter,
+            judges,
             stage,
             &load_tx,
         )
@@ -315,6 +325,7 @@ where
     let Decoded {
         bytes_sql,
         filtered,
+        forbidden,
         stage,
     } = match decoded {
         Ok(d) => d,
@@ -334,6 +345,7 @@ where
         xids,
         post_data_seconds,
         filtered,
+        forbidden,
     };
     Ok((streamed, stage))
 }
@@ -408,8 +420,13 @@ fn read_failed(
 }
 
 /// Opens the first bytes of `snapshot` as a restore would (decryption, decompression, the
-/// checks of what they are) and loads nothing: `check` proves the secret opens it.
-pub async fn probe(source: Source<'_>, snapshot: &Snapshot) -> Result<(), RestoreError> {
+/// checks of what they are) and loads nothing: `check` proves the secret opens it, and reads
+/// what the dump's start creates. Returns the statements before its first COPY that those
+/// bytes hold whole (pg_dump writes schemas and extensions first).
+pub async fn probe(
+    source: Source<'_>,
+    snapshot: &Snapshot,
+) -> Result<Vec<Statement>, RestoreError> {
     let secrets = secrets(snapshot, source.decrypt)?;
     let bucket = source.bucket;
     let mut body = bucket
@@ -430,7 +447,18 @@ pub async fn probe(source: Source<'_>, snapshot: &Snapshot) -> Result<(), Restor
     }
     let snapshot = snapshot.clone();
     let opened = tokio::task::spawn_blocking(move || {
-        decode::sql(std::io::Cursor::new(head), &snapshot, secrets.as_ref()).map(drop)
+        let sql = decode::sql(std::io::Cursor::new(head), &snapshot, secrets.as_ref())?;
+        let mut lexer = Lexer::new(sql.sql);
+        let mut statements = Vec::new();
+        // The head ends anywhere: the lexer's error there ends what it holds whole.
+        while let Ok(Some(item)) = lexer.next_item() {
+            match item {
+                Item::Statement(s) if s.is_copy_from_stdin() => break,
+                Item::Statement(s) => statements.push(s),
+                Item::Meta { .. } | Item::CopyData(_) | Item::CopyEnd { .. } => {}
+            }
+        }
+        Ok::<_, DecodeError>(statements)
     })
     .await
     .expect("opening a snapshot does not panic");
@@ -448,10 +476,12 @@ fn secrets(
     }
 }
 
-/// What the decode stage read and did: SQL bytes, the filter's counts, the stage.
+/// What the decode stage read and did: SQL bytes, the filter's counts, the statements the
+/// restore role may not run (listed), the stage.
 struct Decoded<R> {
     bytes_sql: u64,
     filtered: BTreeMap<String, u64>,
+    forbidden: Vec<Forbidden>,
     stage: R,
 }
 
@@ -460,7 +490,7 @@ fn decode<R: StreamStage>(
     input: ChannelReader,
     snapshot: &Snapshot,
     secrets: Option<&Secrets>,
-    filter: Filter,
+    judges: (Filter, Option<Privileges>),
     stage: R,
     out: &mpsc::Sender<Load>,
 ) -> Result<Decoded<R>, Stop<DecodeFailure>> {
@@ -475,14 +505,14 @@ fn decode<R: StreamStage>(
     };
     let opened =
         decode::sql(input, snapshot, secrets).map_err(|e| failed(DecodeFailure::Decode(e)))?;
-    // Garbage from a damaged file or a wrong key can fail any later step: the decryption's
-    // own verdict, read to its end, comes first.
-    read_items(opened.sql, snapshot, filter, stage, out, &failed).map_err(|stop| match stop {
-        Stop::Failed(failure) => Stop::Failed(match opened.decrypted.and_then(|d| d.failure()) {
-            Some(e) => DecodeFailure::Decode(e),
-            None => failure,
-        }),
-        closed => closed,
+    // Garbage from a damaged file or a wrong key can fail any later step, ours or the
+    // server's (which closes the stream): the decryption's own verdict, read to its end,
+    // comes first.
+    read_items(opened.sql, snapshot, judges, stage, out, &failed).map_err(|stop| {
+        match opened.decrypted.and_then(|d| d.failure()) {
+            Some(e) => Stop::Failed(DecodeFailure::Decode(e)),
+            None => stop,
+        }
     })
 }
 
@@ -490,7 +520,7 @@ fn decode<R: StreamStage>(
 fn read_items<R: StreamStage>(
     sql: Box<dyn Read>,
     snapshot: &Snapshot,
-    mut filter: Filter,
+    (mut filter, privileges): (Filter, Option<Privileges>),
     mut stage: R,
     out: &mpsc::Sender<Load>,
     failed: &dyn Fn(DecodeFailure) -> Stop<DecodeFailure>,
@@ -502,6 +532,9 @@ fn read_items<R: StreamStage>(
     let mut lexer = Lexer::new(counted);
     let mut filtered = BTreeMap::new();
     let mut count = |reason: &str| *filtered.entry(reason.to_owned()).or_insert(0u64) += 1;
+    let mut forbidden = Vec::new();
+    // A COPY dropped with its data.
+    let mut skipping_copy = false;
     let send = |load: Load| out.blocking_send(load).map_err(|_| Stop::Closed);
     let stage_failed = |e: StageError| Stop::Failed(DecodeFailure::Stage(e));
     loop {
@@ -531,6 +564,18 @@ fn read_items<R: StreamStage>(
                     }
                     Err(r) => return Err(Stop::Failed(DecodeFailure::Refused(r))),
                 }
+                match privileges.as_ref().map(|p| (p.statement(&s), p.lists)) {
+                    None | Some((Verdict::Run, _)) => {}
+                    Some((Verdict::Drop(reason), _)) => {
+                        count(reason);
+                        skipping_copy = s.is_copy_from_stdin();
+                        continue;
+                    }
+                    Some((Verdict::Forbidden(f), true)) => forbidden.push(f),
+                    Some((Verdict::Forbidden(f), false)) => {
+                        return Err(Stop::Failed(DecodeFailure::Forbidden(f)));
+                    }
+                }
                 let answer = asked(&mut stage, At::Statement(&s), s.line, out)?;
                 if let Action::Drop(reason) = stage.statement(&s, answer).map_err(stage_failed)? {
                     count(reason);
@@ -546,6 +591,8 @@ fn read_items<R: StreamStage>(
                     send(Load::Sql(s))?;
                 }
             }
+            Item::CopyData(_) if skipping_copy => {}
+            Item::CopyEnd { .. } if skipping_copy => skipping_copy = false,
             Item::CopyData(data) => {
                 if let Some(data) = stage.copy_data(data).map_err(stage_failed)? {
                     send(Load::CopyData(data))?;
@@ -567,6 +614,7 @@ fn read_items<R: StreamStage>(
     Ok(Decoded {
         bytes_sql: lexer.into_inner().bytes,
         filtered,
+        forbidden,
         stage,
     })
 }

@@ -233,9 +233,9 @@ mod tests {
 
     #[test]
     fn tokens_name_things() {
-        let st = parse("ALTER TABLE public.\"User\" OWNER TO App_Prod;");
+        let st = parse("ALTER TABLE public.\"Order\" OWNER TO App_Prod;");
         assert!(st.starts_with(&["alter", "table"]));
-        assert_eq!(st.name(4).as_deref(), Some("User"));
+        assert_eq!(st.name(4).as_deref(), Some("Order"));
         assert_eq!(st.name(7).as_deref(), Some("app_prod"));
     }
 
@@ -279,9 +279,9 @@ mod tests {
 
     #[test]
     fn a_copy_names_its_table_for_the_report_and_for_sql() {
-        let s = parse("COPY public.\"user\" (id, email) FROM stdin;");
-        assert_eq!(s.copy_table(), TableName::new("public", "user"));
-        assert_eq!(s.copy_table_sql(), "\"public\".\"user\"");
+        let s = parse("COPY public.\"order\" (id, email) FROM stdin;");
+        assert_eq!(s.copy_table(), TableName::new("public", "order"));
+        assert_eq!(s.copy_table_sql(), "\"public\".\"order\"");
         let s = parse("COPY t FROM stdin;");
         assert_eq!(s.copy_table(), TableName::new("public", "t"));
         assert_eq!(s.copy_table_sql(), "\"t\"");

@@ -1,15 +1,19 @@
-//! What is left to do after the masked restore: production's own triggers on the users
-//! and integrations tables are disabled while `extra_sql` runs (they are production code:
-//! an audit trigger would copy values elsewhere), and with `password_hash = "bcrypt"` every
-//! non-admin user gets a real bcrypt hash of a random secret. The runbook's steps themselves
-//! are masking rules applied in the restore stream (`config::masking`).
+//! What is left to do after the masked restore: production's own triggers on the accounts
+//! table and the tables with masked columns are disabled while `extra_sql` runs (they are
+//! production code: an audit trigger would copy values elsewhere), and with
+//! `password_hash = "bcrypt"` every non-admin account gets a real bcrypt hash of a random
+//! secret. The runbook's steps themselves are masking rules applied in the restore stream
+//! (`config::masking`).
+
+use std::collections::BTreeSet;
 
 use tokio_postgres::Transaction;
 
 use super::{AnonymizeError, sql_error};
-use crate::config::masking::{integrations, users};
 use crate::config::{AnonymizeConfig, PasswordHash};
+use crate::database::sql::quote_ident;
 use crate::mask::{BCRYPT_COST, Masked};
+use crate::table::TableName;
 
 /// Rows per UPDATE when writing real bcrypt hashes.
 const HASH_BATCH: usize = 5000;
@@ -28,36 +32,35 @@ pub async fn apply(
     cfg: &AnonymizeConfig,
     masked: &Masked,
 ) -> Result<(), AnonymizeError> {
-    let (users, integrations) = (users().sql(), integrations().sql());
-    tx.batch_execute(&format!(
-        "ALTER TABLE {users} DISABLE TRIGGER USER;
-         ALTER TABLE {integrations} DISABLE TRIGGER USER;"
-    ))
-    .await
-    .map_err(sql_error("preparing the users and integrations tables"))?;
+    tx.batch_execute(&triggers(cfg, masked, "DISABLE"))
+        .await
+        .map_err(sql_error("disabling triggers on the masked tables"))?;
     if cfg.password_hash == PasswordHash::Bcrypt {
-        real_hashes(tx, masked).await?;
+        real_hashes(tx, cfg, masked).await?;
     }
     Ok(())
 }
 
 /// Re-enables the triggers and refreshes materialized views, so they show what `extra_sql`
-/// changed too. Each refresh runs in a subtransaction of its own: rows the dump's code in a
-/// view's query writes then carry its xid, which the row-version check after it tells from
-/// the anonymization's own.
-pub async fn finish(tx: &Transaction<'_>) -> Result<(), AnonymizeError> {
-    let (users, integrations) = (users().sql(), integrations().sql());
-    tx.batch_execute(&format!(
-        "ALTER TABLE {users} ENABLE TRIGGER USER;
-         ALTER TABLE {integrations} ENABLE TRIGGER USER;"
-    ))
-    .await
-    .map_err(sql_error("re-enabling triggers"))?;
+/// changed too (not an extension's: its owner refreshes those). Each refresh runs in a
+/// subtransaction of its own: rows the dump's code in a view's query writes then carry its
+/// xid, which the row-version check after it tells from the anonymization's own.
+pub async fn finish(
+    tx: &Transaction<'_>,
+    cfg: &AnonymizeConfig,
+    masked: &Masked,
+) -> Result<(), AnonymizeError> {
+    tx.batch_execute(&triggers(cfg, masked, "ENABLE"))
+        .await
+        .map_err(sql_error("re-enabling triggers"))?;
     let views = tx
         .query(
             "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
              JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE c.relkind = 'm' AND c.relispopulated ORDER BY c.oid",
+             WHERE c.relkind = 'm' AND c.relispopulated
+               AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                               AND d.objid = c.oid AND d.deptype = 'e')
+             ORDER BY c.oid",
             &[],
         )
         .await
@@ -73,18 +76,38 @@ pub async fn finish(tx: &Transaction<'_>) -> Result<(), AnonymizeError> {
     Ok(())
 }
 
+/// `ALTER TABLE ... <action> TRIGGER USER` for the accounts table and every table with
+/// masked columns.
+fn triggers(cfg: &AnonymizeConfig, masked: &Masked, action: &str) -> String {
+    let tables: BTreeSet<&TableName> = masked
+        .applied
+        .iter()
+        .map(|(table, _, _)| table)
+        .chain([&cfg.accounts.table])
+        .collect();
+    tables
+        .iter()
+        .map(|table| format!("ALTER TABLE {} {action} TRIGGER USER;", table.sql()))
+        .collect()
+}
+
 /// `password_hash = "bcrypt"`: a real cost-12 hash of a random secret for every non-admin
-/// user, computed on every core (slow by nature: about 0.2 s of CPU each). They carry the
+/// account, computed on every core (slow by nature: about 0.2 s of CPU each). They carry the
 /// masked hashes' marker salt, so verification tells them from production's.
-async fn real_hashes(tx: &Transaction<'_>, masked: &Masked) -> Result<(), AnonymizeError> {
-    let users = users().sql();
+async fn real_hashes(
+    tx: &Transaction<'_>,
+    cfg: &AnonymizeConfig,
+    masked: &Masked,
+) -> Result<(), AnonymizeError> {
+    let accounts = &cfg.accounts;
+    let (table, id) = (accounts.table.sql(), quote_ident(&accounts.id));
     let ids: Vec<String> = tx
         .query(
-            &format!("SELECT id::text FROM {users} WHERE id::text <> $1"),
+            &format!("SELECT {id}::text FROM {table} WHERE {id}::text IS DISTINCT FROM $1"),
             &[&masked.admin_id],
         )
         .await
-        .map_err(sql_error("listing users"))?
+        .map_err(sql_error("listing accounts"))?
         .iter()
         .map(|r| r.get(0))
         .collect();
@@ -99,8 +122,9 @@ async fn real_hashes(tx: &Transaction<'_>, masked: &Masked) -> Result<(), Anonym
         .expect("hashing does not panic");
         tx.execute(
             &format!(
-                "UPDATE {users} u SET hashed_password = v.hash
-                 FROM unnest($1::text[], $2::text[]) AS v(id, hash) WHERE u.id::text = v.id"
+                "UPDATE {table} u SET {password} = v.hash
+                 FROM unnest($1::text[], $2::text[]) AS v(id, hash) WHERE u.{id}::text = v.id",
+                password = quote_ident(&accounts.password),
             ),
             &[&chunk, &hashes],
         )

@@ -10,7 +10,6 @@ use tokio_postgres::Transaction;
 
 use super::{AnonymizeError, sql_error};
 use crate::config::AnonymizeConfig;
-use crate::config::masking::{integrations, users};
 use crate::database::sql::quote_ident;
 use crate::mask::Masked;
 use crate::mask::array::{self, ArrayError};
@@ -33,68 +32,107 @@ fn check(name: &str, ok: bool, detail: String) -> Verification {
     }
 }
 
+/// The account checks, and that masked columns hold masked values. With a production admin:
+/// it kept its id and its hash verifies `admin_password`, it is the one active superuser
+/// (where the table has a superuser column) and the one account that can log in; without,
+/// there is no active superuser and no account can log in.
 pub async fn run(
     tx: &Transaction<'_>,
     cfg: &AnonymizeConfig,
     masked: &Masked,
 ) -> Result<Vec<Verification>, AnonymizeError> {
     let admin_id = &masked.admin_id;
-    let (users, integrations) = (users().sql(), integrations().sql());
+    let accounts = &cfg.accounts;
+    let table = accounts.table.sql();
+    let [id, email, password] = [&accounts.id, &accounts.email, &accounts.password]
+        .map(|column| format!("{}::text", quote_ident(column)));
+    // Accounts that can log in: all of them without an active column.
+    let active = accounts
+        .active
+        .as_deref()
+        .map_or("true".into(), quote_ident);
+    let not_admin = format!("{id} IS DISTINCT FROM $1::text");
     let suffix = format!("@{}", cfg.email_domain.to_lowercase());
     let suffix_len = suffix.chars().count() as i32;
     let outside: i64 = tx
         .query_one(
             &format!(
-                "SELECT count(*) FROM {users} WHERE id::text <> $1
-                 AND (email IS NULL OR right(lower(email), $3) <> $2)"
+                "SELECT count(*) FROM {table} WHERE {not_admin}
+                 AND right(lower({email}), $3) <> $2"
             ),
             &[&admin_id, &suffix, &suffix_len],
         )
         .await
         .map_err(sql_error("verifying"))?
         .get(0);
-    let credentials: i64 = tx
-        .query_one(
-            &format!(
-                "SELECT count(*) FROM {integrations} WHERE push_products
-                 OR push_service_base_url IS NOT NULL OR push_service_api_key IS NOT NULL"
+    let mut checks = vec![check(
+        "non-admin emails in the reserved domain",
+        outside == 0,
+        format!("{outside} non-admin accounts have an email outside {suffix}"),
+    )];
+    let mut verifying = None;
+    if let Some(admin_id) = admin_id {
+        let admin = tx
+            .query_opt(
+                &format!("SELECT {email}, {password} FROM {table} WHERE {id} = $1"),
+                &[&admin_id],
+            )
+            .await
+            .map_err(sql_error("verifying"))?;
+        let (admin_email, admin_hash): (Option<String>, Option<String>) =
+            admin.map(|r| (r.get(0), r.get(1))).unwrap_or_default();
+        let admin_email = admin_email.unwrap_or_default();
+        checks.push(check(
+            "admin kept its id",
+            admin_email == cfg.admin_email,
+            format!(
+                "account {admin_id} has email {:?}",
+                shown_email(&admin_email, cfg)
             ),
-            &[],
-        )
-        .await
-        .map_err(sql_error("verifying"))?
-        .get(0);
-    let admin = tx
-        .query_opt(
-            &format!("SELECT email, hashed_password FROM {users} WHERE id::text = $1"),
-            &[&admin_id],
-        )
-        .await
-        .map_err(sql_error("verifying"))?;
-    let (admin_email, admin_hash): (String, String) =
-        admin.map(|r| (r.get(0), r.get(1))).unwrap_or_default();
-    // bcrypt takes a core for a quarter of a second: it runs beside the queries below.
-    let password = cfg.admin_password.expose_secret().to_owned();
-    let verifying =
-        tokio::task::spawn_blocking(move || bcrypt::verify(password, &admin_hash).unwrap_or(false));
-    let superusers = tx
-        .query_one(
-            &format!(
-                "SELECT count(*) FILTER (WHERE id::text <> $1), count(*) FILTER (WHERE id::text = $1)
-                 FROM {users} WHERE is_superuser AND is_active"
+        ));
+        // bcrypt takes a core for a quarter of a second: it runs beside the queries below.
+        let password = cfg.admin_password.expose_secret().to_owned();
+        let hash = admin_hash.unwrap_or_default();
+        verifying = Some(tokio::task::spawn_blocking(move || {
+            bcrypt::verify(password, &hash).unwrap_or(false)
+        }));
+    }
+    if let Some(superuser) = &accounts.superuser {
+        let superusers = tx
+            .query_one(
+                &format!(
+                    "SELECT count(*) FILTER (WHERE {not_admin}), count(*) FILTER (WHERE {id} = $1)
+                     FROM {table} WHERE {} AND {active}",
+                    quote_ident(superuser)
+                ),
+                &[&admin_id],
+            )
+            .await
+            .map_err(sql_error("verifying"))?;
+        let (others, admin): (i64, i64) = (superusers.get(0), superusers.get(1));
+        checks.push(match admin_id {
+            Some(_) => check(
+                "exactly one active superuser",
+                others == 0 && admin == 1,
+                format!(
+                    "{others} other active superusers; the admin {}",
+                    if admin == 1 { "is one" } else { "is not" }
+                ),
             ),
-            &[&admin_id],
-        )
-        .await
-        .map_err(sql_error("verifying"))?;
-    let (other_superusers, admin_superuser): (i64, i64) = (superusers.get(0), superusers.get(1));
+            None => check(
+                "no active superuser",
+                others == 0,
+                format!("{others} active superusers, and no production admin is configured"),
+            ),
+        });
+    }
     // Masked hashes carry the key's marker salt; any other hash could be production's.
     let prefix = &masked.password_prefix;
     let kept_production_hash: i64 = tx
         .query_one(
             &format!(
-                "SELECT count(*) FROM {users} WHERE is_active AND id::text <> $1
-                 AND left(hashed_password, $3) <> $2"
+                "SELECT count(*) FROM {table} WHERE {active} AND {not_admin}
+                 AND left({password}, $3) <> $2"
             ),
             &[&admin_id, prefix, &(prefix.chars().count() as i32)],
         )
@@ -102,59 +140,40 @@ pub async fn run(
         .map_err(sql_error("verifying"))?
         .get(0);
     let outside_masks = outside_masks(tx, cfg, masked).await?;
-    let verifies = verifying.await.expect("bcrypt does not panic");
-    let login_capable = kept_production_hash + i64::from(verifies);
-    Ok(vec![
-        check(
-            "non-admin emails in the reserved domain",
-            outside == 0,
-            format!("{outside} non-admin users have an email outside {suffix}"),
-        ),
-        check(
-            "integration credentials removed",
-            credentials == 0,
-            format!("{credentials} integrations still push or keep a URL or key"),
-        ),
-        check(
-            "admin kept its id",
-            admin_email == cfg.admin_email,
-            format!("user {admin_id} has email {:?}", mask(&admin_email, cfg)),
-        ),
-        check(
-            "admin password verifies",
-            verifies,
-            "the admin's hash checked against anonymize.admin_password".into(),
-        ),
-        check(
-            "exactly one active superuser",
-            other_superusers == 0 && admin_superuser == 1,
-            format!(
-                "{other_superusers} other active superusers; the admin {}",
-                if admin_superuser == 1 {
-                    "is one"
-                } else {
-                    "is not"
-                }
-            ),
-        ),
-        check(
-            "exactly one login-capable account",
-            login_capable == 1,
-            format!(
-                "{kept_production_hash} active non-admin users have a password hash the masking \
-                 did not write"
-            ),
-        ),
-        check(
-            "masked columns hold masked values",
-            outside_masks.is_empty(),
-            if outside_masks.is_empty() {
-                format!("{} masked columns checked", masked.applied.len())
-            } else {
-                outside_masks.join(", ")
-            },
-        ),
-    ])
+    let detail = format!(
+        "{kept_production_hash} active non-admin accounts have a password hash the masking did \
+         not write"
+    );
+    match verifying {
+        Some(verifying) => {
+            let verifies = verifying.await.expect("bcrypt does not panic");
+            checks.push(check(
+                "admin password verifies",
+                verifies,
+                "the admin's hash checked against anonymize.admin_password".into(),
+            ));
+            checks.push(check(
+                "exactly one login-capable account",
+                kept_production_hash + i64::from(verifies) == 1,
+                detail,
+            ));
+        }
+        None => checks.push(check(
+            "no login-capable account",
+            kept_production_hash == 0,
+            detail,
+        )),
+    }
+    checks.push(check(
+        "masked columns hold masked values",
+        outside_masks.is_empty(),
+        if outside_masks.is_empty() {
+            format!("{} masked columns checked", masked.applied.len())
+        } else {
+            outside_masks.join(", ")
+        },
+    ));
+    Ok(checks)
 }
 
 /// The tables whose rows must all be their COPYs': those with masked columns and those the
@@ -254,11 +273,14 @@ async fn outside_masks(
             continue;
         };
         let column = quote_ident(&shape.name);
-        // $1 is the admin's id.
-        let not_admin = if *table == users() {
-            "id::text <> $1::text"
+        // $1 is the admin's id, typed in every query and used in the accounts table's.
+        let not_admin = if *table == cfg.accounts.table {
+            format!(
+                "{}::text IS DISTINCT FROM $1::text",
+                quote_ident(&cfg.accounts.id)
+            )
         } else {
-            "$1::text IS NOT NULL"
+            "($1::text IS NULL OR true)".into()
         };
         let rows = format!(
             "FROM ONLY {} WHERE {column} IS NOT NULL AND {not_admin}",
@@ -351,7 +373,7 @@ async fn json_outside(
 }
 
 /// An email safe to report: the staging admin's, or only its domain.
-fn mask(email: &str, cfg: &AnonymizeConfig) -> String {
+fn shown_email(email: &str, cfg: &AnonymizeConfig) -> String {
     if email == cfg.admin_email {
         email.to_owned()
     } else {

@@ -2,7 +2,8 @@
 //! aside for its transaction: row-level security (a policy keyed on `current_user` would
 //! hide rows from the masking and the verification) and rules (a `DO INSTEAD NOTHING` would
 //! swallow an UPDATE). Both are disabled on every table at the start and put back as they
-//! were before the commit, so staging keeps production's policies and rules.
+//! were before the commit, so staging keeps production's policies and rules. Extensions'
+//! own tables are the template's, left as they are.
 
 use tokio_postgres::Transaction;
 
@@ -22,6 +23,9 @@ pub async fn set_aside(tx: &Transaction<'_>) -> Result<SetAside, AnonymizeError>
              FROM pg_catalog.pg_class c
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
              WHERE c.relkind IN ('r', 'p') AND (c.relrowsecurity OR c.relforcerowsecurity)
+               AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
+                   WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                     AND d.objid = c.oid AND d.deptype = 'e')
              ORDER BY 1",
             &[],
         )
@@ -48,6 +52,9 @@ pub async fn set_aside(tx: &Transaction<'_>) -> Result<SetAside, AnonymizeError>
              JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
              WHERE c.relkind IN ('r', 'p') AND r.ev_enabled <> 'D'
+               AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
+                   WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                     AND d.objid = c.oid AND d.deptype = 'e')
              ORDER BY 1, 2",
             &[],
         )

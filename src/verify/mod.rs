@@ -38,6 +38,8 @@ pub struct Anonymized {
     /// rows, and the others), and the PII scan.
     pub verification_seconds: f64,
     pub scan_seconds: f64,
+    /// Materialized views production never populated, restored so and not scanned.
+    pub unpopulated_views: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,7 +154,14 @@ pub async fn run(
     verifying += started.elapsed();
     let started = Instant::now();
     let findings = scan::run(&tx, cfg, masked, stream, own.as_deref()).await?;
+    let unpopulated_views = scan::unpopulated_views(&tx).await?;
     let scan_seconds = started.elapsed().as_secs_f64();
+    if !unpopulated_views.is_empty() {
+        tracing::info!(
+            views = %unpopulated_views.join(", "),
+            "materialized views production never populated are restored unpopulated, unscanned"
+        );
+    }
     if !findings.is_empty() {
         match cfg.on_unmasked_pii {
             OnUnmaskedPii::Fail => return Err(AnonymizeError::Pii(findings)),
@@ -173,6 +182,7 @@ pub async fn run(
         findings,
         verification_seconds: verifying.as_secs_f64(),
         scan_seconds,
+        unpopulated_views,
     })
 }
 
@@ -201,5 +211,5 @@ async fn change_data(
                 message: e.into(),
             })?;
     }
-    changes::finish(tx).await
+    changes::finish(tx, cfg, masked).await
 }

@@ -63,12 +63,11 @@ fn line_of(dump: &[u8], needle: &str) -> usize {
 #[tokio::test]
 async fn a_dump_ending_inside_its_own_transaction_is_refused() {
     // Left open, the anonymization would join this transaction and the deferred trigger
-    // would write production's emails back at its COMMIT.
+    // would write an unmasked email at its COMMIT, after verification.
     let dump = append(
         prod_dump(),
-        "CREATE TABLE public.saved AS SELECT id, email FROM public.\"user\";\n\
-         CREATE FUNCTION public.put_back() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN \
-         UPDATE public.\"user\" u SET email = s.email FROM public.saved s WHERE s.id = u.id; \
+        "CREATE FUNCTION public.put_back() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN \
+         UPDATE public.\"user\" SET email = 'jane@prod.example' WHERE id = NEW.id; \
          RETURN NULL; END $f$;\n\
          BEGIN;\n\
          CREATE CONSTRAINT TRIGGER put_back AFTER UPDATE ON public.\"user\" \

@@ -6,6 +6,7 @@
 
 mod common;
 
+mod applications;
 mod catalog;
 mod containment;
 mod daemon;

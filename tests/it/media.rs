@@ -522,6 +522,7 @@ url = "postgres://refresh@127.0.0.1:1/postgres"
 [anonymize]
 admin_email = "{ADMIN_EMAIL}"
 admin_password = "{ADMIN_PASSWORD}"
+{accounts}
 [media]
 enabled = true
 [media.source]
@@ -532,6 +533,7 @@ enabled = true
         snap = s3().bucket_toml(&snapshots),
         src = s3().bucket_toml(&source),
         tgt = s3().bucket_toml(&target),
+        accounts = common::fixtures::PROD_ACCOUNTS,
     ));
     let line = |out: &common::Run, name: &str| -> serde_json::Value {
         out.json()

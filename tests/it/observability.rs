@@ -444,7 +444,7 @@ async fn the_summary_email_says_what_a_refresh_did_and_leaks_nothing() {
         cell("right", &anonymized)
     );
     assert!(email.html.contains(&row), "{row} not in {}", email.html);
-    email.says("Verification: all 8 checks passed.");
+    email.says("Verification: all 7 checks passed.");
     email.says("PII scan: nothing unmasked found.");
     email.says(&format!("Run {}", report["run_id"].as_str().unwrap()));
     assert!(!email.text.contains("What to do"), "{}", email.text);

@@ -268,10 +268,9 @@ const BIG_RULE: &str = "\n[[anonymize.column]]\ntable = \"public.big\"\ncolumn =
 /// The fixture's dump with a table `big` of [`BIG_ROWS`] rows (its line `bad_line` holding
 /// `oops` for an id, if given), more columns `extra` (`, name type`) and its primary key.
 fn with_big_table(bad_line: Option<usize>, extra: &str) -> Vec<u8> {
-    let mut data = format!(
-        "CREATE TABLE public.big (id integer NOT NULL, payload text, secret text{extra});\n\
-         COPY public.big (id, payload, secret) FROM stdin;\n",
-    );
+    let table =
+        format!("CREATE TABLE public.big (id integer NOT NULL, payload text, secret text{extra});");
+    let mut data = "COPY public.big (id, payload, secret) FROM stdin;\n".to_owned();
     for id in 1..=BIG_ROWS {
         if Some(id) == bad_line {
             data.push_str("oops");
@@ -282,8 +281,12 @@ fn with_big_table(bad_line: Option<usize>, extra: &str) -> Vec<u8> {
             "\tpayload {id:08} of the big table, kept as it is\ttok_{id}_prodsecret\n"
         ));
     }
-    data.push_str("\\.");
-    let dump = inject(dump(), "SET row_security = off;", &data);
+    data.push_str("\\.\n");
+    // Where pg_dump puts them: the table with the pre-data, its rows first of the data.
+    let dump = inject(dump(), "SET row_security = off;", &table);
+    let text = std::str::from_utf8(&dump).unwrap();
+    let data_starts = text.find("\nCOPY ").expect("the dump has data") + 1;
+    let dump = format!("{}{data}{}", &text[..data_starts], &text[data_starts..]).into_bytes();
     inject(
         &dump,
         "    ADD CONSTRAINT category_pkey PRIMARY KEY (id);",

@@ -104,7 +104,7 @@ async fn rules_names_unclassified_columns_with_evidence_and_its_toml_classifies_
     }
     // Classified columns are listed with their rules.
     for (column, rule) in [
-        ("public.user.email", "email built-in"),
+        ("public.user.email", "email anonymize.accounts"),
         ("public.user.settings", "keep column rule"),
         ("public.organization.name", "keep table rule"),
     ] {
@@ -141,7 +141,7 @@ async fn rules_names_unclassified_columns_with_evidence_and_its_toml_classifies_
     let theme = column("ui_theme");
     assert_eq!(theme["suggestion"]["mask"], "keep", "{theme}");
     assert_eq!(theme["evidence"]["kinds"], serde_json::json!({}), "{theme}");
-    assert_eq!(column("email")["rule"], "built_in");
+    assert_eq!(column("email")["rule"], "accounts");
 
     let toml = env.run(&["rules", "--toml"]).await;
     assert_eq!(toml.code, 1, "{toml:?}");
@@ -222,11 +222,14 @@ async fn plan_names_the_masked_kept_emptied_and_unclassified_columns() {
     };
     let masked = after("masking in the restore stream:");
     for (column, mask) in [
-        ("public.user.email", "email (built-in)"),
-        ("public.user.hashed_password", "password (built-in)"),
+        ("public.user.email", "email (anonymize.accounts)"),
+        (
+            "public.user.hashed_password",
+            "password (anonymize.accounts)",
+        ),
         (
             "public.external_system_integration.push_service_api_key",
-            "null (built-in)",
+            "null (column rule)",
         ),
     ] {
         assert!(line_of(&masked, column).ends_with(mask), "{masked}");

@@ -45,12 +45,26 @@ fn print_database_plan(config: &Config, plan: &DatabasePlan) {
     for (reason, count) in &plan.statements_filtered {
         println!("would skip or rewrite {count}: {reason}");
     }
+    let admin = if config.anonymize.prod_admin_email.is_some() {
+        "the admin is re-keyed in place"
+    } else {
+        "no production admin is configured"
+    };
     println!(
-        "would anonymize {} users (the admin is re-keyed in place) and neutralise {} \
-         integrations, masking in the restore stream:",
-        plan.users_to_anonymize, plan.integrations_to_neutralise
+        "would anonymize {} users ({admin}) in {}, masking in the restore stream:",
+        plan.users_to_anonymize, config.anonymize.accounts.table
     );
     print_masking(&plan.masking);
+    if !plan.forbidden.is_empty() {
+        println!(
+            "the restore role may not run {} statements of the dump; a run would stop at the \
+             first:",
+            plan.forbidden.len()
+        );
+        for forbidden in &plan.forbidden {
+            println!("  {}", one_line(forbidden));
+        }
+    }
     for step in &plan.databases {
         println!("would {step}");
     }
@@ -98,6 +112,9 @@ fn print_masking(masking: &Columns) {
         for c in unclassified {
             line(c, &c.ty);
         }
+    }
+    for problem in &masking.accounts_problems {
+        println!("run would fail: {}", one_line(problem));
     }
 }
 

@@ -37,11 +37,13 @@ pub async fn run(
     } else {
         print_text(&snapshot, &columns);
     }
-    Ok(if columns.unclassified().next().is_some() {
-        Exit::Failed
-    } else {
-        Exit::Success
-    })
+    Ok(
+        if columns.unclassified().next().is_some() || !columns.accounts_problems.is_empty() {
+            Exit::Failed
+        } else {
+            Exit::Success
+        },
+    )
 }
 
 fn print_text(snapshot: &SnapshotReport, columns: &Columns) {
@@ -73,6 +75,9 @@ fn print_text(snapshot: &SnapshotReport, columns: &Columns) {
             one_line(table)
         );
     }
+    for problem in &columns.accounts_problems {
+        println!("a run would fail: {}", one_line(problem));
+    }
     let unclassified = columns.unclassified().count();
     if unclassified == 0 {
         println!("every column is classified");
@@ -98,6 +103,9 @@ fn rules_toml(snapshot: &SnapshotReport, columns: &Columns) -> String {
          # Review each one, then add them to the [anonymize] section of the config.\n",
         one_line(&snapshot.name)
     );
+    for problem in &columns.accounts_problems {
+        out.push_str(&format!("# A run would fail: {}\n", one_line(problem)));
+    }
     for c in columns.unclassified() {
         out.push_str(&column_toml(c));
     }

@@ -250,7 +250,7 @@ mod tests {
         let mut report = RunReport::new("r1".into());
         for (by, count) in [("column name", 3), ("sampled values", 2)] {
             report.pii_findings.push(Finding {
-                table: "user".into(),
+                table: "member".into(),
                 column: "phone_number".into(),
                 kind: "phone".into(),
                 by: by.into(),
@@ -267,7 +267,7 @@ mod tests {
         assert_eq!(
             rows[1],
             &row([
-                "user.phone_number",
+                "member.phone_number",
                 "phone",
                 "column name (3 values), sampled values (2 values)"
             ])

@@ -96,7 +96,7 @@ fn what_pg_dump_writes_is_kept() {
         "SET standard_conforming_strings = on;",
         "SET transaction_timeout = 0;",
         "SELECT pg_catalog.set_config('search_path', '', false);",
-        "COPY public.\"user\" (id, email) FROM stdin;",
+        "COPY public.\"order\" (id, email) FROM stdin;",
         "GRANT SELECT ON TABLE public.t TO staging_owner, PUBLIC;",
         "REVOKE ALL ON SCHEMA public FROM PUBLIC;",
         "CREATE TABLE public.copy (\"to\" text);",
@@ -156,7 +156,7 @@ fn transactions_are_the_large_object_blocks_pg_dump_writes() {
 #[test]
 fn owners_and_missing_roles_are_dropped() {
     for sql in [
-        "ALTER TABLE public.\"user\" OWNER TO app_prod;",
+        "ALTER TABLE public.\"order\" OWNER TO app_prod;",
         "ALTER FUNCTION public.f() OWNER TO staging_owner;",
         "ALTER SCHEMA public OWNER TO postgres;",
         "ALTER DEFAULT PRIVILEGES FOR ROLE staging_owner GRANT SELECT ON TABLES TO PUBLIC;",

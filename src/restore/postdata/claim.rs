@@ -220,28 +220,28 @@ mod tests {
                 shared("\"public\".\"product\""),
             ),
             (
-                "CREATE UNIQUE INDEX u ON ONLY public.\"User\" USING btree (lower(email)) WHERE (x > 1);",
-                shared("\"public\".\"User\""),
+                "CREATE UNIQUE INDEX u ON ONLY public.\"Order\" USING btree (lower(email)) WHERE (x > 1);",
+                shared("\"public\".\"Order\""),
             ),
             (
-                "ALTER TABLE ONLY public.\"user\"\n    ADD CONSTRAINT user_pkey PRIMARY KEY (id);",
-                x(&["\"public\".\"user\""]),
+                "ALTER TABLE ONLY public.\"order\"\n    ADD CONSTRAINT order_pkey PRIMARY KEY (id);",
+                x(&["\"public\".\"order\""]),
             ),
             (
                 "ALTER TABLE ONLY public.booking ADD CONSTRAINT no_overlap EXCLUDE USING gist (room WITH =, during WITH &&);",
                 x(&["\"public\".\"booking\""]),
             ),
             (
-                "ALTER TABLE ONLY public.product\n    ADD CONSTRAINT product_user_id_fkey FOREIGN KEY (user_id) REFERENCES public.\"user\"(id);",
-                x(&["\"public\".\"product\"", "\"public\".\"user\""]),
+                "ALTER TABLE ONLY public.product\n    ADD CONSTRAINT product_user_id_fkey FOREIGN KEY (user_id) REFERENCES public.\"order\"(id);",
+                x(&["\"public\".\"order\"", "\"public\".\"product\""]),
             ),
             (
                 "ALTER TABLE ONLY public.category ADD CONSTRAINT category_parent_id_fkey FOREIGN KEY (parent_id) REFERENCES public.category(id);",
                 x(&["\"public\".\"category\""]),
             ),
             (
-                "CREATE TRIGGER t BEFORE UPDATE OF email ON public.\"user\" FOR EACH ROW EXECUTE FUNCTION public.touch();",
-                x(&["\"public\".\"user\""]),
+                "CREATE TRIGGER t BEFORE UPDATE OF email ON public.\"order\" FOR EACH ROW EXECUTE FUNCTION public.touch();",
+                x(&["\"public\".\"order\""]),
             ),
             (
                 "CREATE CONSTRAINT TRIGGER t AFTER INSERT ON public.a FROM public.b FOR EACH ROW EXECUTE FUNCTION f();",

@@ -181,7 +181,7 @@ pub(super) mod tests {
 
     pub(in crate::verify::scan) fn cfg() -> AnonymizeConfig {
         AnonymizeConfig {
-            prod_admin_email: "info@shootify.io".into(),
+            prod_admin_email: Some("boss@example.com".into()),
             admin_email: "admin@staging.example.com".into(),
             admin_password: Secret::from("password"),
             password_hash: PasswordHash::Unusable,
@@ -193,6 +193,10 @@ pub(super) mod tests {
             mask_key_file: None,
             unclassified: Default::default(),
             large_objects: Default::default(),
+            accounts: serde_json::from_value(serde_json::json!({
+                "table": "users", "id": "id", "email": "email", "password": "password_digest",
+            }))
+            .unwrap(),
             rules: Default::default(),
         }
     }

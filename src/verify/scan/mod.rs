@@ -1,7 +1,8 @@
 //! The scan for PII the rules missed, inside the anonymizing transaction. It reads every row
 //! ([`rows`]) of every text-like column (text, varchar, char, json, jsonb, xml, citext,
-//! domains and arrays of them) of every user table and materialized view, except the columns
-//! the masking rules rewrote (`keep` columns are scanned: that is where a wrong
+//! domains and arrays of them) of every user table and populated materialized view (not an
+//! extension's own: they are the template's, and the restore role may not read them), except
+//! the columns the masking rules rewrote (`keep` columns are scanned: that is where a wrong
 //! classification shows), what a partial mask [`kept`] (a `json` mask's keys, and the
 //! strings and numbers under no listed path when it has no `rest`), and the schema's own
 //! [`literals`] (view and function definitions, defaults, checks,
@@ -34,6 +35,10 @@ pub use stream::StreamScan;
 /// The schemas the dump's objects live in: not the system's.
 const USER_SCHEMA: &str =
     "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'";
+
+/// The relation `c` is not an extension's own.
+const NOT_EXTENSION: &str = "NOT EXISTS (SELECT FROM pg_depend d
+    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
@@ -103,6 +108,24 @@ pub async fn run(
     Ok(findings)
 }
 
+/// The materialized views production never populated (`WITH NO DATA`, never refreshed): they
+/// are restored unpopulated, as psql leaves them, and hold no rows to scan.
+pub async fn unpopulated_views(tx: &Transaction<'_>) -> Result<Vec<String>, AnonymizeError> {
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE c.relkind = 'm' AND NOT c.relispopulated AND {NOT_EXTENSION}
+                 ORDER BY 1"
+            ),
+            &[],
+        )
+        .await
+        .map_err(sql_error("listing unpopulated materialized views"))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 /// The text-like columns (xml included) the rules did not rewrite, per table.
 async fn scanned_columns(
     tx: &Transaction<'_>,
@@ -119,8 +142,9 @@ async fn scanned_columns(
                  LEFT JOIN pg_type base ON base.oid = t.typbasetype
                  LEFT JOIN pg_type elem ON elem.oid = coalesce(base.typelem, t.typelem)
                       AND coalesce(base.typcategory, t.typcategory) = 'A'
-                 WHERE c.relkind IN ('r', 'm') AND a.attnum > 0 AND NOT a.attisdropped
-                   AND {USER_SCHEMA}
+                 WHERE (c.relkind = 'r' OR (c.relkind = 'm' AND c.relispopulated))
+                   AND a.attnum > 0 AND NOT a.attisdropped
+                   AND {USER_SCHEMA} AND {NOT_EXTENSION}
                    AND (coalesce(base.typcategory, t.typcategory) = 'S'
                         OR coalesce(base.typname, t.typname) IN ('json', 'jsonb', 'xml')
                         OR elem.typcategory = 'S' OR elem.typname IN ('json', 'jsonb', 'xml'))

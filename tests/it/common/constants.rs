@@ -18,7 +18,7 @@ pub const SENTINEL: &str = "staging before the refresh";
 pub const PROD_DB: &str = "app";
 /// The role that owns the production database; staging does not have it.
 pub const PROD_OWNER: &str = "app_prod";
-/// The production admin in the fixture (`anonymize.prod_admin_email`'s default).
+/// The production admin in the fixture (the test world's `anonymize.prod_admin_email`).
 pub const PROD_ADMIN_EMAIL: &str = "info@shootify.io";
 /// Users in the production database the tests restore.
 pub const PROD_USERS: u64 = 200;

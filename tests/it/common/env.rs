@@ -10,8 +10,8 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::constants::PROD_DB;
-use super::fixtures::{PROD_RULES, dump_name, md5_hex, upload_snapshot, zstd};
+use super::constants::{PROD_ADMIN_EMAIL, PROD_DB};
+use super::fixtures::{PROD_ACCOUNTS, PROD_RULES, dump_name, md5_hex, upload_snapshot, zstd};
 use super::staging::{
     OWNER, REFRESH_ROLE, RESTORE_PASSWORD, SENTINEL, create_restore_role, refresh_role_url,
     seed_staging,
@@ -37,8 +37,18 @@ pub struct Env {
     pub prefix: String,
     /// `snapshot.database`: the production database the snapshots are dumps of.
     pub snapshot_database: String,
+    /// Lines added to the `[database]` section.
+    pub database: String,
+    /// `anonymize.prod_admin_email`: the fixture's admin unless a test says otherwise.
+    pub prod_admin_email: Option<String>,
     /// Lines added to the `[anonymize]` section.
     pub anonymize: String,
+    /// The masking rules for the snapshot's schema: the prod-shaped one's unless a test
+    /// restores another application's.
+    pub rules: String,
+    /// The `[anonymize.accounts]` section: the prod-shaped schema's unless a test restores
+    /// another application's.
+    pub accounts: String,
     /// Lines added to the `[daemon]` section.
     pub daemon: String,
     /// The lines of a `[schedule]` section, left out while empty.
@@ -97,7 +107,11 @@ impl Env {
             snapshot: dump_name(PROD_DB, "prod-db", Utc::now() - chrono::Duration::hours(1)),
             prefix: String::new(),
             snapshot_database: PROD_DB.into(),
+            database: String::new(),
+            prod_admin_email: Some(PROD_ADMIN_EMAIL.into()),
             anonymize: String::new(),
+            rules: PROD_RULES.into(),
+            accounts: PROD_ACCOUNTS.into(),
             daemon: String::new(),
             schedule: String::new(),
             metrics: SocketAddr::from(([127, 0, 0, 1], services::free_port())),
@@ -143,6 +157,10 @@ impl Env {
             Some(path) => format!("restore_password_file = {:?}\n", path.display().to_string()),
             None => String::new(),
         };
+        let prod_admin = match &self.prod_admin_email {
+            Some(email) => format!("prod_admin_email = \"{email}\"\n"),
+            None => String::new(),
+        };
         format!(
             r#"[snapshot]
 {bucket}prefix = "{prefix}"
@@ -152,13 +170,14 @@ database = "{snapshot_database}"
 url = "{url}"
 name = "{db}"
 owner = "{OWNER}"
-{restore_password}
+{restore_password}{database}
 
 [anonymize]
 admin_email = "{ADMIN_EMAIL}"
 admin_password = "{ADMIN_PASSWORD}"
-{anonymize}
-{PROD_RULES}
+{prod_admin}{anonymize}
+{rules}
+{accounts}
 [daemon]
 state_dir = "{state}"
 control_socket = "{state}/control.sock"
@@ -173,7 +192,10 @@ listen = "{metrics}"
             url = self.url,
             db = self.db,
             restore_password = restore_password,
+            database = self.database,
             anonymize = self.anonymize,
+            rules = self.rules,
+            accounts = self.accounts,
             state = self.state_dir().display(),
             daemon = self.daemon,
             metrics = self.metrics,

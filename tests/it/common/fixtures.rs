@@ -9,9 +9,39 @@ use md5::{Digest, Md5};
 
 use super::services::{Postgres, S3};
 
-/// Masking rules for the prod-shaped schema's text columns the built-in rules leave (none
-/// of them personal), appended to the `[anonymize]` section; `etc/config.toml` ships them.
+/// The prod-shaped schema's accounts table (`[anonymize.accounts]`, the runbook's names), as
+/// `etc/config.toml` ships it.
+pub const PROD_ACCOUNTS: &str = r#"
+[anonymize.accounts]
+table = "public.user"
+id = "id"
+email = "email"
+password = "hashed_password"
+name = "full_name"
+superuser = "is_superuser"
+active = "is_active"
+"#;
+
+/// Masking rules for the prod-shaped schema's text columns the accounts section leaves: the
+/// runbook's integrations neutralised, the rest classified as not personal; appended to the
+/// `[anonymize]` section; `etc/config.toml` ships them.
 pub const PROD_RULES: &str = r#"
+[[anonymize.column]]
+table = "public.external_system_integration"
+column = "push_products"
+mask = "redact"
+value = "f"
+
+[[anonymize.column]]
+table = "public.external_system_integration"
+column = "push_service_base_url"
+mask = "null"
+
+[[anonymize.column]]
+table = "public.external_system_integration"
+column = "push_service_api_key"
+mask = "null"
+
 [[anonymize.table]]
 table = "public.organization"
 mode = "keep"
@@ -70,6 +100,23 @@ pub fn seed_prod_with(pg: &Postgres, db: &str, users: u64, more: &[&str]) {
         args.extend(["-f", file.to_str().unwrap()]);
     }
     psql_as_owner(pg, db, &args);
+}
+
+/// Creates database `db` on `pg` and runs the fixture file `file` in it as the superuser,
+/// as another application's production would have made it (extensions, publications).
+pub fn seed_as_superuser(pg: &Postgres, db: &str, file: &str) {
+    pg.create_db(db);
+    let out = Command::new(Postgres::bin("psql"))
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &pg.url(db), "-f"])
+        .arg(fixture_path(file))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql -f {file} on {db} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// psql on `db` as [`PROD_OWNER`] with `args` (`-f FILE`, `-c SQL`, in order); it must succeed.
