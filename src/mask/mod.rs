@@ -56,6 +56,7 @@ pub use key::Key;
 pub use kinds::Masks;
 use rows::{MAX_ROW, MaskedCopy};
 use shape::ColumnShape;
+pub use stage::CopyFields;
 use tables::{TableShape, Tables};
 
 /// Why the masker drops a statement: it sets an emptied table's rows, or a large object's.
@@ -121,18 +122,6 @@ struct Copy {
     /// The columns it lists, and whether a mask rewrites each.
     fields: Vec<(String, bool)>,
     action: CopyAction,
-}
-
-/// The COPY in progress, as a reader of the rows the masker passes on sees it.
-pub struct CopyFields<'a> {
-    /// The tables its rows land in: its own and its partitions', extensions' tables left
-    /// out (an extension's script may have written rows of its own there).
-    pub into: Vec<&'a TableName>,
-    /// Per field: its column's name and shape (`None` if the table lacks it: the server
-    /// refuses the COPY), and whether a mask rewrites it.
-    pub fields: Vec<(&'a str, Option<&'a ColumnShape>, bool)>,
-    /// Its rows are dropped (`anonymize.table` mode "empty").
-    pub emptied: bool,
 }
 
 enum CopyAction {
@@ -307,28 +296,6 @@ impl Masker {
                 Ok((!out.is_empty()).then(|| Bytes::from(out)))
             }
         }
-    }
-
-    /// The COPY in progress, if one is.
-    pub fn copy_fields(&self) -> Option<CopyFields<'_>> {
-        let copy = self.copy.as_ref()?;
-        let shape = &self.tables[&copy.table];
-        let into = self
-            .tree(&copy.table)
-            .into_iter()
-            .filter(|t| !t.catalog.as_ref().is_some_and(|c| c.extension))
-            .map(|t| &t.name)
-            .collect();
-        let fields = copy
-            .fields
-            .iter()
-            .map(|(name, masked)| (name.as_str(), shape.column(name), *masked))
-            .collect();
-        Some(CopyFields {
-            into,
-            fields,
-            emptied: matches!(copy.action, CopyAction::Empty { .. }),
-        })
     }
 
     /// After the last statement, with the catalog's answer (every table): the scratch

@@ -3,9 +3,9 @@ use crate::verify::scan::classify::tests::cfg;
 
 fn copy(fields: Vec<Option<Option<&'static str>>>, listed: &[&str]) -> CopyScan {
     CopyScan {
-        table: TableName::new("public".into(), "t".into()),
+        table: TableName::new("public", "t"),
         line: 7,
-        into: vec![TableName::new("public".into(), "t".into())],
+        into: vec![TableName::new("public", "t")],
         listed: listed.iter().map(|c| (*c).to_owned()).collect(),
         fields,
         partial: Vec::new(),
