@@ -218,9 +218,11 @@ impl Journal {
         change(&mut written.entry);
         written.entry.at = Utc::now();
         written.written = true;
-        util::write_json(&self.path, &written.entry).map_err(|source| JournalError {
-            path: self.path.display().to_string(),
-            source,
+        util::write_json(&self.path, &written.entry, util::Readers::Owner).map_err(|source| {
+            JournalError {
+                path: self.path.display().to_string(),
+                source,
+            }
         })
     }
 

@@ -23,7 +23,7 @@
 //! | [`media`] | the media mirror: merge-joined listings, server-side copies, deletes |
 //! | [`staging`] | the live environment around the database: backend commands, Redis, maintenance flag |
 //! | [`journal`] | the run journal a crashed run leaves, and the record of its recovery |
-//! | [`report`] | the run report every output is built from |
+//! | [`report`] | the run report every output is built from, and what of it may be sent out |
 //! | [`recovery`] | puts staging back in order after a run that died |
 //! | [`refresh`] | the orchestrator: one refresh, phase by phase; the cutover; the plan; the rollback |
 //! | [`logging`] | tracing to stderr or journald, with the run's fields |

@@ -94,14 +94,51 @@ impl std::io::Write for OneLine {
 impl Drop for OneLine {
     fn drop(&mut self) {
         let text = String::from_utf8_lossy(&self.0);
-        let line = one_line(text.strip_suffix('\n').unwrap_or(&text));
+        let line = one_line_colored(text.strip_suffix('\n').unwrap_or(&text));
         let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{line}\n").as_bytes());
     }
 }
 
-/// `text` on one line: `\n` and `\r` inside it written as those two characters.
+/// `text` on one line, safe on a terminal: line breaks written as `\n` and `\r`, and every
+/// other control character (an escape sequence's ESC, a backspace, C1 controls) as
+/// `\u{1b}`, so a name from the dump or a server's message can neither forge a line nor
+/// drive the terminal.
 pub fn one_line(text: &str) -> String {
-    text.replace('\r', "\\r").replace('\n', "\\n")
+    escaped(text, &[])
+}
+
+/// [`one_line`], keeping the colours the formatter writes on a terminal (SGR sequences,
+/// `ESC [ 1;31 m`: at worst a name from the dump colours a log line).
+fn one_line_colored(text: &str) -> String {
+    static SGR: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new("\x1b\\[[0-9;]*m").expect("valid regex"));
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for colour in SGR.find_iter(text) {
+        out.push_str(&one_line(&text[last..colour.start()]));
+        out.push_str(colour.as_str());
+        last = colour.end();
+    }
+    out.push_str(&one_line(&text[last..]));
+    out
+}
+
+/// `text` safe on a terminal, as [`one_line`] makes it, its line breaks and tabs kept.
+pub fn printable(text: &str) -> String {
+    escaped(text, &['\n', '\t'])
+}
+
+fn escaped(text: &str, kept: &[char]) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            _ if kept.contains(&c) || !c.is_control() => out.push(c),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            _ => out.extend(c.escape_unicode()),
+        }
+    }
+    out
 }
 
 /// Whether stderr is the journal stream systemd connected: it names that stream's device and
@@ -175,6 +212,20 @@ mod tests {
         assert_eq!(
             one_line("snapshot x\n2026-01-01 INFO forged\r"),
             "snapshot x\\n2026-01-01 INFO forged\\r"
+        );
+    }
+
+    #[test]
+    fn terminal_control_characters_are_escaped() {
+        let name = "public.t\u{1b}]0;pwned\u{7}\u{9b}2J\u{8}x";
+        assert_eq!(
+            one_line(name),
+            "public.t\\u{1b}]0;pwned\\u{7}\\u{9b}2J\\u{8}x"
+        );
+        assert_eq!(printable("a\tb\nc\u{1b}[2J"), "a\tb\nc\\u{1b}[2J");
+        assert_eq!(
+            one_line_colored("\u{1b}[31mERROR\u{1b}[0m t\u{1b}[2J\n"),
+            "\u{1b}[31mERROR\u{1b}[0m t\\u{1b}[2J\\n"
         );
     }
 

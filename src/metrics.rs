@@ -3,7 +3,8 @@
 //! What runs leave behind is read from the state file on every scrape (plus the maintenance
 //! flag), so the endpoint tells the truth after a restart or a reboot, for runs the daemon made
 //! and for runs `staging-refresh run` made beside it, and a maintenance flag left by a crash
-//! shows. Only the next scheduled run is set by the daemon itself.
+//! shows. Only the next scheduled run is set by the daemon itself. Tables and columns in
+//! labels are shown as the email shows them ([`Recipients`]: hashed when they look personal).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::media::MediaReport;
+use crate::report::redact::Recipients;
 use crate::report::{Outcome, RunKind, RunReport};
 use crate::shutdown::CancellationToken;
 use crate::staging::maintenance;
@@ -214,8 +216,9 @@ impl Metrics {
         metrics
     }
 
-    /// Sets every value a run leaves behind from the state file's contents.
-    pub fn restore(&self, state: &State) {
+    /// Sets every value a run leaves behind from the state file's contents, names shown as
+    /// `names` shows them.
+    pub fn restore(&self, state: &State, names: &Recipients) {
         for kind in RunKind::ALL {
             for outcome in Outcome::ALL {
                 let runs = self
@@ -241,7 +244,7 @@ impl Metrics {
         for (table, columns) in &state.totals.masked_values {
             for (column, n) in columns {
                 self.masked_values
-                    .with_label_values(&[table, column])
+                    .with_label_values(&[&names.name(table), &names.name(column)])
                     .inc_by(*n);
             }
         }
@@ -254,7 +257,7 @@ impl Metrics {
         }
 
         if let Some(last) = &state.last {
-            self.last_run(last);
+            self.last_run(last, names);
         }
         if let Some(success) = &state.last_success {
             self.last_success
@@ -283,7 +286,7 @@ impl Metrics {
             .set(current.map(|c| timestamp(c.started_at)).unwrap_or(0.0));
     }
 
-    fn last_run(&self, report: &RunReport) {
+    fn last_run(&self, report: &RunReport, names: &Recipients) {
         let finished = report.finished_at.unwrap_or(report.started_at);
         self.last_run.set(timestamp(finished));
         self.last_run_duration
@@ -307,7 +310,9 @@ impl Metrics {
         ] {
             gauge.reset();
             for (table, n) in rows {
-                gauge.with_label_values(&[table]).set(*n as i64);
+                gauge
+                    .with_label_values(&[&names.name(table)])
+                    .set(*n as i64);
             }
         }
         self.verification_failures
@@ -315,7 +320,12 @@ impl Metrics {
         self.pii_findings.reset();
         for f in &report.pii_findings {
             self.pii_findings
-                .with_label_values(&[&f.table, &f.column, &f.kind, &f.by])
+                .with_label_values(&[
+                    &names.name(&f.table),
+                    &names.name(&f.column),
+                    &f.kind,
+                    &f.by,
+                ])
                 .add(f.count as i64);
         }
     }
@@ -354,6 +364,7 @@ fn process_alive(pid: u32) -> bool {
 pub struct Sources {
     state: StateFile,
     flag_file: PathBuf,
+    names: Recipients,
 }
 
 impl Sources {
@@ -361,13 +372,14 @@ impl Sources {
         Sources {
             state: StateFile::in_dir(&config.daemon.state_dir),
             flag_file: config.flag_file(),
+            names: Recipients::new(config),
         }
     }
 
     /// Brings `metrics` up to date; an unreadable state file keeps the values it had.
     pub fn update(&self, metrics: &Metrics) {
         match self.state.read() {
-            Ok(state) => metrics.restore(&state),
+            Ok(state) => metrics.restore(&state, &self.names),
             Err(e) => tracing::warn!(error = %e, "metrics: cannot read the state file"),
         }
         let since = match maintenance::read(&self.flag_file) {

@@ -19,7 +19,9 @@
 use chrono::Utc;
 
 use crate::config::Config;
-use crate::database::{Server, restore_role, swap};
+use crate::database::restore_role::{self, Login};
+use crate::database::sql::chain_without_values;
+use crate::database::{Server, swap};
 use crate::journal::{self, Entry, MediaPass, Recovery, Stage, Step, Window};
 use crate::lock::RunLock;
 use crate::staging::{backend, maintenance, redis};
@@ -142,21 +144,33 @@ async fn repair(config: &Config, entry: &Entry, actions: &mut Vec<String>) -> Re
         .end_sessions_of(&client, entry.pid)
         .await
         .map_err(|e| e.to_string())?;
-    // A run that died before the cutover may have left the restore role its login for the run.
-    if scratch.is_some()
-        && config.database.restore_password.is_none()
-        && restore_role::may_set_password(&server, &client)
-            .await
-            .map_err(|e| e.to_string())?
-    {
+    // A run that died before the cutover may have left the restore role its login for the
+    // run, and whatever the dump's code did to it.
+    if scratch.is_some() {
         let role = restore_role::name(&config.database.name);
-        if restore_role::release(&server, &client, &role)
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            actions.push(format!(
-                "took back the restore role {role:?}'s login for the run"
-            ));
+        let login = match &config.database.restore_password {
+            Some(password) => Some(Login::Configured(password)),
+            None => restore_role::may_set_password(&server, &client)
+                .await
+                .map_err(|e| e.to_string())?
+                .then_some(Login::Taken { had: None }),
+        };
+        if let Some(login) = login {
+            let done = match login {
+                Login::Taken { .. } => "took back the restore role's login for the run",
+                _ => "put the restore role back to database.restore_password_file's password",
+            };
+            // The scratch database, still there, is the role's: what is in it is not outside.
+            let found = restore_role::put_back(&server, &role, login, scratch.as_deref())
+                .await
+                .map_err(|e| chain_without_values(&e))?;
+            actions.push(match found.as_slice() {
+                [] => format!("{done} ({role:?})"),
+                found => format!(
+                    "{done} ({role:?}), and undid what was done to it: {}",
+                    found.join("; ")
+                ),
+            });
         }
     }
     let (scratch, backend_stopped) = match (&entry.step, scratch) {

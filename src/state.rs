@@ -164,7 +164,7 @@ impl StateFile {
     }
 
     pub fn write(&self, state: &State) -> Result<(), StateError> {
-        util::write_json(&self.path, state).map_err(|e| StateError {
+        util::write_json(&self.path, state, util::Readers::Owner).map_err(|e| StateError {
             path: self.path.display().to_string(),
             message: e.to_string(),
         })

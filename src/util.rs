@@ -1,6 +1,7 @@
 //! Small file helpers shared by the state file, the run journal and the maintenance flag.
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use serde::Serialize;
@@ -11,17 +12,38 @@ pub fn shown_pid(pid: Option<u32>) -> String {
     pid.map_or_else(|| "unknown".to_owned(), |pid| pid.to_string())
 }
 
+/// Who may read a file written here besides its owner.
+#[derive(Debug, Clone, Copy)]
+pub enum Readers {
+    /// Its owner alone (mode 0600): the state file and the journal, which keep errors whose
+    /// text came from the staging server.
+    Owner,
+    /// Everyone the directory lets in (mode 0644): the maintenance flag, which a web server
+    /// may read.
+    Everyone,
+}
+
 /// Writes `contents` to `path` atomically and durably, creating the directory: a temp file,
 /// flushed to disk, renamed over `path`, and the directory flushed, so after a power cut the
 /// file holds either the old contents or the new.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+pub fn write_atomic(path: &Path, contents: &[u8], readers: Readers) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir)?;
     let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp)?;
+    let mode = match readers {
+        Readers::Owner => 0o600,
+        Readers::Everyone => 0o644,
+    };
+    // A temp file left by a crash keeps its mode: it is made anew.
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)?;
     file.write_all(contents)?;
     file.sync_all()?;
     drop(file);
@@ -30,9 +52,9 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 }
 
 /// Writes `value` as pretty JSON with [`write_atomic`].
-pub fn write_json(path: &Path, value: &impl Serialize) -> std::io::Result<()> {
+pub fn write_json(path: &Path, value: &impl Serialize, readers: Readers) -> std::io::Result<()> {
     let json = serde_json::to_vec_pretty(value).expect("our types serialize");
-    write_atomic(path, &json)
+    write_atomic(path, &json, readers)
 }
 
 /// Reads a JSON file; `Ok(None)` when it does not exist. The error is the message to show.

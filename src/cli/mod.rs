@@ -1,6 +1,18 @@
 //! The command line of the operator contract ([`args`]), and [`run`], which hands each command
 //! to its file in `commands/`: those run the library and print what it returns.
 
+/// `println!` for what a command shows: a name from the dump, an object key or a server's
+/// message can hold control characters that would drive the terminal; they are escaped
+/// ([`crate::logging::printable`]).
+macro_rules! say {
+    () => {
+        println!()
+    };
+    ($($arg:tt)*) => {
+        println!("{}", $crate::logging::printable(&format!($($arg)*)))
+    };
+}
+
 mod args;
 mod commands;
 

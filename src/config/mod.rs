@@ -40,6 +40,7 @@ const SECRET_KEYS: &[&str] = &[
 const LIST_KEYS: &[&str] = &[
     "notify.to",
     "anonymize.extra_sql",
+    "anonymize.extra_sql_search_path",
     "backend.stop",
     "backend.start",
 ];
@@ -353,6 +354,7 @@ password = "encrypted_password"
         assert_eq!(c.database.template, None);
         assert_eq!(c.anonymize.password_hash, PasswordHash::Unusable);
         assert_eq!(c.anonymize.email_domain, "staging.invalid");
+        assert_eq!(c.anonymize.extra_sql_search_path, ["public"]);
         assert_eq!(c.schedule.cron, "0 0 3 * * *");
         assert!(c.schedule.catch_up);
         assert!(c.notify.is_none());

@@ -140,6 +140,9 @@ pub struct AnonymizeConfig {
     pub on_unmasked_pii: OnUnmaskedPii,
     #[serde(default)]
     pub extra_sql: Vec<PathBuf>,
+    /// The schemas `extra_sql`'s unqualified names are looked up in (never `"$user"`).
+    #[serde(default = "default_extra_sql_search_path")]
+    pub extra_sql_search_path: Vec<String>,
     /// Masking rules as the file writes them, parsed into `rules`.
     #[serde(default)]
     pub column: Vec<ColumnRule>,
@@ -261,6 +264,10 @@ pub enum LargeObjects {
 fn default_password_hash() -> PasswordHash {
     PasswordHash::Unusable
 }
+fn default_extra_sql_search_path() -> Vec<String> {
+    vec!["public".into()]
+}
+
 fn default_email_domain() -> String {
     "staging.invalid".into()
 }

@@ -134,6 +134,16 @@ fn anonymize(a: &AnonymizeConfig) -> Result<(), ConfigError> {
             )
         })?;
     }
+    if a.extra_sql_search_path.is_empty()
+        || a.extra_sql_search_path
+            .iter()
+            .any(|s| s.is_empty() || s.contains('\0'))
+    {
+        return Err(key_error(
+            "anonymize.extra_sql_search_path",
+            "name at least one schema, each a non-empty name",
+        ));
+    }
     for (i, path) in a.extra_sql.iter().enumerate() {
         std::fs::metadata(path).map_err(|e| {
             key_error(
@@ -383,6 +393,12 @@ mod tests {
         );
         let err = load(&MINIMAL.replace("bucket = \"snaps\"", ""), &[]).unwrap_err();
         assert!(err.to_string().contains("bucket"), "{err}");
+        let err = load(
+            &MINIMAL.replace("[anonymize]", "[anonymize]\nextra_sql_search_path = []"),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(key_of(err), "anonymize.extra_sql_search_path");
         let err = load(
             &MINIMAL.replace("[anonymize]", "[anonymize]\nprod_admin_email = \"boss\""),
             &[],

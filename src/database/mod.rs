@@ -95,18 +95,21 @@ impl Server {
         self.connect_with(config).await
     }
 
-    /// Connects to `database` as `user`, with `password`, on the URL's host.
+    /// Connects to `database` (the maintenance database when `None`) as `user`, with
+    /// `password`, on the URL's host.
     pub async fn connect_as(
         &self,
-        database: &str,
+        database: Option<&str>,
         user: &str,
         password: &crate::config::Secret,
     ) -> Result<Client, DbError> {
         let mut config = self.config.clone();
-        config
-            .dbname(database)
-            .user(user)
-            .password(password.expose_secret());
+        // Without a database in the URL, the server takes the URL's user's name for it.
+        let maintenance = self.config.get_dbname().or(self.config.get_user());
+        if let Some(db) = database.or(maintenance) {
+            config.dbname(db);
+        }
+        config.user(user).password(password.expose_secret());
         self.connect_with(config).await
     }
 
@@ -125,6 +128,18 @@ impl Server {
             client
         };
         Ok(client)
+    }
+
+    /// Asks the server to cancel the statement `client`'s session is running, as libpq's
+    /// `PQcancel` does: over a connection of its own.
+    pub async fn cancel(&self, client: &Client) -> Result<(), DbError> {
+        let token = client.cancel_token();
+        let cancelled = if self.config.get_ssl_mode() == SslMode::Disable {
+            token.cancel_query(tokio_postgres::NoTls).await
+        } else {
+            token.cancel_query(tls::connector()).await
+        };
+        cancelled.map_err(|e| self.error("cancelling a statement", &e))
     }
 
     /// Runs SQL that returns nothing, naming `what` in the error.

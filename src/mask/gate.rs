@@ -6,12 +6,12 @@
 //! column, whose values the server computes. At the end of the dump, what the rules made of
 //! its columns goes to verification and the report.
 
-use crate::config::Unclassified;
+use crate::config::Unclassified as UnclassifiedPolicy;
 use crate::config::masking::{Class, Mask, Rules};
 use crate::table::{TableName, display_ident};
 
 use super::Masked;
-use super::error::MaskError;
+use super::error::{MaskError, Unclassified};
 use super::fit::fit;
 use super::shape::ColumnShape;
 use super::tables::{TableShape, Tables, is_personal};
@@ -72,7 +72,7 @@ pub(super) fn check<'t>(
     checked: impl IntoIterator<Item = &'t TableShape>,
     email_domain: &str,
 ) -> Result<(), MaskError> {
-    let mut unclassified = Vec::new();
+    let mut unclassified = Unclassified::default();
     let mut misfit = Vec::new();
     for table in checked {
         let mut ruled = Vec::new();
@@ -85,15 +85,10 @@ pub(super) fn check<'t>(
                 }
                 Class::Ruled(mask, _) => ruled.push((column, mask)),
                 Class::Unclassified => {
-                    let listed = format!(
-                        "{}.{} ({})",
-                        listed_under(rules, tables, table, column),
-                        display_ident(&column.name),
-                        column.type_name
+                    unclassified.push(
+                        listed_under(rules, tables, table, column).to_string(),
+                        format!("{} ({})", display_ident(&column.name), column.type_name),
                     );
-                    if !unclassified.contains(&listed) {
-                        unclassified.push(listed);
-                    }
                 }
                 Class::Emptied | Class::NotPersonal => {}
             }
@@ -137,7 +132,7 @@ pub(super) fn masks_of(
         Some(shape) => shape.lineage().collect(),
         None => vec![table],
     };
-    let mut unclassified = Vec::new();
+    let mut unclassified = Unclassified::default();
     let masks = names
         .iter()
         .map(|name| match rules.mask(lineage.iter().copied(), name) {
@@ -148,7 +143,7 @@ pub(super) fn masks_of(
                 let column = shape.and_then(|s| s.column(name));
                 if column.is_none_or(is_personal) {
                     let ty = column.map_or("type unknown", |c| c.type_name.as_str());
-                    unclassified.push(format!("{table}.{} ({ty})", display_ident(name)));
+                    unclassified.push(table.to_string(), format!("{} ({ty})", display_ident(name)));
                 }
                 None
             }
@@ -185,18 +180,18 @@ pub(super) fn note_classes(rules: &Rules, tables: &Tables, masked: &mut Masked) 
     }
 }
 
-/// Fails on `columns` (unclassified, as `table.column (type)`), or warns of them.
-fn refuse_unclassified(policy: Unclassified, columns: Vec<String>) -> Result<(), MaskError> {
-    if columns.is_empty() {
+/// Fails on the `unclassified` columns, or warns of them.
+fn refuse_unclassified(
+    policy: UnclassifiedPolicy,
+    unclassified: Unclassified,
+) -> Result<(), MaskError> {
+    if unclassified.is_empty() {
         return Ok(());
     }
     match policy {
-        Unclassified::Fail => Err(MaskError::Unclassified(columns)),
-        Unclassified::Warn => {
-            tracing::warn!(
-                columns = %columns.join(", "),
-                "unclassified columns kept unmasked (anonymize.unclassified = \"warn\")"
-            );
+        UnclassifiedPolicy::Fail => Err(MaskError::Unclassified(unclassified)),
+        UnclassifiedPolicy::Warn => {
+            tracing::warn!("{}", unclassified.warning());
             Ok(())
         }
     }

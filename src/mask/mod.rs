@@ -50,7 +50,7 @@ use crate::restore::statement::Statement;
 use crate::table::{TableName, display_ident};
 pub use admin::{Admin, BCRYPT_COST, check_columns, check_table};
 use catalog::Answer;
-pub use error::MaskError;
+pub use error::{MaskError, Unclassified};
 pub use gate::{classify, listed_under};
 pub use key::Key;
 pub use kinds::Masks;
@@ -552,7 +552,9 @@ impl Masker {
         for target in &tree {
             let masks = match gate::masks_of(&self.rules, &target.name, Some(target), &names) {
                 Ok(masks) => masks,
-                Err(MaskError::Unclassified(columns)) => return Err(refused(columns)),
+                Err(MaskError::Unclassified(unclassified)) => {
+                    return Err(refused(unclassified.columns()));
+                }
                 Err(e) => return Err(e),
             };
             let masked: Vec<String> = names

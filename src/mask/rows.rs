@@ -16,8 +16,11 @@ use super::tables::TableShape;
 use super::{array, copy};
 
 /// Longest COPY row of a masked table held at once; pg_dump lines are far shorter unless a
-/// single value is huge, and that value would need masking whole.
-pub(super) const MAX_ROW: usize = 256 << 20;
+/// single value is huge, and that value would need masking whole. A row is held a few
+/// times over while it is decoded, masked and encoded again (a 200 MiB value took the
+/// process to 431 MB): the limit keeps that well under the memory a refresh otherwise uses
+/// times a few.
+pub(super) const MAX_ROW: usize = 32 << 20;
 
 /// A COPY being masked.
 pub(super) struct MaskedCopy {

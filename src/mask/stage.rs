@@ -53,6 +53,8 @@ pub struct CopyFields<'a> {
     pub fields: Vec<(&'a str, Option<&'a ColumnShape>, bool)>,
     /// Its rows are dropped (`anonymize.table` mode "empty").
     pub emptied: bool,
+    /// Every column of its table, listed or not.
+    pub columns: &'a [ColumnShape],
 }
 
 impl Masker {
@@ -75,6 +77,7 @@ impl Masker {
             into,
             fields,
             emptied: matches!(copy.action, CopyAction::Empty { .. }),
+            columns: &shape.columns,
         })
     }
 }

@@ -220,7 +220,10 @@ COPY public.t (id, note, ip, n) FROM stdin;
     let mut m = masker(rules(&[], &[]));
     let err = stream(&mut m, sql, 1 << 20).unwrap_err().to_string();
     assert!(
-        err.contains("public.t.note (text), public.t.ip (inet), \"x.y\".u.label (varchar(5))"),
+        err.starts_with(
+            "3 columns in 2 tables have no masking rule (anonymize.unclassified = \"fail\"); \
+             nothing was loaded:\n  public.t: note (text), ip (inet)\n  \"x.y\".u: label (varchar(5))\n"
+        ),
         "{err}"
     );
     let mut m = masker(rules(
@@ -229,6 +232,45 @@ COPY public.t (id, note, ip, n) FROM stdin;
     ));
     let (_, data) = stream(&mut m, sql, 1 << 20).unwrap();
     assert_eq!(data, "1\tsecret\t10.0.0.1\t1\n");
+}
+
+#[test]
+fn thousands_of_unclassified_columns_make_a_screenful_and_the_report_gets_them_all() {
+    let mut sql = format!("{MEMBER}\n");
+    for t in 0..400 {
+        let columns: Vec<String> = (0..8).map(|c| format!("c{c} text")).collect();
+        sql.push_str(&format!(
+            "CREATE TABLE public.t{t} ({});\n",
+            columns.join(", ")
+        ));
+    }
+    sql.push_str("COPY public.t0 (c0) FROM stdin;\nx\n\\.");
+    let mut m = masker(rules(&[], &[]));
+    let MaskError::Unclassified(mut unclassified) = stream(&mut m, &sql, 1 << 20).unwrap_err()
+    else {
+        panic!("not refused as unclassified");
+    };
+    unclassified.snapshot = Some("pgsql_app_db_20261201-030000.sql.zst".into());
+    let text = unclassified.to_string();
+    assert!(text.lines().count() <= 25, "{text}");
+    assert!(
+        text.starts_with("3200 columns in 400 tables have no masking rule"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n  public.t0: c0 (text), c1 (text), c2 (text), c3 (text), c4 (text), c5 (text) and 2 more\n"),
+        "{text}"
+    );
+    assert!(text.contains("\n  and 380 more tables\n"), "{text}");
+    assert!(
+        text.contains(
+            "`staging-refresh rules --toml --snapshot pgsql_app_db_20261201-030000.sql.zst`"
+        ),
+        "{text}"
+    );
+    let all = unclassified.columns();
+    assert_eq!(all.len(), 3200);
+    assert!(all.contains(&"public.t399.c7 (text)".to_owned()));
 }
 
 #[test]

@@ -2,12 +2,11 @@
 //! ([`crate::report::outline`]): the operator's plain text ([`for_operator`]), and what is sent
 //! out after every run, the summary email (plain text and HTML) and the chat webhooks
 //! ([`webhook`]). Everything sent carries what the run report holds minus anything that could
-//! quote production data ([`redact`]). A failure to send is logged and counted, never a failed
-//! run.
+//! quote production data ([`Recipients`]). A failure to send is logged and counted, never a
+//! failed run.
 
 mod email;
 mod html;
-mod redact;
 mod text;
 mod webhook;
 
@@ -18,6 +17,7 @@ use email::send;
 use crate::config::Config;
 use crate::report::RunReport;
 use crate::report::outline::{Outline, Reader, Staging};
+use crate::report::redact::Recipients;
 use crate::state::StateFile;
 
 /// One email: subject and the same content as text and HTML.
@@ -37,13 +37,14 @@ pub async fn after_run(config: &Config, report: &RunReport) {
         return;
     };
     let now = Utc::now();
-    let email = send(notify, &summary(config, report, now)).await;
+    let recipients = Recipients::new(config);
+    let outline = outline(config, report, now, &recipients);
+    let email = send(notify, &summary(&outline)).await;
     match &email {
         Ok(()) => tracing::info!(to = notify.to.len(), "summary email sent"),
         Err(e) => tracing::warn!(error = %e, "the summary email could not be sent"),
     }
     let mut results = vec![("email".to_owned(), email.is_ok())];
-    let outline = outline(config, report, now);
     for (index, hook) in notify.webhook.iter().enumerate() {
         if !hook.on.contains(&outline.severity) {
             continue;
@@ -86,21 +87,25 @@ fn staging(config: &Config) -> Staging {
 
 /// The outline of `report` as everyone it is sent to may read it; `now` dates the snapshot's
 /// age.
-fn outline(config: &Config, report: &RunReport, now: DateTime<Utc>) -> Outline {
+fn outline(
+    config: &Config,
+    report: &RunReport,
+    now: DateTime<Utc>,
+    recipients: &Recipients,
+) -> Outline {
     Outline::of(
         report,
         &staging(config),
         now,
-        Reader::Recipients(redact::without_values),
+        Reader::Recipients(recipients),
     )
 }
 
-/// The email for `report`; `now` dates the snapshot's age.
-pub fn summary(config: &Config, report: &RunReport, now: DateTime<Utc>) -> Summary {
-    let outline = outline(config, report, now);
+/// The email of a run's outline.
+fn summary(outline: &Outline) -> Summary {
     Summary {
         subject: format!("[staging-refresh] {}", outline.headline),
-        text: text::render(&outline),
-        html: html::render(&outline),
+        text: text::render(outline),
+        html: html::render(outline),
     }
 }

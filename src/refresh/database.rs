@@ -1,7 +1,7 @@
 //! The database side of phase 1: a fresh scratch database, the dump restored into it as the
 //! unprivileged restore role (masked in the stream), anonymized and verified in one
 //! transaction, then handed to `database.owner`; and what a run that stops takes back (the
-//! restore role's login, the scratch database).
+//! restore role as it was, the scratch database).
 
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ use crate::database::restore_role::{self, Reach};
 use crate::database::settings;
 use crate::fault;
 use crate::journal::Step;
-use crate::mask::{Admin, Masked, Masker};
+use crate::mask::{Admin, MaskError, Masked, Masker};
 use crate::progress::{Progress, Unit};
 use crate::report::{self, Phase};
 use crate::restore::privileges::Privileges;
@@ -27,7 +27,8 @@ use crate::verify::scan::stream::Scanning;
 use crate::verify::{self, AnonymizeError, StreamScan};
 
 /// The role the dump runs as, and how it reaches the scratch database.
-struct RestoreRole {
+#[derive(Clone)]
+pub(super) struct RestoreRole {
     name: String,
     reach: Reach,
 }
@@ -81,7 +82,13 @@ impl Run<'_> {
             self.config.database.restore_password.as_ref(),
         )
         .await?;
+        // Before the dump's first statement, nothing of an earlier dump's may be left on it.
+        let found = restore_role::put_back(&self.server, &name, reach.during_run(), None).await?;
+        self.report
+            .restore_role_reset
+            .extend(found.into_iter().map(|f| format!("before this run, {f}")));
         let role = RestoreRole { name, reach };
+        self.restore_role = Some(role.clone());
         let owner = match &self.config.database.owner {
             Some(owner) => owner.clone(),
             None => self.server.current_role(maintenance).await?,
@@ -160,9 +167,21 @@ impl Run<'_> {
                 humantime::format_duration(limit).to_string(),
             )),
         }
+        .map_err(|mut e| {
+            if let RestoreError::Stage(stage) = &mut e {
+                self.note_unclassified(stage.downcast_mut(), snapshot);
+            }
+            e
+        })
         .doing(restoring())?;
         let (masker, scan) = scanning.finish();
-        let masked = masker.finish().doing(restoring())?;
+        let masked = masker
+            .finish()
+            .map_err(|mut e| {
+                self.note_unclassified(Some(&mut e), snapshot);
+                e
+            })
+            .doing(restoring())?;
         progress.finish();
         let restoring = self.phase_started.elapsed().as_secs_f64();
         self.report
@@ -185,6 +204,15 @@ impl Run<'_> {
             s.checksum_verified = streamed.checksum_verified;
         }
         Ok((streamed, masked, scan))
+    }
+
+    /// A refusal of unclassified columns names the snapshot to ask for rules, and leaves
+    /// every column in the report (the refusal shows a screenful).
+    fn note_unclassified(&mut self, err: Option<&mut MaskError>, snapshot: &Snapshot) {
+        if let Some(MaskError::Unclassified(unclassified)) = err {
+            unclassified.snapshot = Some(snapshot.name.clone());
+            self.report.unclassified_columns = unclassified.columns();
+        }
     }
 
     /// The anonymize phase: the dump's own changes to the database's settings undone, then
@@ -253,16 +281,55 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Takes back the restore role's login for this run, over a connection of its own (the
-    /// run's may be what failed); a configured password is the operator's and stays.
-    pub(super) async fn release_restore_login(&self) -> Result<(), RunError> {
-        if self.config.database.restore_password.is_some() {
+    /// Puts the restore role back as the run found it, however phase 1 ended (the dump's
+    /// code may have changed its password and settings): the operator's password, or the
+    /// run's login taken back; what it found is reported.
+    pub(super) async fn put_back_restore_role(&mut self) -> Result<(), RunError> {
+        let Some(role) = &self.restore_role else {
+            // The run stopped before it prepared the role: it changed nothing there.
             return Ok(());
+        };
+        let scratch = self.config.scratch_db();
+        let found = restore_role::put_back(
+            &self.server,
+            &role.name,
+            role.reach.after_run(),
+            Some(&scratch),
+        )
+        .await?;
+        if !found.is_empty() {
+            tracing::warn!(
+                role = %role.name,
+                found = %found.join("; "),
+                "the restore role was changed (by code in the dump); it is put back"
+            );
         }
-        let role = restore_role::name(&self.config.database.name);
-        let client = self.server.connect(None).await?;
-        restore_role::release(&self.server, &client, &role).await?;
+        self.report.restore_role_reset.extend(found);
         Ok(())
+    }
+
+    /// Once the new data is live, proves again from outside that the restore role is as a
+    /// run leaves it; anything that is not is a warning on every channel, with what to do.
+    pub(super) async fn prove_restore_role(&mut self) {
+        let Some(role) = &self.restore_role else {
+            return;
+        };
+        let login = role.reach.after_run();
+        let left = match self.server.connect(None).await {
+            Ok(client) => {
+                restore_role::prove(&self.server, &client, &role.name, &login, None).await
+            }
+            Err(e) => Err(e),
+        }
+        .unwrap_or_else(|e| {
+            vec![format!(
+                "it could not be checked ({e}): check it with `staging-refresh check`"
+            )]
+        });
+        for problem in &left {
+            tracing::error!(role = %role.name, "the restore role is not put back: {problem}");
+        }
+        self.report.restore_role_left = left;
     }
 
     /// Drops the scratch database over a connection of its own (the run's may be what

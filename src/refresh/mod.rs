@@ -84,6 +84,7 @@ pub async fn run(
         shutdown,
         journal: &journal,
         left_behind: false,
+        restore_role: None,
         report: RunReport::new(run_id),
         phase: Phase::Prepare,
         phase_started: Instant::now(),
@@ -105,7 +106,7 @@ pub async fn run(
             run_id = %report.run_id,
             phase = %run.phase,
             "refresh failed: {}",
-            crate::error::chain(&err)
+            crate::report::redact::capped(&crate::error::chain(&err))
         );
     } else {
         tracing::info!(run_id = %report.run_id, "refresh finished");
@@ -151,6 +152,8 @@ struct Run<'a> {
     journal: &'a Journal,
     /// Something the run changed could not be undone (the journal keeps it for recovery).
     left_behind: bool,
+    /// The restore role, once the run prepared it: what the run puts back at its end.
+    restore_role: Option<database::RestoreRole>,
     report: RunReport,
     phase: Phase,
     phase_started: Instant,
@@ -220,6 +223,7 @@ impl Run<'_> {
                 .await?;
         }
         self.report.previous_kept = had_live && self.config.database.keep_previous;
+        self.prove_restore_role().await;
         if let (Some(mirror), Some(copied)) = (&mirror, copied) {
             return self.delete_pass(mirror, &copied, &media_progress).await;
         }
@@ -254,14 +258,17 @@ impl Run<'_> {
             result = async { tokio::try_join!(database, copy_pass) } => result,
             () = shutdown.cancelled() => Err(RunError::Cancelled),
         };
-        // However phase 1 ended (a signal drops it wherever it was), the restore role's
-        // login for this run is taken back; if it cannot be, the next start's recovery does.
-        let released = self.release_restore_login().await;
+        // However phase 1 ended (a signal drops it wherever it was), the restore role is put
+        // back; if it cannot be, the run fails, and the next start's recovery tries again.
+        let released = self.put_back_restore_role().await;
         self.left_behind = released.is_err();
         match (prepared, released) {
             (Ok(_), Err(e)) => Err(e),
             (Err(err), Err(e)) => {
-                tracing::error!(error = %e, "the next start takes back the restore role's login");
+                tracing::error!(
+                    error = %e,
+                    "the restore role could not be put back; the next start tries again"
+                );
                 Err(err)
             }
             // A signal that came as the last step finished still counts as before cutover.

@@ -3,6 +3,7 @@
 //! it through its [`outline`].
 
 pub mod outline;
+pub mod redact;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -252,6 +253,10 @@ pub struct RunReport {
     /// them as not personal.
     #[serde(default)]
     pub columns_kept: Vec<String>,
+    /// Every column no rule classified, `schema.table.column (type)`, when that refused the
+    /// run (its error shows a screenful).
+    #[serde(default)]
+    pub unclassified_columns: Vec<String>,
     pub verification: Vec<Verification>,
     pub pii_findings: Vec<Finding>,
     /// Materialized views production never populated (`WITH NO DATA`): restored unpopulated,
@@ -265,6 +270,14 @@ pub struct RunReport {
     /// What the dump had changed in the scratch database's own settings, undone before cutover.
     #[serde(default)]
     pub database_settings_reset: Vec<String>,
+    /// What the restore role carried that it must not (what the dump's code did to it:
+    /// a password, settings), put back.
+    #[serde(default)]
+    pub restore_role_reset: Vec<String>,
+    /// What could not be put back on the restore role once the new data was live, each with
+    /// what to do.
+    #[serde(default)]
+    pub restore_role_left: Vec<String>,
     /// How long staging was in maintenance (backend stopped), when it was.
     pub maintenance_seconds: Option<f64>,
     /// Whether the replaced database is kept as `<name>__previous`.
@@ -302,10 +315,13 @@ impl RunReport {
             statements_filtered: BTreeMap::new(),
             security_definer_functions: Vec::new(),
             database_settings_reset: Vec::new(),
+            restore_role_reset: Vec::new(),
+            restore_role_left: Vec::new(),
             rows_anonymized: BTreeMap::new(),
             masked_values: BTreeMap::new(),
             tables_emptied: BTreeMap::new(),
             columns_kept: Vec::new(),
+            unclassified_columns: Vec::new(),
             verification: Vec::new(),
             pii_findings: Vec::new(),
             unpopulated_views: Vec::new(),
@@ -346,6 +362,15 @@ impl RunReport {
         if let Some(media) = self.media.as_ref().filter(|m| m.failed > 0) {
             warnings.push(format!("{} media objects failed to copy", media.failed));
         }
+        if !self.restore_role_reset.is_empty() {
+            warnings.push(format!(
+                "the restore role was changed (by code in a dump) and is put back: {}",
+                self.restore_role_reset.join("; ")
+            ));
+        }
+        warnings.extend(self.restore_role_left.iter().map(|left| {
+            format!("the restore role could not be put back, staging's data is live: {left}")
+        }));
         if self.recovered.is_some() {
             warnings
                 .push("an earlier run had died; this one first put staging back in order".into());

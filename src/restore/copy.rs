@@ -18,7 +18,7 @@ use tokio_postgres::Client;
 
 use super::load::Load;
 use super::load_error::LoadError;
-use super::session::{Pool, Taken, Worker};
+use super::session::{Bound, Pool, Taken, Worker};
 use super::statement::Statement;
 use crate::database::sql::ServerMessage;
 use crate::table::TableName;
@@ -74,7 +74,8 @@ pub async fn copy(
     // COPYs fail) before their queues close (which would end them as complete).
     let mut parts: Vec<Part> = Vec::new();
     let mut running = JoinSet::new();
-    parts.push(start(&mut running, 0, client, None, statement.clone()));
+    let bound = pool.bound();
+    parts.push(start(&mut running, 0, client, None, (&statement, &bound)));
     let (mut rows, mut bytes) = (0u64, 0u64);
     // The part given the last chunk, while that chunk ended inside a line.
     let mut continuing: Option<usize> = None;
@@ -97,7 +98,7 @@ pub async fn copy(
                 index,
                 client,
                 Some(taken),
-                statement.clone(),
+                (&statement, &bound),
             ));
         }
         let i = continuing.unwrap_or_else(|| {
@@ -148,21 +149,25 @@ pub async fn copy(
 }
 
 /// Starts part `index` on a session `taken` from the pool, or else on the `loader`'s: it
-/// loads what its queue brings with `statement`.
+/// loads what its queue brings with `statement`, within `bound`.
 fn start(
     running: &mut JoinSet<PartDone>,
     index: usize,
     loader: &Arc<Client>,
     taken: Option<Taken>,
-    statement: Arc<str>,
+    (statement, bound): (&Arc<str>, &Bound),
 ) -> Part {
+    let (statement, bound) = (statement.clone(), bound.clone());
     let (client, worker, catch_up) = match taken {
         Some(Taken { worker, catch_up }) => (worker.client.clone(), Some(worker), catch_up),
         None => (loader.clone(), None, String::new()),
     };
     let (queue, chunks) = mpsc::channel(PART_DEPTH);
     running.spawn(async move {
-        let result = load_part(&client, &catch_up, &statement, chunks).await;
+        let result = bound
+            .run(&client, load_part(&client, &catch_up, &statement, chunks))
+            .await
+            .and_then(|r| r);
         PartDone {
             index,
             worker,

@@ -19,7 +19,7 @@ use super::copy;
 use super::load::Load;
 use super::load_error::LoadError;
 use super::postdata::{PostData, Route};
-use super::session::outside_transaction;
+use super::session::{Bound, outside_transaction};
 use crate::database::sql::ServerMessage;
 use crate::progress::Progress;
 use crate::table::TableName;
@@ -31,6 +31,7 @@ struct Batch {
     sql: String,
     /// Each statement's dump line and span in `sql`.
     statements: Vec<(u64, std::ops::Range<usize>)>,
+    bound: Bound,
 }
 
 impl Batch {
@@ -54,19 +55,40 @@ impl Batch {
         if self.statements.is_empty() {
             return Ok(());
         }
-        let result = client.batch_execute(&self.sql).await;
+        let result = self
+            .bound
+            .run(client, client.batch_execute(&self.sql))
+            .await;
         let statements = std::mem::take(&mut self.statements);
         let sql = std::mem::take(&mut self.sql);
+        let result = result.map_err(|overran| {
+            let (first, last) = (statements[0].0, statements[statements.len() - 1].0);
+            LoadError::Statement {
+                line: first,
+                message: match first == last {
+                    true => overran,
+                    false => ServerMessage::plain(format!(
+                        "with the statements after it up to dump line {last}, sent together: \
+                         {overran}"
+                    )),
+                },
+            }
+        })?;
         let Err(err) = result else { return Ok(()) };
         // The batch ran as one implicit transaction and rolled back whole (a BEGIN of the
         // dump's in it left a failed transaction: end it): replay it one statement at a time
         // to name the line that fails.
         let _ = client.batch_execute("ROLLBACK").await;
         for (line, span) in &statements {
-            if let Err(e) = client.batch_execute(&sql[span.clone()]).await {
+            let replayed = self
+                .bound
+                .run(client, client.batch_execute(&sql[span.clone()]))
+                .await
+                .and_then(|r| r.map_err(ServerMessage::from));
+            if let Err(message) = replayed {
                 return Err(LoadError::Statement {
                     line: *line,
-                    message: e.into(),
+                    message,
                 });
             }
         }
@@ -100,6 +122,7 @@ pub async fn load(
     let mut batch = Batch {
         sql: String::with_capacity(BATCH_BYTES + 4096),
         statements: Vec::new(),
+        bound: post_data.pool().bound(),
     };
     while let Some(item) = items.recv().await {
         match item {

@@ -23,6 +23,49 @@ const MIN_MAINTENANCE_MEM_KB: u64 = 1024;
 /// Jobs when `restore.jobs` is unset and the server does not say how many CPUs it has.
 const FALLBACK_JOBS: usize = 2;
 
+/// How long past `restore.statement_timeout` the refresh waits before it cancels a
+/// statement itself: the server's own timeout, which names the statement, comes first
+/// unless the dump's code lifted it.
+const BOUND_MARGIN: Duration = Duration::from_secs(2);
+/// How long a cancelled statement is given to end.
+const CANCEL_GRACE: Duration = Duration::from_secs(5);
+
+/// The per-statement bound the refresh keeps itself. Each restore session starts with
+/// `statement_timeout = restore.statement_timeout`, but that is a setting the dump's code
+/// can change (`set_config` from a column default a COPY evaluates); so what a session runs
+/// is also timed from the client, and cancelled past the bound whatever the session says.
+/// What is sent in one round trip (a batch of statements, a COPY) is timed as one.
+#[derive(Clone)]
+pub struct Bound {
+    server: Server,
+    limit: Duration,
+}
+
+impl Bound {
+    /// Runs `work` (a round trip on `client`); `Err` with the message to show when it ran past
+    /// the bound and was cancelled, else what it returned.
+    pub async fn run<T>(
+        &self,
+        client: &Client,
+        work: impl Future<Output = T>,
+    ) -> Result<T, ServerMessage> {
+        let mut work = std::pin::pin!(work);
+        let Ok(done) = tokio::time::timeout(self.limit + BOUND_MARGIN, &mut work).await else {
+            if let Err(e) = self.server.cancel(client).await {
+                tracing::warn!(error = %e, "cancelling a statement past restore.statement_timeout");
+            }
+            // Its session is not used again (the run fails): no need to wait for ever.
+            let _ = tokio::time::timeout(CANCEL_GRACE, work).await;
+            return Err(ServerMessage::plain(format!(
+                "it ran longer than restore.statement_timeout ({}), so the refresh cancelled \
+                 it (code in the dump can lift the session's own statement timeout)",
+                humantime::format_duration(self.limit)
+            )));
+        };
+        Ok(done)
+    }
+}
+
 /// How to open a restore session on the scratch database.
 pub struct Sessions<'a> {
     server: Server,
@@ -67,6 +110,14 @@ impl<'a> Sessions<'a> {
             statement_timeout: config.statement_timeout,
             maintenance_mem_kb: (total / jobs as u64).max(MIN_MAINTENANCE_MEM_KB),
         })
+    }
+
+    /// The bound every statement of the dump's is run within.
+    pub fn bound(&self) -> Bound {
+        Bound {
+            server: self.server.clone(),
+            limit: self.statement_timeout,
+        }
     }
 
     /// A session on the scratch database as the restore role, configured for restoring.
@@ -130,6 +181,11 @@ impl<'a> Pool<'a> {
             peak: 0,
             settings: Vec::new(),
         }
+    }
+
+    /// The bound the pool's sessions run statements within.
+    pub fn bound(&self) -> Bound {
+        self.sessions.bound()
     }
 
     /// The most sessions the pool opens.

@@ -39,7 +39,7 @@ fn flag_error(path: &Path) -> impl Fn(std::io::Error) -> FlagError + '_ {
 
 impl Flag {
     pub fn raise(path: &Path, contents: &FlagContents) -> Result<Flag, FlagError> {
-        util::write_json(path, contents).map_err(flag_error(path))?;
+        util::write_json(path, contents, util::Readers::Everyone).map_err(flag_error(path))?;
         tracing::info!(flag = %path.display(), "maintenance flag raised");
         Ok(Flag {
             path: path.to_owned(),

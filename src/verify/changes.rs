@@ -42,13 +42,16 @@ pub async fn apply(
 }
 
 /// Re-enables the triggers and refreshes materialized views, so they show what `extra_sql`
-/// changed too (not an extension's: its owner refreshes those). Each refresh runs in a
-/// subtransaction of its own: rows the dump's code in a view's query writes then carry its
-/// xid, which the row-version check after it tells from the anonymization's own.
+/// changed too (not an extension's: its owner refreshes those). Each refresh runs after
+/// `settings` (the transaction's own, which code of the dump's that ran before may have
+/// changed) and in a subtransaction of its own: rows the dump's code in a view's query writes
+/// then carry its xid, which the row-version check after it tells from the anonymization's
+/// own.
 pub async fn finish(
     tx: &Transaction<'_>,
     cfg: &AnonymizeConfig,
     masked: &Masked,
+    settings: &str,
 ) -> Result<(), AnonymizeError> {
     tx.batch_execute(&triggers(cfg, masked, "ENABLE"))
         .await
@@ -68,7 +71,8 @@ pub async fn finish(
     for view in views {
         let name: String = view.get(0);
         tx.batch_execute(&format!(
-            "SAVEPOINT refresh; REFRESH MATERIALIZED VIEW {name}; RELEASE SAVEPOINT refresh"
+            "{settings}; SAVEPOINT refresh; REFRESH MATERIALIZED VIEW {name}; \
+             RELEASE SAVEPOINT refresh"
         ))
         .await
         .map_err(sql_error(&format!("refreshing materialized view {name}")))?;

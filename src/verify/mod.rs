@@ -22,7 +22,7 @@ use std::time::Instant;
 use tokio_postgres::{Client, Transaction};
 
 use crate::config::{AnonymizeConfig, OnUnmaskedPii, RestoreConfig};
-use crate::database::sql::ServerMessage;
+use crate::database::sql::{ServerMessage, quote_ident};
 use crate::mask::Masked;
 use crate::table::TableName;
 pub use checks::Verification;
@@ -103,26 +103,16 @@ pub async fn run(
     xids: &BTreeMap<TableName, Vec<String>>,
     limits: &RestoreConfig,
 ) -> Result<Anonymized, AnonymizeError> {
-    client
-        .batch_execute("RESET ALL")
-        .await
-        .map_err(sql_error("resetting the session"))?;
+    // No RESET ALL: the session starts from known settings (`restore_role::connect`), and
+    // RESET ALL would bring back the role's and the database's defaults, the dump's to set.
     let tx = client
         .transaction()
         .await
         .map_err(sql_error("starting the transaction"))?;
-    // The restore ran with synchronous_commit off; this commit flushes all of it, so a
-    // crash after cutover can never bring back un-anonymized rows.
-    tx.batch_execute(&format!(
-        "SET LOCAL synchronous_commit = on;
-         SET LOCAL search_path = pg_catalog, pg_temp;
-         SET LOCAL statement_timeout = {};
-         SET LOCAL lock_timeout = {}",
-        limits.statement_timeout.as_millis(),
-        limits.lock_timeout.as_millis(),
-    ))
-    .await
-    .map_err(sql_error("configuring the transaction"))?;
+    let settings = transaction_settings(limits);
+    tx.batch_execute(&settings)
+        .await
+        .map_err(sql_error("configuring the transaction"))?;
     let set_aside = guard::set_aside(&tx).await?;
     let copied = scan::stream::copied_tables(masked, stream);
     let check = checks::RowVersions {
@@ -137,7 +127,7 @@ pub async fn run(
     let mut verifying = started.elapsed();
     let mut own = None;
     if changes::changes_data(cfg) {
-        change_data(&tx, cfg, masked).await?;
+        change_data(&tx, cfg, masked, &settings).await?;
         own = Some(checks::own_xid(&tx).await?);
     }
     let started = Instant::now();
@@ -186,12 +176,30 @@ pub async fn run(
     })
 }
 
+/// The anonymization transaction's own settings. The restore ran with synchronous_commit
+/// off; this commit flushes all of it, so a crash after cutover can never bring back
+/// un-anonymized rows. The dump's code (a materialized view's query, a trigger `extra_sql`
+/// fires) can change them for the statements after it (`set_config('statement_timeout',
+/// '0', true)`), not for its own: they are set again after each statement that runs it.
+fn transaction_settings(limits: &RestoreConfig) -> String {
+    format!(
+        "SET LOCAL synchronous_commit = on;
+         SET LOCAL search_path = pg_catalog, pg_temp;
+         SET LOCAL statement_timeout = {};
+         SET LOCAL lock_timeout = {}",
+        limits.statement_timeout.as_millis(),
+        limits.lock_timeout.as_millis(),
+    )
+}
+
 /// What changes rows after the masked restore, with production's triggers off: real bcrypt
-/// hashes and `extra_sql`; then the materialized views are refreshed to show it.
+/// hashes and `extra_sql`; then the materialized views are refreshed to show it. `settings`
+/// are the transaction's, set again after each statement that can run the dump's code.
 async fn change_data(
     tx: &Transaction<'_>,
     cfg: &AnonymizeConfig,
     masked: &Masked,
+    settings: &str,
 ) -> Result<(), AnonymizeError> {
     changes::apply(tx, cfg, masked).await?;
     for path in &cfg.extra_sql {
@@ -200,9 +208,16 @@ async fn change_data(
             path: shown.clone(),
             message: ServerMessage::plain(e.to_string()),
         })?;
-        // The operator's SQL names tables as a session does by default.
+        // The operator's SQL names tables in the schemas the operator named: never in
+        // "$user", which the dump can create (a schema named like the restore role, holding
+        // tables named like the application's).
         let sql = format!(
-            "SET LOCAL search_path TO DEFAULT;\n{sql}\n;SET LOCAL search_path = pg_catalog, pg_temp"
+            "SET LOCAL search_path = {};\n{sql}\n;{settings}",
+            cfg.extra_sql_search_path
+                .iter()
+                .map(|schema| quote_ident(schema))
+                .collect::<Vec<_>>()
+                .join(", "),
         );
         tx.batch_execute(&sql)
             .await
@@ -211,5 +226,8 @@ async fn change_data(
                 message: e.into(),
             })?;
     }
-    changes::finish(tx, cfg, masked).await
+    changes::finish(tx, cfg, masked, settings).await?;
+    tx.batch_execute(settings)
+        .await
+        .map_err(sql_error("configuring the transaction again"))
 }

@@ -205,8 +205,8 @@ async fn columns_are_what_the_server_stores_not_what_the_dump_text_says() {
         &retyped,
         "",
         &[
-            "unclassified columns".into(),
-            "public.ledger.ref (text)".into(),
+            "have no masking rule".into(),
+            "public.ledger: ref (text)".into(),
         ],
     )
     .await;
@@ -221,7 +221,7 @@ async fn columns_are_what_the_server_stores_not_what_the_dump_text_says() {
     refused(
         &shadowed,
         "",
-        &["unclassified columns".into(), "public.shadow.code".into()],
+        &["have no masking rule".into(), "public.shadow: code".into()],
     )
     .await;
     // An unqualified table name the dump's search_path resolves to another schema's table

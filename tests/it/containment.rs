@@ -242,13 +242,22 @@ async fn hostile_functions_are_contained(superuser: bool) {
     // The cutover ended the live database's sessions, and nothing else changed.
     assert_eq!(outside(pg, &other), before);
     other_session.simple_query("SELECT 1").await.unwrap();
-    // The recommended role logs in with the operator's password, which stays; a superuser
-    // sets one for the run and takes it back.
+    // The recommended role keeps its login, with the operator's password put back afresh
+    // (tests/it/restore_role.rs logs in with it); a superuser sets one for the run and takes
+    // it back.
     assert_eq!(env.restore_password_file.is_some(), !superuser);
     if superuser {
         assert_eq!(restore_login(&env), "f -");
     } else {
-        assert_eq!(restore_login(&env), login_before);
+        assert!(
+            login_before.starts_with("t SCRAM-SHA-256$"),
+            "{login_before}"
+        );
+        assert!(
+            restore_login(&env).starts_with("t SCRAM-SHA-256$"),
+            "{}",
+            restore_login(&env)
+        );
     }
     assert_eq!(
         database_settings(pg, &format!("{}__previous", env.db)),
@@ -370,20 +379,69 @@ async fn a_hung_statement_fails_with_the_statement_timeout() {
 }
 
 #[tokio::test]
-async fn a_dump_that_lifts_the_statement_timeout_fails_with_the_restore_timeout() {
+async fn a_dump_that_lifts_the_statement_timeout_still_ends_at_the_statement_timeout() {
+    // A column default lifts the session's own timeout as its COPY runs: the refresh cancels
+    // the hung statement after it from the client.
+    let hang =
+        "CREATE MATERIALIZED VIEW public.hang AS SELECT 1 AS x FROM pg_catalog.pg_sleep(100000);";
     let dump = append(
         prod_dump(),
-        "CREATE FUNCTION public.untimed() RETURNS integer LANGUAGE sql \
-         AS $f$SELECT pg_catalog.set_config('statement_timeout', '0', false)::integer$f$;\n\
-         CREATE TABLE public.untimed (id integer, v integer DEFAULT public.untimed());\n\
-         COPY public.untimed (id) FROM stdin;\n1\n\\.\n\
-         CREATE MATERIALIZED VIEW public.hang AS SELECT 1 AS x FROM pg_catalog.pg_sleep(100000);",
+        &format!(
+            "CREATE FUNCTION public.untimed() RETURNS integer LANGUAGE sql \
+             AS $f$SELECT pg_catalog.set_config('statement_timeout', '0', false)::integer$f$;\n\
+             CREATE TABLE public.untimed (id integer, v integer DEFAULT public.untimed());\n\
+             COPY public.untimed (id) FROM stdin;\n1\n\\.\n{hang}"
+        ),
     );
     let mut env = env_with(&dump, false).await;
     env.sections
-        .push_str("\n[restore]\nstatement_timeout = \"1h\"\ntimeout = \"5s\"\n");
+        .push_str("\n[restore]\nstatement_timeout = \"2s\"\ntimeout = \"12h\"\n");
+    let started = std::time::Instant::now();
     let out = env.refresh().await;
-    env.assert_failed_cleanly(&out, "the restore took longer than restore.timeout (5s)");
+    env.assert_failed_cleanly(
+        &out,
+        &format!(
+            "dump line {}: it ran longer than restore.statement_timeout (2s), so the refresh \
+             cancelled it",
+            line_of(&dump, hang)
+        ),
+    );
+    // Not the sleep's 100000 s, nor restore.timeout's 12 h.
+    assert!(started.elapsed().as_secs() < 120, "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_trigger_that_lifts_the_anonymizations_statement_timeout_still_ends_at_it() {
+    // extra_sql's UPDATE fires the dump's trigger, which lifts the anonymization
+    // transaction's timeout for the statements after it; the refresh of a view that hangs
+    // (only there: the restore's sessions run with synchronous_commit off) comes next.
+    let dump = append(
+        prod_dump(),
+        "CREATE TABLE public.counter (n integer);\n\
+         COPY public.counter (n) FROM stdin;\n1\n\\.\n\
+         CREATE FUNCTION public.lift() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN \
+         PERFORM pg_catalog.set_config('statement_timeout', '0', true); RETURN NULL; END $f$;\n\
+         CREATE TRIGGER lift AFTER UPDATE ON public.counter \
+         FOR EACH STATEMENT EXECUTE FUNCTION public.lift();\n\
+         CREATE FUNCTION public.hang() RETURNS integer LANGUAGE plpgsql AS $f$ BEGIN \
+         IF pg_catalog.current_setting('synchronous_commit') = 'on' THEN \
+         PERFORM pg_catalog.pg_sleep(100000); END IF; RETURN 1; END $f$;\n\
+         CREATE MATERIALIZED VIEW public.hangs AS SELECT public.hang() AS x;",
+    );
+    let mut env = env_with(&dump, false).await;
+    let extra = env.dir.join("extra.sql");
+    std::fs::write(&extra, "UPDATE counter SET n = 2;\n").unwrap();
+    env.anonymize = format!("extra_sql = [{:?}]\n", extra.display().to_string());
+    env.sections
+        .push_str("\n[restore]\nstatement_timeout = \"2s\"\n");
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), env.refresh())
+        .await
+        .expect("the run ends within two minutes");
+    env.assert_failed_cleanly(
+        &out,
+        "refreshing materialized view public.hangs: ERROR: canceling statement due to statement \
+         timeout",
+    );
 }
 
 /// Whether `env`'s restore role may log in, and its password hash (`-` for none).

@@ -354,6 +354,34 @@ async fn a_snapshot_name_cannot_forge_a_log_line() {
     }
 }
 
+#[tokio::test]
+async fn a_name_holding_terminal_escapes_is_printed_escaped() {
+    // A table whose name would retitle the terminal and clear its screen.
+    let name = "x\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}y";
+    let text = std::str::from_utf8(prod_dump()).unwrap();
+    let end = text.find(COMPLETE).expect("a complete dump");
+    let dump = format!(
+        "{}\nCREATE TABLE public.\"{name}\" (note text);\n\
+         COPY public.\"{name}\" (note) FROM stdin;\nhello\n\\.\n{}",
+        &text[..end],
+        &text[end..]
+    );
+    let env = Env::new(dump.as_bytes()).await;
+    for args in [&["rules", "--toml"][..], &["rules"], &["plan"]] {
+        let out = env.run(args).await;
+        assert!(
+            out.stdout.contains("x\\u{1b}]0;pwned") || out.stdout.contains("x\\u001B]0;pwned"),
+            "{args:?}: {out:?}"
+        );
+        for c in ['\u{1b}', '\u{7}', '\u{9b}'] {
+            assert!(
+                !out.stdout.contains(c) && !out.stderr.contains(c),
+                "{args:?} printed {c:?} raw: {out:?}"
+            );
+        }
+    }
+}
+
 /// Personal data where a sample or a schema-blind scan misses it: an email in the last of
 /// 50 000 rows, one across a window edge inside one of four 21 MB values (of a materialized
 /// view, whose definition does not spell it), and in a view over

@@ -241,12 +241,15 @@ async fn a_new_unclassified_column_fails_the_run_before_any_row_is_loaded_until_
     );
     let mut env = env(&source, &dump).await;
     let out = env.refresh().await;
-    env.assert_failed_cleanly(&out, "public.customer.passport (text)");
-    assert!(
-        out.stderr.contains("public.customer.seen_from (cidr)"),
-        "{out:?}"
-    );
+    env.assert_failed_cleanly(&out, "public.customer: passport (text), seen_from (cidr)");
     assert!(out.stderr.contains("nothing was loaded"), "{out:?}");
+    assert_eq!(
+        out.json()["unclassified_columns"],
+        serde_json::json!([
+            "public.customer.passport (text)",
+            "public.customer.seen_from (cidr)"
+        ])
+    );
     staging().query("postgres", "CHECKPOINT");
     assert_eq!(
         files_containing(&staging().dir.join("data"), b"P-UNCLASSIFIED-"),

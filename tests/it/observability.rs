@@ -10,9 +10,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 
 use common::constants::{ADMIN_PASSWORD, S3_SECRET_KEY, SENTINEL};
-use common::env::Env;
+use common::env::{Env, inject};
 use common::fixtures::zstd;
 use common::services::free_port;
+use common::sink::{Answer, Sink};
 use common::staging::prod_dump;
 use common::{smtp, unique};
 use staging_refresh::config::Config;
@@ -475,23 +476,150 @@ async fn a_failure_email_names_the_phase_and_the_way_back_without_production_val
     let (name, _, _) = upload(&staging, dump.as_bytes(), Duration::hours(1)).await;
     let out = staging.run(&["run", "--skip-media"]).await;
     assert_eq!(out.code, 1, "{out:?}");
-    // The whole error (stderr, the state file) quotes the value; the email must not.
+    // The whole error (stderr, the state file) names the index, with the value withheld.
     assert!(
-        out.stderr.contains("could not create unique index") && out.stderr.contains(org),
+        out.stderr.contains("could not create unique index")
+            && out.stderr.contains("Key (id)=(…) is duplicated"),
         "{out:?}"
     );
+    assert!(!out.stderr.contains(org), "{out:?}");
     assert_eq!(staging.query("SELECT note FROM sentinel"), SENTINEL);
 
     let email = received(&to);
     email.subject_starts_with(&format!("[staging-refresh] FAILED in restore: {name} ("));
     email.says("The refresh failed in the restore phase. Staging still serves its previous data, unchanged");
-    email.says("could not create unique index");
+    email.says(
+        "server error 23505 (unique violation) on schema \"public\", table \"organization\", \
+         constraint \"organization_pkey\"",
+    );
     email.says("`staging-refresh status` on the staging host shows the whole error");
     email.says(&format!("staging-refresh run --snapshot {name}"));
     email.says("systemctl start staging-refresh@now");
     email.says("none: staging stayed up");
     email.leaks_nothing();
     assert!(!email.raw.contains(org), "{}", email.raw);
+}
+
+/// A production value no channel but the staging host's own may carry: a customer's name
+/// and phone number.
+const CUSTOMER: &str = "Zebedee Quixworth +44 20 7946 0958";
+
+/// `[notify]` to `to` and a `json` webhook posting to `sink`.
+fn notify_and_post(to: &str, sink: &Sink) -> String {
+    format!(
+        "{}\n[[notify.webhook]]\nurl = \"{}/json\"\nkind = \"json\"\n",
+        notify(&smtp().url(), to),
+        sink.url
+    )
+}
+
+/// What the metrics endpoint would serve for `env`'s state.
+fn metrics_text(env: &Env) -> String {
+    let metrics = Metrics::new();
+    Sources::of(&env.loaded()).update(&metrics);
+    metrics.text()
+}
+
+#[tokio::test]
+async fn a_copy_failing_on_a_kept_value_sends_that_value_nowhere() {
+    // A kept column's row the server refuses: its message and its context quote the value.
+    let to = recipient();
+    let sink = Sink::start(Answer::Ok).await;
+    let mut staging = staging_with(&notify_and_post(&to, &sink)).await;
+    staging.anonymize =
+        "[[anonymize.column]]\ntable = \"public.note\"\ncolumn = \"tags\"\nmask = \"keep\"\n"
+            .into();
+    let dump = inject(
+        prod_dump(),
+        "\\.",
+        &format!(
+            "CREATE TABLE public.note (id integer, tags text[]);\n\
+             COPY public.note (id, tags) FROM stdin;\n1\t{{\"{CUSTOMER}\"\n\\.\n"
+        ),
+    );
+    staging.init_target().await;
+    upload(&staging, &dump, Duration::hours(1)).await;
+    let out = staging.run(&["run", "--skip-media"]).await;
+
+    // The log line and the state file: the whole error, the value withheld.
+    staging.assert_failed_cleanly(&out, "loading COPY data into public.note");
+    assert!(
+        out.stderr.contains("malformed array literal: \"…\"")
+            && out
+                .stderr
+                .contains("CONTEXT: COPY note, line 1, column tags: \"…\""),
+        "{out:?}"
+    );
+    let state = std::fs::read_to_string(staging.state_dir().join("state.json")).unwrap();
+    assert!(state.contains("malformed array literal"), "{state}");
+    // Email, chat and metrics: the structure alone.
+    let email = received(&to);
+    email.says("loading COPY data into public.note (COPY at dump line");
+    email.says("server error 22P02 (invalid text representation) on COPY data line 1, column tags");
+    email.leaks_nothing();
+    let posted = sink.at("/json").last().expect("a webhook post").to_string();
+    assert!(posted.contains("server error 22P02"), "{posted}");
+    let metrics = metrics_text(&staging);
+    assert!(metrics.contains("staging_refresh_last_run_outcome{outcome=\"failed\"} 1"));
+    for (channel, text) in [
+        ("stderr", &out.stderr),
+        ("state", &state),
+        ("email", &email.raw),
+        ("email text", &email.text),
+        ("email html", &email.html),
+        ("webhook", &posted),
+        ("metrics", &metrics),
+    ] {
+        for part in ["Zebedee", "Quixworth", "7946"] {
+            assert!(!text.contains(part), "{channel} carries {part:?}:\n{text}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_table_named_after_a_customer_is_sent_out_by_a_hash() {
+    // The name is the dump's, kept as it is in staging and shown whole on the staging host;
+    // what is sent out shows it by a hash, the same in every channel.
+    let to = recipient();
+    let sink = Sink::start(Answer::Ok).await;
+    let staging = staging_with(&notify_and_post(&to, &sink)).await;
+    let dump = inject(
+        prod_dump(),
+        "\\.",
+        &format!(
+            "CREATE TABLE public.\"{CUSTOMER}\" (id integer);\n\
+             COPY public.\"{CUSTOMER}\" (id) FROM stdin;\n1\n\\.\n"
+        ),
+    );
+    staging.init_target().await;
+    upload(&staging, &dump, Duration::hours(1)).await;
+    let out = staging.run(&["--json", "run", "--skip-media"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let table = format!("public.\"{CUSTOMER}\"");
+    assert_eq!(out.json()["rows_restored"][&table], 1, "{}", out.stdout);
+
+    let metrics = metrics_text(&staging);
+    let label = regex::Regex::new(
+        r#"staging_refresh_restored_rows\{table="(public\.\[hashed [0-9a-f]{8}\])"\} 1"#,
+    )
+    .unwrap();
+    let hashed = &label
+        .captures(&metrics)
+        .unwrap_or_else(|| panic!("{metrics}"))[1];
+    let email = received(&to);
+    email.says(hashed);
+    let posted = sink.at("/json").last().expect("a webhook post").to_string();
+    assert!(posted.contains(hashed), "{posted}");
+    for (channel, text) in [
+        ("email", &email.raw),
+        ("email text", &email.text),
+        ("webhook", &posted),
+        ("metrics", &metrics),
+    ] {
+        for part in ["Zebedee", "Quixworth", "7946"] {
+            assert!(!text.contains(part), "{channel} carries {part:?}:\n{text}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -86,7 +86,7 @@ async fn rules_names_unclassified_columns_with_evidence_and_its_toml_classifies_
         (
             "public.user.recovery_email",
             format!(
-                "UNCLASSIFIED suggest email (most values hold this kind); \
+                "UNCLASSIFIED suggest email (the name and most values say so); \
                  evidence: name says email; {USERS} of {USERS} values hold email"
             ),
         ),

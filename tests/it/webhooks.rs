@@ -10,6 +10,7 @@ use common::sink::{Answer, Sink};
 use common::staging::prod_dump;
 use common::{smtp, unique};
 use staging_refresh::metrics::Metrics;
+use staging_refresh::report::redact::Recipients;
 use staging_refresh::state::StateFile;
 
 const KINDS: [&str; 4] = ["slack", "mattermost", "teams", "json"];
@@ -78,7 +79,10 @@ fn check_payloads(sink: &Sink, severity: &str) -> Vec<String> {
 /// The metrics a scrape would show for this env's state file.
 fn metrics(env: &Env) -> String {
     let metrics = Metrics::new();
-    metrics.restore(&StateFile::in_dir(&env.state_dir()).read().unwrap());
+    metrics.restore(
+        &StateFile::in_dir(&env.state_dir()).read().unwrap(),
+        &Recipients::new(&env.loaded()),
+    );
     metrics.text()
 }
 

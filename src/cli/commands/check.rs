@@ -13,7 +13,7 @@ pub async fn run(config: &Config, path: &Path, json: bool) -> anyhow::Result<Exi
         print_json(&results)?;
     } else {
         for r in &results {
-            println!(
+            say!(
                 "{:<4}  {:<20}  {}",
                 if r.ok { "ok" } else { "FAIL" },
                 r.name,

@@ -9,7 +9,7 @@ pub async fn run(config: &Config) -> anyhow::Result<Exit> {
     let server = Server::new(&config.database.url);
     let client = server.connect(None).await?;
     markers::mark(&server, &client, &config.database.name).await?;
-    println!(
+    say!(
         "marked database {} on {} as a refresh target",
         config.database.name,
         server.redacted()
@@ -18,7 +18,7 @@ pub async fn run(config: &Config) -> anyhow::Result<Exit> {
         // Mirror::new refuses a target that is the source: never mark production's bucket.
         let mirror = Mirror::new(&config.media)?;
         media::write_marker(mirror.target()).await?;
-        println!(
+        say!(
             "marked s3://{} at {} as a media target ({})",
             mirror.target().name(),
             mirror.target().endpoint(),

@@ -26,50 +26,51 @@ pub async fn run(
         print_database_plan(config, database);
     }
     if let Some(media) = &plan.media {
-        println!("media: {}", media.summary());
+        say!("media: {}", media.summary());
     }
     Ok(Exit::Success)
 }
 
 fn print_database_plan(config: &Config, plan: &DatabasePlan) {
-    println!("{}", plan.snapshot.describe());
+    say!("{}", plan.snapshot.describe());
     let total: u64 = plan.rows.values().sum();
-    println!(
+    say!(
         "would restore {total} rows in {} tables ({} of SQL):",
         plan.rows.len(),
         HumanBytes(plan.bytes_sql)
     );
     for (table, rows) in &plan.rows {
-        println!("  {table:<40} {rows:>12}");
+        say!("  {table:<40} {rows:>12}");
     }
     for (reason, count) in &plan.statements_filtered {
-        println!("would skip or rewrite {count}: {reason}");
+        say!("would skip or rewrite {count}: {reason}");
     }
     let admin = if config.anonymize.prod_admin_email.is_some() {
         "the admin is re-keyed in place"
     } else {
         "no production admin is configured"
     };
-    println!(
+    say!(
         "would anonymize {} users ({admin}) in {}, masking in the restore stream:",
-        plan.users_to_anonymize, config.anonymize.accounts.table
+        plan.users_to_anonymize,
+        config.anonymize.accounts.table
     );
     print_masking(&plan.masking);
     if !plan.forbidden.is_empty() {
-        println!(
+        say!(
             "the restore role may not run {} statements of the dump; a run would stop at the \
              first:",
             plan.forbidden.len()
         );
         for forbidden in &plan.forbidden {
-            println!("  {}", one_line(forbidden));
+            say!("  {}", one_line(forbidden));
         }
     }
     for step in &plan.databases {
-        println!("would {step}");
+        say!("would {step}");
     }
     if !plan.target_marked {
-        println!(
+        say!(
             "database {} is not marked as a refresh target: `run` would refuse (see init-target)",
             config.database.name
         );
@@ -79,7 +80,7 @@ fn print_database_plan(config: &Config, plan: &DatabasePlan) {
 /// What the masking would do: masked and kept columns, emptied tables, unclassified columns.
 fn print_masking(masking: &Columns) {
     let line = |c: &Classified, what: &str| {
-        println!("  {:<48} {what}", one_line(&c.name()));
+        say!("  {:<48} {what}", one_line(&c.name()));
     };
     let (kept, masked): (Vec<&Classified>, Vec<&Classified>) = masking
         .columns
@@ -93,10 +94,10 @@ fn print_masking(masking: &Columns) {
         );
     }
     for table in &masking.emptied {
-        println!("would restore without rows: {}", one_line(table));
+        say!("would restore without rows: {}", one_line(table));
     }
     if !kept.is_empty() {
-        println!("would keep as not personal:");
+        say!("would keep as not personal:");
         for c in kept {
             line(c, &rule(c));
         }
@@ -108,7 +109,7 @@ fn print_masking(masking: &Columns) {
         } else {
             "values would be kept (anonymize.unclassified = \"warn\")"
         };
-        println!("unclassified, {consequence}; `staging-refresh rules` suggests rules:");
+        say!("unclassified, {consequence}; `staging-refresh rules` suggests rules:");
         for c in unclassified {
             line(c, &c.ty);
         }

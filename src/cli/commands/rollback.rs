@@ -18,12 +18,12 @@ pub async fn run(config: &Config) -> anyhow::Result<Exit> {
         .await
         .map_err(lock_error)?;
     if let Some(recovered) = &report.recovered {
-        println!("{}", recovered.summary());
+        say!("{}", recovered.summary());
     }
     if let Some(error) = &report.error {
         eprintln!("error: {}", crate::logging::one_line(error));
     } else {
-        println!(
+        say!(
             "rolled back: the previous data is live as {} again, the replaced data is kept as \
              {} (maintenance {:.1}s, redis {})",
             config.database.name,

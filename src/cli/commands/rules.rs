@@ -47,12 +47,12 @@ pub async fn run(
 }
 
 fn print_text(snapshot: &SnapshotReport, columns: &Columns) {
-    println!("{}", snapshot.describe());
+    say!("{}", snapshot.describe());
     for c in &columns.columns {
         let name = one_line(&c.name());
         match (&c.mask, c.rule, &c.suggestion, &c.evidence) {
             (Some(mask), Some(rule), ..) => {
-                println!("  {name:<48} {:<24} {mask:<12} {rule}", c.ty);
+                say!("  {name:<48} {:<24} {mask:<12} {rule}", c.ty);
             }
             (_, _, Some(suggestion), Some(evidence)) => {
                 let suggested = match suggestion.mask {
@@ -60,7 +60,7 @@ fn print_text(snapshot: &SnapshotReport, columns: &Columns) {
                     "keep" => suggestion.why.to_owned(),
                     mask => format!("suggest {mask} ({})", suggestion.why),
                 };
-                println!(
+                say!(
                     "  {name:<48} {:<24} UNCLASSIFIED {suggested}; evidence: {}",
                     c.ty,
                     evidence.describe()
@@ -70,7 +70,7 @@ fn print_text(snapshot: &SnapshotReport, columns: &Columns) {
         }
     }
     for table in &columns.emptied {
-        println!(
+        say!(
             "  {:<48} restored without rows (table rule)",
             one_line(table)
         );
@@ -80,7 +80,7 @@ fn print_text(snapshot: &SnapshotReport, columns: &Columns) {
     }
     let unclassified = columns.unclassified().count();
     if unclassified == 0 {
-        println!("every column is classified");
+        say!("every column is classified");
     } else {
         let consequence = match columns.unclassified_policy {
             Unclassified::Fail => "a run would fail (anonymize.unclassified = \"fail\")",
@@ -88,9 +88,10 @@ fn print_text(snapshot: &SnapshotReport, columns: &Columns) {
                 "a run would keep their values (anonymize.unclassified = \"warn\")"
             }
         };
-        println!(
-            "{unclassified} unclassified columns: {consequence}; `staging-refresh rules --toml` \
-             prints rules to start from (values examined: the first {} KiB of each)",
+        say!(
+            "{unclassified} unclassified columns: {consequence}; `staging-refresh rules --toml \
+             --snapshot {}` prints rules to start from (values examined: the first {} KiB of each)",
+            one_line(&snapshot.name),
             VALUE_PREFIX >> 10
         );
     }
@@ -126,7 +127,7 @@ fn column_toml(c: &Classified) -> String {
         toml_string(&c.column),
         toml_string(suggestion.mask),
     );
-    if let Some(value) = suggestion.value {
+    if let Some(value) = &suggestion.value {
         out.push_str(&format!("value = {}\n", toml_string(value)));
     }
     if !suggestion.paths.is_empty() {
@@ -140,9 +141,15 @@ fn column_toml(c: &Classified) -> String {
     out
 }
 
-/// A TOML basic string: JSON's escapes are TOML's, except that TOML also wants DEL escaped.
+/// A TOML basic string: JSON's escapes are TOML's, except that TOML also wants DEL escaped;
+/// C1 controls are escaped too, which a terminal could take for an escape sequence.
 fn toml_string(text: &str) -> String {
     serde_json::to_string(text)
         .expect("a string serializes")
-        .replace('\u{7f}', "\\u007F")
+        .chars()
+        .map(|c| match c {
+            '\u{7f}'..='\u{9f}' => format!("\\u{:04X}", c as u32),
+            c => c.to_string(),
+        })
+        .collect()
 }

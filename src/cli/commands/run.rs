@@ -36,7 +36,7 @@ fn print_report(config: &Config, report: &RunReport, json: bool) -> anyhow::Resu
     if json {
         print_json(report)?;
     } else {
-        println!("{}", notify::for_operator(config, report));
+        say!("{}", notify::for_operator(config, report));
     }
     if let Some(error) = &report.error {
         eprintln!("error: {}", crate::logging::one_line(error));
@@ -77,14 +77,16 @@ pub async fn trigger(
     while let Some(reply) = client.reply().await? {
         match reply {
             control::Reply::Started { run_id } if !wait => {
-                println!("refresh started: run {run_id} (`staging-refresh status` follows it)");
+                say!("refresh started: run {run_id} (`staging-refresh status` follows it)");
                 return Ok(Exit::Success);
             }
             control::Reply::Started { run_id } => eprintln!("refresh started: run {run_id}"),
             control::Reply::Phase {
                 phase, snapshot, ..
             } => match snapshot {
-                Some(snapshot) => eprintln!("phase {phase}: {snapshot}"),
+                Some(snapshot) => {
+                    eprintln!("phase {phase}: {}", crate::logging::one_line(&snapshot))
+                }
                 None => eprintln!("phase {phase}"),
             },
             control::Reply::Finished { report } => {

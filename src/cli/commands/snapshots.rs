@@ -36,9 +36,14 @@ pub async fn run(
         .max()
         .unwrap_or(4)
         .max(4);
-    println!(
+    say!(
         "{:<width$}  {:<19}  {:>7}  {:>10}  {:<11}  {:<10}  CHECKSUM",
-        "NAME", "TAKEN AT (UTC)", "AGE", "SIZE", "COMPRESSION", "ENCRYPTION"
+        "NAME",
+        "TAKEN AT (UTC)",
+        "AGE",
+        "SIZE",
+        "COMPRESSION",
+        "ENCRYPTION"
     );
     for s in &catalog.snapshots {
         let mut notes = String::new();
@@ -48,7 +53,7 @@ pub async fn run(
         if s.age(now) > config.snapshot.max_age {
             notes.push_str(" (older than max_age)");
         }
-        println!(
+        say!(
             "{:<width$}  {:<19}  {:>7}  {:>10}  {:<11}  {:<10}  {}{notes}",
             s.name,
             s.taken_at.format("%Y-%m-%d %H:%M:%S"),
@@ -62,14 +67,14 @@ pub async fn run(
         );
     }
     if catalog.snapshots.is_empty() {
-        println!("(no usable snapshot)");
+        say!("(no usable snapshot)");
     }
     if verbose {
         for skipped in &catalog.skipped {
-            println!("skipped {}: {}", skipped.key, skipped.reason);
+            say!("skipped {}: {}", skipped.key, skipped.reason);
         }
     } else if !catalog.skipped.is_empty() {
-        println!(
+        say!(
             "{} objects skipped (--verbose says why)",
             catalog.skipped.len()
         );

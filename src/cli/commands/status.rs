@@ -39,12 +39,14 @@ fn print_text(config: &Config, status: &Status) {
                 .as_ref()
                 .map(|s| format!(", snapshot {s}"))
                 .unwrap_or_default();
-            println!(
+            say!(
                 "running: {} (pid {}), phase {}{progress}{snapshot}",
-                r.run_id, r.pid, r.phase
+                r.run_id,
+                r.pid,
+                r.phase
             );
             if let Some(m) = &r.media {
-                println!(
+                say!(
                     "media: listed {} source / {} target, copied {} of {} ({}), {} unchanged, \
                      deleted {}, {} failed, {:.0} objects/s",
                     m.listed_source,
@@ -59,7 +61,7 @@ fn print_text(config: &Config, status: &Status) {
                 );
             }
         }
-        None => println!("running: no"),
+        None => say!("running: no"),
     }
     match (&status.daemon, &status.daemon_error) {
         (Some(d), _) => {
@@ -67,43 +69,45 @@ fn print_text(config: &Config, status: &Status) {
                 Some(at) => format!("next refresh {at}"),
                 None => "no next refresh".into(),
             };
-            println!(
+            say!(
                 "daemon: running (pid {}), schedule \"{}\" in {}, {next}",
-                d.pid, d.schedule, d.time_zone
+                d.pid,
+                d.schedule,
+                d.time_zone
             );
         }
-        (None, Some(e)) => println!("daemon: cannot ask it ({e})"),
-        (None, None) => println!(
+        (None, Some(e)) => say!("daemon: cannot ask it ({e})"),
+        (None, None) => say!(
             "daemon: not running (nothing listens on {}); no scheduled refresh",
             config.daemon.control_socket.display()
         ),
     }
     match &status.last {
         Some(report) => {
-            println!("last run:");
+            say!("last run:");
             for line in notify::for_operator(config, report).lines() {
                 match line {
-                    "" => println!(),
-                    line => println!("  {line}"),
+                    "" => say!(),
+                    line => say!("  {line}"),
                 }
             }
         }
-        None => println!("last run: none recorded"),
+        None => say!("last run: none recorded"),
     }
     match &status.maintenance_flag {
-        Some(flag) => println!("maintenance flag: RAISED {flag}"),
-        None => println!("maintenance flag: not raised"),
+        Some(flag) => say!("maintenance flag: RAISED {flag}"),
+        None => say!("maintenance flag: not raised"),
     }
     match (&status.previous_kept, &status.previous_error) {
-        (Some(true), _) => println!(
+        (Some(true), _) => say!(
             "previous database: {} kept (rollback possible)",
             status.previous_database
         ),
-        (Some(false), _) => println!("previous database: none"),
-        (None, Some(e)) => println!("previous database: unknown ({e})"),
+        (Some(false), _) => say!("previous database: none"),
+        (None, Some(e)) => say!("previous database: unknown ({e})"),
         (None, None) => {}
     }
     if let Some(recovered) = &status.recovered {
-        println!("{}", recovered.summary());
+        say!("{}", recovered.summary());
     }
 }

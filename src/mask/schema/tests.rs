@@ -40,7 +40,7 @@ fn text_like_and_network_columns_count_as_personal() {
          CREATE DOMAIN public.email AS public.citext CONSTRAINT email_at CHECK ((VALUE ~ '@'::text));
          CREATE DOMAIN public.score AS integer NOT NULL;
          CREATE DOMAIN public.code AS character varying(8) NOT NULL;
-         CREATE TABLE public.\"user\" (
+         CREATE TABLE public.\"order\" (
              id uuid NOT NULL,
              email public.email NOT NULL,
              name character varying(40),
@@ -61,16 +61,16 @@ fn text_like_and_network_columns_count_as_personal() {
              CONSTRAINT user_score CHECK ((n > (0)::numeric)),
              CONSTRAINT user_name_check CHECK ((char_length((name)::text) <= 24))
          );
-         ALTER TABLE ONLY public.\"user\" ADD COLUMN phone text, ALTER COLUMN tags SET NOT NULL;
-         ALTER TABLE ONLY public.\"user\" ADD CONSTRAINT user_pkey PRIMARY KEY (id);",
+         ALTER TABLE ONLY public.\"order\" ADD COLUMN phone text, ALTER COLUMN tags SET NOT NULL;
+         ALTER TABLE ONLY public.\"order\" ADD CONSTRAINT order_pkey PRIMARY KEY (id);",
     );
     assert_eq!(
-        personal(&schema, "public.user"),
+        personal(&schema, "public.order"),
         [
             "email", "name", "tags", "ip", "home", "doc", "odd", "code", "up", "phone"
         ]
     );
-    let user = shape(&schema, "public.user");
+    let user = shape(&schema, "public.order");
     let col = |n: &str| user.column(n).unwrap();
     assert!(col("email").not_null && col("tags").not_null && !col("name").not_null);
     assert_eq!(col("email").base, BaseType::Text);

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use indicatif::HumanBytes;
 
-use super::{Line, Reader, Section, Staging, row, seconds, text};
+use super::{Line, Section, Staging, row, seconds, text};
 use crate::media::MediaReport;
 use crate::report::{RunReport, counted};
 use crate::snapshot::format_age;
@@ -187,7 +187,7 @@ pub(super) fn media_section(media: &MediaReport) -> Section {
     }
 }
 
-pub(super) fn checks_section(report: &RunReport, reader: Reader) -> Section {
+pub(super) fn checks_section(report: &RunReport) -> Section {
     let mut lines = Vec::new();
     let failed: Vec<_> = report.verification.iter().filter(|v| !v.ok).collect();
     if report.verification.is_empty() {
@@ -204,7 +204,7 @@ pub(super) fn checks_section(report: &RunReport, reader: Reader) -> Section {
             report.verification.len()
         )));
         for v in failed {
-            lines.push(row([&v.name, &reader.detail(&v.detail)]));
+            lines.push(row([&v.name, &v.detail]));
         }
     }
     if report.pii_findings.is_empty() {
@@ -242,7 +242,7 @@ pub(super) fn checks_section(report: &RunReport, reader: Reader) -> Section {
 mod tests {
     use super::checks_section;
     use crate::report::RunReport;
-    use crate::report::outline::{Line, Reader, row, text};
+    use crate::report::outline::{Line, row, text};
     use crate::verify::Finding;
 
     #[test]
@@ -257,7 +257,7 @@ mod tests {
                 count,
             });
         }
-        let section = checks_section(&report, Reader::Operator);
+        let section = checks_section(&report);
         let rows: Vec<&Line> = section
             .lines
             .iter()

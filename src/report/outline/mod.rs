@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::redact::Recipients;
 use super::{Outcome, Phase, RunKind, RunReport, Severity};
 use crate::snapshot::format_age;
 use figures::{checks_section, data_section, media_section, snapshot_section, timing_section};
@@ -44,40 +45,28 @@ pub struct Outline {
 }
 
 /// Who reads an outline, which decides what it shows of errors.
-#[derive(Debug, Clone, Copy)]
-pub enum Reader {
-    /// The operator on the staging host: the whole error.
+#[derive(Clone, Copy)]
+pub enum Reader<'a> {
+    /// The operator on the staging host: the whole error (values withheld from the server's
+    /// messages, as the log and the state file keep it).
     Operator,
-    /// Everyone an email or chat message reaches: the error without the server's values
-    /// ([`RunReport::error_without_values`]), passed through this filter for what else can
-    /// quote production data; failed checks' details pass through it too.
-    Recipients(fn(&str) -> String),
+    /// Everyone an email or chat message reaches: the error built from its structure alone
+    /// ([`RunReport::error_without_values`]), and every line as [`Recipients`] shows it.
+    Recipients(&'a Recipients),
 }
 
-impl Reader {
+impl Reader<'_> {
     /// The run's error as this reader sees it, and whether anything of it was withheld.
     fn error(self, report: &RunReport) -> Option<(String, bool)> {
         let error = report.error.as_deref()?;
         Some(match self {
             Reader::Operator => (error.to_owned(), false),
-            Reader::Recipients(filter) => match &report.error_without_values {
-                Some(without) => {
-                    let shown = filter(without);
-                    let withheld = shown != error;
-                    (shown, withheld)
-                }
+            Reader::Recipients(_) => match &report.error_without_values {
+                Some(without) => (without.clone(), without != error),
                 // A report recorded before the error was kept without its values.
                 None => ("(not shown here)".to_owned(), true),
             },
         })
-    }
-
-    /// A text of our own (a check's detail) as this reader sees it.
-    fn detail(self, detail: &str) -> String {
-        match self {
-            Reader::Operator => detail.to_owned(),
-            Reader::Recipients(filter) => filter(detail),
-        }
     }
 }
 
@@ -168,7 +157,7 @@ impl Outline {
             sections.push(data_section(staging, report));
         }
         if !report.verification.is_empty() || !report.pii_findings.is_empty() {
-            sections.push(checks_section(report, reader));
+            sections.push(checks_section(report));
         }
         if let Some(media) = &report.media {
             sections.push(media_section(media));
@@ -186,7 +175,7 @@ impl Outline {
             RunKind::Refresh => "",
             RunKind::Rollback => "ROLLBACK ",
         };
-        Outline {
+        let outline = Outline {
             severity,
             headline: format!(
                 "{what}{outcome}{phase}: {} ({})",
@@ -195,7 +184,24 @@ impl Outline {
             ),
             title: format!("Staging {} {outcome}{phase}", report.kind),
             sections,
+        };
+        match reader {
+            Reader::Operator => outline,
+            Reader::Recipients(recipients) => outline.shown_to(recipients),
         }
+    }
+
+    /// Every line as `recipients` see it.
+    fn shown_to(mut self, recipients: &Recipients) -> Outline {
+        self.headline = recipients.text(&self.headline);
+        self.title = recipients.text(&self.title);
+        for line in self.sections.iter_mut().flat_map(|s| s.lines.iter_mut()) {
+            match line {
+                Line::Text(t) | Line::Command(t) => *t = recipients.text(t),
+                Line::Row(cells) => cells.iter_mut().for_each(|c| *c = recipients.text(c)),
+            }
+        }
+        self
     }
 }
 

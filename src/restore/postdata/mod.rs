@@ -22,7 +22,7 @@
 
 mod claim;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 use tokio::task::JoinSet;
@@ -31,6 +31,7 @@ use tokio_postgres::error::SqlState;
 use super::load_error::LoadError;
 use super::session::{Pool, Sessions, Worker, outside_transaction};
 use super::statement::Statement;
+use crate::database::sql::ServerMessage;
 use crate::progress::Progress;
 use claim::{Claim, Lock, classify, is_setting};
 
@@ -58,8 +59,8 @@ pub struct Job {
 /// A submitted job, not started yet.
 struct Waiting {
     job: Job,
-    /// Earlier jobs it must wait for.
-    after: Vec<usize>,
+    /// How many earlier jobs it waits for have not finished yet.
+    blocked_by: usize,
     /// How many session settings precede it.
     settings: usize,
     /// It deadlocked: it runs with nothing else.
@@ -79,8 +80,9 @@ struct Finished {
 
 /// Why a job failed.
 enum Failure {
-    /// The server refused its statement (or the settings before it).
-    Statement(tokio_postgres::Error),
+    /// The server refused its statement (or the settings before it), or it ran past the
+    /// bound.
+    Statement(ServerMessage),
     /// It ran, and left its session other than the restore needs it.
     Session(Box<LoadError>),
 }
@@ -91,10 +93,7 @@ struct Failed(u64, Failure);
 impl From<Failed> for LoadError {
     fn from(Failed(line, failure): Failed) -> LoadError {
         match failure {
-            Failure::Statement(e) => LoadError::Statement {
-                line,
-                message: e.into(),
-            },
+            Failure::Statement(message) => LoadError::Statement { line, message },
             Failure::Session(e) => *e,
         }
     }
@@ -112,7 +111,13 @@ pub struct PostData<'a> {
     progress: &'a Progress,
     running: JoinSet<Finished>,
     started: BTreeMap<usize, Running>,
-    waiting: BTreeMap<usize, Waiting>,
+    waiting: HashMap<usize, Waiting>,
+    /// The waiting jobs that wait for nothing: they start in dump order as sessions free up.
+    ready: BTreeSet<usize>,
+    /// The jobs waiting for each unfinished job. Every job is looked at a bounded number of
+    /// times (submitted, made ready, started, finished), so the post-data section takes time
+    /// linear in its statements, however many wait on one table.
+    waiting_for: HashMap<usize, Vec<usize>>,
     tables: HashMap<String, Holders>,
     indexes: HashMap<String, String>,
     /// The dump's own transaction is open: everything runs in order, inside it.
@@ -129,7 +134,9 @@ impl<'a> PostData<'a> {
             progress,
             running: JoinSet::new(),
             started: BTreeMap::new(),
-            waiting: BTreeMap::new(),
+            waiting: HashMap::new(),
+            ready: BTreeSet::new(),
+            waiting_for: HashMap::new(),
             tables: HashMap::new(),
             indexes: HashMap::new(),
             in_transaction: false,
@@ -189,12 +196,21 @@ impl<'a> PostData<'a> {
         if let Some((index, table)) = &job.claim.index {
             self.indexes.insert(index.clone(), table.clone());
         }
+        after.sort_unstable();
+        after.dedup();
+        after.retain(|&earlier| self.unfinished(earlier));
+        for &earlier in &after {
+            self.waiting_for.entry(earlier).or_default().push(id);
+        }
+        if after.is_empty() {
+            self.ready.insert(id);
+        }
         let settings = self.pool.settings();
         self.waiting.insert(
             id,
             Waiting {
                 job,
-                after,
+                blocked_by: after.len(),
                 settings,
                 alone: false,
             },
@@ -233,13 +249,7 @@ impl<'a> PostData<'a> {
         if self.started.values().any(|r| r.waiting.alone) {
             return Ok(());
         }
-        let ready: Vec<usize> = self
-            .waiting
-            .iter()
-            .filter(|(_, w)| !w.after.iter().any(|&d| self.unfinished(d)))
-            .map(|(&id, _)| id)
-            .collect();
-        for id in ready {
+        while let Some(&id) = self.ready.first() {
             let waiting = &self.waiting[&id];
             let alone = waiting.alone;
             if alone && !self.started.is_empty() {
@@ -248,6 +258,7 @@ impl<'a> PostData<'a> {
             let Some(taken) = self.pool.take(waiting.settings).await? else {
                 break;
             };
+            self.ready.remove(&id);
             let waiting = self.waiting.remove(&id).expect("ready job waits");
             self.start(id, waiting, taken.worker, taken.catch_up);
             if alone {
@@ -260,18 +271,20 @@ impl<'a> PostData<'a> {
 
     fn start(&mut self, id: usize, waiting: Waiting, worker: Worker, catch_up: String) {
         let (text, line) = (waiting.job.text.clone(), waiting.job.line);
+        let bound = self.pool.bound();
         self.running.spawn(async move {
             let client = &worker.client;
             let result = async {
-                if !catch_up.is_empty() {
-                    client
-                        .batch_execute(&catch_up)
-                        .await
-                        .map_err(Failure::Statement)?;
-                }
-                client
-                    .batch_execute(&text)
+                let statement = async {
+                    if !catch_up.is_empty() {
+                        client.batch_execute(&catch_up).await?;
+                    }
+                    client.batch_execute(&text).await
+                };
+                bound
+                    .run(client, statement)
                     .await
+                    .and_then(|r| r.map_err(ServerMessage::from))
                     .map_err(Failure::Statement)?;
                 outside_transaction(client, line)
                     .await
@@ -297,16 +310,26 @@ impl<'a> PostData<'a> {
             .expect("a finished job was started");
         let mut waiting = running.waiting;
         match finished.result {
-            Ok(()) => self.done += 1,
-            Err(Failure::Statement(e))
-                if e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED) && !waiting.alone =>
+            Ok(()) => {
+                self.done += 1;
+                for later in self.waiting_for.remove(&finished.id).unwrap_or_default() {
+                    let later_waiting = self.waiting.get_mut(&later).expect("it waits");
+                    later_waiting.blocked_by -= 1;
+                    if later_waiting.blocked_by == 0 {
+                        self.ready.insert(later);
+                    }
+                }
+            }
+            Err(Failure::Statement(m))
+                if m.code() == Some(SqlState::T_R_DEADLOCK_DETECTED.code()) && !waiting.alone =>
             {
                 tracing::info!(
                     line = waiting.job.line,
                     "a post-data statement deadlocked with another: it runs again alone"
                 );
+                // What it waited for had finished before it started.
                 waiting.alone = true;
-                waiting.after.clear();
+                self.ready.insert(finished.id);
                 self.waiting.insert(finished.id, waiting);
             }
             Err(failure) => return Err(Failed(waiting.job.line, failure)),

@@ -14,13 +14,19 @@
 //! value.
 
 mod classify;
+mod column_names;
 mod kept;
 mod large_objects;
 mod literals;
+mod names;
 mod rows;
 pub mod stream;
 
-pub(crate) use classify::{kind_by_name, kinds_in_value};
+pub(crate) use classify::{TOKEN, kinds_in_value, value_is};
+pub(crate) use column_names::kind_by_name;
+pub(crate) use column_names::{
+    ADDRESS, CARD, EMAIL, IBAN, IDENTITY, IP, NAME, PASSWORD, PHONE, POSTCODE, SECRET, USERNAME,
+};
 
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Transaction;
@@ -80,20 +86,26 @@ pub async fn run(
 ) -> Result<Vec<Finding>, AnonymizeError> {
     let mut findings = stream.findings.clone();
     let copied = stream::copied_tables(masked, stream);
-    for (table, columns) in scanned_columns(tx, masked).await? {
+    for scanned in scanned_columns(tx, masked).await? {
+        // What the stream read of the table, and what it did not.
         let read = stream
             .covered
-            .get(&table)
-            .filter(|_| copied.contains(&table));
-        let (read, unread): (Vec<&str>, Vec<&str>) = columns
+            .get(&scanned.table)
+            .filter(|_| copied.contains(&scanned.table));
+        let (read, unread): (Vec<String>, Vec<String>) = scanned
+            .columns
             .iter()
-            .map(String::as_str)
-            .partition(|c| read.is_some_and(|read| read.contains(*c)));
+            .cloned()
+            .partition(|c| read.is_some_and(|read| read.contains(c)));
+        let part = |columns| Scanned {
+            columns,
+            ..scanned.clone()
+        };
         if !unread.is_empty() {
-            findings.extend(rows::scan(tx, cfg, &table, &unread, None).await?);
+            findings.extend(rows::scan(tx, cfg, &part(unread), None).await?);
         }
         if let Some(own) = own.filter(|_| !read.is_empty()) {
-            findings.extend(rows::scan(tx, cfg, &table, &read, Some(own)).await?);
+            findings.extend(rows::scan(tx, cfg, &part(read), Some(own)).await?);
         }
     }
     for (table, shape, mask) in &masked.applied {
@@ -126,11 +138,20 @@ pub async fn unpopulated_views(tx: &Transaction<'_>) -> Result<Vec<String>, Anon
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
+/// A table's text-like columns: those the scan reads, and all of them (what a column's name
+/// says may depend on the others: `city` beside `street`).
+#[derive(Clone)]
+pub(super) struct Scanned {
+    pub table: TableName,
+    pub columns: Vec<String>,
+    pub text_columns: Vec<String>,
+}
+
 /// The text-like columns (xml included) the rules did not rewrite, per table.
 async fn scanned_columns(
     tx: &Transaction<'_>,
     masked: &Masked,
-) -> Result<Vec<(TableName, Vec<String>)>, AnonymizeError> {
+) -> Result<Vec<Scanned>, AnonymizeError> {
     let rows = tx
         .query(
             &format!(
@@ -154,21 +175,27 @@ async fn scanned_columns(
         )
         .await
         .map_err(sql_error("listing text columns"))?;
-    let mut tables: Vec<(TableName, Vec<String>)> = Vec::new();
+    let mut tables: Vec<Scanned> = Vec::new();
     for row in rows {
         let name = TableName::new(row.get(0), row.get(1));
         let column: String = row.get(2);
-        if masked
+        if tables.last().is_none_or(|t| t.table != name) {
+            tables.push(Scanned {
+                table: name.clone(),
+                columns: Vec::new(),
+                text_columns: Vec::new(),
+            });
+        }
+        let table = tables.last_mut().expect("pushed");
+        table.text_columns.push(column.clone());
+        if !masked
             .applied
             .iter()
             .any(|(t, c, _)| *t == name && c.name == column)
         {
-            continue;
-        }
-        match tables.last_mut() {
-            Some((table, columns)) if *table == name => columns.push(column),
-            _ => tables.push((name, vec![column])),
+            table.columns.push(column);
         }
     }
+    tables.retain(|t| !t.columns.is_empty());
     Ok(tables)
 }

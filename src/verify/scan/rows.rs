@@ -9,8 +9,9 @@ use futures::TryStreamExt;
 use tokio_postgres::Transaction;
 use tokio_postgres::types::ToSql;
 
-use super::Finding;
-use super::classify::{kind_by_name, kinds_starting_in};
+use super::classify::kinds_starting_in;
+use super::column_names::kind_by_name;
+use super::{Finding, Scanned};
 use crate::config::AnonymizeConfig;
 use crate::database::sql::quote_ident;
 use crate::table::TableName;
@@ -78,10 +79,10 @@ struct Long {
 pub(super) async fn scan(
     tx: &Transaction<'_>,
     cfg: &AnonymizeConfig,
-    table: &TableName,
-    columns: &[&str],
+    scanned: &Scanned,
     written_by: Option<&str>,
 ) -> Result<Vec<Finding>, AnonymizeError> {
+    let (table, columns) = (&scanned.table, scanned.columns.as_slice());
     let what = format!("scanning {table}");
     let (from, length) = WINDOWS.bounds(0);
     let values: Vec<String> = columns
@@ -108,7 +109,11 @@ pub(super) async fn scan(
         .await
         .map_err(sql_error(&what))?;
     let mut rows = std::pin::pin!(rows);
-    let by_name: Vec<Option<&str>> = columns.iter().map(|c| kind_by_name(c)).collect();
+    let siblings: Vec<&str> = scanned.text_columns.iter().map(String::as_str).collect();
+    let by_name: Vec<Option<&str>> = columns
+        .iter()
+        .map(|c| kind_by_name(&table.name, c, &siblings))
+        .collect();
     let mut unmasked = vec![0u64; columns.len()];
     let mut matches: BTreeMap<(usize, &'static str), u64> = BTreeMap::new();
     let mut long = Vec::new();
@@ -144,7 +149,7 @@ pub(super) async fn scan(
              FROM (SELECT convert_to({}::text, 'UTF8') AS v FROM {}
                    WHERE ctid = $1::text::tid OFFSET 0) value,
                   LATERAL generate_series({width}, length(v) - 1, {width}) start",
-            quote_ident(columns[value.column]),
+            quote_ident(&columns[value.column]),
             table.sql(),
             length = WINDOWS.bounds(width).1,
         );
@@ -168,11 +173,11 @@ pub(super) async fn scan(
         .enumerate()
         .filter_map(|(column, (kind, &count))| {
             let kind = (*kind)?;
-            (count > 0).then(|| finding(table, columns[column], kind, "column name", count))
+            (count > 0).then(|| finding(table, &columns[column], kind, "column name", count))
         });
     let found = matches
         .into_iter()
-        .map(|((column, kind), count)| finding(table, columns[column], kind, "values", count));
+        .map(|((column, kind), count)| finding(table, &columns[column], kind, "values", count));
     Ok(named.chain(found).collect())
 }
 
@@ -229,11 +234,16 @@ mod tests {
             "call +39 06 1234 5678 now",
             "card 4111 1111 1111 1111 ok",
             "key sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+            "met Jane Doe there",
+            "from 192.168.0.17 ok",
+            "client 2001:db8::8a2e:370:7334 ok",
+            "at 221B Baker Street",
             // Not found, though a cut would make them look personal: the admin's and masked
             // emails cut short, a number that follows a letter, a UUID's digits.
             "admin@staging.example.com and anon_0123456789abcdef@staging.invalid",
             "ref x+39 06 1234 5678",
             "id 32580007-6623-4424-8680-400175019672 end",
+            "version v10.2.3.45 and Grant Park",
         ];
         for value in values {
             let whole: BTreeSet<_> = kinds_in_value(value, &c).into_iter().collect();

@@ -17,7 +17,8 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::Finding;
-use super::classify::{kind_by_name, kinds_in_value};
+use super::classify::kinds_in_value;
+use super::column_names::kind_by_name;
 use super::rows::masked_or_empty;
 use crate::config::AnonymizeConfig;
 use crate::mask::catalog::Answer;
@@ -151,12 +152,19 @@ impl Scan {
 
     /// The COPY `s` the masker just started (`table`, `copy`) begins.
     fn copy_start(&mut self, s: &Statement, table: TableName, copy: CopyFields<'_>) {
+        // What a column's name says may depend on its table's other text-like columns.
+        let siblings: Vec<&str> = copy
+            .columns
+            .iter()
+            .filter(|c| scanned(c))
+            .map(|c| c.name.as_str())
+            .collect();
         let fields = copy
             .fields
             .iter()
             .map(|(name, shape, masked)| {
                 let read = !masked && !copy.emptied && shape.is_some_and(scanned);
-                read.then(|| kind_by_name(name))
+                read.then(|| kind_by_name(&table.name, name, &siblings))
             })
             .collect();
         self.copy = Some(CopyScan {

@@ -16,13 +16,7 @@ pub use super::constants::{OWNER, PROD_USERS, REFRESH_ROLE, RESTORE_PASSWORD, SE
 /// Creates the refresh and owner roles on the staging server `pg` (once per server and
 /// process); returns the maintenance URL for the refresh role.
 pub fn refresh_role_url(pg: &Postgres) -> String {
-    static DONE: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-    // Held while the roles are made: a test on the same server waits for them.
-    let mut done = DONE.lock().unwrap();
-    if done.insert(pg.port) {
-        create_roles(pg);
-    }
-    drop(done);
+    create_roles(pg);
     refresh_url(pg)
 }
 
@@ -31,7 +25,16 @@ pub fn refresh_url(pg: &Postgres) -> String {
     format!("postgres://{REFRESH_ROLE}@127.0.0.1:{}/postgres", pg.port)
 }
 
+/// Creates the refresh and owner roles and the opt-in marker table on `pg`, once per server
+/// and process: tests sharing a server call it concurrently, and the marker table's
+/// `CREATE TABLE IF NOT EXISTS` is not safe to race.
 pub fn create_roles(pg: &Postgres) {
+    static DONE: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    // Held while the roles are made: a test on the same server waits for them.
+    let mut done = DONE.lock().unwrap();
+    if !done.insert(pg.port) {
+        return;
+    }
     for sql in [
         format!("CREATE ROLE {OWNER} NOLOGIN"),
         format!("CREATE ROLE {REFRESH_ROLE} LOGIN CREATEDB"),
@@ -39,7 +42,7 @@ pub fn create_roles(pg: &Postgres) {
         format!("GRANT pg_signal_backend TO {REFRESH_ROLE}"),
         format!("GRANT CREATE ON SCHEMA public TO {REFRESH_ROLE}"),
     ] {
-        // Roles are cluster-wide: a second call finds them there.
+        // A role may be there already: the production fixtures can share the server.
         let _ = pg.psql("postgres", &sql);
     }
     // The marker table is the refresh role's, whichever configuration's init-target runs

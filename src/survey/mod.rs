@@ -1,16 +1,18 @@
 //! A snapshot's columns as the rules classify them ([`classify`], the run's own
 //! check): every column that could hold personal data, with its rule, or, unclassified, with
-//! a suggested mask and the evidence for it: what its name says ([`kind_by_name`]) and the
-//! shapes of the values in its COPY data ([`kinds_in_value`]): counts, never a value.
+//! a suggested mask ([`suggest`]) and the [`evidence`] for it: what its name says
+//! ([`kind_by_name`]) and what its values in the COPY data hold: counts, never a value.
 //! [`Survey`] is a [`StreamStage`] for `restore::inspect` that reads the stream of `plan` and
 //! `rules` and passes nothing on. It checks the accounts table and the production admin's
 //! row as a run does (`mask::check_table`), and says what a run would stop at.
 
-use std::collections::{BTreeMap, HashMap};
+mod evidence;
+mod suggest;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bytes::Bytes;
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::config::masking::{Class, Origin, Rules};
 use crate::config::{AnonymizeConfig, TableMode, Unclassified};
@@ -23,7 +25,9 @@ use crate::restore::filter::Action;
 use crate::restore::statement::Statement;
 use crate::restore::{StageError, StreamStage};
 use crate::table::{TableName, display_ident};
-use crate::verify::scan::{kind_by_name, kinds_in_value};
+use crate::verify::scan::kind_by_name;
+pub use evidence::Evidence;
+pub use suggest::Suggestion;
 
 /// How much of each value is examined (its COPY text): memory and time stay bounded
 /// whatever the values' sizes. A json value longer than this is not parsed for paths.
@@ -79,179 +83,6 @@ impl Classified {
     }
 }
 
-/// What an unclassified column seems to hold.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Evidence {
-    /// What the column's name says it holds: email, phone, secret, password, iban or card.
-    pub name: Option<&'static str>,
-    /// Non-NULL values read in the COPY data (the first [`VALUE_PREFIX`] bytes of each).
-    pub values: u64,
-    /// Values holding each kind: email, phone, token, iban, card.
-    pub kinds: BTreeMap<&'static str, u64>,
-    /// In a json column: per dotted path of keys, the values holding each kind there.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub paths: BTreeMap<String, BTreeMap<&'static str, u64>>,
-}
-
-impl Evidence {
-    /// One line: "name says email; 200 of 200 values hold an email".
-    pub fn describe(&self) -> String {
-        let name = match self.name {
-            Some(kind) => format!("name says {kind}"),
-            None => "name says nothing".to_owned(),
-        };
-        let kinds: Vec<String> = self
-            .kinds
-            .iter()
-            .map(|(kind, n)| format!("{n} of {} values hold {kind}", self.values))
-            .collect();
-        let values = if kinds.is_empty() {
-            format!("none of {} values looks personal", self.values)
-        } else {
-            kinds.join(", ")
-        };
-        let paths: Vec<String> = self
-            .paths
-            .iter()
-            .flat_map(|(path, kinds)| kinds.iter().map(move |(k, n)| format!("{path}: {n} {k}")))
-            .collect();
-        if paths.is_empty() {
-            format!("{name}; {values}")
-        } else {
-            format!("{name}; {values} ({})", paths.join(", "))
-        }
-    }
-
-    /// Adds what `other` saw (of the same column, or of a partition's).
-    fn add(&mut self, other: Evidence) {
-        self.values += other.values;
-        for (kind, n) in other.kinds {
-            *self.kinds.entry(kind).or_default() += n;
-        }
-        for (path, kinds) in other.paths {
-            let at = self.paths.entry(path).or_default();
-            for (kind, n) in kinds {
-                *at.entry(kind).or_default() += n;
-            }
-        }
-    }
-
-    fn observe(&mut self, text: &str, parse_json: bool, cfg: &AnonymizeConfig) {
-        self.values += 1;
-        let kinds = kinds_in_value(text, cfg);
-        for kind in &kinds {
-            *self.kinds.entry(*kind).or_default() += 1;
-        }
-        if parse_json
-            && !kinds.is_empty()
-            && let Ok(doc) = serde_json::from_str::<Value>(text)
-        {
-            self.walk(&doc, &mut Vec::new(), cfg);
-        }
-    }
-
-    /// Counts the kinds in `doc`'s strings by path; arrays on the way are transparent, as
-    /// they are to a json mask.
-    fn walk<'a>(&mut self, doc: &'a Value, path: &mut Vec<&'a str>, cfg: &AnonymizeConfig) {
-        match doc {
-            // A key with a dot cannot be written as a json mask's path.
-            Value::Object(map) => {
-                for (key, value) in map.iter().filter(|(k, _)| !k.contains('.')) {
-                    path.push(key);
-                    self.walk(value, path, cfg);
-                    path.pop();
-                }
-            }
-            Value::Array(items) => items.iter().for_each(|v| self.walk(v, path, cfg)),
-            Value::String(s) if !path.is_empty() => {
-                for kind in kinds_in_value(s, cfg) {
-                    let at = self.paths.entry(path.join(".")).or_default();
-                    *at.entry(kind).or_default() += 1;
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-/// A mask to review for an unclassified column.
-#[derive(Debug, Clone, Serialize)]
-pub struct Suggestion {
-    /// A mask kind; `keep` when nothing looked personal (review it).
-    pub mask: &'static str,
-    /// A json mask's paths.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub paths: BTreeMap<String, &'static str>,
-    /// A redact mask's value.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub value: Option<&'static str>,
-    /// Why, in a few words.
-    pub why: &'static str,
-}
-
-/// The mask for values of `kind` (a [`kinds_in_value`] or [`kind_by_name`] kind).
-fn mask_for(kind: &str) -> &'static str {
-    match kind {
-        "email" => "email",
-        "phone" => "phone",
-        "token" => "token",
-        "secret" => "hash",
-        "password" => "password",
-        // IBANs and card numbers: a placeholder of the same length.
-        _ => "text",
-    }
-}
-
-fn suggest(column: &ColumnShape, evidence: &Evidence) -> Suggestion {
-    let plain = |mask, why| Suggestion {
-        mask,
-        paths: BTreeMap::new(),
-        value: None,
-        why,
-    };
-    // The kind most values hold.
-    let top = evidence.kinds.iter().max_by_key(|(_, n)| **n);
-    if column.base == BaseType::Network {
-        return plain("null", "network addresses are personal data");
-    }
-    if matches!(column.base, BaseType::Json | BaseType::Jsonb) && !column.array {
-        if !evidence.paths.is_empty() {
-            let paths = evidence
-                .paths
-                .iter()
-                .filter_map(|(path, kinds)| {
-                    let (kind, _) = kinds.iter().max_by_key(|(_, n)| **n)?;
-                    Some((path.clone(), mask_for(kind)))
-                })
-                .collect();
-            return Suggestion {
-                mask: "json",
-                paths,
-                value: None,
-                why: "personal values found at these paths",
-            };
-        }
-        if top.is_some() || evidence.name.is_some() {
-            // A placeholder text would not be valid JSON.
-            return Suggestion {
-                value: Some("{}"),
-                ..plain(
-                    "redact",
-                    "personal values found, at no path a mask can name",
-                )
-            };
-        }
-    }
-    match (top, evidence.name) {
-        (Some((kind, n)), _) if n * 2 >= evidence.values => {
-            plain(mask_for(kind), "most values hold this kind")
-        }
-        (Some(_), _) => plain("text", "some values hold personal data among other text"),
-        (None, Some(kind)) => plain(mask_for(kind), "the column's name says so"),
-        (None, None) => plain("keep", "review: probably keep, nothing personal seen"),
-    }
-}
-
 /// Reads the stream: the schema from the pre-data, the values of unclassified columns from
 /// their COPY data.
 pub struct Survey {
@@ -259,6 +90,9 @@ pub struct Survey {
     rules: Rules,
     schema: Schema,
     evidence: HashMap<(TableName, String), Evidence>,
+    /// The columns a unique index or constraint of the post-data names alone: their masks
+    /// must keep distinct values distinct.
+    unique: HashSet<(TableName, String)>,
     copy: Option<Reading>,
     /// What the accounts table's COPY lacked, and its admin rows.
     accounts_problems: Vec<String>,
@@ -310,11 +144,12 @@ impl Reading {
         {
             self.admin_rows += 1;
         }
-        let Some(Some((_, json, evidence))) = self.fields.get_mut(self.field) else {
+        let Some(Some((name, json, evidence))) = self.fields.get_mut(self.field) else {
             return;
         };
         if let Some(decoded) = copy::decode(&value) {
-            evidence.observe(&String::from_utf8_lossy(&decoded), *json && !truncated, cfg);
+            let json = (*json && !truncated).then_some(name.as_str());
+            evidence.observe(&String::from_utf8_lossy(&decoded), json, cfg);
         }
     }
 }
@@ -326,6 +161,7 @@ impl Survey {
             rules,
             schema: Schema::default(),
             evidence: HashMap::new(),
+            unique: HashSet::new(),
             copy: None,
             accounts_problems: Vec::new(),
             admin_rows: 0,
@@ -462,8 +298,16 @@ impl Survey {
                     .evidence
                     .remove(&(table.clone(), name.clone()))
                     .unwrap_or_default();
-                evidence.name = kind_by_name(&name);
+                let siblings: Vec<&str> = tables
+                    .get(&table)
+                    .map(|t| t.columns.iter().map(|c| c.name.as_str()).collect())
+                    .unwrap_or_default();
+                evidence.name = kind_by_name(&table.name, &name, &siblings);
                 evidence
+            });
+            let suggestion = evidence.as_ref().map(|e| {
+                let unique = self.unique.contains(&(table.clone(), name.clone()));
+                suggest::suggest(column, unique, e, &self.cfg)
             });
             columns.push(Classified {
                 table: table.to_string(),
@@ -471,7 +315,7 @@ impl Survey {
                 ty: column.type_name.clone(),
                 mask,
                 rule,
-                suggestion: evidence.as_ref().map(|e| suggest(column, e)),
+                suggestion,
                 evidence,
             });
         }
@@ -491,6 +335,8 @@ impl StreamStage for Survey {
     fn statement(&mut self, s: &Statement, _: Option<Self::Answer>) -> Result<Action, StageError> {
         if s.is_copy_from_stdin() {
             self.copy_start(s);
+        } else if let Some(unique) = unique_column(s) {
+            self.unique.insert(unique);
         } else {
             self.schema.learn(s);
         }
@@ -518,8 +364,47 @@ impl StreamStage for Survey {
     }
 }
 
+/// The one column a `CREATE UNIQUE INDEX` or an `ADD CONSTRAINT ... UNIQUE | PRIMARY KEY`
+/// names alone, with its table.
+fn unique_column(s: &Statement) -> Option<(TableName, String)> {
+    let (table, open) = if s.starts_with(&["create", "unique", "index"]) {
+        let on = s
+            .top_level(0..s.tokens.len())
+            .find(|&i| s.is_word(i, "on"))?;
+        let (table, next) = s.table(on + 1 + usize::from(s.is_word(on + 1, "only")))?;
+        (
+            table,
+            if s.is_word(next, "using") {
+                next + 2
+            } else {
+                next
+            },
+        )
+    } else if s.starts_with(&["alter", "table"]) {
+        let (table, next) = s.table(2 + usize::from(s.is_word(2, "only")))?;
+        let unique = (next..s.tokens.len()).find(|&i| {
+            s.is_word(i, "unique") || (s.is_word(i, "key") && s.is_word(i - 1, "primary"))
+        })?;
+        (table, unique + 1)
+    } else {
+        return None;
+    };
+    if s.token_text(open) != Some("(") {
+        return None;
+    }
+    match s.elements(open).0.as_slice() {
+        // A column, maybe with its order or operator class; not an expression.
+        [one] if !matches!(s.token_text(one.start + 1), Some("(" | ":" | ".")) => {
+            Some((table, s.name(one.start)?))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::restore::lexer::{Item, Lexer};
 
@@ -646,6 +531,73 @@ COPY public.session (id, token) FROM stdin;
         no_admin.prod_admin_email = None;
         let columns = survey_with(no_admin, &copy("2\tjo@example.org\ty\n"), 1);
         assert!(columns.accounts_problems.is_empty());
+    }
+
+    #[test]
+    fn suggestions_follow_what_columns_hold_and_fit_their_types() {
+        let dump = "CREATE TABLE public.contacts (id integer, first_name varchar(10), notes text,
+    username text NOT NULL, backup_codes text[], secret bytea NOT NULL,
+    ip varchar(45) NOT NULL, last_ip inet NOT NULL, country text, city text, zip text,
+    street text, doc jsonb, recipient text);
+COPY public.contacts (id, first_name, notes, username, backup_codes, secret, ip, last_ip, country, city, zip, street, doc, recipient) FROM stdin;
+1\tJane\tCalled Jane Doe on +44 20 7946 0958, mail jane@example.org\tjdoe\t{a,b}\t\\\\x0102\t203.0.113.5\t203.0.113.6\tJordan\tSpringfield\t62704\t12 Elm St\t{\"billing\": {\"street\": \"12 Elm St\", \"city\": \"Springfield\"}, \"theme\": \"dark\"}\tMaria Garcia
+2\tOmar\tNo answer, try again\tomar\t\\N\t\\\\x03\t198.51.100.7\t198.51.100.8\tFrance\tBerlin\t10115\tHauptstraße 5\t{\"theme\": \"light\"}\tJohn Smith
+\\.";
+        let columns = survey(dump, 7);
+        let suggested = |name: &str| {
+            let c = columns.columns.iter().find(|c| c.column == name).unwrap();
+            let s = c.suggestion.as_ref().unwrap();
+            (s.mask, s.value.as_deref())
+        };
+        // "First Last" is longer than varchar(10): a placeholder of the same length.
+        assert_eq!(suggested("first_name"), ("text", None));
+        // A name, a phone and an email in one note: text, not phone.
+        assert_eq!(suggested("notes"), ("text", None));
+        assert_eq!(suggested("username"), ("hash", None));
+        // Text masks fit an array element by element, `token` fits bytea byte by byte; a
+        // network type takes NULL, or a constant of the type.
+        assert_eq!(suggested("backup_codes"), ("token", None));
+        assert_eq!(suggested("secret"), ("token", None));
+        assert_eq!(suggested("ip"), ("token", None));
+        assert_eq!(suggested("last_ip"), ("redact", Some("192.0.2.1")));
+        // "Jordan" the country is no name.
+        assert_eq!(suggested("country"), ("keep", None));
+        assert_eq!(suggested("city"), ("text", None));
+        assert_eq!(suggested("zip"), ("token", None));
+        assert_eq!(suggested("street"), ("text", None));
+        assert_eq!(suggested("recipient"), ("name", None));
+        let doc = columns.columns.iter().find(|c| c.column == "doc").unwrap();
+        let doc = doc.suggestion.as_ref().unwrap();
+        assert_eq!(doc.mask, "json");
+        assert_eq!(
+            doc.paths,
+            BTreeMap::from([
+                ("billing.city".into(), "text"),
+                ("billing.street".into(), "text")
+            ])
+        );
+    }
+
+    #[test]
+    fn a_unique_column_gets_a_mask_that_keeps_values_distinct() {
+        let dump =
+            "CREATE TABLE public.a (id integer, note text, street text, city text, zip text);
+COPY public.a (id, note, street, city, zip) FROM stdin;
+1\tCalled Jane Doe on +44 20 7946 0958\t12 Elm St\tSpringfield\t62704
+\\.
+ALTER TABLE ONLY public.a ADD CONSTRAINT a_street_key UNIQUE (street);
+ALTER TABLE ONLY public.a ADD CONSTRAINT a_city_fkey FOREIGN KEY (city) REFERENCES public.b(city);
+CREATE UNIQUE INDEX a_note ON public.a USING btree (note text_pattern_ops);
+CREATE UNIQUE INDEX a_lower_zip ON ONLY public.a USING btree (lower(zip));";
+        let columns = survey(dump, 1 << 20);
+        let suggested = |name: &str| {
+            let c = columns.columns.iter().find(|c| c.column == name).unwrap();
+            c.suggestion.as_ref().unwrap().mask
+        };
+        assert_eq!(suggested("note"), "token");
+        assert_eq!(suggested("street"), "token");
+        assert_eq!(suggested("city"), "text");
+        assert_eq!(suggested("zip"), "token");
     }
 
     #[test]
