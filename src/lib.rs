@@ -5,7 +5,7 @@
 //!
 //! | module | what it is for |
 //! |---|---|
-//! | [`util`] | atomic, durable JSON files (state, journal, maintenance flag) |
+//! | [`util`] | atomic, durable JSON files (state, journal, maintenance flag); counts in messages |
 //! | [`table`] | a table's name: a (schema, name) pair, parsed from the config, quoted for SQL |
 //! | [`config`] | the config file: schema, loading (TOML, env, `_file` secrets), validation, the masking rules |
 //! | [`error`] | exit codes of the operator contract; the guard and lock errors |

@@ -1,4 +1,5 @@
-//! Small file helpers shared by the state file, the run journal and the maintenance flag.
+//! Small helpers: files shared by the state file, the run journal and the maintenance flag;
+//! counts in messages.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -6,6 +7,11 @@ use std::path::Path;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+/// `n` and `noun`, plural unless `n` is 1: "1 column", "4 columns".
+pub fn counted(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
 
 /// A process id for people; `unknown` when a lock file did not name one.
 pub fn shown_pid(pid: Option<u32>) -> String {

@@ -6,10 +6,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use strum::{EnumString, IntoStaticStr, VariantNames};
 
-use super::schema::{AccountsConfig, AnonymizeConfig, ColumnRule, TableMode, Unclassified};
+use super::units::de_table;
 use super::{ConfigError, key_error};
 use crate::table::TableName;
 
@@ -96,6 +96,94 @@ impl std::fmt::Display for Mask {
 pub const ANONYMIZED_NAME: &str = "Anonymized User";
 pub const ADMIN_NAME: &str = "Staging Admin";
 
+/// `[anonymize.accounts]`: the application's users table and the columns the admin's re-key
+/// and the account checks read. Its email, password, name and superuser columns are masked
+/// (rules of their own); the id and active columns are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountsConfig {
+    #[serde(deserialize_with = "de_table")]
+    pub table: TableName,
+    /// Kept for the production admin's row: its id owns everything.
+    pub id: String,
+    pub email: String,
+    /// The password hash.
+    pub password: String,
+    pub name: Option<String>,
+    /// A boolean column: the admin's is true, every other account's false.
+    pub superuser: Option<String>,
+    /// A boolean column: an inactive account cannot log in.
+    pub active: Option<String>,
+}
+
+impl AccountsConfig {
+    /// The configured columns, by their key: the required ones, then those set.
+    pub fn columns(&self) -> Vec<(&'static str, &str)> {
+        let optional = [
+            ("name", &self.name),
+            ("superuser", &self.superuser),
+            ("active", &self.active),
+        ];
+        [
+            ("id", &self.id),
+            ("email", &self.email),
+            ("password", &self.password),
+        ]
+        .into_iter()
+        .map(|(key, column)| (key, column.as_str()))
+        .chain(
+            optional
+                .into_iter()
+                .filter_map(|(key, column)| Some((key, column.as_deref()?))),
+        )
+        .collect()
+    }
+}
+
+/// `[[anonymize.column]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnRule {
+    pub table: String,
+    pub column: String,
+    pub mask: String,
+    /// `redact`'s constant.
+    pub value: Option<String>,
+    /// `json`'s masks by dotted path: `{ "contact.email" = "email" }`.
+    #[serde(default)]
+    pub paths: BTreeMap<String, String>,
+    /// `json`'s mask for every other string and number; unset keeps them.
+    pub rest: Option<String>,
+}
+
+/// `[[anonymize.table]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableRule {
+    pub table: String,
+    pub mode: TableMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TableMode {
+    /// Restored without rows (sessions, tokens, audit trails, mail queues).
+    Empty,
+    /// Every column classified as not personal, unless a column rule says otherwise.
+    Keep,
+}
+
+/// `anonymize.unclassified`: what a personal-looking column without a rule does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unclassified {
+    /// The run fails before any row is loaded, naming every such column.
+    #[default]
+    Fail,
+    /// A warning names them; their values are kept.
+    Warn,
+}
+
 /// The runbook's steps for the accounts as rules: reserved-domain emails, a placeholder
 /// name, an unusable password hash and no superuser flag; the id is kept (it is how the
 /// admin's row is found again). The admin's row is handled apart (see `mask::Admin`).
@@ -165,15 +253,21 @@ pub struct Rules {
 }
 
 impl Rules {
-    /// The rules of `cfg`; an error names the config key at fault. [`super::Config::load`]
-    /// keeps them in `anonymize.rules`: read them there.
-    pub fn from_config(cfg: &AnonymizeConfig) -> Result<Rules, ConfigError> {
+    /// The rules `[anonymize.accounts]`, `[[anonymize.table]]`, `[[anonymize.column]]` and
+    /// `anonymize.unclassified` make; an error names the config key at fault.
+    /// [`super::Config::load`] keeps them in `anonymize.rules`: read them there.
+    pub fn from_config(
+        accounts_config: &AccountsConfig,
+        table_rules: &[TableRule],
+        column_rules: &[ColumnRule],
+        unclassified: Unclassified,
+    ) -> Result<Rules, ConfigError> {
         let mut rules = Rules {
-            unclassified: cfg.unclassified,
+            unclassified,
             ..Rules::default()
         };
-        let accounts = &cfg.accounts.table;
-        for (column, mask) in account_rules(&cfg.accounts) {
+        let accounts = &accounts_config.table;
+        for (column, mask) in account_rules(accounts_config) {
             rules
                 .columns
                 .entry(accounts.clone())
@@ -181,7 +275,7 @@ impl Rules {
                 .insert(column.to_owned(), mask);
             rules.accounts.insert((accounts.clone(), column.to_owned()));
         }
-        for (i, rule) in cfg.table.iter().enumerate() {
+        for (i, rule) in table_rules.iter().enumerate() {
             let key = |field: &str| format!("anonymize.table[{i}].{field}");
             let table = TableName::parse(&rule.table).map_err(|m| key_error(key("table"), m))?;
             if rule.mode == TableMode::Empty && table == *accounts {
@@ -200,7 +294,7 @@ impl Rules {
                 ));
             }
         }
-        for (i, rule) in cfg.column.iter().enumerate() {
+        for (i, rule) in column_rules.iter().enumerate() {
             let key = |field: &str| format!("anonymize.column[{i}].{field}");
             let table = TableName::parse(&rule.table).map_err(|m| key_error(key("table"), m))?;
             let mask = column_mask(rule).map_err(|(field, m)| key_error(key(field), m))?;
@@ -366,207 +460,4 @@ fn column_mask(rule: &ColumnRule) -> Result<Mask, (&'static str, String)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rules(extra: serde_json::Value) -> Result<Rules, ConfigError> {
-        let mut cfg = serde_json::json!({
-            "admin_email": "admin@staging.example.com",
-            "admin_password": "staging-admin-password",
-            "accounts": {"table": "auth.members", "id": "member_id", "email": "login",
-                         "password": "digest", "superuser": "staff"},
-        });
-        cfg.as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
-        Rules::from_config(&serde_json::from_value(cfg).unwrap())
-    }
-
-    fn refused(extra: serde_json::Value) -> String {
-        rules(extra).unwrap_err().to_string()
-    }
-
-    #[test]
-    fn every_kind_is_parsed_and_shown_by_its_config_name() {
-        for name in Mask::VARIANTS {
-            let shown = Mask::parse(name, None).unwrap().to_string();
-            let expected = if *name == "json" { "json()" } else { name };
-            assert_eq!(shown, expected);
-        }
-        assert_eq!(
-            Mask::parse("redact", None),
-            Ok(Mask::Redact("redacted".into()))
-        );
-        assert_eq!(
-            Mask::parse("Email", None).unwrap_err(),
-            "unknown mask \"Email\"; one of keep, null, redact, email, name, phone, token, hash, \
-             uuid, text, password, json"
-        );
-    }
-
-    #[test]
-    fn rules_combine_with_the_runbook_and_table_modes() {
-        let r = rules(serde_json::json!({
-            "column": [
-                {"table": "shop.customer", "column": "contact", "mask": "json",
-                 "paths": {"contact.email": "email", "phones": "phone"}},
-                {"table": "customer", "column": "name", "mask": "redact", "value": "X"},
-                {"table": "customer", "column": "doc", "mask": "json", "rest": "text"},
-                {"table": "customer", "column": "tags", "mask": "json",
-                 "paths": {"a": "email"}, "rest": "keep"},
-            ],
-            "table": [{"table": "shop.customer", "mode": "keep"}, {"table": "session", "mode": "empty"}],
-        }))
-        .unwrap();
-        let shop = TableName::new("shop", "customer");
-        assert_eq!(r.mask([&shop], "id"), Some(&Mask::Keep));
-        assert!(
-            matches!(r.mask([&shop], "contact"), Some(Mask::Json(json)) if json.paths.len() == 2)
-        );
-        assert_eq!(
-            r.mask([&TableName::new("public", "customer")], "name"),
-            Some(&Mask::Redact("X".into()))
-        );
-        let customer = TableName::new("public", "customer");
-        let doc = r.mask([&customer], "doc").unwrap();
-        assert_eq!(doc.to_string(), "json(; rest = text)");
-        let members = TableName::new("auth", "members");
-        assert_eq!(
-            r.rule([&members], "login"),
-            Some((&Mask::Email, Origin::Accounts))
-        );
-        assert_eq!(r.mask([&members], "digest"), Some(&Mask::Password));
-        assert_eq!(r.mask([&members], "staff"), Some(&Mask::Redact("f".into())));
-        assert_eq!(r.mask([&members], "member_id"), Some(&Mask::Keep));
-        assert_eq!(r.mask([&members], "phone"), None);
-        assert_eq!(
-            r.mask([&customer], "tags").unwrap().to_string(),
-            "json(a = email)"
-        );
-        assert_eq!(
-            r.table_mode([&TableName::new("public", "session")]),
-            Some(TableMode::Empty)
-        );
-        assert_eq!(r.unclassified, Unclassified::Fail);
-    }
-
-    #[test]
-    fn the_nearest_table_of_a_lineage_rules() {
-        let r = rules(serde_json::json!({
-            "column": [
-                {"table": "event", "column": "email", "mask": "email"},
-                {"table": "event_2025", "column": "email", "mask": "hash"},
-            ],
-            "table": [
-                {"table": "event", "mode": "keep"},
-                {"table": "log", "mode": "empty"},
-                {"table": "log_kept", "mode": "keep"},
-            ],
-        }))
-        .unwrap();
-        let t = |name: &str| TableName::new("public", name);
-        let (event, e2024, e2025) = (t("event"), t("event_2024"), t("event_2025"));
-        // A partition follows its parent's column and table rules, unless it has its own.
-        assert_eq!(r.mask([&e2024, &event], "email"), Some(&Mask::Email));
-        assert_eq!(r.mask([&e2024, &event], "note"), Some(&Mask::Keep));
-        assert_eq!(r.mask([&e2025, &event], "email"), Some(&Mask::Hash));
-        assert_eq!(r.mask([&e2024], "email"), None);
-        let (log, child) = (t("log"), t("log_2025"));
-        assert_eq!(r.classify([&child, &log], "line", true), Class::Emptied);
-        assert_eq!(
-            r.classify([&t("log_kept"), &log], "line", true),
-            Class::Ruled(&Mask::Keep, Origin::Table)
-        );
-    }
-
-    #[test]
-    fn bad_rules_name_their_key() {
-        let cases = [
-            (
-                serde_json::json!({"column": [{"table": "t", "column": "c", "mask": "scramble"}]}),
-                "anonymize.column[0].mask: unknown mask \"scramble\"",
-            ),
-            (
-                serde_json::json!({"column": [{"table": "a.b.c", "column": "c", "mask": "keep"}]}),
-                "anonymize.column[0].table: \"a.b.c\" is not a table name",
-            ),
-            (
-                serde_json::json!({"column": [{"table": "auth.members", "column": "login", "mask": "keep"}]}),
-                "anonymize.column[0].column: auth.members.login is a column of anonymize.accounts",
-            ),
-            (
-                serde_json::json!({"column": [{"table": "t", "column": "c", "mask": "json"}]}),
-                "anonymize.column[0].paths: a \"json\" mask needs paths",
-            ),
-            (
-                serde_json::json!({"column": [{"table": "t", "column": "c", "mask": "json",
-                                               "paths": {"a..b": "email"}}]}),
-                "anonymize.column[0].paths: \"a..b\" is not a dotted path",
-            ),
-            (
-                serde_json::json!({"column": [{"table": "t", "column": "c", "mask": "json",
-                                               "paths": {"a": "email", "a.b": "name"}}]}),
-                "anonymize.column[0].paths: \"a.b\" and \"a\" overlap",
-            ),
-            (
-                serde_json::json!({"column": [{"table": "t", "column": "c", "mask": "json",
-                                               "rest": "json"}]}),
-                "anonymize.column[0].rest: \"json\" does not apply inside JSON",
-            ),
-            (
-                serde_json::json!({"column": [{"table": "t", "column": "c", "mask": "text",
-                                               "rest": "text"}]}),
-                "anonymize.column[0].rest: only a \"json\" mask takes rest",
-            ),
-            (
-                serde_json::json!({"column": [{"table": "t", "column": "c", "mask": "email", "value": "x"}]}),
-                "anonymize.column[0].value: only a \"redact\" mask takes a value",
-            ),
-            (
-                serde_json::json!({"column": [{"table": "t", "column": "c", "mask": "keep"},
-                                              {"table": "public.t", "column": "c", "mask": "null"}]}),
-                "anonymize.column[1].column: public.t.c has a rule already",
-            ),
-            (
-                serde_json::json!({"table": [{"table": "s", "mode": "empty"}],
-                                   "column": [{"table": "s", "column": "c", "mask": "keep"}]}),
-                "anonymize.column[0].table: public.s is emptied",
-            ),
-            (
-                serde_json::json!({"table": [{"table": "auth.members", "mode": "empty"}]}),
-                "anonymize.table[0].mode: auth.members cannot be emptied",
-            ),
-        ];
-        for (extra, expected) in cases {
-            let err = refused(extra);
-            let (key, message) = expected.split_once(": ").unwrap();
-            let expected = format!("config key `{key}`: {message}");
-            assert!(err.starts_with(&expected), "{err}\nexpected {expected}");
-        }
-    }
-
-    #[test]
-    fn a_loaded_config_holds_its_rules_validated() {
-        use crate::config::tests::{MINIMAL, key_of, load};
-        let rule = |mask: &str| {
-            format!(
-                "{MINIMAL}[[anonymize.column]]\ntable = \"t\"\ncolumn = \"c\"\nmask = \"{mask}\"\n"
-            )
-        };
-        let rules = load(&rule("email"), &[]).unwrap().anonymize.rules;
-        assert_eq!(
-            rules.mask([&TableName::new("public", "t")], "c"),
-            Some(&Mask::Email)
-        );
-        assert_eq!(
-            rules.rule([&TableName::new("public", "users")], "email"),
-            Some((&Mask::Email, Origin::Accounts))
-        );
-        let err = load(&rule("scramble"), &[]).unwrap_err();
-        assert!(
-            err.to_string().contains("unknown mask \"scramble\""),
-            "{err}"
-        );
-        assert_eq!(key_of(err), "anonymize.column[0].mask");
-    }
-}
+mod tests;

@@ -16,11 +16,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use masking::{AccountsConfig, ColumnRule, TableMode, TableRule, Unclassified};
 pub use schema::{
-    AccountsConfig, AnonymizeConfig, BackendConfig, BucketConfig, ColumnRule, DaemonConfig,
-    DatabaseConfig, DecryptConfig, LargeObjects, MaintenanceConfig, MediaConfig, MetricsConfig,
-    NotifyConfig, OnUnmaskedPii, PasswordHash, RedisConfig, RestoreConfig, ScheduleConfig,
-    Severity, SnapshotConfig, TableMode, TableRule, Unclassified, WebhookConfig, WebhookKind,
+    AnonymizeConfig, BackendConfig, BucketConfig, DaemonConfig, DatabaseConfig, DecryptConfig,
+    LargeObjects, MaintenanceConfig, MediaConfig, MetricsConfig, NotifyConfig, OnUnmaskedPii,
+    PasswordHash, RedisConfig, RestoreConfig, ScheduleConfig, Severity, SnapshotConfig,
+    WebhookConfig, WebhookKind,
 };
 pub use units::MaxDelete;
 
@@ -140,7 +141,7 @@ impl Config {
             )
         })?;
         validate::config(&config)?;
-        config.anonymize.rules = masking::Rules::from_config(&config.anonymize)?;
+        config.anonymize.rules = config.anonymize.parse_rules()?;
         Ok(config)
     }
 

@@ -1,7 +1,6 @@
 //! The config file's sections, one struct each, with their defaults beside them. A new
 //! section is one struct here, one field in `Config` and one function in `validate.rs`.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,9 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::Secret;
-use super::masking::Rules;
-use super::units::{GIB, MIB, MaxDelete, de_duration, de_size, de_table, de_time_zone};
-use crate::table::TableName;
+use super::masking::{AccountsConfig, ColumnRule, Rules, TableRule, Unclassified};
+use super::units::{GIB, MIB, MaxDelete, de_duration, de_size, de_time_zone};
 
 fn yes() -> bool {
     true
@@ -161,92 +159,11 @@ pub struct AnonymizeConfig {
     pub rules: Rules,
 }
 
-/// `[anonymize.accounts]`: the application's users table and the columns the admin's re-key
-/// and the account checks read. Its email, password, name and superuser columns are masked
-/// (rules of their own); the id and active columns are kept.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AccountsConfig {
-    #[serde(deserialize_with = "de_table")]
-    pub table: TableName,
-    /// Kept for the production admin's row: its id owns everything.
-    pub id: String,
-    pub email: String,
-    /// The password hash.
-    pub password: String,
-    pub name: Option<String>,
-    /// A boolean column: the admin's is true, every other account's false.
-    pub superuser: Option<String>,
-    /// A boolean column: an inactive account cannot log in.
-    pub active: Option<String>,
-}
-
-impl AccountsConfig {
-    /// The configured columns, by their key: the required ones, then those set.
-    pub fn columns(&self) -> Vec<(&'static str, &str)> {
-        let optional = [
-            ("name", &self.name),
-            ("superuser", &self.superuser),
-            ("active", &self.active),
-        ];
-        [
-            ("id", &self.id),
-            ("email", &self.email),
-            ("password", &self.password),
-        ]
-        .into_iter()
-        .map(|(key, column)| (key, column.as_str()))
-        .chain(
-            optional
-                .into_iter()
-                .filter_map(|(key, column)| Some((key, column.as_deref()?))),
-        )
-        .collect()
+impl AnonymizeConfig {
+    /// The masking rules this section makes (what [`super::Config::load`] keeps in `rules`).
+    pub fn parse_rules(&self) -> Result<Rules, super::ConfigError> {
+        Rules::from_config(&self.accounts, &self.table, &self.column, self.unclassified)
     }
-}
-
-/// `[[anonymize.column]]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ColumnRule {
-    pub table: String,
-    pub column: String,
-    pub mask: String,
-    /// `redact`'s constant.
-    pub value: Option<String>,
-    /// `json`'s masks by dotted path: `{ "contact.email" = "email" }`.
-    #[serde(default)]
-    pub paths: BTreeMap<String, String>,
-    /// `json`'s mask for every other string and number; unset keeps them.
-    pub rest: Option<String>,
-}
-
-/// `[[anonymize.table]]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TableRule {
-    pub table: String,
-    pub mode: TableMode,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TableMode {
-    /// Restored without rows (sessions, tokens, audit trails, mail queues).
-    Empty,
-    /// Every column classified as not personal, unless a column rule says otherwise.
-    Keep,
-}
-
-/// `anonymize.unclassified`: what a personal-looking column without a rule does.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Unclassified {
-    /// The run fails before any row is loaded, naming every such column.
-    #[default]
-    Fail,
-    /// A warning names them; their values are kept.
-    Warn,
 }
 
 /// `anonymize.large_objects`: what becomes of the dump's large objects, whose bytes no column

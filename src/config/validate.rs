@@ -4,9 +4,10 @@
 use crate::config::ExposeSecret;
 use std::str::FromStr;
 
+use super::masking::AccountsConfig;
 use super::schema::{
-    AccountsConfig, AnonymizeConfig, BackendConfig, BucketConfig, DatabaseConfig, MediaConfig,
-    NotifyConfig, RedisConfig, RestoreConfig, ScheduleConfig, SnapshotConfig,
+    AnonymizeConfig, BackendConfig, BucketConfig, DatabaseConfig, MediaConfig, NotifyConfig,
+    RedisConfig, RestoreConfig, ScheduleConfig, SnapshotConfig,
 };
 use super::units::{GIB, MIB};
 use super::{Config, ConfigError, key_error};

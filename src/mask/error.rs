@@ -4,7 +4,6 @@ use std::fmt;
 
 use super::key::KeyError;
 use super::kinds::KindError;
-use super::rows::MAX_ROW;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MaskError {
@@ -75,8 +74,8 @@ pub enum MaskError {
         fields: usize,
         columns: usize,
     },
-    #[error("a COPY row of {table} is longer than {} MiB; it cannot be masked", MAX_ROW >> 20)]
-    RowTooLong { table: String },
+    #[error("a COPY row of {table} is longer than {} MiB; it cannot be masked", limit >> 20)]
+    RowTooLong { table: String, limit: usize },
     #[error(
         "dump line {line}: INSERT INTO {table} sets masked or unclassified columns ({}); \
          masking applies to COPY data: take the dump without --inserts",
@@ -162,8 +161,8 @@ impl Unclassified {
         let columns: usize = self.tables.iter().map(|(_, c)| c.len()).sum();
         format!(
             "{} in {}",
-            crate::report::counted(columns, "column"),
-            crate::report::counted(self.tables.len(), "table")
+            crate::util::counted(columns, "column"),
+            crate::util::counted(self.tables.len(), "table")
         )
     }
 
@@ -183,10 +182,7 @@ impl Unclassified {
             .collect();
         if self.tables.len() > SHOWN_TABLES {
             let more = self.tables.len() - SHOWN_TABLES;
-            lines.push(format!(
-                "and {}",
-                crate::report::counted(more, "more table")
-            ));
+            lines.push(format!("and {}", crate::util::counted(more, "more table")));
         }
         lines
     }

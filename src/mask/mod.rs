@@ -247,6 +247,7 @@ impl Masker {
                     if m.partial.len() > MAX_ROW {
                         return Err(MaskError::RowTooLong {
                             table: copy.table.to_string(),
+                            limit: MAX_ROW,
                         });
                     }
                     return Ok(None);

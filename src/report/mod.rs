@@ -17,6 +17,7 @@ use crate::journal::Recovery;
 use crate::media::MediaReport;
 use crate::snapshot::Snapshot;
 use crate::table::TableName;
+use crate::util::counted;
 use crate::verify::{Finding, Verification};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -407,9 +408,4 @@ pub fn keyed<V: Clone>(
     map.iter()
         .map(|(table, v)| (name(table), v.clone()))
         .collect()
-}
-
-/// `n` and `noun`, plural unless `n` is 1: "1 column", "4 columns".
-pub fn counted(n: usize, noun: &str) -> String {
-    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }

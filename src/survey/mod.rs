@@ -426,7 +426,7 @@ mod tests {
     }
 
     fn survey_with(cfg: AnonymizeConfig, sql: &str, piece: usize) -> Columns {
-        let mut survey = Survey::new(Rules::from_config(&cfg).unwrap(), &cfg);
+        let mut survey = Survey::new(cfg.parse_rules().unwrap(), &cfg);
         let text = format!("{sql}\n-- PostgreSQL database dump complete\n");
         let mut lexer = Lexer::new(text.as_bytes());
         while let Some(item) = lexer.next_item().unwrap() {

@@ -242,6 +242,8 @@ async fn the_scan_reads_what_a_json_mask_keeps_and_xml() {
     assert_eq!(
         findings,
         [
+            // Kept by a rule, a column named like personal text holding values is reported.
+            "\"bio\" \"personal text\" \"column name\" 1",
             "\"bio\" \"email\" \"values\" 1",
             "\"bio\" \"phone\" \"values\" 1",
             "\"profile\" \"email\" \"values\" 1",

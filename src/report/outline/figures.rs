@@ -8,8 +8,9 @@ use indicatif::HumanBytes;
 
 use super::{Line, Section, Staging, row, seconds, text};
 use crate::media::MediaReport;
-use crate::report::{RunReport, counted};
+use crate::report::RunReport;
 use crate::snapshot::format_age;
+use crate::util::counted;
 
 pub(super) fn snapshot_section(report: &RunReport, now: DateTime<Utc>) -> Section {
     let lines = match &report.snapshot {
