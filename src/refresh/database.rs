@@ -153,14 +153,16 @@ impl Run<'_> {
         };
         let restoring = || format!("restoring {} into {scratch}", snapshot.name);
         let limit = self.config.restore.timeout;
-        let restored = restore::restore(
+        // On the heap: the stream's future is big, and the daemon polls it on a worker
+        // thread's stack (2 MiB), which a debug build's copies of it overflowed.
+        let restored = Box::pin(restore::restore(
             source,
             snapshot,
             (filter, privileges),
             Scanning::new(masker, &self.config.anonymize),
             &sessions,
             progress.clone(),
-        );
+        ));
         let (streamed, scanning) = match tokio::time::timeout(limit, restored).await {
             Ok(streamed) => streamed,
             Err(_) => Err(RestoreError::TimedOut(
