@@ -52,10 +52,11 @@ fn findings(report: &serde_json::Value) -> Vec<String> {
 #[tokio::test]
 async fn kept_copy_values_are_found_in_the_stream_and_the_steps_are_timed() {
     let dump = with(&format!(
-        "CREATE TABLE public.ticket (id integer, contact_email text, body text[]);\n\
-         COPY public.ticket (id, contact_email, body) FROM stdin;\n\
-         1\t{JANE}\t{{\"call +44 20 7946 0958\",x}}\n\
-         2\t\\N\t{{\"card 4111\\0401111 1111 1111\"}}\n\\.\n"
+        "CREATE TABLE public.ticket (id integer, contact_email text, body text[], meta jsonb);\n\
+         COPY public.ticket (id, contact_email, body, meta) FROM stdin;\n\
+         1\t{JANE}\t{{\"call +44 20 7946 0958\",x}}\t\\N\n\
+         2\t\\N\t{{\"card 4111\\0401111 1111 1111\",\"ann\\\\@mailbox-example.org\"}}\t\
+         {{\"to\": \"omar\\\\u0040mailbox-example.org\"}}\n\\.\n"
     ));
     let mut env = Env::new(&dump).await;
     env.anonymize = KEEP.replace("on_unmasked_pii = \"fail\"\n", "");
@@ -69,6 +70,10 @@ async fn kept_copy_values_are_found_in_the_stream_and_the_steps_are_timed() {
         "public.ticket.body phone values 1",
         // `\\040` in the COPY is an escaped space: the server stores a card number.
         "public.ticket.body card values 1",
+        // Escapes the server undoes hide nothing: an array element's backslash, jsonb's
+        // `\u0040`.
+        "public.ticket.body email values 1",
+        "public.ticket.meta email values 1",
     ] {
         assert!(found.contains(&expected.into()), "{expected}: {found:?}");
     }

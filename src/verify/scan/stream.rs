@@ -21,6 +21,7 @@ use super::classify::kinds_in_value;
 use super::column_names::kind_by_name;
 use super::rows::masked_or_empty;
 use crate::config::AnonymizeConfig;
+use crate::mask::array::{self, ArrayError};
 use crate::mask::catalog::Answer;
 use crate::mask::copy;
 use crate::mask::shape::{BaseType, ColumnShape};
@@ -76,8 +77,27 @@ struct Scan {
     seconds: f64,
 }
 
-/// Values per (table, column, kind, how found).
-type Counts = BTreeMap<(String, String, &'static str, &'static str), u64>;
+/// Values per (table, how found, column's place in the COPY, column, kind): the database
+/// scan's order, each table's column names' findings before its values', in column order.
+type Counts = BTreeMap<(String, By, usize, String, &'static str), u64>;
+
+/// How a finding was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum By {
+    /// The column's name says PII and it holds values the rules did not mask.
+    ColumnName,
+    /// Values look like PII.
+    Values,
+}
+
+impl By {
+    fn as_str(self) -> &'static str {
+        match self {
+            By::ColumnName => "column name",
+            By::Values => "values",
+        }
+    }
+}
 
 /// The COPY in progress.
 struct CopyScan {
@@ -85,13 +105,22 @@ struct CopyScan {
     line: u64,
     into: Vec<TableName>,
     listed: Vec<String>,
-    /// Per field: what its name says it holds, when the field is scanned.
-    fields: Vec<Option<Option<&'static str>>>,
+    /// Per field, when it is scanned: how.
+    fields: Vec<Option<Field>>,
     /// The start of a row the last chunk cut.
     partial: Vec<u8>,
     rows: u64,
     /// A row outgrew [`MAX_ROW`]: the rest is the database scan's.
     unread: bool,
+}
+
+/// A scanned field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Field {
+    /// What its column's name says it holds.
+    named: Option<&'static str>,
+    array: bool,
+    json: bool,
 }
 
 /// Whether the scan reads a column of this shape: text-like (strings, json, jsonb, xml, and
@@ -133,11 +162,11 @@ impl Scan {
         let findings = self
             .counts
             .into_iter()
-            .map(|((table, column, kind, by), count)| Finding {
+            .map(|((table, by, _, column, kind), count)| Finding {
                 table,
                 column,
                 kind: kind.to_owned(),
-                by: by.to_owned(),
+                by: by.as_str().to_owned(),
                 count,
             })
             .collect();
@@ -163,8 +192,12 @@ impl Scan {
             .fields
             .iter()
             .map(|(name, shape, masked)| {
-                let read = !masked && !copy.emptied && shape.is_some_and(scanned);
-                read.then(|| kind_by_name(&table.name, name, &siblings))
+                let shape = shape.filter(|shape| !masked && !copy.emptied && scanned(shape))?;
+                Some(Field {
+                    named: kind_by_name(&table.name, name, &siblings),
+                    array: shape.array,
+                    json: matches!(shape.base, BaseType::Json | BaseType::Jsonb),
+                })
             })
             .collect();
         self.copy = Some(CopyScan {
@@ -272,22 +305,27 @@ fn rows(
                     copy.fields.len()
                 )));
             };
-            let Some(named) = scan else { continue };
+            let Some(scan) = scan else { continue };
             let Some(value) = decoded(field) else {
                 continue;
             };
-            let value = String::from_utf8_lossy(&value);
             let mut count = |kind, by| {
-                let key = (copy.table.to_string(), copy.listed[i].clone(), kind, by);
+                let key = (copy.table.to_string(), by, i, copy.listed[i].clone(), kind);
                 *counts.entry(key).or_insert(0) += 1;
             };
-            if let Some(kind) = named
-                && !masked_or_empty(&value, cfg)
+            if let Some(kind) = scan.named
+                && !masked_or_empty(&String::from_utf8_lossy(&value), cfg)
             {
-                count(kind, "column name");
+                count(kind, By::ColumnName);
             }
-            for kind in kinds_in_value(&value, cfg) {
-                count(kind, "values");
+            let mut kinds = Vec::new();
+            texts(&value, *scan, |text| {
+                kinds.extend(kinds_in_value(text, cfg))
+            });
+            kinds.sort_unstable();
+            kinds.dedup();
+            for kind in kinds {
+                count(kind, By::Values);
             }
         }
         if fields.next().is_some() {
@@ -298,6 +336,34 @@ fn rows(
         }
     }
     Ok(())
+}
+
+/// Hands `read` the texts of a field's `value` as the server stores them, where its text
+/// form can hide characters: an array's elements, their literal's quotes and backslashes
+/// undone (`{"jane\@example.org"}` holds `jane@example.org`), and a JSON document's `\u`
+/// escapes undone (jsonb stores the characters). A value that does not parse is read as it
+/// is (the server refuses it).
+fn texts(value: &[u8], field: Field, mut read: impl FnMut(&str)) {
+    let mut one = |text: &[u8]| {
+        let text = String::from_utf8_lossy(text);
+        if field.json
+            && text.contains("\\u")
+            && let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text)
+        {
+            return read(&doc.to_string());
+        }
+        read(&text)
+    };
+    let parsed = field.array
+        && array::map(value, |element| {
+            one(element);
+            Ok::<_, ArrayError>(None)
+        })
+        .is_ok();
+    // What a literal that does not parse holds is read again whole.
+    if !parsed {
+        one(value)
+    }
 }
 
 /// A field's value (`None` for NULL), borrowed when it has no escape.

@@ -1,7 +1,16 @@
 use super::*;
 use crate::verify::scan::classify::tests::cfg;
 
-fn copy(fields: Vec<Option<Option<&'static str>>>, listed: &[&str]) -> CopyScan {
+/// A scanned text field whose name says `named`.
+fn text(named: Option<&'static str>) -> Option<Field> {
+    Some(Field {
+        named,
+        array: false,
+        json: false,
+    })
+}
+
+fn copy(fields: Vec<Option<Field>>, listed: &[&str]) -> CopyScan {
     CopyScan {
         table: TableName::new("public", "t"),
         line: 7,
@@ -27,12 +36,14 @@ fn scanned(copy: CopyScan, chunks: &[&[u8]]) -> Result<(Counts, CopyScan), Frami
     Ok((scan.counts, copy))
 }
 
+/// The key of a finding in `column` (the COPY's field `at`).
 fn key(
+    at: usize,
     column: &str,
     kind: &'static str,
-    by: &'static str,
-) -> (String, String, &'static str, &'static str) {
-    ("public.t".into(), column.into(), kind, by)
+    by: By,
+) -> (String, By, usize, String, &'static str) {
+    ("public.t".into(), by, at, column.into(), kind)
 }
 
 #[test]
@@ -41,7 +52,7 @@ fn kept_values_are_classified_wherever_the_chunks_cut_them() {
                         2\tanon_1@staging.invalid\t\\N\n\
                         3\t\\\\N\tmail: joe\\100example.org\n";
     for cut in 0..data.len() {
-        let fields = vec![None, Some(Some("email")), Some(None)];
+        let fields = vec![None, text(Some("email")), text(None)];
         let (counts, copy) = scanned(
             copy(fields, &["id", "email", "note"]),
             &[&data[..cut], &data[cut..]],
@@ -49,11 +60,11 @@ fn kept_values_are_classified_wherever_the_chunks_cut_them() {
         .unwrap();
         assert_eq!(copy.rows, 3, "cut at {cut}");
         let expected: Counts = [
-            (key("email", "email", "column name"), 2),
-            (key("email", "email", "values"), 1),
-            (key("note", "phone", "values"), 1),
+            (key(1, "email", "email", By::ColumnName), 2),
+            (key(1, "email", "email", By::Values), 1),
+            (key(2, "note", "phone", By::Values), 1),
             // `\100` is an escaped `@`: the value the server stores holds an email.
-            (key("note", "email", "values"), 1),
+            (key(2, "note", "email", By::Values), 1),
         ]
         .into_iter()
         .collect();
@@ -63,7 +74,7 @@ fn kept_values_are_classified_wherever_the_chunks_cut_them() {
 
 #[test]
 fn what_the_server_would_read_otherwise_fails() {
-    let fields = || vec![None, Some(None)];
+    let fields = || vec![None, text(None)];
     for (data, why) in [
         (
             &b"1\tjane\\\tdoe@example.org\n"[..],
@@ -87,6 +98,38 @@ fn what_the_server_would_read_otherwise_fails() {
 #[test]
 fn a_row_longer_than_the_limit_leaves_the_copy_to_the_database() {
     let long = vec![b'a'; MAX_ROW + 1];
-    let (counts, copy) = scanned(copy(vec![Some(None)], &["note"]), &[&long, b"\n"]).unwrap();
+    let (counts, copy) = scanned(copy(vec![text(None)], &["note"]), &[&long, b"\n"]).unwrap();
     assert!(copy.unread && copy.partial.is_empty() && counts.is_empty());
+}
+
+#[test]
+fn array_and_json_escapes_hide_nothing() {
+    let field = |array, json| Field {
+        named: None,
+        array,
+        json,
+    };
+    let read = |value: &[u8], field| {
+        let mut texts = Vec::new();
+        texts_of(value, field, &mut texts);
+        texts
+    };
+    fn texts_of(value: &[u8], field: Field, out: &mut Vec<String>) {
+        texts(value, field, |t| out.push(t.to_owned()));
+    }
+    // Array literals: the server stores the elements, quotes and backslashes undone.
+    assert_eq!(
+        read(br#"{"jane\@example.org",NULL,plain}"#, field(true, false)),
+        ["jane@example.org", "plain"]
+    );
+    // jsonb stores the characters a `\u` escape names.
+    assert_eq!(
+        read(br#"{"to": "jane\u0040example.org"}"#, field(false, true)),
+        [r#"{"to":"jane@example.org"}"#]
+    );
+    // What does not parse is read whole too, after the elements read before it broke.
+    assert_eq!(
+        read(b"{unclosed", field(true, false)),
+        ["unclosed", "{unclosed"]
+    );
 }
