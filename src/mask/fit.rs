@@ -217,17 +217,7 @@ mod tests {
     use crate::mask::shape::Check;
 
     fn shape(type_name: &str, base: BaseType) -> ColumnShape {
-        ColumnShape {
-            name: "note".into(),
-            type_name: type_name.into(),
-            base,
-            array: false,
-            not_null: false,
-            type_length: None,
-            checks: Vec::new(),
-            generated: false,
-            default: None,
-        }
+        ColumnShape::plain("note", type_name, base)
     }
 
     fn check(shape: &mut ColumnShape, name: &str, definition: &str, columns: &[&str]) {

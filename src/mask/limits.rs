@@ -378,12 +378,6 @@ mod tests {
 
     fn shape(name: &str, base: BaseType, checks: &[(&str, &str)]) -> ColumnShape {
         ColumnShape {
-            name: name.into(),
-            type_name: "text".into(),
-            base,
-            array: false,
-            not_null: false,
-            type_length: None,
             checks: checks
                 .iter()
                 .map(|(name, definition)| Check {
@@ -396,8 +390,7 @@ mod tests {
                     },
                 })
                 .collect(),
-            generated: false,
-            default: None,
+            ..ColumnShape::plain(name, "text", base)
         }
     }
 

@@ -19,6 +19,25 @@ pub struct ColumnShape {
     /// Its DEFAULT expression (`pg_get_expr`), when it has one.
     pub default: Option<String>,
 }
+#[cfg(test)]
+impl ColumnShape {
+    /// A nullable column `name` of `type_name` holding one `base` value, with no limit: what
+    /// a test starts from.
+    pub fn plain(name: &str, type_name: &str, base: BaseType) -> ColumnShape {
+        ColumnShape {
+            name: name.into(),
+            type_name: type_name.into(),
+            base,
+            array: false,
+            not_null: false,
+            type_length: None,
+            checks: Vec::new(),
+            generated: false,
+            default: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
     pub name: String,

@@ -169,17 +169,7 @@ mod tests {
     use super::*;
 
     fn column(name: &str, type_name: &str) -> ColumnShape {
-        ColumnShape {
-            name: name.into(),
-            type_name: type_name.into(),
-            base: BaseType::Text,
-            array: false,
-            not_null: false,
-            type_length: None,
-            checks: Vec::new(),
-            generated: false,
-            default: None,
-        }
+        ColumnShape::plain(name, type_name, BaseType::Text)
     }
 
     /// Table `name` (oid `oid`) with `columns`: (number, name, type oid).

@@ -405,15 +405,8 @@ fn a_copy_s_masks_are_fitted_to_the_shapes_it_is_given_at_its_start() {
         partition: false,
         partitioned: false,
         columns: vec![ColumnShape {
-            name: "a".to_owned(),
-            type_name: "text".into(),
-            base: shape::BaseType::Text,
-            array: false,
             not_null: true,
-            type_length: None,
-            checks: Vec::new(),
-            generated: false,
-            default: None,
+            ..ColumnShape::plain("a", "text", shape::BaseType::Text)
         }],
         catalog: None,
     };

@@ -74,13 +74,8 @@ async fn other_env(dump: &[u8], accounts: &str, rules: &str, admin: Option<&str>
 /// restore role may not: made once by a superuser, as the README's one-time step says. Its
 /// partition manager's configuration table belongs to an extension, with a row of its own.
 fn template(pg: &Postgres) -> String {
-    let name = unique("app_template");
-    pg.query(
-        "postgres",
-        &format!("CREATE DATABASE \"{name}\" IS_TEMPLATE true"),
-    );
-    pg.query(
-        &name,
+    template_with(
+        pg,
         "CREATE SCHEMA extensions AUTHORIZATION pg_database_owner;
          CREATE SCHEMA partman AUTHORIZATION pg_database_owner;
          CREATE EXTENSION bloom SCHEMA public;
@@ -89,7 +84,17 @@ fn template(pg: &Postgres) -> String {
          CREATE TABLE partman.part_config (parent_table text PRIMARY KEY, interval text);
          INSERT INTO partman.part_config VALUES ('public.events', 'template''s');
          ALTER EXTENSION moddatetime ADD TABLE partman.part_config;",
+    )
+}
+
+/// A template database on staging made by its superuser running `sql` in it.
+fn template_with(pg: &Postgres, sql: &str) -> String {
+    let name = unique("app_template");
+    pg.query(
+        "postgres",
+        &format!("CREATE DATABASE \"{name}\" IS_TEMPLATE true"),
     );
+    pg.query(&name, sql);
     name
 }
 
@@ -460,4 +465,88 @@ fn no_application_table_or_column_name_is_in_the_source() {
         }
     }
     assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+#[tokio::test]
+async fn a_postgis_and_pg_partman_application_restores_through_the_template() {
+    let dump = dump_of("geo-app.sql");
+    let accounts = r#"
+[anonymize.accounts]
+table = "public.accounts"
+id = "id"
+email = "email"
+password = "password_hash"
+name = "display_name"
+"#;
+    // A rule on the partitioned table covers the partitions pg_partman made.
+    let rules = r#"
+[[anonymize.table]]
+table = "public.places"
+mode = "keep"
+
+[[anonymize.table]]
+table = "public.events"
+mode = "keep"
+
+[[anonymize.table]]
+table = "partman.template_public_events"
+mode = "keep"
+"#;
+    let mut env = other_env(&dump, accounts, rules, Some("owner@geo-app.example")).await;
+    env.init_target().await;
+    // The README's one-time step: the extensions in the schemas production has them in.
+    let template = template_with(
+        env.pg,
+        "CREATE EXTENSION postgis SCHEMA public;
+         CREATE SCHEMA partman AUTHORIZATION pg_database_owner;
+         CREATE EXTENSION pg_partman SCHEMA partman;",
+    );
+    env.database = format!("template = \"{template}\"\n");
+    let out = env.run(&["--json", "run", "--skip-media"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let report = out.json();
+    let checks = report["verification"].as_array().unwrap();
+    assert!(checks.iter().all(|c| c["ok"] == true), "{checks:#?}");
+    // PostGIS's spatial_ref_sys and pg_partman's tables are the extensions': not scanned.
+    assert_eq!(report["pii_findings"], serde_json::json!([]));
+    let filtered = report["statements_filtered"].as_object().unwrap();
+    assert!(
+        filtered
+            .keys()
+            .any(|k| k.starts_with("COPY into an extension's table the restore role may not write")),
+        "{filtered:#?}"
+    );
+
+    assert_eq!(
+        env.query("SELECT public.ST_AsText(location) FROM places WHERE id = 4"),
+        "POINT(4 2)"
+    );
+    // Every partition pg_partman made in production (and its default) is there.
+    let attached = std::str::from_utf8(&dump)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("ALTER TABLE ONLY public.events ATTACH PARTITION"))
+        .count();
+    assert!(attached >= 3, "{attached} partitions in the dump");
+    assert_eq!(
+        env.query("SELECT count(*) FROM pg_inherits WHERE inhparent = 'public.events'::regclass"),
+        attached.to_string()
+    );
+    assert_eq!(env.query("SELECT count(*) FROM events"), "40");
+    assert_eq!(
+        env.query("SELECT count(*) > 1000 FROM spatial_ref_sys"),
+        "t",
+        "the template's spatial_ref_sys"
+    );
+    assert_eq!(
+        env.query("SELECT email, display_name FROM accounts WHERE id = 1"),
+        format!("{ADMIN_EMAIL}|Staging Admin")
+    );
+    assert_eq!(
+        env.query(
+            "SELECT count(*) FROM accounts WHERE id <> 1 \
+             AND email LIKE 'anon\\_%@staging.invalid' AND display_name = 'Anonymized User'"
+        ),
+        "19"
+    );
 }

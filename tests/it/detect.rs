@@ -378,20 +378,7 @@ async fn the_scan_reports_names_addresses_and_ips_left_in_a_kept_column() {
     env.anonymize = "[[anonymize.table]]\ntable = \"visit\"\nmode = \"keep\"\n".into();
     let out = env.refresh().await;
     assert_eq!(out.code, 0, "{out:?}");
-    let found: Vec<String> = out.json()["pii_findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            format!(
-                "{} {} {} {}",
-                f["column"].as_str().unwrap(),
-                f["kind"].as_str().unwrap(),
-                f["by"].as_str().unwrap(),
-                f["count"]
-            )
-        })
-        .collect();
+    let found = out.findings();
     for expected in [
         "note name values 1",
         "note address values 1",

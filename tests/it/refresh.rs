@@ -377,21 +377,7 @@ async fn unmasked_pii_fails_when_configured_to() {
         .into();
     let out = env.refresh().await;
     env.assert_failed_cleanly(&out, "unmasked PII found");
-    let findings = &out.json()["pii_findings"];
-    let found: Vec<String> = findings
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            format!(
-                "{} {} {} {}",
-                f["column"].as_str().unwrap(),
-                f["kind"].as_str().unwrap(),
-                f["by"].as_str().unwrap(),
-                f["count"]
-            )
-        })
-        .collect();
+    let found = out.findings();
     for expected in [
         "contact_email email column name 1",
         "contact_email email values 1",
