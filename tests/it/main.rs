@@ -26,4 +26,5 @@ mod restore_role;
 mod rules;
 mod secrets;
 mod snapshots;
+mod stream_scan;
 mod webhooks;
