@@ -30,25 +30,6 @@ fn with(sql: &str) -> Vec<u8> {
     inject(prod_dump(), "\\.", sql)
 }
 
-/// `findings` as `table.column kind by count` lines.
-fn findings(report: &serde_json::Value) -> Vec<String> {
-    report["pii_findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            format!(
-                "{}.{} {} {} {}",
-                f["table"].as_str().unwrap(),
-                f["column"].as_str().unwrap(),
-                f["kind"].as_str().unwrap(),
-                f["by"].as_str().unwrap(),
-                f["count"]
-            )
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn kept_copy_values_are_found_in_the_stream_and_the_steps_are_timed() {
     let dump = with(&format!(
@@ -63,7 +44,7 @@ async fn kept_copy_values_are_found_in_the_stream_and_the_steps_are_timed() {
     let out = env.refresh().await;
     assert_eq!(out.code, 0, "{out:?}");
     let report = out.json();
-    let found = findings(&report);
+    let found = common::findings(&report);
     for expected in [
         "public.ticket.contact_email email column name 1",
         "public.ticket.contact_email email values 1",
@@ -114,7 +95,7 @@ async fn values_the_server_computes_are_scanned_in_the_database() {
     env.anonymize = KEEP.into();
     let out = env.refresh().await;
     env.assert_failed_cleanly(&out, "unmasked PII found");
-    let found = findings(&out.json());
+    let found = out.findings();
     for expected in [
         "public.computed.contact email values 1",
         "public.computed_view.address email values 1",
