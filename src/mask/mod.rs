@@ -32,6 +32,7 @@ mod limits;
 mod rows;
 pub mod schema;
 pub mod shape;
+mod stage;
 pub mod tables;
 #[cfg(test)]
 mod tests;
@@ -43,9 +44,9 @@ use bytes::Bytes;
 
 use crate::config::masking::{Mask, Rules};
 use crate::config::{AccountsConfig, AnonymizeConfig, LargeObjects, TableMode};
+use crate::restore::At;
 use crate::restore::filter::Action;
 use crate::restore::statement::Statement;
-use crate::restore::{At, Question, StageError, StreamStage};
 use crate::table::{TableName, display_ident};
 pub use admin::{Admin, BCRYPT_COST, check_columns, check_table};
 use catalog::Answer;
@@ -55,6 +56,7 @@ pub use key::Key;
 pub use kinds::Masks;
 use rows::{MAX_ROW, MaskedCopy};
 use shape::ColumnShape;
+pub use stage::CopyFields;
 use tables::{TableShape, Tables};
 
 /// Why the masker drops a statement: it sets an emptied table's rows, or a large object's.
@@ -78,6 +80,9 @@ pub struct Masked {
     pub applied: Vec<(TableName, ColumnShape, Mask)>,
     /// The personal-looking columns a `keep` rule classified as not personal.
     pub kept: Vec<(TableName, String)>,
+    /// The tables INSERTs wrote into (with the partitions their rows may go to): rows the
+    /// stream saw as SQL, not as COPY fields.
+    pub inserted: BTreeSet<TableName>,
     /// The ancestors of each table that has some: a COPY into a partitioned table loads its
     /// partitions' rows.
     pub parents: BTreeMap<TableName, Vec<TableName>>,
@@ -114,6 +119,8 @@ struct Copy {
     table: TableName,
     /// The table the report counts its rows under.
     reported: TableName,
+    /// The columns it lists, and whether a mask rewrites each.
+    fields: Vec<(String, bool)>,
     action: CopyAction,
 }
 
@@ -125,12 +132,15 @@ enum CopyAction {
 
 impl Masker {
     /// The masker the config describes (its rules as `Config::load` validated them), its key
-    /// loaded or generated into `state_dir`. Slow (it hashes the admin password with
-    /// bcrypt): call it off the async runtime.
-    pub fn from_config(cfg: &AnonymizeConfig, state_dir: &Path) -> Result<Masker, MaskError> {
+    /// loaded or generated into `state_dir`, with the `admin` [`Admin::from_config`] made
+    /// (slow: the caller runs it beside other work).
+    pub fn from_config(
+        cfg: &AnonymizeConfig,
+        state_dir: &Path,
+        admin: Option<Admin>,
+    ) -> Result<Masker, MaskError> {
         let rules = cfg.rules.clone();
         let key = Key::load(cfg.mask_key_file.as_deref(), state_dir)?;
-        let admin = Admin::from_config(cfg)?;
         let mut masker = Masker::new(
             rules,
             Masks::new(key, &cfg.email_domain),
@@ -415,10 +425,12 @@ impl Masker {
         }
         let loaded: Vec<TableName> = tree.iter().map(|t| t.name.clone()).collect();
         self.loaded.extend(loaded);
+        let mut masked = vec![false; names.len()];
         let action = if self.rules.table_mode(shape.lineage()) == Some(TableMode::Empty) {
             CopyAction::Empty { rows: 0 }
         } else {
             let masks = gate::masks_of(&self.rules, &table, Some(&shape), &names)?;
+            masked = masks.iter().map(Option::is_some).collect();
             let admin = if table == self.accounts.table {
                 let listed: Vec<&str> = names.iter().map(String::as_str).collect();
                 check_columns(&self.accounts, &listed)?;
@@ -434,7 +446,7 @@ impl Masker {
                     &self.masks,
                     &shape,
                     line,
-                    names,
+                    names.clone(),
                     masks,
                     admin,
                 )?),
@@ -443,6 +455,7 @@ impl Masker {
         self.copy = Some(Copy {
             reported: shape.reported().clone(),
             table,
+            fields: names.into_iter().zip(masked).collect(),
             action,
         });
         Ok(())
@@ -556,6 +569,7 @@ impl Masker {
             }
         }
         let written_into: Vec<TableName> = tree.iter().map(|t| t.name.clone()).collect();
+        self.done.inserted.extend(written_into.iter().cloned());
         self.loaded.extend(written_into);
         Ok(Action::Keep)
     }
@@ -573,38 +587,6 @@ fn refused(s: &Statement, why: &'static str) -> MaskError {
         statement,
         target: s.table(at).map_or_else(String::new, |(t, _)| t.to_string()),
         why,
-    }
-}
-
-impl StreamStage for Masker {
-    type Answer = Answer;
-    fn question(&mut self, at: At<'_>) -> Option<Question<Answer>> {
-        let question = self.ask(at)?;
-        Some(Box::new(move |client| {
-            Box::pin(async move { question.ask(&client).await })
-        }))
-    }
-    fn statement(&mut self, s: &Statement, answer: Option<Answer>) -> Result<Action, StageError> {
-        Ok(Masker::statement(self, s, answer)?)
-    }
-    fn copy_table(&self, s: &Statement) -> TableName {
-        self.copy
-            .as_ref()
-            .map_or_else(|| s.copy_table(), |c| c.table.clone())
-    }
-    fn copy_data(&mut self, data: Bytes) -> Result<Option<Bytes>, StageError> {
-        Ok(Masker::copy_data(self, data)?)
-    }
-    fn copy_end(&mut self) -> Result<Option<Bytes>, StageError> {
-        Ok(Masker::copy_end(self)?)
-    }
-    fn masks_copy(&self) -> bool {
-        self.copy
-            .as_ref()
-            .is_some_and(|c| matches!(c.action, CopyAction::Mask(_)))
-    }
-    fn end(&mut self, answer: Option<Answer>) -> Result<(), StageError> {
-        Ok(Masker::end(self, answer.expect("the end is asked about"))?)
     }
 }
 

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use tokio_postgres::Client;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::{Doing, Run, RunError, restore_filter};
 use crate::database::extensions::{self, Extensions, Template};
@@ -13,7 +14,7 @@ use crate::database::restore_role::{self, Reach};
 use crate::database::settings;
 use crate::fault;
 use crate::journal::Step;
-use crate::mask::{MaskError, Masked, Masker};
+use crate::mask::{Admin, MaskError, Masked, Masker};
 use crate::progress::{Progress, Unit};
 use crate::report::{self, Phase};
 use crate::restore::privileges::Privileges;
@@ -22,7 +23,8 @@ use crate::restore::{self, RestoreError, Streamed, filter::Filter};
 use crate::snapshot::Snapshot;
 use crate::store::SourceBucket;
 use crate::table::TableName;
-use crate::verify::{self, AnonymizeError};
+use crate::verify::scan::stream::Scanning;
+use crate::verify::{self, AnonymizeError, StreamScan};
 
 /// The role the dump runs as, and how it reaches the scratch database.
 #[derive(Clone)]
@@ -60,6 +62,12 @@ impl Run<'_> {
         snapshot: &Snapshot,
     ) -> Result<(), RunError> {
         let scratch = self.config.scratch_db();
+        // The admin's bcrypt hash takes a core for a quarter of a second: it is computed
+        // while the steps before the restore wait on the server.
+        let anonymize = self.config.anonymize.clone();
+        let hashing = AbortOnDropHandle::new(tokio::task::spawn_blocking(move || {
+            Admin::from_config(&anonymize)
+        }));
         let filter = restore_filter(&self.server, maintenance, snapshot).await?;
         let name = restore_role::name(&self.config.database.name);
         self.journal.step(Step::Restore {
@@ -85,32 +93,33 @@ impl Run<'_> {
             Some(owner) => owner.clone(),
             None => self.server.current_role(maintenance).await?,
         };
-        let (streamed, masked) = self.restore(maintenance, snapshot, filter, &role).await?;
-        self.anonymize(maintenance, &role, &owner, &streamed, &masked)
+        let admin = hashing
+            .await
+            .expect("hashing the admin's password does not panic")
+            .doing("preparing the masking")?;
+        let (streamed, masked, scan) = self
+            .restore(maintenance, snapshot, filter, &role, admin)
+            .await?;
+        self.anonymize(maintenance, &role, &owner, &streamed, (&masked, &scan))
             .await
     }
 
     /// Streams `snapshot` into a new scratch database owned by the restore role (a copy of
-    /// `database.template`, or of template0), masking it on the way; the restore's figures
-    /// go in the report.
+    /// `database.template`, or of template0), masking and scanning it on the way; the
+    /// restore's figures go in the report.
     async fn restore(
         &mut self,
         maintenance: &Client,
         snapshot: &Snapshot,
         filter: Filter,
         role: &RestoreRole,
-    ) -> Result<(Streamed, Masked), RunError> {
+        admin: Option<Admin>,
+    ) -> Result<(Streamed, Masked, StreamScan), RunError> {
         let scratch = self.config.scratch_db();
         // The mask key is read (or made) before anything is created: a bad key file changes
         // nothing.
-        let (anonymize, state_dir) = (
-            self.config.anonymize.clone(),
-            self.config.daemon.state_dir.clone(),
-        );
         let masker =
-            tokio::task::spawn_blocking(move || Masker::from_config(&anonymize, &state_dir))
-                .await
-                .expect("preparing the masker does not panic")
+            Masker::from_config(&self.config.anonymize, &self.config.daemon.state_dir, admin)
                 .doing("preparing the masking")?;
         let sessions = Sessions::new(
             &self.server,
@@ -144,15 +153,17 @@ impl Run<'_> {
         };
         let restoring = || format!("restoring {} into {scratch}", snapshot.name);
         let limit = self.config.restore.timeout;
-        let restored = restore::restore(
+        // On the heap: the stream's future is big, and the daemon polls it on a worker
+        // thread's stack (2 MiB), which a debug build's copies of it overflowed.
+        let restored = Box::pin(restore::restore(
             source,
             snapshot,
             (filter, privileges),
-            masker,
+            Scanning::new(masker, &self.config.anonymize),
             &sessions,
             progress.clone(),
-        );
-        let (streamed, masker) = match tokio::time::timeout(limit, restored).await {
+        ));
+        let (streamed, scanning) = match tokio::time::timeout(limit, restored).await {
             Ok(streamed) => streamed,
             Err(_) => Err(RestoreError::TimedOut(
                 humantime::format_duration(limit).to_string(),
@@ -165,6 +176,7 @@ impl Run<'_> {
             e
         })
         .doing(restoring())?;
+        let (masker, scan) = scanning.finish();
         let masked = masker
             .finish()
             .map_err(|mut e| {
@@ -173,6 +185,12 @@ impl Run<'_> {
             })
             .doing(restoring())?;
         progress.finish();
+        let restoring = self.phase_started.elapsed().as_secs_f64();
+        self.report
+            .step(report::Step::Data, restoring - streamed.post_data_seconds);
+        self.report
+            .step(report::Step::PostData, streamed.post_data_seconds);
+        self.report.step(report::Step::StreamScan, scan.seconds);
         self.report.bytes_downloaded = streamed.bytes_downloaded;
         self.report.bytes_restored = streamed.bytes_sql;
         self.report.rows_restored = report::keyed(&streamed.rows, TableName::as_dumped);
@@ -187,7 +205,7 @@ impl Run<'_> {
         if let Some(s) = &mut self.report.snapshot {
             s.checksum_verified = streamed.checksum_verified;
         }
-        Ok((streamed, masked))
+        Ok((streamed, masked, scan))
     }
 
     /// A refusal of unclassified columns names the snapshot to ask for rules, and leaves
@@ -208,7 +226,7 @@ impl Run<'_> {
         role: &RestoreRole,
         owner: &str,
         streamed: &Streamed,
-        masked: &Masked,
+        (masked, scan): (&Masked, &StreamScan),
     ) -> Result<(), RunError> {
         let scratch = self.config.scratch_db();
         self.begin(Phase::Anonymize, None);
@@ -226,7 +244,7 @@ impl Run<'_> {
         match verify::run(
             &mut client,
             &self.config.anonymize,
-            masked,
+            (masked, scan),
             &streamed.xids,
             &self.config.restore,
         )
@@ -236,6 +254,9 @@ impl Run<'_> {
                 self.report.rows_anonymized = report::keyed(&done.rows, TableName::as_dumped);
                 self.report.verification = done.verification;
                 self.report.pii_findings = done.findings;
+                self.report
+                    .step(report::Step::Verification, done.verification_seconds);
+                self.report.step(report::Step::Scan, done.scan_seconds);
                 self.report.unpopulated_views = done.unpopulated_views;
             }
             Err(err) => {

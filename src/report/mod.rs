@@ -171,6 +171,51 @@ pub struct PhaseTiming {
     pub seconds: f64,
 }
 
+/// The parts of the database phases an operator asks about when a refresh is slow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    /// The restore up to its post-data section: the schema and every table's rows.
+    Data,
+    /// The post-data section: keys, indexes, constraints, built in parallel.
+    PostData,
+    /// The PII scan of the rows as they streamed past, on the decode thread (CPU time, beside
+    /// the restore's other work, not after it).
+    StreamScan,
+    /// The anonymize phase's checks.
+    Verification,
+    /// The anonymize phase's PII scan of what the stream did not see.
+    Scan,
+}
+
+impl Step {
+    /// The phase the step is part of.
+    pub fn phase(self) -> Phase {
+        match self {
+            Step::Data | Step::PostData | Step::StreamScan => Phase::Restore,
+            Step::Verification | Step::Scan => Phase::Anonymize,
+        }
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Step::Data => "data section",
+            Step::PostData => "post-data",
+            Step::StreamScan => "PII scan in the stream",
+            Step::Verification => "verification",
+            Step::Scan => "PII scan in the database",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepTiming {
+    pub step: Step,
+    pub seconds: f64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
     pub run_id: String,
@@ -195,6 +240,9 @@ pub struct RunReport {
     pub cause: Option<Cause>,
     pub snapshot: Option<SnapshotReport>,
     pub phases: Vec<PhaseTiming>,
+    /// Where the database phases' time went ([`Step`]).
+    #[serde(default)]
+    pub steps: Vec<StepTiming>,
     pub bytes_downloaded: u64,
     /// Decompressed SQL bytes restored.
     pub bytes_restored: u64,
@@ -268,6 +316,7 @@ impl RunReport {
             cause: None,
             snapshot: None,
             phases: Vec::new(),
+            steps: Vec::new(),
             bytes_downloaded: 0,
             bytes_restored: 0,
             rows_restored: BTreeMap::new(),
@@ -298,6 +347,11 @@ impl RunReport {
             .iter()
             .find(|p| p.phase == phase)
             .map(|p| p.seconds)
+    }
+
+    /// Records how long `step` took.
+    pub fn step(&mut self, step: Step, seconds: f64) {
+        self.steps.push(StepTiming { step, seconds });
     }
 
     /// What went wrong in a run that still did its job, in words without values: PII scan

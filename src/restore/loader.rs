@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
@@ -104,6 +105,8 @@ pub struct Loaded {
     pub rows: BTreeMap<TableName, u64>,
     /// The 32-bit xids (as text, like `xmin::text`) of the table's COPY transactions.
     pub xids: BTreeMap<TableName, Vec<String>>,
+    /// From the first post-data statement handed to the pool to the end.
+    pub post_data_seconds: f64,
 }
 
 /// Loads everything `items` delivers, the post-data statements through `post_data`.
@@ -115,6 +118,7 @@ pub async fn load(
 ) -> Result<Loaded, LoadError> {
     let mut line = 0;
     let mut loaded = Loaded::default();
+    let mut post_data_started = None;
     let mut batch = Batch {
         sql: String::with_capacity(BATCH_BYTES + 4096),
         statements: Vec::new(),
@@ -126,6 +130,7 @@ pub async fn load(
                 line = statement.line;
                 match post_data.route(statement) {
                     Route::Job(job) => {
+                        post_data_started.get_or_insert_with(Instant::now);
                         batch.flush(client).await?;
                         post_data.submit(job).await?;
                     }
@@ -185,6 +190,7 @@ pub async fn load(
     batch.flush(client).await?;
     post_data.finish().await?;
     outside_transaction(client, line).await?;
+    loaded.post_data_seconds = post_data_started.map_or(0.0, |t| t.elapsed().as_secs_f64());
     Ok(loaded)
 }
 

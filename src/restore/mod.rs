@@ -22,6 +22,7 @@ mod load_error;
 pub mod loader;
 pub mod postdata;
 pub mod privileges;
+mod readers;
 pub mod session;
 pub mod statement;
 
@@ -50,6 +51,7 @@ use load_error::LoadError;
 use loader::Loaded;
 use postdata::PostData;
 use privileges::{Forbidden, Privileges, Verdict};
+use readers::{ChannelReader, Counted};
 use session::Sessions;
 use statement::Statement;
 
@@ -95,6 +97,8 @@ pub struct Streamed {
     /// The xids of each table's COPY transactions: what verification expects every masked
     /// row's `xmin` to be.
     pub xids: BTreeMap<TableName, Vec<String>>,
+    /// How long the post-data section took (the rest of the restore is its data section).
+    pub post_data_seconds: f64,
     /// Statements and meta-commands dropped or rewritten by the filter, by reason.
     pub filtered: BTreeMap<String, u64>,
     /// The statements the restore role may not run (listed by a plan).
@@ -330,13 +334,18 @@ where
         Err(Stop::Failed(e)) => return Err(e.into()),
         Err(Stop::Closed) => return Err(consumed.err().unwrap_or(LoadError::InputEnded).into()),
     };
-    let Loaded { rows, xids } = consumed?;
+    let Loaded {
+        rows,
+        xids,
+        post_data_seconds,
+    } = consumed?;
     let streamed = Streamed {
         bytes_downloaded,
         bytes_sql,
         checksum_verified,
         rows,
         xids,
+        post_data_seconds,
         filtered,
         forbidden,
     };
@@ -635,56 +644,4 @@ fn asked<R: StreamStage>(
     out.blocking_send(Load::Ask { line, ask })
         .map_err(|_| Stop::Closed)?;
     answer.blocking_recv().map(Some).map_err(|_| Stop::Closed)
-}
-
-/// Reads what the download task sends; an error it sends ends the stream with that error.
-#[derive(Debug)]
-struct ChannelReader {
-    rx: mpsc::Receiver<std::io::Result<Bytes>>,
-    chunk: Bytes,
-    /// Set when the download sent an error: the decoder's failure is then its consequence.
-    failed: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl ChannelReader {
-    fn new(rx: mpsc::Receiver<std::io::Result<Bytes>>) -> ChannelReader {
-        ChannelReader {
-            rx,
-            chunk: Bytes::new(),
-            failed: Default::default(),
-        }
-    }
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        while self.chunk.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(Ok(chunk)) => self.chunk = chunk,
-                Some(Err(e)) => {
-                    self.failed
-                        .store(true, std::sync::atomic::Ordering::Relaxed);
-                    return Err(e);
-                }
-                None => return Ok(0),
-            }
-        }
-        let n = out.len().min(self.chunk.len());
-        out[..n].copy_from_slice(&self.chunk.split_to(n));
-        Ok(n)
-    }
-}
-
-/// Counts the decompressed bytes.
-struct Counted<R> {
-    inner: R,
-    bytes: u64,
-}
-
-impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(out)?;
-        self.bytes += n as u64;
-        Ok(n)
-    }
 }

@@ -12,7 +12,6 @@ use super::{AnonymizeError, sql_error};
 use crate::config::AnonymizeConfig;
 use crate::database::sql::quote_ident;
 use crate::mask::Masked;
-use crate::mask::array::{self, ArrayError};
 use crate::mask::language::{Language, language};
 use crate::mask::shape::{BaseType, ColumnShape};
 use crate::table::{TableName, display_ident};
@@ -176,58 +175,69 @@ pub async fn run(
     Ok(checks)
 }
 
-/// The tables holding masked columns whose rows were not all written by a COPY of that table
-/// (or of a table its rows were routed through: a partitioned parent) or by the transaction
-/// `own` (the anonymization's, once it wrote rows itself), as `table: count`: any other row
-/// was written after the masking, by code of the dump's (an index expression, a CHECK, a
-/// materialized view's refresh, a trigger of another table's COPY).
-pub async fn written_after_copies(
-    tx: &Transaction<'_>,
-    masked: &Masked,
-    xids: &BTreeMap<TableName, Vec<String>>,
-    own: Option<&str>,
-) -> Result<Vec<String>, AnonymizeError> {
-    let tables: BTreeSet<&TableName> = masked.applied.iter().map(|(t, _, _)| t).collect();
-    let mut written_after = Vec::new();
-    for table in &tables {
-        // A table no COPY loaded: any row it has was written otherwise.
-        let parents = masked.parents.get(*table).map_or(&[][..], Vec::as_slice);
-        let ids: Vec<&str> = std::iter::once(*table)
-            .chain(parents)
-            .filter_map(|t| xids.get(t))
-            .flatten()
-            .map(String::as_str)
-            .chain(own)
-            .collect();
-        // ONLY: an inheriting table's rows are its own COPY's.
-        let count: i64 = tx
-            .query_one(
-                &format!(
-                    "SELECT count(*) FROM ONLY {} WHERE xmin::text <> ALL($1::text[])",
-                    table.sql()
-                ),
-                &[&ids],
-            )
-            .await
-            .map_err(sql_error("verifying the masked tables' rows"))?
-            .get(0);
-        if count > 0 {
-            written_after.push(format!(
-                "rows of {table} written after its COPY: {count} (by code in the dump)"
-            ));
-        }
-    }
-    Ok(written_after)
+/// The tables whose rows must all be their COPYs': those with masked columns and those the
+/// PII scan read in the stream.
+pub struct RowVersions<'a> {
+    pub tables: &'a BTreeSet<&'a TableName>,
+    /// Each table's ancestors: a COPY into a partitioned table loads its partitions' rows.
+    pub parents: &'a BTreeMap<TableName, Vec<TableName>>,
+    /// The xids of each table's COPY transactions.
+    pub xids: &'a BTreeMap<TableName, Vec<String>>,
 }
 
-/// The verification [`written_after_copies`] found (`checked` masked tables).
-pub fn only_copied_rows(written_after: Vec<String>, masked: &Masked) -> Verification {
-    let tables: BTreeSet<&TableName> = masked.applied.iter().map(|(t, _, _)| t).collect();
+impl RowVersions<'_> {
+    /// The tables whose rows were not all written by a COPY of that table (or of a table its
+    /// rows were routed through: a partitioned parent) or by the transaction `own` (the
+    /// anonymization's, once it wrote rows itself), as `table: count`: any other row was
+    /// written after the stream masked and scanned it, by code of the dump's (an index
+    /// expression, a CHECK, a materialized view's refresh, a trigger of another table's
+    /// COPY).
+    pub async fn written_after_copies(
+        &self,
+        tx: &Transaction<'_>,
+        own: Option<&str>,
+    ) -> Result<Vec<String>, AnonymizeError> {
+        let mut written_after = Vec::new();
+        for table in self.tables {
+            // A table no COPY loaded: any row it has was written otherwise.
+            let parents = self.parents.get(*table).map_or(&[][..], Vec::as_slice);
+            let ids: Vec<&str> = std::iter::once(*table)
+                .chain(parents)
+                .filter_map(|t| self.xids.get(t))
+                .flatten()
+                .map(String::as_str)
+                .chain(own)
+                .collect();
+            // ONLY: an inheriting table's rows are its own COPY's. Compared as xids: this
+            // reads every row of every table the stream read, and text costs twice as much.
+            let count: i64 = tx
+                .query_one(
+                    &format!(
+                        "SELECT count(*) FROM ONLY {} WHERE xmin <> ALL($1::text[]::xid[])",
+                        table.sql()
+                    ),
+                    &[&ids],
+                )
+                .await
+                .map_err(sql_error("verifying the restored tables' rows"))?
+                .get(0);
+            if count > 0 {
+                written_after.push(format!(
+                    "rows of {table} written after its COPY: {count} (by code in the dump)"
+                ));
+            }
+        }
+        Ok(written_after)
+    }
+}
+
+/// The verification [`RowVersions::written_after_copies`] found (`checked` tables).
+pub fn only_copied_rows(written_after: Vec<String>, checked: usize) -> Verification {
     check(
-        "masked tables hold only their COPY's rows",
+        "restored tables hold only their COPY's rows",
         written_after.is_empty(),
         if written_after.is_empty() {
-            format!("{} masked tables checked", tables.len())
+            format!("{checked} tables checked")
         } else {
             written_after.join(", ")
         },
@@ -277,19 +287,21 @@ async fn outside_masks(
             table.sql()
         );
         let count = match &language {
-            Language::Json { .. } => {
-                json_outside(tx, &rows, &column, shape, &language, masked).await?
+            Language::Pattern(_) | Language::Json { .. } => {
+                read_outside(tx, &rows, &column, shape, &language, masked).await?
             }
-            _ => {
-                let sql = match value_outside(&language, &shape.base) {
-                    None => format!("SELECT count(*) {rows}"),
-                    Some(outside) if shape.array => format!(
+            Language::Null | Language::Constant(_) => {
+                let sql = match &language {
+                    Language::Constant(constant) if shape.array => format!(
                         "SELECT count(*) {rows} AND EXISTS (SELECT FROM unnest({column}) v \
-                         WHERE v IS NOT NULL AND {outside})"
+                         WHERE v IS NOT NULL AND {})",
+                        constant_outside(constant, &shape.base)
                     ),
-                    Some(outside) => format!(
-                        "SELECT count(*) FROM (SELECT {column} AS v {rows}) value WHERE {outside}"
+                    Language::Constant(constant) => format!(
+                        "SELECT count(*) FROM (SELECT {column} AS v {rows}) value WHERE {}",
+                        constant_outside(constant, &shape.base)
                     ),
+                    _ => format!("SELECT count(*) {rows}"),
                 };
                 tx.query_one(&sql, &[&masked.admin_id])
                     .await
@@ -304,33 +316,33 @@ async fn outside_masks(
     Ok(outside)
 }
 
-/// The SQL condition that a non-NULL value `v` of type `base` is outside `language`;
-/// `None` when every value is (NULL's language).
-fn value_outside(language: &Language, base: &BaseType) -> Option<String> {
-    // bytea's escape form leaves printable ASCII but `\` as it is: the masks' bytes.
-    let text = |x: &str| match base {
+/// A value `x` of type `base` as text, as the masks' languages read it: bytea's escape form
+/// leaves printable ASCII but `\` as it is (the masks' bytes).
+fn value_text(x: &str, base: &BaseType) -> String {
+    match base {
         BaseType::Bytea => format!("encode({x}, 'escape')"),
         _ => format!("({x})::text"),
-    };
-    // Literals: the patterns and constants come from the config, never from the dump.
-    let literal = |s: &str| format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"));
-    Some(match language {
-        Language::Null => return None,
-        Language::Pattern(pattern) => format!("{} !~ {}", text("v"), literal(pattern.as_str())),
-        // The constant as the value's type reads it (`f` for a boolean reads `false`).
-        Language::Constant(constant) => format!(
-            "{} IS DISTINCT FROM {}",
-            text("v"),
-            text(&format!("(ARRAY[v, {}])[2]", literal(constant)))
-        ),
-        Language::Json { .. } => unreachable!("documents are walked, not matched"),
-    })
+    }
 }
 
-/// How many of the rows `rows` (`FROM ... WHERE ...`, $1 the admin's id) select hold a JSON
-/// document (or an array of them) in `column` with a string or number outside its path's
-/// language: documents are walked as the mask walked them.
-async fn json_outside(
+/// The SQL condition that a non-NULL value `v` of type `base` is not `constant`, as the
+/// value's type reads it (`f` for a boolean reads `false`).
+fn constant_outside(constant: &str, base: &BaseType) -> String {
+    // A literal: the constant comes from the config, never from the dump.
+    let literal = format!("E'{}'", constant.replace('\\', "\\\\").replace('\'', "''"));
+    format!(
+        "{} IS DISTINCT FROM {}",
+        value_text("v", base),
+        value_text(&format!("(ARRAY[v, {literal}])[2]"), base)
+    )
+}
+
+/// How many of the rows `rows` (`FROM ... WHERE ...`, $1 the admin's id) select hold a value
+/// in `column` (an element, for an array) outside `language`, read here: a JSON document
+/// walked as the mask walked it, a value matched against its pattern (PostgreSQL's regular
+/// expressions take microseconds a value for the masks' counted repetitions, the regex
+/// crate nanoseconds).
+async fn read_outside(
     tx: &Transaction<'_>,
     rows: &str,
     column: &str,
@@ -338,26 +350,24 @@ async fn json_outside(
     language: &Language,
     masked: &Masked,
 ) -> Result<i64, AnonymizeError> {
-    let what = "verifying the masked JSON columns";
+    let what = "verifying the masked columns";
+    let values = if shape.array {
+        format!(
+            "ARRAY(SELECT {} FROM unnest({column}) v WHERE v IS NOT NULL)",
+            value_text("v", &shape.base)
+        )
+    } else {
+        format!("ARRAY[{}]", value_text(column, &shape.base))
+    };
     let values = tx
-        .query_raw(&format!("SELECT {column}::text {rows}"), [&masked.admin_id])
+        .query_raw(&format!("SELECT {values} {rows}"), [&masked.admin_id])
         .await
         .map_err(sql_error(what))?;
     let mut values = std::pin::pin!(values);
     let mut count = 0;
     while let Some(row) = values.try_next().await.map_err(sql_error(what))? {
-        let value: &str = row.get(0);
-        let inside = if shape.array {
-            let mut inside = true;
-            let parsed = array::map(value.as_bytes(), |doc| {
-                inside &= std::str::from_utf8(doc).is_ok_and(|doc| language.contains(doc));
-                Ok::<_, ArrayError>(None)
-            });
-            inside && parsed.is_ok()
-        } else {
-            language.contains(value)
-        };
-        count += i64::from(!inside);
+        let values: Vec<&str> = row.get(0);
+        count += i64::from(!values.iter().all(|v| language.contains(v)));
     }
     Ok(count)
 }

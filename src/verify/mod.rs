@@ -17,6 +17,7 @@ mod guard;
 pub mod scan;
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use tokio_postgres::{Client, Transaction};
 
@@ -25,7 +26,7 @@ use crate::database::sql::{ServerMessage, quote_ident};
 use crate::mask::Masked;
 use crate::table::TableName;
 pub use checks::Verification;
-pub use scan::Finding;
+pub use scan::{Finding, StreamScan};
 
 #[derive(Debug, Clone, Default)]
 pub struct Anonymized {
@@ -33,6 +34,10 @@ pub struct Anonymized {
     pub rows: BTreeMap<TableName, u64>,
     pub verification: Vec<Verification>,
     pub findings: Vec<Finding>,
+    /// How long the checks took (the row-version check, before and after what changed
+    /// rows, and the others), and the PII scan.
+    pub verification_seconds: f64,
+    pub scan_seconds: f64,
     /// Materialized views production never populated, restored so and not scanned.
     pub unpopulated_views: Vec<String>,
 }
@@ -88,12 +93,13 @@ pub(crate) fn sql_error(what: &str) -> impl Fn(tokio_postgres::Error) -> Anonymi
 }
 
 /// Finishes, verifies and scans the database `client` (a fresh session, logged in as the
-/// restore role) restored (`masked` says what the restore masked, `xids` the restore's COPY
-/// transactions per table), in one transaction committed only when all of it passes.
+/// restore role) restored (`masked` says what the restore masked, `stream` what it scanned,
+/// `xids` the restore's COPY transactions per table), in one transaction committed only
+/// when all of it passes.
 pub async fn run(
     client: &mut Client,
     cfg: &AnonymizeConfig,
-    masked: &Masked,
+    (masked, stream): (&Masked, &StreamScan),
     xids: &BTreeMap<TableName, Vec<String>>,
     limits: &RestoreConfig,
 ) -> Result<Anonymized, AnonymizeError> {
@@ -108,24 +114,38 @@ pub async fn run(
         .await
         .map_err(sql_error("configuring the transaction"))?;
     let set_aside = guard::set_aside(&tx).await?;
+    let copied = scan::stream::copied_tables(masked, stream);
+    let check = checks::RowVersions {
+        tables: &copied,
+        parents: &masked.parents,
+        xids,
+    };
+    // The checks' time, without what changes rows between them.
+    let started = Instant::now();
     // Before anything of ours writes rows: afterwards every row it touches is ours.
-    let mut written_after = checks::written_after_copies(&tx, masked, xids, None).await?;
+    let mut written_after = check.written_after_copies(&tx, None).await?;
+    let mut verifying = started.elapsed();
+    let mut own = None;
     if changes::changes_data(cfg) {
         change_data(&tx, cfg, masked, &settings).await?;
-        // The materialized views' refresh ran the dump's code, each in a subtransaction:
-        // what that code wrote carries the subtransaction's xid, what we wrote our own.
-        if written_after.is_empty() {
-            let own = checks::own_xid(&tx).await?;
-            written_after = checks::written_after_copies(&tx, masked, xids, Some(&own)).await?;
-        }
+        own = Some(checks::own_xid(&tx).await?);
     }
-    let mut verification = vec![checks::only_copied_rows(written_after, masked)];
+    let started = Instant::now();
+    // The materialized views' refresh ran the dump's code, each in a subtransaction: what
+    // that code wrote carries the subtransaction's xid, what we wrote our own.
+    if own.is_some() && written_after.is_empty() {
+        written_after = check.written_after_copies(&tx, own.as_deref()).await?;
+    }
+    let mut verification = vec![checks::only_copied_rows(written_after, copied.len())];
     verification.extend(checks::run(&tx, cfg, masked).await?);
     if verification.iter().any(|c| !c.ok) {
         return Err(AnonymizeError::Verification(verification));
     }
-    let findings = scan::run(&tx, cfg, masked).await?;
+    verifying += started.elapsed();
+    let started = Instant::now();
+    let findings = scan::run(&tx, cfg, masked, stream, own.as_deref()).await?;
     let unpopulated_views = scan::unpopulated_views(&tx).await?;
+    let scan_seconds = started.elapsed().as_secs_f64();
     if !unpopulated_views.is_empty() {
         tracing::info!(
             views = %unpopulated_views.join(", "),
@@ -150,6 +170,8 @@ pub async fn run(
         rows: masked.rows.clone(),
         verification,
         findings,
+        verification_seconds: verifying.as_secs_f64(),
+        scan_seconds,
         unpopulated_views,
     })
 }

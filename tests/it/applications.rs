@@ -339,7 +339,7 @@ async fn without_a_production_admin_every_account_is_masked() {
     assert_eq!(
         names,
         [
-            "masked tables hold only their COPY's rows",
+            "restored tables hold only their COPY's rows",
             "non-admin emails in the reserved domain",
             "no login-capable account",
             "masked columns hold masked values"

@@ -380,11 +380,11 @@ async fn the_scan_reports_names_addresses_and_ips_left_in_a_kept_column() {
     assert_eq!(out.code, 0, "{out:?}");
     let found = out.findings();
     for expected in [
-        "note name values 1",
-        "note address values 1",
-        "note ip values 1",
-        "doc ip values 1",
-        "doc name values 1",
+        "public.visit.note name values 1",
+        "public.visit.note address values 1",
+        "public.visit.note ip values 1",
+        "public.visit.doc ip values 1",
+        "public.visit.doc name values 1",
     ] {
         assert!(
             found.contains(&expected.to_owned()),

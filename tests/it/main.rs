@@ -28,4 +28,5 @@ mod restore_role;
 mod rules;
 mod secrets;
 mod snapshots;
+mod stream_scan;
 mod webhooks;

@@ -379,10 +379,10 @@ async fn unmasked_pii_fails_when_configured_to() {
     env.assert_failed_cleanly(&out, "unmasked PII found");
     let found = out.findings();
     for expected in [
-        "contact_email email column name 1",
-        "contact_email email values 1",
-        "body phone values 1",
-        "body card values 1",
+        "public.support_ticket.contact_email email column name 1",
+        "public.support_ticket.contact_email email values 1",
+        "public.support_ticket.body phone values 1",
+        "public.support_ticket.body card values 1",
     ] {
         assert!(
             found.contains(&expected.to_owned()),

@@ -55,6 +55,9 @@ pub(super) fn timing_section(report: &RunReport, total: f64) -> Section {
     ])];
     for p in &report.phases {
         lines.push(row([&p.phase.to_string(), &seconds(p.seconds)]));
+        for s in report.steps.iter().filter(|s| s.step.phase() == p.phase) {
+            lines.push(row([&format!("  {}", s.step), &seconds(s.seconds)]));
+        }
     }
     lines.push(row(["total", &seconds(total)]));
     lines.push(row([

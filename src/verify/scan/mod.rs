@@ -20,6 +20,7 @@ mod large_objects;
 mod literals;
 mod names;
 mod rows;
+pub mod stream;
 
 pub(crate) use classify::{TOKEN, kinds_in_value, value_is};
 pub(crate) use column_names::kind_by_name;
@@ -35,6 +36,7 @@ use crate::config::masking::Mask;
 use crate::config::{AnonymizeConfig, LargeObjects};
 use crate::mask::Masked;
 use crate::table::TableName;
+pub use stream::StreamScan;
 
 /// The schemas the dump's objects live in: not the system's.
 const USER_SCHEMA: &str =
@@ -72,14 +74,39 @@ pub fn describe(findings: &[Finding]) -> String {
         .join(", ")
 }
 
+/// The findings of the scan in the stream (`stream`) and of the scan of what it did not see:
+/// the columns it did not read, and in those it read the rows the transaction `own` (the
+/// anonymization's, when it wrote rows) rewrote since.
 pub async fn run(
     tx: &Transaction<'_>,
     cfg: &AnonymizeConfig,
     masked: &Masked,
+    stream: &StreamScan,
+    own: Option<&str>,
 ) -> Result<Vec<Finding>, AnonymizeError> {
-    let mut findings = Vec::new();
-    for table in scanned_columns(tx, masked).await? {
-        findings.extend(rows::scan(tx, cfg, &table).await?);
+    let mut findings = stream.findings.clone();
+    let copied = stream::copied_tables(masked, stream);
+    for scanned in scanned_columns(tx, masked).await? {
+        // What the stream read of the table, and what it did not.
+        let read = stream
+            .covered
+            .get(&scanned.table)
+            .filter(|_| copied.contains(&scanned.table));
+        let (read, unread): (Vec<String>, Vec<String>) = scanned
+            .columns
+            .iter()
+            .cloned()
+            .partition(|c| read.is_some_and(|read| read.contains(c)));
+        let part = |columns| Scanned {
+            columns,
+            ..scanned.clone()
+        };
+        if !unread.is_empty() {
+            findings.extend(rows::scan(tx, cfg, &part(unread), None).await?);
+        }
+        if let Some(own) = own.filter(|_| !read.is_empty()) {
+            findings.extend(rows::scan(tx, cfg, &part(read), Some(own)).await?);
+        }
     }
     for (table, shape, mask) in &masked.applied {
         if let Mask::Json(json) = mask {
@@ -113,6 +140,7 @@ pub async fn unpopulated_views(tx: &Transaction<'_>) -> Result<Vec<String>, Anon
 
 /// A table's text-like columns: those the scan reads, and all of them (what a column's name
 /// says may depend on the others: `city` beside `street`).
+#[derive(Clone)]
 pub(super) struct Scanned {
     pub table: TableName,
     pub columns: Vec<String>,

@@ -73,12 +73,14 @@ struct Long {
     kinds: BTreeSet<&'static str>,
 }
 
-/// Findings in every row of `columns` of `table`: columns whose name says PII holding values
-/// the rules did not mask ("column name"), and values that look like PII ("values").
+/// Findings in every row of `columns` of `table` (only those the transaction `written_by`
+/// wrote, when given): columns whose name says PII holding values the rules did not mask
+/// ("column name"), and values that look like PII ("values").
 pub(super) async fn scan(
     tx: &Transaction<'_>,
     cfg: &AnonymizeConfig,
     scanned: &Scanned,
+    written_by: Option<&str>,
 ) -> Result<Vec<Finding>, AnonymizeError> {
     let (table, columns) = (&scanned.table, scanned.columns.as_slice());
     let what = format!("scanning {table}");
@@ -92,8 +94,13 @@ pub(super) async fn scan(
             )
         })
         .collect();
+    // The xid is a number we read from the server.
+    let rows = match written_by {
+        Some(xid) => format!("WHERE xmin::text = '{xid}'"),
+        None => String::new(),
+    };
     let sql = format!(
-        "SELECT ctid::text, {} FROM {}",
+        "SELECT ctid::text, {} FROM {} {rows}",
         values.join(", "),
         table.sql()
     );
@@ -176,7 +183,7 @@ pub(super) async fn scan(
 
 /// Whether a value of a column named like PII holds nothing personal: empty, a masked email
 /// or the staging admin's.
-fn masked_or_empty(value: &str, cfg: &AnonymizeConfig) -> bool {
+pub(super) fn masked_or_empty(value: &str, cfg: &AnonymizeConfig) -> bool {
     let masked = format!("@{}", cfg.email_domain.to_lowercase());
     value.is_empty() || value == cfg.admin_email || value.to_lowercase().ends_with(&masked)
 }

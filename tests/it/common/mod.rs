@@ -62,23 +62,30 @@ impl Run {
         })
     }
 
-    /// The run report's PII findings, each `column kind by count` (what an operator reads).
+    /// The run report's PII findings, each `table.column kind by count` (what an operator
+    /// reads).
     pub fn findings(&self) -> Vec<String> {
-        self.json()["pii_findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| {
-                format!(
-                    "{} {} {} {}",
-                    f["column"].as_str().unwrap(),
-                    f["kind"].as_str().unwrap(),
-                    f["by"].as_str().unwrap(),
-                    f["count"]
-                )
-            })
-            .collect()
+        findings(&self.json())
     }
+}
+
+/// `report`'s PII findings, each `table.column kind by count`.
+pub fn findings(report: &serde_json::Value) -> Vec<String> {
+    report["pii_findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            format!(
+                "{}.{} {} {} {}",
+                f["table"].as_str().unwrap(),
+                f["column"].as_str().unwrap(),
+                f["kind"].as_str().unwrap(),
+                f["by"].as_str().unwrap(),
+                f["count"]
+            )
+        })
+        .collect()
 }
 
 impl std::fmt::Debug for Run {
