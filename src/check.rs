@@ -13,6 +13,7 @@ use crate::database::extensions::{Extensions, Template};
 use crate::database::restore_role::{self, Fitness};
 use crate::database::sql::quote_ident;
 use crate::database::{Server, markers};
+use crate::drift::{self, Drift};
 use crate::media::{self, MARKER_KEY};
 use crate::restore;
 use crate::restore::privileges::{Privileges, Verdict, created_extension};
@@ -47,6 +48,7 @@ pub async fn run(config: &Config, path: &Path) -> Vec<CheckResult> {
     let mut results = vec![
         CheckResult::from("config", Ok("valid".into())),
         CheckResult::from("config file mode", config_mode(path)),
+        CheckResult::from("notify", Ok(notifications(config))),
     ];
     let (snapshot_results, head) = snapshots(config).await;
     results.extend(snapshot_results);
@@ -91,6 +93,27 @@ fn config_mode(path: &Path) -> Result<String, String> {
     } else {
         format!("{} is mode {mode:04o}", path.display())
     })
+}
+
+/// Who is told after a run (and of a new snapshot's unclassified columns): email, webhooks,
+/// both, or, said as a warning, no one.
+fn notifications(config: &Config) -> String {
+    let Some(notify) = &config.notify else {
+        return "warning: no [notify] section: no one is told after a run".into();
+    };
+    let mut channels = Vec::new();
+    if let Some(email) = notify.email() {
+        channels.push(format!("email to {}", email.to.join(", ")));
+    }
+    for (i, hook) in notify.webhook.iter().enumerate() {
+        let on: Vec<String> = hook.on.iter().map(ToString::to_string).collect();
+        channels.push(format!(
+            "notify.webhook[{i}] ({}) on {}",
+            hook.kind,
+            on.join(", ")
+        ));
+    }
+    channels.join("; ")
 }
 
 /// The staging server: reachable, the target marked, the role not a superuser, the restore
@@ -229,11 +252,11 @@ async fn restore_role(server: &Server, client: &Client, config: &Config) -> Resu
     let role = restore_role::name(&config.database.name);
     let configured = config.database.restore_password.is_some();
     let error = |e: crate::database::DbError| e.to_string();
-    if let Some(why) = restore_role::cannot_log_in(server, client, &role, configured)
+    if let Some(refused) = restore_role::cannot_log_in(server, client, &role, configured)
         .await
         .map_err(error)?
     {
-        return Err(why);
+        return Err(refused.message);
     }
     let login = if configured {
         "with database.restore_password_file"
@@ -373,7 +396,34 @@ async fn snapshots(config: &Config) -> (Vec<CheckResult>, Result<Vec<Statement>,
         };
         results.push(CheckResult::from("snapshot decryption", opened));
     }
+    let columns = match drift::classify(config, &bucket, &snapshot).await {
+        Ok(drift) => columns(&drift),
+        Err(e) => Err(e.to_string()),
+    };
+    results.push(CheckResult::from("snapshot columns", columns));
     (results, head)
+}
+
+/// Whether the rules classify every column of the newest snapshot, as the daemon's watch
+/// finds it: a column without a rule fails the check.
+fn columns(drift: &Drift) -> Result<String, String> {
+    let name = &drift.snapshot;
+    let gone = match drift.rules_for_nothing.as_slice() {
+        [] => String::new(),
+        gone => format!(
+            "; warning: rules name what it does not have: {}",
+            gone.join(", ")
+        ),
+    };
+    if drift.unclassified.is_empty() {
+        return Ok(format!("every column of {name} is classified{gone}"));
+    }
+    Err(format!(
+        "{} unclassified column(s) in {name}: {}{gone}; `staging-refresh rules --snapshot {name} \
+         --toml` prints rules to review and add",
+        drift.unclassified.len(),
+        drift.by_table().join("; ")
+    ))
 }
 
 async fn newest_snapshot(

@@ -26,13 +26,38 @@ impl From<Exit> for std::process::ExitCode {
 
 /// A guard said no. Nothing has been changed.
 #[derive(Debug, thiserror::Error)]
-#[error("refused: {0}")]
-pub struct Refused(pub String);
+#[error("refused: {message}")]
+pub struct Refused {
+    pub guard: Guard,
+    pub message: String,
+}
+
+impl Refused {
+    pub fn new(guard: Guard, message: impl Into<String>) -> Refused {
+        Refused {
+            guard,
+            message: message.into(),
+        }
+    }
+}
+
+/// Which guard refused: what to do about it differs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Guard {
+    /// A target (the staging database or media bucket) without its opt-in marker.
+    NotOptedIn,
+    /// The restore cannot log in as the restore role; `sql` is what a superuser runs, either
+    /// statement fixing it.
+    RestoreRoleLogin { sql: Vec<String> },
+    /// A target that is the source itself.
+    TargetIsSource,
+}
 
 /// Another refresh is running.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "another refresh holds the lock {path} (pid {}, run {run_id})",
+    "another refresh holds the lock {path} (pid {}, run {run_id}): wait for it to finish; \
+     `staging-refresh status` shows what it is doing",
     crate::util::shown_pid(*.pid)
 )]
 pub struct Locked {

@@ -20,6 +20,7 @@
 //! | [`mask`] | masking in the restore stream: the unclassified gate, mask kinds applied, COPY rows, the key, the admin row |
 //! | [`verify`] | the anonymize phase after the restore: `extra_sql`, bcrypt hashes, verification, the PII scan |
 //! | [`survey`] | a snapshot's columns as the rules classify them: rule, or suggestion and evidence (`plan`, `rules`) |
+//! | [`drift`] | a new snapshot's columns against the rules, reading only as much of it as that needs (the daemon's watch, `check`) |
 //! | [`media`] | the media mirror: merge-joined listings, server-side copies, deletes |
 //! | [`staging`] | the live environment around the database: backend commands, Redis, maintenance flag |
 //! | [`journal`] | the run journal a crashed run leaves, and the record of its recovery |
@@ -30,8 +31,8 @@
 //! | [`state`] | the state file: the current run, the last reports, totals |
 //! | [`check`] | `check`: config, credentials, reachability, markers, roles |
 //! | [`metrics`] | the Prometheus endpoint, read from the state file |
-//! | [`notify`] | what people read of a run: the operator's plain text, the summary email (text and HTML), the chat webhooks |
-//! | [`daemon`] | the event loop and scheduler, the run supervisor, the control socket, systemd notification |
+//! | [`notify`] | what people read of a run (the operator's plain text, the summary email in text and HTML, the chat webhooks) and of a new snapshot's unclassified columns |
+//! | [`daemon`] | the event loop and scheduler, the run supervisor, the snapshot watch, the control socket, systemd notification |
 //! | [`status`] | `status`: the current and last run, the daemon, the maintenance flag, the previous database |
 //! | [`cli`] | the commands of the operator contract |
 
@@ -40,6 +41,7 @@ pub mod cli;
 pub mod config;
 mod daemon;
 pub mod database;
+pub mod drift;
 pub mod error;
 pub mod fault;
 mod journal;

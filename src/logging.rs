@@ -99,13 +99,7 @@ impl Drop for OneLine {
     }
 }
 
-/// `text` on one line, safe on a terminal: line breaks written as `\n` and `\r`, and every
-/// other control character (an escape sequence's ESC, a backspace, C1 controls) as
-/// `\u{1b}`, so a name from the dump or a server's message can neither forge a line nor
-/// drive the terminal.
-pub fn one_line(text: &str) -> String {
-    escaped(text, &[])
-}
+pub use crate::util::{one_line, printable};
 
 /// [`one_line`], keeping the colours the formatter writes on a terminal (SGR sequences,
 /// `ESC [ 1;31 m`: at worst a name from the dump colours a log line).
@@ -120,24 +114,6 @@ fn one_line_colored(text: &str) -> String {
         last = colour.end();
     }
     out.push_str(&one_line(&text[last..]));
-    out
-}
-
-/// `text` safe on a terminal, as [`one_line`] makes it, its line breaks and tabs kept.
-pub fn printable(text: &str) -> String {
-    escaped(text, &['\n', '\t'])
-}
-
-fn escaped(text: &str, kept: &[char]) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            _ if kept.contains(&c) || !c.is_control() => out.push(c),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            _ => out.extend(c.escape_unicode()),
-        }
-    }
     out
 }
 

@@ -56,6 +56,7 @@ pub const RUN_STARTED_TIMESTAMP: &str = "staging_refresh_run_started_timestamp_s
 pub const MAINTENANCE: &str = "staging_refresh_maintenance";
 pub const MAINTENANCE_SINCE_TIMESTAMP: &str = "staging_refresh_maintenance_since_timestamp_seconds";
 pub const NEXT_RUN_TIMESTAMP: &str = "staging_refresh_next_run_timestamp_seconds";
+pub const UNCLASSIFIED_COLUMNS: &str = "staging_refresh_unclassified_columns";
 
 /// Every metric the endpoint serves.
 pub struct Metrics {
@@ -82,6 +83,7 @@ pub struct Metrics {
     maintenance: IntGauge,
     maintenance_since: Gauge,
     next_run: Gauge,
+    unclassified_columns: IntGauge,
     media_objects: IntCounterVec,
     masked_values: IntCounterVec,
     media_copied_bytes: IntCounter,
@@ -187,6 +189,9 @@ impl Metrics {
                 "When the maintenance flag was raised; 0 when it is not."),
             next_run: metric!(r => Gauge, NEXT_RUN_TIMESTAMP,
                 "When the next scheduled refresh starts; 0 when none is."),
+            unclassified_columns: metric!(r => IntGauge, UNCLASSIFIED_COLUMNS,
+                "Columns of the newest snapshot no masking rule classifies, as the daemon's \
+                 watch last found them: the next refresh fails on them."),
             media_objects: metric!(r => IntCounterVec, MEDIA_OBJECTS_TOTAL, ["action"],
                 "Media objects handled by the mirror, by action."),
             masked_values: metric!(r => IntCounterVec, MASKED_VALUES_TOTAL, ["table", "column"],
@@ -278,6 +283,12 @@ impl Metrics {
 
         self.next_run
             .set(state.next_run.map(timestamp).unwrap_or(0.0));
+        self.unclassified_columns.set(
+            state
+                .drift
+                .as_ref()
+                .map_or(0, |d| d.unclassified.len() as i64),
+        );
 
         // A run recorded by a process that is gone ended abruptly: nothing runs.
         let current = state.current.as_ref().filter(|c| process_alive(c.pid));

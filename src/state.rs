@@ -12,6 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::drift::Drift;
 use crate::journal::Recovery;
 use crate::media::{MediaProgress, MediaProgressSnapshot, MediaReport};
 use crate::progress::{Progress, ProgressSnapshot};
@@ -43,6 +44,9 @@ pub struct State {
     /// even one that failed after its swap, or a rollback). A `run --skip-db` leaves it.
     #[serde(default)]
     pub live_snapshot: Option<SnapshotReport>,
+    /// The newest snapshot's columns against the rules, as the daemon's watch last found them.
+    #[serde(default)]
+    pub drift: Option<Drift>,
 }
 
 impl State {

@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::daemon::{DaemonStatus, control};
 use crate::database::Server;
+use crate::drift::Drift;
 use crate::error;
 use crate::journal::Recovery;
 use crate::lock::RunLock;
@@ -29,6 +30,8 @@ pub struct Status {
     pub previous_error: Option<String>,
     /// The last recovery from a run that died.
     pub recovered: Option<Recovery>,
+    /// The newest snapshot's columns against the rules, as the daemon's watch last found them.
+    pub drift: Option<Drift>,
 }
 
 pub async fn gather(config: &Config) -> Result<Status, StateError> {
@@ -59,6 +62,7 @@ pub async fn gather(config: &Config) -> Result<Status, StateError> {
         previous_kept: kept.as_ref().ok().copied(),
         previous_error: kept.err(),
         recovered: state.recovered,
+        drift: state.drift,
     })
 }
 

@@ -1,5 +1,5 @@
-//! Small helpers: files shared by the state file, the run journal and the maintenance flag;
-//! counts in messages.
+//! Small helpers: text made safe to print on one line, counts in messages, and the durable
+//! files of the state, the run journal and the maintenance flag.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -7,6 +7,32 @@ use std::path::Path;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+/// `text` on one line, safe on a terminal: line breaks written as `\n` and `\r`, and every
+/// other control character (an escape sequence's ESC, a backspace, C1 controls) as
+/// `\u{1b}`, so a name from the dump or a server's message can neither forge a line nor
+/// drive the terminal.
+pub fn one_line(text: &str) -> String {
+    escaped(text, &[])
+}
+
+/// `text` safe on a terminal, as [`one_line`] makes it, its line breaks and tabs kept.
+pub fn printable(text: &str) -> String {
+    escaped(text, &['\n', '\t'])
+}
+
+fn escaped(text: &str, kept: &[char]) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            _ if kept.contains(&c) || !c.is_control() => out.push(c),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            _ => out.extend(c.escape_unicode()),
+        }
+    }
+    out
+}
 
 /// `n` and `noun`, plural unless `n` is 1: "1 column", "4 columns".
 pub fn counted(n: usize, noun: &str) -> String {

@@ -6,6 +6,7 @@
 //! make, `units.rs` the durations, sizes and time zones written as text, `masking.rs` the
 //! masking rules parsed from `[anonymize]`.
 
+mod load;
 pub mod masking;
 mod schema;
 mod units;
@@ -19,9 +20,9 @@ use serde::Deserialize;
 pub use masking::{AccountsConfig, ColumnRule, TableMode, TableRule, Unclassified};
 pub use schema::{
     AnonymizeConfig, BackendConfig, BucketConfig, DaemonConfig, DatabaseConfig, DecryptConfig,
-    LargeObjects, MaintenanceConfig, MediaConfig, MetricsConfig, NotifyConfig, OnUnmaskedPii,
-    PasswordHash, RedisConfig, RestoreConfig, ScheduleConfig, Severity, SnapshotConfig,
-    WebhookConfig, WebhookKind,
+    EmailConfig, LargeObjects, MaintenanceConfig, MediaConfig, MetricsConfig, NotifyConfig,
+    OnUnmaskedPii, PasswordHash, RedisConfig, RestoreConfig, ScheduleConfig, Severity,
+    SnapshotConfig, WebhookConfig, WebhookKind,
 };
 pub use units::MaxDelete;
 
@@ -52,6 +53,9 @@ pub enum ConfigError {
     File { path: PathBuf, message: String },
     #[error("config key `{key}`: {message}")]
     Key { key: String, message: String },
+    /// More than one key at fault, each named once, in the order found.
+    #[error("{} config errors: {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Several(Vec<ConfigError>),
 }
 
 fn key_error(key: impl Into<String>, message: impl fmt::Display) -> ConfigError {
@@ -125,24 +129,20 @@ impl Config {
             .cache
             .into_table()
             .map_err(|e| file_error(e.to_string()))?;
-        read_secret_files(&mut tree, "")?;
-        nest_snapshot_store(&mut tree)?;
-        require_accounts(&tree)?;
-        let value = config::Value::new(None, config::ValueKind::Table(tree));
-        let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
-            let key = e.path().to_string();
-            key_error(
-                if key == "." {
-                    "(top level)".into()
-                } else {
-                    flat_snapshot_keys(&key)
-                },
-                flat_snapshot_keys(&e.inner().to_string()),
-            )
-        })?;
-        validate::config(&config)?;
-        config.anonymize.rules = config.anonymize.parse_rules()?;
-        Ok(config)
+        let mut errors = load::Errors::default();
+        read_secret_files(&mut tree, "", &mut errors);
+        nest_snapshot_store(&mut tree, &mut errors);
+        require_accounts(&tree, &mut errors);
+        let config =
+            load::deserialize::<Config>(tree, &mut errors, flat_snapshot_keys).map(|mut config| {
+                validate::config(&config, &mut errors);
+                match config.anonymize.parse_rules() {
+                    Ok(rules) => config.anonymize.rules = rules,
+                    Err(e) => errors.add(e),
+                }
+                config
+            });
+        errors.into_result(config)
     }
 
     /// The staging database name the refresh restores into before cutover.
@@ -183,11 +183,13 @@ impl Config {
     }
 }
 
-/// Replaces every `<secret key>_file = "path"` with `<secret key> = <file contents>`.
+/// Replaces every `<secret key>_file = "path"` with `<secret key> = <file contents>`; one
+/// that cannot be read is an error of its `_file` key (and stands for its secret's).
 fn read_secret_files(
     table: &mut config::Map<String, config::Value>,
     parent: &str,
-) -> Result<(), ConfigError> {
+    errors: &mut load::Errors,
+) {
     let keys: Vec<String> = table.keys().cloned().collect();
     for key in keys {
         let full = if parent.is_empty() {
@@ -197,14 +199,14 @@ fn read_secret_files(
         };
         match &mut table.get_mut(&key).expect("key listed above").kind {
             config::ValueKind::Table(inner) => {
-                read_secret_files(inner, &full)?;
+                read_secret_files(inner, &full, errors);
                 continue;
             }
             // An array of tables: `[[notify.webhook]]`.
             config::ValueKind::Array(items) => {
                 for (i, item) in items.iter_mut().enumerate() {
                     if let config::ValueKind::Table(inner) = &mut item.kind {
-                        read_secret_files(inner, &format!("{full}[{i}]"))?;
+                        read_secret_files(inner, &format!("{full}[{i}]"), errors);
                     }
                 }
                 continue;
@@ -217,46 +219,53 @@ fn read_secret_files(
         if !SECRET_KEYS.contains(&stem) {
             continue;
         }
-        if table.contains_key(stem) {
-            return Err(key_error(
-                full,
-                format!("both `{stem}` and `{key}` are set; keep one"),
-            ));
-        }
-        let path = table[&key]
-            .clone()
-            .into_string()
-            .map_err(|e| key_error(&full, e))?;
-        let secret = std::fs::read_to_string(&path)
-            .map_err(|e| key_error(&full, format!("cannot read {path}: {e}")))?;
-        let secret = secret.trim_end_matches(['\n', '\r']).to_owned();
+        let stem_key = full.trim_end_matches("_file").to_owned();
+        let secret = if table.contains_key(stem) {
+            Err(format!("both `{stem}` and `{key}` are set; keep one"))
+        } else {
+            table[&key]
+                .clone()
+                .into_string()
+                .map_err(|e| e.to_string())
+                .and_then(|path| {
+                    std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))
+                })
+        };
         table.remove(&key);
-        table.insert(
-            stem.to_owned(),
-            config::Value::new(None, config::ValueKind::String(secret)),
-        );
+        match secret {
+            Ok(secret) => {
+                let secret = secret.trim_end_matches(['\n', '\r']).to_owned();
+                table.insert(
+                    stem.to_owned(),
+                    config::Value::new(None, config::ValueKind::String(secret)),
+                );
+            }
+            Err(message) => {
+                errors.push(&full, message);
+                errors.cover(stem_key);
+            }
+        }
     }
-    Ok(())
 }
 
 /// An `[anonymize]` without `[anonymize.accounts]` (a config written before the section
-/// existed, when one application's users table was built in) fails here, before anything is
-/// loaded, saying what to add rather than serde's "missing field".
-fn require_accounts(tree: &config::Map<String, config::Value>) -> Result<(), ConfigError> {
+/// existed, when one application's users table was built in) is an error that says what to
+/// add, rather than serde's "missing".
+fn require_accounts(tree: &config::Map<String, config::Value>, errors: &mut load::Errors) {
     let Some(config::ValueKind::Table(anonymize)) = tree.get("anonymize").map(|v| &v.kind) else {
-        return Ok(());
+        return;
     };
     if anonymize.contains_key("accounts") {
-        return Ok(());
+        return;
     }
-    Err(key_error(
+    errors.push(
         "anonymize.accounts",
         "missing: name the application's users table and its columns, e.g. \
          [anonymize.accounts] table = \"public.users\", id = \"id\", email = \"email\", \
          password = \"encrypted_password\", and name, superuser (boolean) and active (boolean) \
          where the table has them; a config from before this section existed also needs \
          [[anonymize.column]] rules for what the runbook neutralised (README \"Upgrading\")",
-    ))
+    );
 }
 
 /// `[snapshot]` writes its bucket's keys flat beside its own, while `SnapshotConfig` holds
@@ -267,16 +276,16 @@ fn require_accounts(tree: &config::Map<String, config::Value>) -> Result<(), Con
 /// environment, parsed as a number, would be refused as not a string.)
 const SNAPSHOT_STORE: &str = "store";
 
-fn nest_snapshot_store(tree: &mut config::Map<String, config::Value>) -> Result<(), ConfigError> {
+fn nest_snapshot_store(tree: &mut config::Map<String, config::Value>, errors: &mut load::Errors) {
     let Some(config::ValueKind::Table(snapshot)) = tree.get_mut("snapshot").map(|v| &mut v.kind)
     else {
-        return Ok(());
+        return;
     };
-    if snapshot.contains_key(SNAPSHOT_STORE) {
-        return Err(key_error(
+    if snapshot.remove(SNAPSHOT_STORE).is_some() {
+        errors.push(
             format!("snapshot.{SNAPSHOT_STORE}"),
             format!("unknown field `{SNAPSHOT_STORE}`"),
-        ));
+        );
     }
     let store = BucketConfig::KEYS
         .iter()
@@ -286,7 +295,6 @@ fn nest_snapshot_store(tree: &mut config::Map<String, config::Value>) -> Result<
         SNAPSHOT_STORE.to_owned(),
         config::Value::new(None, config::ValueKind::Table(store)),
     );
-    Ok(())
 }
 
 /// An error's key or message as the file spells it: `snapshot.store.bucket` is
@@ -336,9 +344,15 @@ password = "encrypted_password"
         Config::load_with_env(&path, Some(env))
     }
 
+    /// The key the first error names.
     pub(super) fn key_of(err: ConfigError) -> String {
+        keys_of(err).remove(0)
+    }
+
+    pub(super) fn keys_of(err: ConfigError) -> Vec<String> {
         match err {
-            ConfigError::Key { key, .. } => key,
+            ConfigError::Key { key, .. } => vec![key],
+            ConfigError::Several(errors) => errors.into_iter().flat_map(keys_of).collect(),
             other => panic!("expected a key error, got {other}"),
         }
     }
@@ -376,7 +390,10 @@ password = "encrypted_password"
         assert!(c.media.enabled);
         assert_eq!(c.media.max_delete, MaxDelete::Percent(10.0));
         assert_eq!(c.backend.stop[0], "systemctl");
-        assert_eq!(c.notify.unwrap().to, vec!["admin@staging.example.com"]);
+        assert_eq!(
+            c.notify.unwrap().email().unwrap().to,
+            ["admin@staging.example.com"]
+        );
     }
 
     #[test]
@@ -396,7 +413,10 @@ password = "encrypted_password"
         assert_eq!(c.restore.jobs, Some(4));
         assert_eq!(c.snapshot.bucket_config().bucket, "2024");
         assert!(!c.database.keep_previous);
-        assert_eq!(c.notify.unwrap().to, vec!["a@example.com", "b@example.com"]);
+        assert_eq!(
+            c.notify.unwrap().email().unwrap().to,
+            ["a@example.com", "b@example.com"]
+        );
     }
 
     #[test]
@@ -453,13 +473,12 @@ password = "encrypted_password"
             &[],
         )
         .unwrap_err();
-        let message = err.to_string();
-        assert!(message.contains("for key `snapshot.region`"), "{message}");
-        assert_eq!(key_of(err), "snapshot.region");
+        assert_eq!(
+            err.to_string(),
+            "config key `snapshot.region`: invalid type: sequence, expected a string"
+        );
         let err = load(&MINIMAL.replace("bucket = \"snaps\"", ""), &[]).unwrap_err();
-        let message = err.to_string();
-        assert!(message.contains("field \"snapshot.bucket\""), "{message}");
-        assert_eq!(key_of(err), "snapshot");
+        assert_eq!(err.to_string(), "config key `snapshot.bucket`: missing");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::Secret;
 use super::masking::{AccountsConfig, ColumnRule, Rules, TableRule, Unclassified};
-use super::units::{GIB, MIB, MaxDelete, de_duration, de_size, de_time_zone};
+use super::units::{GIB, MIB, MaxDelete, de_duration, de_size, de_time_zone, de_watch};
 
 fn yes() -> bool {
     true
@@ -340,6 +340,10 @@ pub struct ScheduleConfig {
     pub time_zone: chrono_tz::Tz,
     #[serde(default = "yes")]
     pub catch_up: bool,
+    /// How often the daemon lists the snapshot bucket for a new snapshot, whose columns it
+    /// then classifies against the rules; `None` ("off" or "0"): it does not.
+    #[serde(default = "default_watch", deserialize_with = "de_watch")]
+    pub watch: Option<Duration>,
 }
 
 impl Default for ScheduleConfig {
@@ -348,8 +352,13 @@ impl Default for ScheduleConfig {
             cron: default_cron(),
             time_zone: default_time_zone(),
             catch_up: true,
+            watch: default_watch(),
         }
     }
+}
+
+fn default_watch() -> Option<Duration> {
+    Some(Duration::from_secs(15 * 60))
 }
 
 impl ScheduleConfig {
@@ -389,16 +398,37 @@ fn default_metrics_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9797))
 }
 
+/// `[notify]`: the summary email (`smtp_url`, `from` and `to`, set together), chat webhooks,
+/// or both.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyConfig {
     /// `smtp://`, `smtps://` (implicit TLS) or `smtp://...?tls=required` (STARTTLS).
-    pub smtp_url: Secret,
-    pub from: String,
-    pub to: Vec<String>,
+    pub smtp_url: Option<Secret>,
+    pub from: Option<String>,
+    pub to: Option<Vec<String>>,
     /// `[[notify.webhook]]`: chat channels (or any JSON receiver) told after every run.
     #[serde(default)]
     pub webhook: Vec<WebhookConfig>,
+}
+
+/// Where the summary email goes.
+#[derive(Debug, Clone, Copy)]
+pub struct EmailConfig<'a> {
+    pub smtp_url: &'a Secret,
+    pub from: &'a str,
+    pub to: &'a [String],
+}
+
+impl NotifyConfig {
+    /// The email's settings; `None` for a chat-only `[notify]`.
+    pub fn email(&self) -> Option<EmailConfig<'_>> {
+        Some(EmailConfig {
+            smtp_url: self.smtp_url.as_ref()?,
+            from: self.from.as_deref()?,
+            to: self.to.as_deref()?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

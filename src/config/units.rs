@@ -59,13 +59,24 @@ impl<'de> Deserialize<'de> for MaxDelete {
     }
 }
 
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("invalid duration {text:?} ({e}); use a form like \"26h\" or \"90s\""))
+}
+
 pub fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    parse_duration(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+/// A duration that may be switched off: "off" or "0" is `None`.
+pub fn de_watch<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     let text = String::deserialize(d)?;
-    humantime::parse_duration(text.trim()).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "invalid duration {text:?} ({e}); use a form like \"26h\" or \"90s\""
-        ))
-    })
+    if ["off", "0"].contains(&text.trim()) {
+        return Ok(None);
+    }
+    parse_duration(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// A size in bytes: a plain number, or a number with a unit such as "512MiB", "5 GiB", "64MB"
@@ -110,6 +121,20 @@ pub fn de_table<'de, D: Deserializer<'de>>(d: D) -> Result<TableName, D::Error> 
 mod tests {
     use super::*;
     use crate::config::tests::{MINIMAL, key_of, load};
+
+    #[test]
+    fn the_watch_defaults_to_15_minutes_and_switches_off() {
+        let c = load(MINIMAL, &[]).unwrap();
+        assert_eq!(c.schedule.watch, Some(Duration::from_secs(900)));
+        for off in ["off", "0"] {
+            let c = load(&format!("{MINIMAL}[schedule]\nwatch = \"{off}\"\n"), &[]).unwrap();
+            assert_eq!(c.schedule.watch, None);
+        }
+        let c = load(&format!("{MINIMAL}[schedule]\nwatch = \"2s\"\n"), &[]).unwrap();
+        assert_eq!(c.schedule.watch, Some(Duration::from_secs(2)));
+        let err = load(&format!("{MINIMAL}[schedule]\nwatch = \"often\"\n"), &[]).unwrap_err();
+        assert_eq!(key_of(err), "schedule.watch");
+    }
 
     #[test]
     fn max_delete_parses_counts_and_percentages() {

@@ -10,6 +10,7 @@ pub mod control;
 mod runs;
 pub mod schedule;
 mod systemd;
+mod watcher;
 
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
@@ -33,6 +34,7 @@ use crate::state::{CurrentRun, StateFile};
 use runs::ActiveRun;
 pub use runs::Started;
 use schedule::Schedule;
+use watcher::Watch;
 
 /// However far away the next run is, the scheduler looks at the wall clock again after this
 /// long: tokio's timers follow the monotonic clock, which stops while a VM is paused.
@@ -64,6 +66,8 @@ pub struct Daemon {
     active: tokio::sync::Mutex<Option<ActiveRun>>,
     /// The next scheduled run, for `status`, the state file and systemd's STATUS.
     next_run: watch::Sender<Option<DateTime<Utc>>>,
+    /// New snapshots' columns against the rules.
+    snapshots: Watch,
     stop_runs: CancellationToken,
     stopping: CancellationToken,
 }
@@ -152,6 +156,7 @@ pub async fn run(
         started_at: Utc::now(),
         active: Default::default(),
         next_run: watch::Sender::new(None),
+        snapshots: Watch::default(),
         stop_runs,
         stopping,
     });
@@ -175,6 +180,10 @@ pub async fn run(
         tracing::info!("a scheduled run was missed while the daemon was down: refreshing now");
         daemon.start_scheduled();
     }
+    // The rules may have changed while the daemon was down: the newest snapshot is
+    // classified again.
+    let mut watch_ticks = watcher::ticks(&daemon.config());
+    daemon.look_for_drift(true);
 
     let mut connections = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -200,11 +209,14 @@ pub async fn run(
                 Err(e) => tracing::warn!(error = %e, "accepting a control connection"),
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            () = watcher::tick(&mut watch_ticks) => daemon.look_for_drift(false),
             _ = hangup.recv() => {
                 systemd::reloading();
                 daemon.reload();
                 schedule = Schedule::new(&daemon.config().schedule);
                 next = daemon.plan_next(&schedule, Utc::now());
+                watch_ticks = watcher::ticks(&daemon.config());
+                daemon.look_for_drift(true);
                 systemd::ready(&daemon.describe(&schedule).await);
             }
             () = &mut shutdown => break,
@@ -270,6 +282,7 @@ impl Daemon {
     async fn stop(&self, mut connections: JoinSet<()>) {
         // Triggered before looking: `start` checks it under the same lock, so no run slips in.
         self.stop_runs.cancel();
+        self.snapshots.stop();
         let running = self.active.lock().await.take();
         let running = running.filter(|run| !run.task.is_finished());
         systemd::stopping(if running.is_some() {
@@ -291,6 +304,15 @@ impl Daemon {
 
     fn config(&self) -> Arc<Config> {
         self.config.read().expect("config").clone()
+    }
+
+    /// Classifies the newest snapshot's columns if it is new, or `again` under new rules
+    /// (see [`watcher`]); nothing when `schedule.watch` is off.
+    fn look_for_drift(&self, again: bool) {
+        let config = self.config();
+        if config.schedule.watch.is_some() {
+            self.snapshots.look(config, again);
+        }
     }
 
     async fn running(&self) -> Option<CurrentRun> {

@@ -77,7 +77,7 @@ mod tests {
         Schedule::new(&ScheduleConfig {
             cron: cron.into(),
             time_zone: zone.parse().unwrap(),
-            catch_up: true,
+            ..ScheduleConfig::default()
         })
     }
 

@@ -23,6 +23,7 @@ use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
 use crate::config::{ExposeSecret, Secret};
+use crate::error::{Guard, Refused};
 
 use super::sql::ServerMessage;
 use super::sql::quote_ident;
@@ -34,13 +35,13 @@ pub fn name(database: &str) -> String {
 }
 
 /// Why the restore could not log in as `role`, if it could not: no password is `configured`
-/// and the connected role may not set one. The text gives the two ways to fix it.
+/// and the connected role may not set one. The refusal gives the two ways to fix it.
 pub async fn cannot_log_in(
     server: &Server,
     client: &Client,
     role: &str,
     configured: bool,
-) -> Result<Option<String>, DbError> {
+) -> Result<Option<Refused>, DbError> {
     if configured || may_set_password(server, client).await? {
         return Ok(None);
     }
@@ -48,17 +49,24 @@ pub async fn cannot_log_in(
     Ok(Some(no_login(role, &refresh_role)))
 }
 
-fn no_login(role: &str, refresh_role: &str) -> String {
-    format!(
+fn no_login(role: &str, refresh_role: &str) -> Refused {
+    let create = create_sql(role, refresh_role);
+    let may_create_roles = format!("ALTER ROLE {} CREATEROLE;", quote_ident(refresh_role));
+    let message = format!(
         "the restore must log in as {role} (a session that switched to it with SET ROLE can \
          switch back to {refresh}'s rights), and {refresh} may not set its password, nor is \
          database.restore_password_file set; either create the role with a password, as a \
          superuser: {create} (or, if it exists: ALTER ROLE {role} LOGIN PASSWORD '...';) and \
          set database.restore_password_file to a file holding that password; or let \
-         {refresh} set one for each run, as a superuser: ALTER ROLE {refresh} CREATEROLE;",
-        create = create_sql(role, refresh_role),
+         {refresh} set one for each run, as a superuser: {may_create_roles}",
         role = quote_ident(role),
         refresh = quote_ident(refresh_role),
+    );
+    Refused::new(
+        Guard::RestoreRoleLogin {
+            sql: vec![create, may_create_roles],
+        },
+        message,
     )
 }
 

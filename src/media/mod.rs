@@ -35,7 +35,7 @@ pub use marker::{MARKER_KEY, has_marker, write_marker};
 pub use report::{CopyMode, Failure, MediaPlan, MediaProgress, MediaProgressSnapshot, MediaReport};
 
 use crate::config::{BucketConfig, ConfigError, MaxDelete, MediaConfig};
-use crate::error::Refused;
+use crate::error::{Guard, Refused};
 use crate::shutdown::CancellationToken;
 use crate::store::{SourceBucket, StoreError, TargetBucket};
 use copy::Copier;
@@ -94,11 +94,15 @@ impl Mirror {
             .as_ref()
             .ok_or_else(|| missing("media.target"))?;
         if same_bucket(source, target) {
-            return Err(Refused(format!(
-                "media.target is media.source (s3://{} at {}): the mirror would overwrite production",
-                target.bucket,
-                target.endpoint.as_deref().unwrap_or("AWS")
-            ))
+            return Err(Refused::new(
+                Guard::TargetIsSource,
+                format!(
+                    "media.target is media.source (s3://{} at {}): the mirror would overwrite \
+                     production",
+                    target.bucket,
+                    target.endpoint.as_deref().unwrap_or("AWS")
+                ),
+            )
             .into());
         }
         let mode = if same_endpoint(source, target) {
@@ -150,12 +154,15 @@ impl Mirror {
         {
             Ok(())
         } else {
-            Err(Refused(format!(
-                "the media target s3://{} at {} has no opt-in marker object {MARKER_KEY}; \
-                 run `staging-refresh init-target` once if this bucket is staging's",
-                target.name(),
-                target.endpoint()
-            ))
+            Err(Refused::new(
+                Guard::NotOptedIn,
+                format!(
+                    "the media target s3://{} at {} has no opt-in marker object {MARKER_KEY}; \
+                     run `staging-refresh init-target` once if this bucket is staging's",
+                    target.name(),
+                    target.endpoint()
+                ),
+            )
             .into())
         }
     }

@@ -8,7 +8,7 @@ use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::Summary;
-use crate::config::NotifyConfig;
+use crate::config::EmailConfig;
 
 /// Connecting, and each SMTP command, give up after this long.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -31,7 +31,7 @@ pub enum NotifyError {
 
 /// Sends `summary` to `notify.to`: plain SMTP, STARTTLS (`smtp://...?tls=required`) or
 /// implicit TLS (`smtps://`), as the URL says.
-pub async fn send(notify: &NotifyConfig, summary: &Summary) -> Result<(), NotifyError> {
+pub async fn send(notify: EmailConfig<'_>, summary: &Summary) -> Result<(), NotifyError> {
     let mailbox = |key: &'static str, address: &str| {
         address
             .parse::<Mailbox>()
@@ -42,9 +42,9 @@ pub async fn send(notify: &NotifyConfig, summary: &Summary) -> Result<(), Notify
             })
     };
     let mut message = Message::builder()
-        .from(mailbox("notify.from", &notify.from)?)
+        .from(mailbox("notify.from", notify.from)?)
         .subject(&summary.subject);
-    for to in &notify.to {
+    for to in notify.to {
         message = message.to(mailbox("notify.to", to)?);
     }
     let message = message.multipart(MultiPart::alternative_plain_html(

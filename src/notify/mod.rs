@@ -2,9 +2,11 @@
 //! ([`crate::report::outline`]): the operator's plain text ([`for_operator`]), and what is sent
 //! out after every run, the summary email (plain text and HTML) and the chat webhooks
 //! ([`webhook`]). Everything sent carries what the run report holds minus anything that could
-//! quote production data ([`Recipients`]). A failure to send is logged and counted, never a
-//! failed run.
+//! quote production data ([`Recipients`]). The same channels carry the daemon's warning of a
+//! new snapshot's unclassified columns ([`drift`], an outline of its own). A failure to send
+//! is logged and counted, never a failed run.
 
+mod drift;
 mod email;
 mod html;
 mod text;
@@ -15,6 +17,7 @@ use chrono::{DateTime, Utc};
 use email::send;
 
 use crate::config::Config;
+use crate::drift::Drift;
 use crate::report::RunReport;
 use crate::report::outline::{Outline, Reader, Staging};
 use crate::report::redact::Recipients;
@@ -28,28 +31,40 @@ pub struct Summary {
     pub html: String,
 }
 
-/// Emails the run's summary when `[notify]` is configured and posts it to each webhook whose
-/// `on` lists the run's severity. Each attempt is counted by channel and result in the state
-/// file (the metrics' notification counter); a failure is logged, and never changes the run's
-/// outcome.
+/// Tells every channel of `[notify]` how a run went.
 pub async fn after_run(config: &Config, report: &RunReport) {
+    let recipients = Recipients::new(config);
+    tell(config, &outline(config, report, Utc::now(), &recipients)).await;
+}
+
+/// Warns every channel of `[notify]` that a new snapshot has columns no rule classifies (or
+/// rules naming what it does not have), with the rules to add; `next_run` is the schedule's.
+pub async fn drift(config: &Config, drift: &Drift, next_run: Option<DateTime<Utc>>) {
+    let policy = config.anonymize.unclassified;
+    tell(config, &drift::outline(drift, policy, next_run)).await;
+}
+
+/// Emails `outline` when `[notify]` has email, and posts it to each webhook whose `on` lists
+/// its severity. Each attempt is counted by channel and result in the state file (the
+/// metrics' notification counter); a failure is logged, and never changes a run's outcome.
+async fn tell(config: &Config, outline: &Outline) {
     let Some(notify) = &config.notify else {
         return;
     };
-    let now = Utc::now();
-    let recipients = Recipients::new(config);
-    let outline = outline(config, report, now, &recipients);
-    let email = send(notify, &summary(&outline)).await;
-    match &email {
-        Ok(()) => tracing::info!(to = notify.to.len(), "summary email sent"),
-        Err(e) => tracing::warn!(error = %e, "the summary email could not be sent"),
+    let mut results = Vec::new();
+    if let Some(email) = notify.email() {
+        let sent = send(email, &summary(outline)).await;
+        match &sent {
+            Ok(()) => tracing::info!(to = email.to.len(), "summary email sent"),
+            Err(e) => tracing::warn!(error = %e, "the summary email could not be sent"),
+        }
+        results.push(("email".to_owned(), sent.is_ok()));
     }
-    let mut results = vec![("email".to_owned(), email.is_ok())];
     for (index, hook) in notify.webhook.iter().enumerate() {
         if !hook.on.contains(&outline.severity) {
             continue;
         }
-        let sent = webhook::send(index, hook, &outline).await;
+        let sent = webhook::send(index, hook, outline).await;
         match &sent {
             Ok(()) => tracing::info!(index, kind = %hook.kind, "webhook message sent"),
             Err(e) => tracing::warn!(error = %e, "the webhook message could not be sent"),
@@ -101,7 +116,7 @@ fn outline(
     )
 }
 
-/// The email of a run's outline.
+/// The email of an outline.
 fn summary(outline: &Outline) -> Summary {
     Summary {
         subject: format!("[staging-refresh] {}", outline.headline),

@@ -16,7 +16,11 @@ pub fn render(outline: &Outline) -> String {
         for line in &section.lines {
             match line {
                 Line::Text(t) => out.push_str(&format!("{indent}{t}\n")),
-                Line::Command(c) => out.push_str(&format!("{indent}    {c}\n")),
+                Line::Command(c) => {
+                    for line in c.lines() {
+                        out.push_str(&format!("{indent}    {line}\n"));
+                    }
+                }
                 Line::Row(cells) => {
                     let mut cols: Vec<String> = cells
                         .iter()

@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::error::Refused;
 use crate::media::MediaError;
-use crate::report::{Outcome, Phase};
+use crate::report::{Cause, Outcome, Phase};
 
 type BoxError = Box<dyn Error + Send + Sync + 'static>;
 
@@ -38,6 +38,16 @@ impl RunError {
             RunError::Refused(_) | RunError::Media(MediaError::Refused(_)) => Outcome::Refused,
             RunError::Cancelled => Outcome::Cancelled,
             _ => Outcome::Failed,
+        }
+    }
+
+    /// Why it failed, when what to do about it is particular to the cause.
+    pub fn cause(&self) -> Option<Cause> {
+        match self {
+            RunError::Refused(refused) => Cause::of(refused),
+            RunError::Media(err) => Cause::of(err),
+            RunError::Failed(step) => Cause::of(&*step.source),
+            RunError::Cancelled | RunError::MediaIncomplete { .. } => None,
         }
     }
 

@@ -8,7 +8,7 @@ use tokio_postgres::Client;
 
 use super::{Run, RunError, select_snapshot};
 use crate::database::{markers, restore_role};
-use crate::error::Refused;
+use crate::error::{Guard, Refused};
 use crate::report::SnapshotReport;
 use crate::snapshot::{Selection, Snapshot};
 
@@ -25,28 +25,34 @@ impl Run<'_> {
             .await?
             .is_none()
         {
-            return Err(Refused(format!(
-                "database {name:?} on {} is not marked as a refresh target; \
-                 run `staging-refresh init-target` once to opt in",
-                self.server.redacted()
-            ))
+            return Err(Refused::new(
+                Guard::NotOptedIn,
+                format!(
+                    "database {name:?} on {} is not marked as a refresh target; \
+                     run `staging-refresh init-target` once to opt in",
+                    self.server.redacted()
+                ),
+            )
             .into());
         }
         let role = restore_role::name(name);
         let configured = self.config.database.restore_password.is_some();
-        if let Some(why) =
+        if let Some(refused) =
             restore_role::cannot_log_in(&self.server, maintenance, &role, configured).await?
         {
-            return Err(Refused(why).into());
+            return Err(refused.into());
         }
         let (_, snapshot) = select_snapshot(self.config, selection).await?;
         self.report.snapshot = Some(SnapshotReport::from(&snapshot));
         if snapshot.host == self.server.host() && &snapshot.database == name {
-            return Err(Refused(format!(
-                "database.url points at the snapshot's own server and database ({}/{name}): \
-                 staging must not be production",
-                snapshot.host
-            ))
+            return Err(Refused::new(
+                Guard::TargetIsSource,
+                format!(
+                    "database.url points at the snapshot's own server and database ({}/{name}): \
+                     staging must not be production",
+                    snapshot.host
+                ),
+            )
             .into());
         }
         Ok(snapshot)

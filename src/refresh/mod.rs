@@ -40,7 +40,7 @@ use crate::lock::{LockError, RunLock};
 use crate::media::{CopyOutcome, MediaProgress, Mirror};
 use crate::progress::Progress;
 use crate::recovery;
-use crate::report::{Phase, PhaseTiming, RunReport};
+use crate::report::{Cause, Phase, PhaseTiming, RunReport};
 use crate::restore::filter::Filter;
 use crate::shutdown::CancellationToken;
 use crate::snapshot::{Catalog, Selection, Snapshot};
@@ -102,6 +102,13 @@ pub async fn run(
         report.failed_phase = Some(err.phase(run.phase));
         report.error = Some(crate::error::chain(&err));
         report.error_without_values = Some(chain_without_values(&err));
+        report.cause = match err.cause() {
+            Some(Cause::BadSnapshot { snapshot, .. }) => Some(Cause::BadSnapshot {
+                previous: snapshot_before(config, &snapshot).await,
+                snapshot,
+            }),
+            cause => cause,
+        };
         tracing::error!(
             run_id = %report.run_id,
             phase = %run.phase,
@@ -115,6 +122,17 @@ pub async fn run(
     observer.finished(&report);
     drop(lock);
     Ok(report)
+}
+
+/// The snapshot taken before `name`, for a run to choose instead of it; `None` when there
+/// is none, or the bucket cannot be listed.
+async fn snapshot_before(config: &Config, name: &str) -> Option<String> {
+    let bucket = SourceBucket::new(config.snapshot.bucket_config());
+    let catalog = Catalog::list(&bucket, &config.snapshot, config.source_database())
+        .await
+        .ok()?;
+    let mut older = catalog.snapshots.into_iter().skip_while(|s| s.name != name);
+    older.nth(1).map(|s| s.name)
 }
 
 /// The snapshot `selection` picks, and the bucket it is in.

@@ -2,8 +2,11 @@
 //! `status`, the state file, metrics and the summary email are all built from it; people read
 //! it through its [`outline`].
 
+mod cause;
 pub mod outline;
 pub mod redact;
+
+pub use cause::Cause;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -232,6 +235,9 @@ pub struct RunReport {
     /// [`outline::Reader`]).
     #[serde(default)]
     pub error_without_values: Option<String>,
+    /// Why it failed, when what to do about it is particular to the cause.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<Cause>,
     pub snapshot: Option<SnapshotReport>,
     pub phases: Vec<PhaseTiming>,
     /// Where the database phases' time went ([`Step`]).
@@ -307,6 +313,7 @@ impl RunReport {
             failed_phase: None,
             error: None,
             error_without_values: None,
+            cause: None,
             snapshot: None,
             phases: Vec::new(),
             steps: Vec::new(),

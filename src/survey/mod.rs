@@ -9,7 +9,7 @@
 mod evidence;
 mod suggest;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -25,6 +25,7 @@ use crate::restore::filter::Action;
 use crate::restore::statement::Statement;
 use crate::restore::{StageError, StreamStage};
 use crate::table::{TableName, display_ident};
+use crate::util::one_line;
 use crate::verify::scan::kind_by_name;
 pub use evidence::Evidence;
 pub use suggest::Suggestion;
@@ -81,6 +82,47 @@ impl Classified {
     pub fn name(&self) -> String {
         format!("{}.{}", self.table, display_ident(&self.column))
     }
+
+    /// For an unclassified column: its suggested `[[anonymize.column]]` rule, to review and
+    /// paste, after comment lines with the why and the evidence (counts, never a value).
+    pub fn rule_toml(&self) -> Option<String> {
+        let (suggestion, evidence) = (self.suggestion.as_ref()?, self.evidence.as_ref()?);
+        let mut out = format!(
+            "# {} ({}): {}\n# evidence: {}\n[[anonymize.column]]\ntable = {}\ncolumn = {}\nmask = {}\n",
+            one_line(&self.name()),
+            one_line(&self.ty),
+            suggestion.why,
+            evidence.describe(),
+            toml_string(&self.table),
+            toml_string(&self.column),
+            toml_string(suggestion.mask),
+        );
+        if let Some(value) = &suggestion.value {
+            out.push_str(&format!("value = {}\n", toml_string(value)));
+        }
+        if !suggestion.paths.is_empty() {
+            let paths: Vec<String> = suggestion
+                .paths
+                .iter()
+                .map(|(path, mask)| format!("{} = {}", toml_string(path), toml_string(mask)))
+                .collect();
+            out.push_str(&format!("paths = {{ {} }}\n", paths.join(", ")));
+        }
+        Some(out)
+    }
+}
+
+/// A TOML basic string: JSON's escapes are TOML's, except that TOML also wants DEL escaped;
+/// C1 controls are escaped too, which a terminal could take for an escape sequence.
+fn toml_string(text: &str) -> String {
+    serde_json::to_string(text)
+        .expect("a string serializes")
+        .chars()
+        .map(|c| match c {
+            '\u{7f}'..='\u{9f}' => format!("\\u{:04X}", c as u32),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 /// Reads the stream: the schema from the pre-data, the values of unclassified columns from
@@ -245,6 +287,55 @@ impl Survey {
             }
         }
         problems
+    }
+
+    /// The tables read so far with a column no rule classifies: whose COPY data holds the
+    /// evidence for a suggestion.
+    pub fn tables_unclassified(&self) -> BTreeSet<TableName> {
+        self.schema
+            .shapes()
+            .into_values()
+            .filter(|table| {
+                table
+                    .columns
+                    .iter()
+                    .any(|column| classify(&self.rules, table, column) == Class::Unclassified)
+            })
+            .map(|table| table.name)
+            .collect()
+    }
+
+    /// Whether the COPY under way has unclassified columns being read.
+    pub fn reading_copy(&self) -> bool {
+        self.copy.is_some()
+    }
+
+    /// The rules naming a table, or a table's column, that the dump read so far does not
+    /// have: `public.t.c` or `public.t`.
+    pub fn rules_for_nothing(&self) -> Vec<String> {
+        let tables = self.schema.shapes();
+        let mut gone: Vec<String> = Vec::new();
+        for (table, columns) in &self.rules.columns {
+            match tables.get(table) {
+                None => gone.push(table.to_string()),
+                Some(shape) => gone.extend(
+                    columns
+                        .keys()
+                        .filter(|column| shape.column(column).is_none())
+                        .map(|column| format!("{table}.{}", display_ident(column))),
+                ),
+            }
+        }
+        gone.extend(
+            self.rules
+                .tables
+                .keys()
+                .filter(|table| !tables.contains_key(*table))
+                .map(ToString::to_string),
+        );
+        gone.sort();
+        gone.dedup();
+        gone
     }
 
     /// The dump's columns, classified; a partitioned table's (or a parent's, inherited) once,

@@ -474,6 +474,19 @@ async fn without_a_restore_password_or_createrole_a_run_is_refused_before_any_ch
     ] {
         assert!(out.stderr.contains(&fix), "{fix} in {out:?}");
     }
+    // What to do: the SQL, each statement a command of its own.
+    let advice = out.stdout.split("What to do").nth(1).unwrap_or_default();
+    for sql in [
+        format!(
+            "CREATE ROLE \"{role}\" LOGIN PASSWORD '...'; GRANT \"{role}\" TO \"{REFRESH_ROLE}\";"
+        ),
+        format!("ALTER ROLE \"{REFRESH_ROLE}\" CREATEROLE;"),
+    ] {
+        assert!(
+            advice.contains(&format!("      {sql}\n")),
+            "{sql} in {out:?}"
+        );
+    }
     assert_eq!(
         env.query("SELECT note FROM sentinel"),
         common::staging::SENTINEL

@@ -53,7 +53,7 @@ fn control_socket(env: &Env) -> PathBuf {
 }
 
 /// Waits (off the runtime's threads) until `ready` holds.
-async fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+pub(crate) async fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !ready() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -62,14 +62,14 @@ async fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bo
 }
 
 /// The notify socket systemd would own: every datagram the daemon sends, with its arrival.
-struct NotifySocket {
+pub(crate) struct NotifySocket {
     path: PathBuf,
     received: Arc<Mutex<Vec<(Instant, String)>>>,
     done: Arc<AtomicBool>,
 }
 
 impl NotifySocket {
-    fn new() -> NotifySocket {
+    pub(crate) fn new() -> NotifySocket {
         let path = test_dir("notify").join("notify.sock");
         let socket = UnixDatagram::bind(&path).unwrap();
         socket
@@ -108,7 +108,7 @@ impl NotifySocket {
     }
 
     /// Waits for the `n`-th (from 1) datagram holding the line `line`; returns the datagram.
-    async fn wait_for(&self, line: &str, n: usize) -> String {
+    pub(crate) async fn wait_for(&self, line: &str, n: usize) -> String {
         let has = |m: &String| m.lines().any(|l| l == line);
         wait_until(&format!("{line} #{n}"), Duration::from_secs(60), || {
             self.messages().iter().filter(|(_, m)| has(m)).count() >= n
@@ -127,13 +127,13 @@ impl Drop for NotifySocket {
 }
 
 /// `staging-refresh daemon` as systemd runs it; killed if the test ends without stopping it.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Option<Child>,
     log: PathBuf,
 }
 
 impl Daemon {
-    fn start(env: &Env, notify: &NotifySocket, watchdog_usec: Option<u64>) -> Daemon {
+    pub(crate) fn start(env: &Env, notify: &NotifySocket, watchdog_usec: Option<u64>) -> Daemon {
         let log = test_dir("daemon-log").join("daemon.log");
         let mut cmd = env.command(&["daemon"]);
         cmd.env("NOTIFY_SOCKET", &notify.path)
@@ -157,16 +157,16 @@ impl Daemon {
         self.child.as_ref().unwrap().id() as i32
     }
 
-    fn signal(&self, signal: i32) {
+    pub(crate) fn signal(&self, signal: i32) {
         unsafe { libc::kill(self.pid(), signal) };
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// SIGTERM, then the exit code (within `timeout`).
-    async fn stop(&mut self, timeout: Duration) -> i32 {
+    pub(crate) async fn stop(&mut self, timeout: Duration) -> i32 {
         self.signal(libc::SIGTERM);
         let mut child = self.child.take().unwrap();
         let deadline = Instant::now() + timeout;

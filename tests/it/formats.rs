@@ -363,7 +363,10 @@ async fn a_cluster_dump_is_listed_and_refused_saying_what_to_configure() {
 #[tokio::test]
 async fn snapshots_shows_compression_encryption_and_checksum_and_check_opens_the_newest() {
     let body = gpg::encrypt_with_passphrase(
-        &compress("xz", b"-- PostgreSQL database dump\n"),
+        &compress(
+            "xz",
+            b"-- PostgreSQL database dump\n-- PostgreSQL database dump complete\n",
+        ),
         PASSPHRASE,
     );
     let mut env = env_with(".sql.xz.gpg", body, "sha1sum").await;

@@ -6,12 +6,14 @@
 
 mod common;
 
+mod advice;
 mod applications;
 mod catalog;
 mod containment;
 mod daemon;
 mod database_tls;
 mod detect;
+mod drift;
 mod faults;
 mod fitting;
 mod formats;

@@ -51,7 +51,7 @@ fn every_alert_has_a_summary_a_description_a_runbook_and_a_unit_test() {
         .skip(1)
         .map(|a| a.lines().next().unwrap().trim())
         .collect();
-    assert_eq!(alerts.len(), 8, "{alerts:?}");
+    assert_eq!(alerts.len(), 9, "{alerts:?}");
     for (alert, body) in alerts.iter().zip(rules.split("- alert: ").skip(1)) {
         for key in ["summary:", "description:", "runbook:"] {
             assert!(body.contains(key), "{alert} has no {key}");

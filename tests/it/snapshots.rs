@@ -147,6 +147,9 @@ async fn pattern_and_max_age_choose_what_counts() {
     let stale = dump_name("app", "db", now - Duration::hours(30));
     let manual = dump_name("app", "manual", now - Duration::hours(1));
     put_all(&env.bucket, vec![stale.clone(), manual.clone()]).await;
+    // `check` reads the newest snapshot's table definitions: this one has some (none).
+    let empty_dump = common::fixtures::zstd(b"-- PostgreSQL database dump complete\n");
+    s3().put(&env.bucket, &stale, empty_dump).await;
 
     let pattern = env.config_text().replace(
         "prefix = \"\"",
@@ -269,6 +272,19 @@ async fn a_bad_config_exits_2_naming_the_key() {
         let out = run(&write_config(&text), &["snapshots"]).await;
         assert_eq!(out.code, 2, "{key}: {out:?}");
         assert!(out.stderr.contains(key), "{key}: {out:?}");
+    }
+    // Three errors at once, in `run` and `check` alike: each named, the duration's key once.
+    let three = base
+        .replace("prefix = \"\"", "prefix = \"\"\nmax_age = \"soon\"")
+        .replace("[database]", "[database]\nbogus = 1")
+        + "\n[schedule]\ncron = \"every night\"\n";
+    for command in ["run", "check"] {
+        let out = run(&write_config(&three), &[command]).await;
+        assert_eq!(out.code, 2, "{command}: {out:?}");
+        assert!(out.stderr.contains("3 config errors"), "{command}: {out:?}");
+        for key in ["snapshot.max_age", "database.bogus", "schedule.cron"] {
+            assert_eq!(out.stderr.matches(key).count(), 1, "{key}: {out:?}");
+        }
     }
     let missing = run(std::path::Path::new("/nonexistent/config.toml"), &["check"]).await;
     assert_eq!(missing.code, 2, "{missing:?}");

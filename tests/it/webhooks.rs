@@ -146,6 +146,43 @@ async fn each_kind_gets_a_well_formed_message_for_ok_warning_and_failed_runs() {
     );
 }
 
+/// A chat-only `[notify]` (no email) is a valid config: `check` says so, and a run posts.
+#[tokio::test]
+async fn a_chat_only_notify_runs_and_posts() {
+    let sink = Sink::start(Answer::Ok).await;
+    let mut env = Env::new(prod_dump()).await;
+    env.sections.push_str(&format!(
+        "\n[notify]\n[[notify.webhook]]\nurl = \"{}/json\"\nkind = \"json\"\n",
+        sink.url
+    ));
+    let check = env.run(&["--json", "check"]).await;
+    let notify = check
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "notify")
+        .cloned();
+    let notify = notify.unwrap_or_else(|| panic!("{check:?}"));
+    assert_eq!(
+        notify["detail"],
+        "notify.webhook[0] (json) on ok, ok with warnings, failed"
+    );
+    let out = env.refresh().await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let told = sink.at("/json");
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0]["severity"], "ok");
+    let metrics = metrics(&env);
+    for series in [
+        r#"staging_refresh_notifications_total{channel="json",result="sent"} 1"#,
+        r#"staging_refresh_notifications_total{channel="email",result="sent"} 0"#,
+        r#"staging_refresh_notifications_total{channel="email",result="failed"} 0"#,
+    ] {
+        assert!(metrics.contains(series), "{series} in {metrics}");
+    }
+}
+
 #[tokio::test]
 async fn a_webhook_only_for_failures_stays_silent_after_a_good_run() {
     let sink = Sink::start(Answer::Ok).await;

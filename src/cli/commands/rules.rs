@@ -10,7 +10,7 @@ use crate::logging::one_line;
 use crate::refresh::plan;
 use crate::report::SnapshotReport;
 use crate::snapshot::Selection;
-use crate::survey::{Classified, Columns, VALUE_PREFIX};
+use crate::survey::{Columns, VALUE_PREFIX};
 
 /// The `rules --json` document.
 #[derive(Serialize)]
@@ -108,48 +108,11 @@ fn rules_toml(snapshot: &SnapshotReport, columns: &Columns) -> String {
         out.push_str(&format!("# A run would fail: {}\n", one_line(problem)));
     }
     for c in columns.unclassified() {
-        out.push_str(&column_toml(c));
+        out.push('\n');
+        out.push_str(
+            &c.rule_toml()
+                .expect("an unclassified column has a suggestion"),
+        );
     }
     out
-}
-
-fn column_toml(c: &Classified) -> String {
-    let (Some(suggestion), Some(evidence)) = (&c.suggestion, &c.evidence) else {
-        unreachable!("an unclassified column has a suggestion")
-    };
-    let mut out = format!(
-        "\n# {} ({}): {}\n# evidence: {}\n[[anonymize.column]]\ntable = {}\ncolumn = {}\nmask = {}\n",
-        one_line(&c.name()),
-        one_line(&c.ty),
-        suggestion.why,
-        evidence.describe(),
-        toml_string(&c.table),
-        toml_string(&c.column),
-        toml_string(suggestion.mask),
-    );
-    if let Some(value) = &suggestion.value {
-        out.push_str(&format!("value = {}\n", toml_string(value)));
-    }
-    if !suggestion.paths.is_empty() {
-        let paths: Vec<String> = suggestion
-            .paths
-            .iter()
-            .map(|(path, mask)| format!("{} = {}", toml_string(path), toml_string(mask)))
-            .collect();
-        out.push_str(&format!("paths = {{ {} }}\n", paths.join(", ")));
-    }
-    out
-}
-
-/// A TOML basic string: JSON's escapes are TOML's, except that TOML also wants DEL escaped;
-/// C1 controls are escaped too, which a terminal could take for an escape sequence.
-fn toml_string(text: &str) -> String {
-    serde_json::to_string(text)
-        .expect("a string serializes")
-        .chars()
-        .map(|c| match c {
-            '\u{7f}'..='\u{9f}' => format!("\\u{:04X}", c as u32),
-            c => c.to_string(),
-        })
-        .collect()
 }

@@ -5,6 +5,7 @@ use indicatif::HumanBytes;
 use crate::cli::print_json;
 use crate::config::Config;
 use crate::error::Exit;
+use crate::logging::one_line;
 use crate::notify;
 use crate::status::{self, Status};
 
@@ -109,5 +110,32 @@ fn print_text(config: &Config, status: &Status) {
     }
     if let Some(recovered) = &status.recovered {
         say!("{}", recovered.summary());
+    }
+    match &status.drift {
+        Some(drift) if drift.is_clean() => println!(
+            "newest snapshot: every column of {} is classified (checked {})",
+            drift.snapshot,
+            drift.checked_at.format("%Y-%m-%d %H:%M UTC")
+        ),
+        Some(drift) => {
+            println!(
+                "newest snapshot: {} has {} UNCLASSIFIED column(s) (checked {}); the next \
+                 refresh needs rules for them (`staging-refresh rules --snapshot {} --toml`):",
+                drift.snapshot,
+                drift.unclassified.len(),
+                drift.checked_at.format("%Y-%m-%d %H:%M UTC"),
+                drift.snapshot
+            );
+            for table in drift.by_table() {
+                println!("  {}", one_line(&table));
+            }
+            if !drift.rules_for_nothing.is_empty() {
+                println!(
+                    "  rules naming what it does not have: {}",
+                    one_line(&drift.rules_for_nothing.join(", "))
+                );
+            }
+        }
+        None => {}
     }
 }

@@ -4,6 +4,7 @@
 //! HTML, and the chat webhooks. The outline is built from the report and what the caller says
 //! of the staging host ([`Staging`]); the renderers live with what sends them (`notify`).
 
+mod advice;
 mod figures;
 
 use std::time::Duration;
@@ -280,6 +281,10 @@ fn next_steps(report: &RunReport) -> Vec<Line> {
         Some(s) => format!("staging-refresh run --snapshot {}", s.name),
         None => "staging-refresh run".into(),
     };
+    if let Some(cause) = &report.cause {
+        let snapshot = report.snapshot.as_ref().map(|s| s.name.as_str());
+        return advice::advice(cause, snapshot, &retry);
+    }
     let mut lines = Vec::new();
     match report.outcome {
         _ if report.kind == RunKind::Rollback => {
