@@ -11,7 +11,6 @@ use common::fixtures::{md5_hex, zstd};
 use common::sink::{Answer, Sink};
 use common::staging::prod_dump;
 use common::{smtp, unique};
-use staging_refresh::lock::RunLock;
 
 /// The "What to do" section of the last run, as `status` prints it.
 async fn what_to_do(env: &Env) -> String {
@@ -122,20 +121,4 @@ async fn an_extension_the_restore_role_may_not_create_says_how_to_make_it_possib
             && advice.contains("is not installed on the staging server"),
         "{advice}"
     );
-}
-
-#[tokio::test]
-async fn a_held_lock_says_who_holds_it_and_how_to_follow_it() {
-    let env = Env::new(prod_dump()).await;
-    let lock = RunLock::acquire(&env.state_dir().join("refresh.lock"), "run-held-by-test").unwrap();
-    let out = env.refresh().await;
-    assert_eq!(out.code, 4, "{out:?}");
-    assert!(
-        out.stderr.contains("run-held-by-test")
-            && out
-                .stderr
-                .contains("`staging-refresh status` shows what it is doing"),
-        "{out:?}"
-    );
-    drop(lock);
 }

@@ -472,11 +472,13 @@ async fn the_scan_reads_every_row_and_the_schemas_literals_in_bounded_memory() {
         !out.stdout.contains("mailbox-example") && !out.stderr.contains("mailbox-example"),
         "a value was reported: {out:?}"
     );
-    // A run without the large values peaks near 40 MiB. Reading one of them whole takes
-    // 21 MiB for the row and as much again for its string; the scan holds a row of first
-    // windows (1 MiB each) and one window at a time.
+    // A run without the large values peaks near 40 MiB alone, and at 73 MiB measured while
+    // the whole suite loads the server (the stream's queues, the stream scan's row, fill up
+    // then). Reading one of the values whole would take 21 MiB for the row and as much again
+    // for its string on top; the scan holds a row of first windows (1 MiB each) and one
+    // window at a time.
     let peak = std::fs::read_to_string(&peak).unwrap();
     // time writes "Command exited with non-zero status 1" first.
     let kib: u64 = peak.lines().last().unwrap().parse().unwrap();
-    assert!(kib < 70 * 1024, "peak RSS {kib} KiB");
+    assert!(kib < 80 * 1024, "peak RSS {kib} KiB");
 }

@@ -478,14 +478,17 @@ async fn a_target_that_is_the_snapshot_source_is_refused_with_exit_3() {
 }
 
 #[tokio::test]
-async fn a_second_run_exits_4_naming_the_holder() {
+async fn a_second_run_exits_4_naming_the_holder_and_how_to_follow_it() {
     let env = Env::new(prod_dump()).await;
     let lock = RunLock::acquire(&env.state_dir().join("refresh.lock"), "run-held-by-test").unwrap();
     let out = env.refresh().await;
     assert_eq!(out.code, 4, "{out:?}");
     assert!(
         out.stderr.contains("run-held-by-test")
-            && out.stderr.contains(&std::process::id().to_string()),
+            && out.stderr.contains(&std::process::id().to_string())
+            && out
+                .stderr
+                .contains("`staging-refresh status` shows what it is doing"),
         "{out:?}"
     );
     drop(lock);
