@@ -106,17 +106,9 @@ fn line_of(dump: &[u8], text: &str) -> usize {
 
 /// `pg_dump <args>` of `db` without owners, comments, blank lines and `\restrict` keys.
 fn pg_dump(pg: &Postgres, db: &str, args: &[&str]) -> Vec<String> {
-    let out = std::process::Command::new(Postgres::bin("pg_dump"))
-        .args(["--no-owner", "-d", &pg.url(db)])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
+    let mut args = args.to_vec();
+    args.push("--no-owner");
+    String::from_utf8(common::fixtures::pg_dump(pg, db, &args))
         .unwrap()
         .lines()
         .filter(|l| !l.is_empty() && !l.starts_with("--") && !l.starts_with("\\"))

@@ -94,6 +94,21 @@ async fn env_with(dump: &[u8], source: &str) -> Env {
     env
 }
 
+/// `rules --json`'s unclassified columns, by (table without quotes, column).
+fn unclassified(doc: &Value) -> BTreeMap<(String, String), Value> {
+    doc["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["mask"].is_null())
+        .map(|c| {
+            let table = c["table"].as_str().unwrap().replace('"', "");
+            let column = c["column"].as_str().unwrap().to_owned();
+            ((table, column), c.clone())
+        })
+        .collect()
+}
+
 /// Whether `suggestion` masks what `label` says the column holds: a mask that rewrites the
 /// whole value (or each letter and digit of it) where a value is all personal, and for json
 /// the labelled paths (or a prefix of them).
@@ -156,18 +171,7 @@ async fn rules_finds_the_personal_columns_of_real_applications_schemas() {
     let env = env_with(&dump, &source).await;
     let out = env.run(&["--json", "rules"]).await;
     assert_eq!(out.code, 1, "{out:?}");
-    let doc = out.json();
-    let listed: BTreeMap<(String, String), Value> = doc["columns"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["mask"].is_null())
-        .map(|c| {
-            let table = c["table"].as_str().unwrap().replace('"', "");
-            let column = c["column"].as_str().unwrap().to_owned();
-            ((table, column), c.clone())
-        })
-        .collect();
+    let listed = unclassified(&out.json());
     let labels = labels();
     let mut scores: BTreeMap<&str, Score> = BTreeMap::new();
     let mut misses = Vec::new();
@@ -286,17 +290,9 @@ async fn pasted_suggestions_make_the_next_run_pass_and_mask_every_personal_value
     let (source, dump) = production();
     let mut env = env_with(&dump, &source).await;
     let json = env.run(&["--json", "rules"]).await;
-    let suggested: BTreeMap<(String, String), String> = json.json()["columns"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["mask"].is_null())
-        .map(|c| {
-            let table = c["table"].as_str().unwrap().replace('"', "");
-            let column = c["column"].as_str().unwrap().to_owned();
-            let mask = c["suggestion"]["mask"].as_str().unwrap().to_owned();
-            ((table, column), mask)
-        })
+    let suggested: BTreeMap<(String, String), String> = unclassified(&json.json())
+        .into_iter()
+        .map(|(key, c)| (key, c["suggestion"]["mask"].as_str().unwrap().to_owned()))
         .collect();
     let toml = env.run(&["rules", "--toml"]).await;
     assert_eq!(toml.code, 1, "{toml:?}");

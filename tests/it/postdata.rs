@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::env::{Env, inject};
 use common::fixtures::{dump_sql, seed_prod_with};
 use common::staging::PROD_USERS;
-use common::{Postgres, postgres, prod_postgres};
+use common::{postgres, prod_postgres};
 
 /// The production database with the post-data fixture, dumped once per process.
 fn dump() -> &'static [u8] {
@@ -46,21 +46,16 @@ async fn env(dump: &[u8], jobs: usize) -> Env {
 
 /// `pg_dump --schema-only` of staging, without the random `\restrict` key lines.
 fn schema(env: &Env) -> String {
-    let out = std::process::Command::new(Postgres::bin("pg_dump"))
-        .args(["--schema-only", "-d", &env.pg.url(&env.db)])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    String::from_utf8(common::fixtures::pg_dump(
+        env.pg,
+        &env.db,
+        &["--schema-only"],
+    ))
+    .unwrap()
+    .lines()
+    .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+    .collect::<Vec<_>>()
+    .join("\n")
 }
 
 /// The 1-based line of `text` in `dump`.

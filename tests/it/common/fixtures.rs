@@ -137,8 +137,14 @@ pub fn psql_as_owner(pg: &Postgres, db: &str, args: &[&str]) {
 
 /// `pg_dump` of `db` as plain SQL, as db-backup takes it.
 pub fn dump_sql(pg: &Postgres, db: &str) -> Vec<u8> {
+    pg_dump(pg, db, &[])
+}
+
+/// `pg_dump <args>` of `db`, plain SQL; it must succeed.
+pub fn pg_dump(pg: &Postgres, db: &str, args: &[&str]) -> Vec<u8> {
     let out = Command::new(Postgres::bin("pg_dump"))
         .args(["-d", &pg.url(db)])
+        .args(args)
         .stdin(Stdio::null())
         .output()
         .expect("run pg_dump");
