@@ -1,8 +1,8 @@
 //! The mask to suggest for an unclassified column, in three steps: what the column holds
 //! ([`holds`]: its name and its values' [`Evidence`]), the masks for that kind in order of
-//! preference ([`masks_for`]), and the first of them the column takes ([`fits`]; distinct
-//! values for distinct ones where a unique index says so), a NULL or a constant of its type
-//! last.
+//! preference ([`masks_for`]), and the first of them the column takes (the run's own
+//! [`fit`]; distinct values for distinct ones where a unique index says so), a NULL or a
+//! constant of its type last.
 
 use std::collections::BTreeMap;
 
@@ -138,12 +138,6 @@ fn path_mask(kind: &str) -> Mask {
     }
 }
 
-/// Whether `column` takes what `mask` writes, as a run's gate decides it ([`fit`]: its type,
-/// its length limits from the type and CHECKs, NOT NULL).
-pub(super) fn fits(mask: &Mask, column: &ColumnShape, cfg: &AnonymizeConfig) -> bool {
-    fit(mask, column, &cfg.email_domain).is_ok()
-}
-
 /// A constant of the column's type that holds nothing: for a `redact` mask when no other
 /// mask fits.
 fn placeholder(column: &ColumnShape) -> &'static str {
@@ -206,7 +200,7 @@ pub(super) fn suggest(
     }
     let mask = masks
         .into_iter()
-        .find(|m| fits(m, column, cfg) && (distinct(m) || !unique))
+        .find(|m| fit(m, column, &cfg.email_domain).is_ok() && (distinct(m) || !unique))
         .unwrap_or_else(|| Mask::Redact(placeholder(column).into()));
     Suggestion {
         mask: (&mask).into(),
